@@ -1,0 +1,92 @@
+import type { FamilyName, Params } from '../../workloads/types.js';
+import type { TensorMap } from '../../workloads/safetensors.js';
+
+/** Engine ids: one per (framework, backend) pair, so results never mix backends. */
+export const ENGINE_IDS = ['onnxruntime', 'tfjs-node', 'tfjs-node-gpu', 'tfjs-wasm', 'tfjs-cpu'] as const;
+/** An engine id. */
+export type EngineId = (typeof ENGINE_IDS)[number];
+
+/** Devices a cell can ask for. */
+export const DEVICES = ['cpu', 'cuda'] as const;
+/** A device kind. */
+export type Device = (typeof DEVICES)[number];
+
+/** Effective settings an engine reports for a built model (threads, providers, levels...). */
+export type EngineSettings = Record<string, string | number | boolean>;
+
+/** What an engine needs to build one model instance inside a worker process. */
+export interface BuildRequest {
+  /** Workload family. */
+  family: FamilyName;
+  /** Resolved workload parameters. */
+  params: Params;
+  /** Batch size the model will be run with. */
+  batchSize: number;
+  /** Canonical weights (see workloads/ for names and layouts). */
+  weights: TensorMap;
+  /** Device to run on. */
+  device: Device;
+  /** Execution mode (engine-specific, e.g. ORT graph optimization level). */
+  mode: string;
+  /** Intra-op threads requested (the engine reports what it actually uses). */
+  threads: number;
+}
+
+/** A model ready to run: one call = one forward pass including readback to host memory. */
+export interface BuiltModel {
+  /** Effective settings read back from the framework where it can tell. */
+  settings: EngineSettings;
+  /** Runs one forward pass on canonical inputs (`images` NCHW F32 or `tokens` I32) and returns the logits, row-major [batch, classes]. */
+  run(inputs: TensorMap): Promise<Float32Array>;
+  /** Releases framework resources. */
+  dispose(): Promise<void>;
+}
+
+/** What an engine says about itself when probed inside a worker. */
+export interface ProbeResult {
+  /** Framework version, e.g. `1.30.0`. */
+  version: string;
+  /** Devices it can run on here. */
+  devices: Device[];
+  /** Extra facts (library origin, providers, backend flags). */
+  details: Record<string, string>;
+}
+
+/** Thrown by probe/build when an engine cannot run here; carries the fix. */
+export class EngineUnavailable extends Error {
+  override name = 'EngineUnavailable';
+  constructor(
+    /** Exact reason. */
+    message: string,
+    /** The command or step that fixes it. */
+    readonly fix: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Worker-side implementation of an engine (loaded only inside worker processes). */
+export interface EngineRuntime {
+  /** Checks the framework loads here and which devices it can use; throws EngineUnavailable. */
+  probe(): Promise<ProbeResult>;
+  /** Builds the model in the framework's native idiom from canonical weights. */
+  build(req: BuildRequest): Promise<BuiltModel>;
+}
+
+/** Orchestrator-side description of an engine (cheap: no framework is loaded). */
+export interface EngineDescriptor {
+  /** Engine id. */
+  id: EngineId;
+  /** Framework name for reports. */
+  framework: string;
+  /** Language of the worker that runs it. */
+  language: 'node' | 'python';
+  /** Devices it supports in principle. */
+  devices: Device[];
+  /** Execution modes; the first is the default. */
+  modes: string[];
+  /** One line for `fwbench list`. */
+  description: string;
+  /** Loads the worker-side runtime (dynamic import, so the orchestrator never loads frameworks). */
+  load(): Promise<EngineRuntime>;
+}

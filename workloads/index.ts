@@ -1,0 +1,96 @@
+import { cnn } from './cnn.js';
+import { rnn } from './rnn.js';
+import { transformer } from './transformer.js';
+import type { FamilyName, ParamDef, Params, ParamValue, WorkloadFamily } from './types.js';
+
+export * from './types.js';
+
+/** All workload families, by name. */
+export const FAMILIES: Record<FamilyName, WorkloadFamily> = { cnn, rnn, transformer };
+/** Family names in display order. */
+export const FAMILY_NAMES = Object.keys(FAMILIES) as FamilyName[];
+
+/** A user-facing input error: one line naming what was wrong and what is allowed. */
+export class InputError extends Error {
+  override name = 'InputError';
+}
+
+/** Looks a family up by name, or throws an InputError listing the valid names. */
+export function getFamily(name: string): WorkloadFamily {
+  const f = (FAMILIES as Record<string, WorkloadFamily>)[name];
+  if (!f) throw new InputError(`unknown workload '${name}'; valid workloads: ${FAMILY_NAMES.join(', ')}`);
+  return f;
+}
+
+/**
+ * Splits `--set` text into key/value pairs. Items are comma-separated; an item without `=`
+ * continues the previous value, so list parameters read naturally: `depths=3,4,6,3,image=96`.
+ */
+export function parseSetText(text: string): Array<[string, string]> {
+  const pairs: Array<[string, string]> = [];
+  for (const raw of text.split(',').map((s) => s.trim()).filter((s) => s !== '')) {
+    const eq = raw.indexOf('=');
+    if (eq > 0) pairs.push([raw.slice(0, eq).trim(), raw.slice(eq + 1).trim()]);
+    else if (eq === -1 && pairs.length > 0) pairs[pairs.length - 1]![1] += `,${raw}`;
+    else throw new InputError(`--set item '${raw}' is not key=value`);
+  }
+  return pairs;
+}
+
+function parseValue(def: ParamDef, family: string, text: string): ParamValue {
+  const where = `--set ${def.name}=${text} (${family})`;
+  const parseInt_ = (s: string): number => {
+    if (!/^-?\d+$/.test(s)) throw new InputError(`${where}: '${s}' is not an integer; ${def.name} is ${def.doc}`);
+    const v = Number(s);
+    if (def.min !== undefined && v < def.min) throw new InputError(`${where}: must be >= ${def.min}; ${def.name} is ${def.doc}`);
+    return v;
+  };
+  switch (def.kind) {
+    case 'int':
+      return parseInt_(text);
+    case 'float': {
+      const v = Number(text);
+      if (!Number.isFinite(v) || v <= 0) throw new InputError(`${where}: must be a positive number`);
+      return v;
+    }
+    case 'enum':
+      if (!def.choices?.includes(text)) throw new InputError(`${where}: allowed values are ${def.choices?.join(', ')}`);
+      return text;
+    case 'int-list':
+      return text.split(/[,:x]/).map(parseInt_);
+  }
+}
+
+/** Parameters of a family at a preset, with `--set` overrides applied and validated. */
+export function resolveParams(family: WorkloadFamily, preset: string, sets: Array<[string, string]> = []): Params {
+  const base = family.presets[preset];
+  if (!base) {
+    throw new InputError(`unknown preset '${preset}' for workload '${family.name}'; valid presets: ${Object.keys(family.presets).join(', ')}`);
+  }
+  const params: Params = { ...base };
+  for (const [key, value] of sets) {
+    const def = family.params.find((d) => d.name === key);
+    if (!def) {
+      throw new InputError(`unknown parameter '${key}' for workload '${family.name}'; valid parameters: ${family.params.map((d) => d.name).join(', ')}`);
+    }
+    params[key] = parseValue(def, family.name, value);
+  }
+  const problem = family.check(params);
+  if (problem) throw new InputError(`invalid parameters for workload '${family.name}': ${problem}`);
+  return params;
+}
+
+/**
+ * Which presets a list of families can share: a preset name given for several families must exist
+ * in each of them. Keys from `--set` that a family does not know are only an error if no family knows them.
+ */
+export function setsForFamily(family: WorkloadFamily, sets: Array<[string, string]>, allFamilies: WorkloadFamily[]): Array<[string, string]> {
+  const known = new Set(family.params.map((d) => d.name));
+  for (const [key] of sets) {
+    if (!allFamilies.some((f) => f.params.some((d) => d.name === key))) {
+      const valid = [...new Set(allFamilies.flatMap((f) => f.params.map((d) => d.name)))];
+      throw new InputError(`unknown parameter '${key}' for workloads ${allFamilies.map((f) => f.name).join(', ')}; valid parameters: ${valid.join(', ')}`);
+    }
+  }
+  return sets.filter(([key]) => known.has(key));
+}

@@ -1,0 +1,83 @@
+/** Framework-neutral description of a workload family: parameters, canonical weights, inputs, FLOPs. */
+
+/** Element types used in canonical tensor files (safetensors dtype names). */
+export type DType = 'F32' | 'I32';
+
+/** How a canonical weight tensor is filled from the seed. */
+export type Init =
+  | { kind: 'normal'; mean?: number; std: number }
+  | { kind: 'uniform'; low: number; high: number };
+
+/** One canonical weight tensor: its name, shape (canonical layout) and initialisation. */
+export interface WeightSpec {
+  /** Canonical name, e.g. `layer1.0.conv1.weight`. */
+  name: string;
+  /** Shape in the canonical layout (documented per family). */
+  shape: number[];
+  /** Deterministic initialisation rule. */
+  init: Init;
+}
+
+/** How an input tensor is filled, per sample, from the seed. */
+export type InputInit = { kind: 'normal'; std: number } | { kind: 'tokens'; vocab: number };
+
+/** One model input. The leading dimension is always the batch. */
+export interface InputSpec {
+  /** Input name shared by every engine (`images` or `tokens`). */
+  name: string;
+  /** Full shape including the batch dimension. */
+  shape: number[];
+  /** Element type. */
+  dtype: DType;
+  /** Fill rule. */
+  init: InputInit;
+}
+
+/** A parameter value: integers, enumerations, or integer lists (e.g. stage depths). */
+export type ParamValue = number | string | number[];
+/** Resolved parameters of one workload instance. */
+export type Params = Record<string, ParamValue>;
+
+/** Declares one parameter: its kind, its documentation and its allowed range. */
+export interface ParamDef {
+  /** Key used with `--set key=value`. */
+  name: string;
+  /** `int` (>= min), `float` (> 0), `enum` (one of choices) or `int-list` (each >= min). */
+  kind: 'int' | 'float' | 'enum' | 'int-list';
+  /** One-line meaning. */
+  doc: string;
+  /** Smallest allowed value for ints and list items. */
+  min?: number;
+  /** Allowed values for enums. */
+  choices?: string[];
+}
+
+/** A family of models (cnn, rnn, transformer) with named presets. */
+export interface WorkloadFamily {
+  /** Family id used on the command line. */
+  name: FamilyName;
+  /** One line for `fwbench list`. */
+  description: string;
+  /** The overridable parameters. */
+  params: ParamDef[];
+  /** Named parameter sets; `tiny` exists for every family. */
+  presets: Record<string, Params>;
+  /** Cross-field checks (e.g. heads divides hidden); returns an error message or undefined. */
+  check(p: Params): string | undefined;
+  /** Canonical weights in a fixed order. */
+  weights(p: Params): WeightSpec[];
+  /** Inputs for a batch. */
+  inputs(p: Params, batch: number): InputSpec[];
+  /** Output (logits) shape for a batch. */
+  outputShape(p: Params, batch: number): number[];
+  /** Analytic FLOPs of one forward pass of ONE sample (2 per multiply-add; conv/matmul only). */
+  flopsPerSample(p: Params): number;
+}
+
+/** The workload families. */
+export type FamilyName = 'cnn' | 'rnn' | 'transformer';
+
+/** Typed accessors: parameters are validated before use, so these only narrow types. */
+export const int = (p: Params, k: string): number => p[k] as number;
+export const str = (p: Params, k: string): string => p[k] as string;
+export const ints = (p: Params, k: string): number[] => p[k] as number[];
