@@ -1,0 +1,106 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import type { Tensor as OrtTensor } from 'onnxruntime-node';
+import type { Tensor, TensorMap } from '../../workloads/safetensors.js';
+import type { FamilyName, Params } from '../../workloads/types.js';
+import { EngineUnavailable, type BuildRequest, type BuiltModel, type Device, type EngineDescriptor, type EngineRuntime, type ProbeResult } from './types.js';
+
+type Ort = typeof import('onnxruntime-node');
+type BuildModel = (family: FamilyName, params: Params, weights: TensorMap) => Uint8Array;
+
+/** ORT graph optimization levels, most optimized (the default) first. */
+const MODES = ['all', 'extended', 'basic', 'disabled'] as const;
+type Mode = (typeof MODES)[number];
+
+const CUDA_FIX =
+  'ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node (the environment variable overrides the skip in .npmrc; needs CUDA 12 + cuDNN 9 and access to the NuGet feed at api.nuget.org)';
+
+/**
+ * Why the CUDA execution provider cannot be used here, or undefined when its libraries are present.
+ * onnxruntime-node ships only the CPU provider on npm; its install script fetches the CUDA provider
+ * libraries (Linux x64 only) from NuGet next to the binding, unless installation is skipped.
+ */
+function cudaMissing(): string | undefined {
+  if (`${process.platform}/${process.arch}` !== 'linux/x64') {
+    return `onnxruntime-node has no CUDA execution provider for ${process.platform}/${process.arch} (Linux x64 only)`;
+  }
+  const pkg = createRequire(import.meta.url).resolve('onnxruntime-node/package.json');
+  const bin = join(dirname(pkg), 'bin', 'napi-v6', 'linux', 'x64');
+  const missing = ['libonnxruntime_providers_cuda.so', 'libonnxruntime_providers_shared.so'].filter((f) => !existsSync(join(bin, f)));
+  if (missing.length === 0) return undefined;
+  return `CUDA execution provider not installed (${missing.join(', ')} missing in ${bin}; the default install skips its download: .npmrc sets onnxruntime-node-install=skip)`;
+}
+
+function createRuntime(ort: Ort, buildModel: BuildModel): EngineRuntime {
+  const version = ort.env.versions.node ?? ort.env.versions.common;
+  return {
+    async probe(): Promise<ProbeResult> {
+      const cuda = cudaMissing();
+      const devices: Device[] = cuda ? ['cpu'] : ['cpu', 'cuda'];
+      const providers = ort.listSupportedBackends().map((b) => b.name).join(', ');
+      return { version, devices, details: { providers, ...(cuda ? { cuda, cudaFix: CUDA_FIX } : { cuda: 'CUDA execution provider libraries present' }) } };
+    },
+
+    async build(req: BuildRequest): Promise<BuiltModel> {
+      if (!(MODES as readonly string[]).includes(req.mode)) throw new Error(`onnxruntime: unknown mode '${req.mode}'; valid modes: ${MODES.join(', ')}`);
+      if (req.device === 'cuda') {
+        const cuda = cudaMissing();
+        if (cuda) throw new EngineUnavailable(cuda, CUDA_FIX);
+      }
+      const executionProviders = req.device === 'cuda' ? ['cuda'] : ['cpu'];
+      const options = {
+        graphOptimizationLevel: req.mode as Mode,
+        intraOpNumThreads: req.threads,
+        // One operator at a time: these graphs are chains, and inter-op threads would only compete
+        // with the intra-op pool for the same cores.
+        interOpNumThreads: 1,
+        executionMode: 'sequential' as const,
+        executionProviders,
+      };
+      const session = await ort.InferenceSession.create(buildModel(req.family, req.params, req.weights), options);
+      // The graph takes int64 token ids (as exported NLP models do); converting once per input
+      // tensor keeps the JS-side widening out of the timed forward passes.
+      const widened = new WeakMap<Tensor, BigInt64Array>();
+      const feed = (t: Tensor): OrtTensor => {
+        if (t.dtype === 'F32') return new ort.Tensor('float32', t.data as Float32Array, t.shape);
+        let ids = widened.get(t);
+        if (!ids) widened.set(t, (ids = BigInt64Array.from(t.data, (v) => BigInt(v))));
+        return new ort.Tensor('int64', ids, t.shape);
+      };
+      return {
+        settings: { ...options, executionProviders: executionProviders.join(','), ortVersion: version },
+        async run(inputs: TensorMap): Promise<Float32Array> {
+          const feeds: Record<string, OrtTensor> = {};
+          for (const name of session.inputNames) {
+            const t = inputs.get(name);
+            if (!t) throw new Error(`onnxruntime: input '${name}' missing`);
+            feeds[name] = feed(t);
+          }
+          const logits = (await session.run(feeds)).logits;
+          if (!logits) throw new Error('onnxruntime: the model returned no logits');
+          // Copy: the result may alias memory the session reuses on the next run.
+          return (logits.data as Float32Array).slice();
+        },
+        async dispose(): Promise<void> {
+          await session.release();
+        },
+      };
+    },
+  };
+}
+
+/** ONNX Runtime via onnxruntime-node, running graphs fwbench builds itself from canonical weights. */
+export const onnxruntime: EngineDescriptor = {
+  id: 'onnxruntime',
+  framework: 'ONNX Runtime',
+  language: 'node',
+  devices: ['cpu', 'cuda'],
+  modes: [...MODES],
+  description: 'ONNX Runtime (onnxruntime-node), CPU or CUDA execution provider; modes are graph optimization levels',
+  async load(): Promise<EngineRuntime> {
+    // Dynamic imports: the orchestrator imports this descriptor but must never load the runtime.
+    const [ort, { buildOnnxModel }] = await Promise.all([import('onnxruntime-node'), import('./onnx/index.js')]);
+    return createRuntime(ort, buildOnnxModel);
+  },
+};

@@ -1,0 +1,182 @@
+import type * as TF from '@tensorflow/tfjs';
+import type { TensorMap } from '../../../workloads/safetensors.js';
+import type { FamilyName, Params } from '../../../workloads/types.js';
+import { EngineUnavailable, type BuiltModel, type Device, type EngineDescriptor, type EngineId, type EngineRuntime, type EngineSettings } from '../types.js';
+import type { KerasMapping } from './keras-layout.js';
+
+/**
+ * TensorFlow.js engines: one runtime factory, four backends. Nothing here imports TensorFlow.js
+ * at module load (the orchestrator imports this file); frameworks load inside `load()`.
+ */
+
+/** A TF.js model built from canonical weights: `predict` runs under the caller's tf.tidy. */
+export interface TfjsModel {
+  /** One forward pass on canonical inputs; returns logits [batch, classes]. */
+  predict(inputs: TensorMap): TF.Tensor;
+  /** Frees the model's weights. */
+  dispose(): void;
+}
+
+type Tf = typeof TF;
+type Backend = 'tensorflow' | 'wasm' | 'cpu';
+type NativePackage = '@tensorflow/tfjs-node' | '@tensorflow/tfjs-node-gpu';
+
+interface BackendSpec {
+  id: EngineId;
+  backend: Backend;
+  device: Device;
+  /** The npm package that registers the backend, for the native ones. */
+  nativePackage?: NativePackage;
+}
+
+/** A backend registered in this process, with what it reports about itself. */
+interface Loaded {
+  tf: Tf;
+  version: string;
+  /** Effective intra-op threads, or why there is no number. */
+  threads: number | string;
+  details: Record<string, string>;
+}
+
+const firstLine = (s: string): string => s.split('\n', 1)[0] ?? s;
+
+function notInstalled(pkg: NativePackage): EngineUnavailable {
+  const gpu = pkg === '@tensorflow/tfjs-node-gpu' ? '; it also needs CUDA 11.2 + cuDNN 8.1 and an NVIDIA GPU' : '';
+  return new EngineUnavailable(
+    `${pkg} is not installed: its install script downloads libtensorflow from storage.googleapis.com, which failed, so npm dropped this optional dependency`,
+    `npm install ${pkg}@4.22.0 on a machine that can reach storage.googleapis.com (or set TFJS_NODE_CDN_STORAGE to a mirror)${gpu}`,
+  );
+}
+
+/** Imports a native tfjs package (which registers the 'tensorflow' backend), classifying failures. */
+async function importNative(pkg: NativePackage): Promise<Record<string, unknown>> {
+  try {
+    // A non-literal specifier: the package is optional, so the type checker must not require it.
+    const specifier: string = pkg;
+    return (await import(specifier)) as Record<string, unknown>;
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    if (err.code === 'ERR_MODULE_NOT_FOUND' && err.message.includes(`'${pkg}'`)) throw notInstalled(pkg);
+    const needs = pkg === '@tensorflow/tfjs-node-gpu' ? ' with CUDA 11.2 + cuDNN 8.1 on the library path' : '';
+    throw new EngineUnavailable(
+      `${pkg} is installed but its native addon failed to load: ${firstLine(String(err.message ?? err))}`,
+      `npm rebuild ${pkg} (its install script fetches libtensorflow)${needs}`,
+    );
+  }
+}
+
+/** Registers and initialises the backend once per process; later calls only re-select it. */
+async function loadBackend(spec: BackendSpec, threads: number | undefined): Promise<Loaded> {
+  const tf = await import('@tensorflow/tfjs');
+  const details: Record<string, string> = {};
+  let version = tf.version.tfjs;
+  let effective: number | string;
+  if (spec.backend === 'wasm') {
+    const wasm = await import('@tensorflow/tfjs-backend-wasm');
+    // The pool size is read when the backend initialises; Node has no wasm threads, so the
+    // effective count read back below is 1 whatever is asked.
+    if (threads !== undefined) wasm.setThreadsCount(threads);
+    await select(tf, 'wasm');
+    effective = wasm.getThreadsCount();
+    details.simd = String(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'));
+    details.multithread = String(await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT'));
+  } else if (spec.backend === 'cpu') {
+    await select(tf, 'cpu');
+    // The cpu backend runs plain JavaScript kernels on the calling thread.
+    effective = 1;
+  } else {
+    const pkg = spec.nativePackage!;
+    const native = await importNative(pkg);
+    await select(tf, 'tensorflow');
+    const versions = native.version as Record<string, string> | undefined;
+    version = versions?.['tfjs-node'] ?? version;
+    details.package = pkg;
+    const binding = (tf.backend() as unknown as { binding?: { TF_Version?: string } }).binding;
+    if (binding?.TF_Version) details.libtensorflow = binding.TF_Version;
+    // TensorFlow sizes its pools from the environment the orchestrator set before the process started.
+    effective = process.env.TF_NUM_INTRAOP_THREADS ? Number(process.env.TF_NUM_INTRAOP_THREADS) : 'TensorFlow default (TF_NUM_INTRAOP_THREADS unset)';
+  }
+  return { tf, version, threads: effective, details: { backend: spec.backend, threads: String(effective), ...details } };
+}
+
+/** Makes `name` the active backend, failing loudly when it cannot initialise. */
+async function select(tf: Tf, name: Backend): Promise<void> {
+  if (tf.getBackend() === name) return;
+  if (!(await tf.setBackend(name))) throw new Error(`TensorFlow.js backend '${name}' failed to initialise`);
+}
+
+/** Any load failure becomes EngineUnavailable; the package-specific ones already are. */
+async function ready(spec: BackendSpec, threads: number | undefined): Promise<Loaded> {
+  try {
+    return await loadBackend(spec, threads);
+  } catch (e) {
+    if (e instanceof EngineUnavailable) throw e;
+    throw new EngineUnavailable(`${spec.id}: ${e instanceof Error ? e.message : String(e)}`, 'reinstall the dependencies (npm ci) and check the message');
+  }
+}
+
+/** The family builders, loaded with TensorFlow.js only when a model is built. */
+async function builder(family: FamilyName): Promise<(w: TensorMap, p: Params, m?: KerasMapping) => TfjsModel> {
+  switch (family) {
+    case 'cnn':
+      return (await import('./cnn.js')).buildCnn;
+    case 'rnn':
+      return (await import('./rnn.js')).buildRnn;
+    case 'transformer':
+      return (await import('./transformer.js')).buildTransformer;
+  }
+}
+
+/** The worker-side runtime of one TF.js backend. */
+function createRuntime(spec: BackendSpec): EngineRuntime {
+  return {
+    async probe() {
+      const loaded = await ready(spec, undefined);
+      return { version: loaded.version, devices: [spec.device], details: { tfjs: loaded.tf.version.tfjs, ...loaded.details } };
+    },
+    async build(req) {
+      if (req.device !== spec.device) throw new EngineUnavailable(`${spec.id} runs on ${spec.device} only, not ${req.device}`, `use device ${spec.device} for ${spec.id}`);
+      if (req.mode !== 'eager') throw new Error(`${spec.id} has only mode 'eager' (got '${req.mode}')`);
+      const { tf, threads, details } = await ready(spec, req.threads);
+      const model = (await builder(req.family))(req.weights, req.params);
+      const settings: EngineSettings = { ...details, backend: spec.backend, tfjsVersion: tf.version.tfjs, threads, requestedThreads: req.threads };
+      return {
+        settings,
+        async run(inputs) {
+          // Tests build several backends in one process; a worker only ever uses one, so this is a no-op there.
+          if (tf.getBackend() !== spec.backend) await select(tf, spec.backend);
+          const out = tf.tidy(() => model.predict(inputs));
+          try {
+            // Readback to host memory is part of the timed work.
+            const data = await out.data();
+            return data instanceof Float32Array ? data : Float32Array.from(data);
+          } finally {
+            out.dispose();
+          }
+        },
+        async dispose() {
+          model.dispose();
+        },
+      } satisfies BuiltModel;
+    },
+  };
+}
+
+function descriptor(spec: BackendSpec, description: string): EngineDescriptor {
+  return { id: spec.id, framework: 'TensorFlow.js', language: 'node', devices: [spec.device], modes: ['eager'], description, load: async () => createRuntime(spec) };
+}
+
+/** TF.js on native libtensorflow (CPU), via @tensorflow/tfjs-node. */
+export const tfjsNode = descriptor(
+  { id: 'tfjs-node', backend: 'tensorflow', device: 'cpu', nativePackage: '@tensorflow/tfjs-node' },
+  'TensorFlow.js on native libtensorflow (CPU) via @tensorflow/tfjs-node; tf.layers / tf ops, eager',
+);
+/** TF.js on native libtensorflow with CUDA, via @tensorflow/tfjs-node-gpu. */
+export const tfjsNodeGpu = descriptor(
+  { id: 'tfjs-node-gpu', backend: 'tensorflow', device: 'cuda', nativePackage: '@tensorflow/tfjs-node-gpu' },
+  'TensorFlow.js on native libtensorflow with CUDA via @tensorflow/tfjs-node-gpu; tf.layers / tf ops, eager',
+);
+/** TF.js WebAssembly backend (XNNPACK kernels). */
+export const tfjsWasm = descriptor({ id: 'tfjs-wasm', backend: 'wasm', device: 'cpu' }, 'TensorFlow.js WebAssembly backend (XNNPACK; single-threaded under Node); tf.layers / tf ops, eager');
+/** TF.js pure-JavaScript CPU backend. */
+export const tfjsCpu = descriptor({ id: 'tfjs-cpu', backend: 'cpu', device: 'cpu' }, 'TensorFlow.js pure-JavaScript CPU backend (one thread); tf.layers / tf ops, eager');

@@ -1,0 +1,48 @@
+import * as tf from '@tensorflow/tfjs';
+import type { TensorMap } from '../../../workloads/safetensors.js';
+import { int, type Params } from '../../../workloads/types.js';
+import { loadKerasWeights } from './cnn.js';
+import type { TfjsModel } from './index.js';
+import { KERAS_MAPPING, kerasName, rnnKerasWeights, type KerasMapping } from './keras-layout.js';
+
+/**
+ * LSTM classifier as a TF.js user writes it: tf.layers Embedding -> stacked LSTM -> Dense on the
+ * last hidden state, weights loaded through `setWeights` in Keras layout and gate order.
+ */
+
+/** Builds the LSTM classifier for `params` from canonical weights; `mapping` is injectable for tests. */
+export function buildRnn(weights: TensorMap, params: Params, mapping: KerasMapping = KERAS_MAPPING): TfjsModel {
+  const layers = int(params, 'layers');
+  const input = tf.input({ shape: [int(params, 'seq')], dtype: 'int32', name: 'tokens' });
+  // Every weight is overwritten by setWeights; zero initialisers matter for big models because
+  // tfjs' default orthogonal recurrent initialiser runs a slow QR in JavaScript.
+  let x = tf.layers.embedding({ inputDim: int(params, 'vocab'), outputDim: int(params, 'embed'), embeddingsInitializer: 'zeros', name: 'embedding' }).apply(input) as tf.SymbolicTensor;
+  for (let l = 0; l < layers; l++) {
+    x = tf.layers
+      .lstm({
+        units: int(params, 'hidden'),
+        activation: 'tanh',
+        // tfjs defaults to hardSigmoid; the canonical LSTM uses the exact logistic sigmoid.
+        recurrentActivation: 'sigmoid',
+        unitForgetBias: false,
+        returnSequences: l < layers - 1,
+        kernelInitializer: 'zeros',
+        recurrentInitializer: 'zeros',
+        biasInitializer: 'zeros',
+        name: kerasName(`lstm.${l}`),
+      })
+      .apply(x) as tf.SymbolicTensor;
+  }
+  const logits = tf.layers.dense({ units: int(params, 'classes'), kernelInitializer: 'zeros', biasInitializer: 'zeros', name: 'fc' }).apply(x) as tf.SymbolicTensor;
+  const model = tf.model({ inputs: input, outputs: logits, name: 'lstm_classifier' });
+  loadKerasWeights(model, rnnKerasWeights(weights, params, mapping));
+  return {
+    predict(inputs) {
+      const tokens = inputs.get('tokens');
+      if (!tokens) throw new Error("rnn expects a 'tokens' input");
+      const x = tf.tensor2d(tokens.data, tokens.shape as [number, number], 'int32');
+      return model.predict(x, { batchSize: tokens.shape[0]! }) as tf.Tensor;
+    },
+    dispose: () => model.dispose(),
+  };
+}

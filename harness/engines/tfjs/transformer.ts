@@ -1,0 +1,73 @@
+import * as tf from '@tensorflow/tfjs';
+import type { TensorMap } from '../../../workloads/safetensors.js';
+import { LAYER_NORM_EPS } from '../../../workloads/transformer.js';
+import { int, type Params } from '../../../workloads/types.js';
+import type { TfjsModel } from './index.js';
+import { KERAS_MAPPING, kerasName, transformerKerasWeights, type KerasMapping } from './keras-layout.js';
+
+/**
+ * BERT-style encoder in TF.js ops: tf.layers has no multi-head attention, so this is the encoder
+ * a TF.js user writes by hand. Weights are tf tensors in Keras layout (Dense kernels [in, out]),
+ * created once at build time; every forward pass runs inside the caller's tf.tidy.
+ */
+
+/** Builds the encoder classifier for `params` from canonical weights; `mapping` is injectable for tests. */
+export function buildTransformer(weights: TensorMap, params: Params, mapping: KerasMapping = KERAS_MAPPING): TfjsModel {
+  const [H, heads, layers] = [int(params, 'hidden'), int(params, 'heads'), int(params, 'layers')];
+  const headDim = H / heads;
+  const vars = new Map<string, tf.Tensor[]>();
+  for (const { layer, weights: list } of transformerKerasWeights(weights, params, mapping)) {
+    vars.set(layer, list.map((t) => tf.tensor(t.data, t.shape)));
+  }
+  const get = (prefix: string): tf.Tensor[] => vars.get(kerasName(prefix))!;
+
+  const dense = (x: tf.Tensor2D, prefix: string): tf.Tensor2D => {
+    const [kernel, bias] = get(prefix) as [tf.Tensor2D, tf.Tensor1D];
+    return tf.fused.matMul({ a: x, b: kernel, bias }) as tf.Tensor2D;
+  };
+  const layerNorm = (x: tf.Tensor2D, prefix: string): tf.Tensor2D => {
+    const [gamma, beta] = get(prefix) as [tf.Tensor1D, tf.Tensor1D];
+    const { mean, variance } = tf.moments(x, -1, true);
+    return x.sub(mean).mul(tf.rsqrt(variance.add(LAYER_NORM_EPS))).mul(gamma).add(beta);
+  };
+  // Exact GELU, 0.5 x (1 + erf(x / sqrt 2)), as BERT defines it (not the tanh approximation).
+  const gelu = (x: tf.Tensor2D): tf.Tensor2D => x.mul(tf.erf(x.mul(Math.SQRT1_2)).add(1)).mul(0.5);
+
+  /** Self-attention over rows [batch * seq, H]: heads split contiguously, scaled dot product, softmax. */
+  const attention = (x: tf.Tensor2D, batch: number, seq: number, prefix: string): tf.Tensor2D => {
+    const split = (t: tf.Tensor2D): tf.Tensor4D => t.reshape([batch, seq, heads, headDim]).transpose([0, 2, 1, 3]);
+    const q = split(dense(x, `${prefix}.query`)).mul(1 / Math.sqrt(headDim)) as tf.Tensor4D;
+    const k = split(dense(x, `${prefix}.key`));
+    const v = split(dense(x, `${prefix}.value`));
+    const probs = tf.softmax(tf.matMul(q, k, false, true));
+    const context = tf.matMul(probs, v).transpose([0, 2, 1, 3]).reshape([batch * seq, H]) as tf.Tensor2D;
+    return dense(context, `${prefix}.output`);
+  };
+
+  const forward = (tokens: tf.Tensor2D): tf.Tensor2D => {
+    const [batch, seq] = tokens.shape;
+    const [word] = get('embeddings.word') as [tf.Tensor2D];
+    const [position] = get('embeddings.position') as [tf.Tensor2D];
+    const embedded = tf.gather(word, tokens).add(position) as tf.Tensor3D;
+    let x = layerNorm(embedded.reshape([batch * seq, H]), 'embeddings.norm');
+    for (let l = 0; l < layers; l++) {
+      const a = `layers.${l}.attention`;
+      const f = `layers.${l}.ffn`;
+      x = layerNorm(x.add(attention(x, batch, seq, a)), `${a}.norm`);
+      x = layerNorm(x.add(dense(gelu(dense(x, `${f}.intermediate`)), `${f}.output`)), `${f}.norm`);
+    }
+    const first = x.reshape([batch, seq, H]).slice([0, 0, 0], [batch, 1, H]).reshape([batch, H]) as tf.Tensor2D;
+    return dense(tf.tanh(dense(first, 'pooler')), 'classifier');
+  };
+
+  return {
+    predict(inputs) {
+      const tokens = inputs.get('tokens');
+      if (!tokens) throw new Error("transformer expects a 'tokens' input");
+      return forward(tf.tensor2d(tokens.data, tokens.shape as [number, number], 'int32'));
+    },
+    dispose: () => {
+      for (const list of vars.values()) tf.dispose(list);
+    },
+  };
+}

@@ -1,0 +1,109 @@
+import { z } from 'zod';
+
+/**
+ * The worker protocol: line-delimited JSON on file descriptor 3 (stdout and stderr stay free for
+ * framework logs). The same messages are spoken by the Node worker and the Python runner; the
+ * JSON Schema published in results/schema/protocol.schema.json is generated from these
+ * definitions. Order: orchestrator sends `job` (or `probe`); worker answers `hello`, then
+ * `built` -> `parity`; orchestrator answers `continue` or `stop`; worker sends `samples` ->
+ * `memory` -> `done`. Any failure is an `error` message naming the phase.
+ */
+export const PROTOCOL_VERSION = 1;
+
+const Num = z.number();
+
+/** Measurement settings for the timed loop inside the worker. */
+export const MeasureSettingsSchema = z.object({
+  /** Warm-up: at least this many iterations. */
+  warmupMinIters: z.number().int().min(1),
+  /** Warm-up: stop after this many iterations even if not stable. */
+  warmupMaxIters: z.number().int().min(1),
+  /** Warm-up: stop after this much time even if not stable (ms). */
+  warmupMaxMs: Num.positive(),
+  /** Warm-up is stable when the last `warmupWindow` times are within this fraction of their median. */
+  warmupTolerance: Num.positive(),
+  /** Size of the stability window. */
+  warmupWindow: z.number().int().min(2),
+  /** Timed loop: at least this many samples... */
+  minSamples: z.number().int().min(1),
+  /** ...and at least this much time (ms)... */
+  minTimeMs: Num.nonnegative(),
+  /** ...but never longer than this (ms)... */
+  maxTimeMs: Num.positive(),
+  /** ...nor more samples than this. */
+  maxSamples: z.number().int().min(1),
+});
+/** Measurement settings. */
+export type MeasureSettings = z.infer<typeof MeasureSettingsSchema>;
+
+/** The cell a worker runs. */
+export const CellSpecSchema = z.object({
+  engine: z.string(),
+  mode: z.string(),
+  device: z.enum(['cpu', 'cuda']),
+  family: z.enum(['cnn', 'rnn', 'transformer']),
+  params: z.record(z.string(), z.union([Num, z.string(), z.array(Num)])),
+  batchSize: z.number().int().min(1),
+  threads: z.number().int().min(1),
+});
+/** Cell spec as sent to a worker. */
+export type CellSpec = z.infer<typeof CellSpecSchema>;
+
+/** Messages from the orchestrator to a worker. */
+export const ToWorkerSchema = z.discriminatedUnion('type', [
+  z.object({
+    type: z.literal('job'),
+    protocol: z.literal(PROTOCOL_VERSION),
+    cell: CellSpecSchema,
+    /** Canonical weights (safetensors). */
+    weightsPath: z.string(),
+    /** Inputs for this batch size (safetensors). */
+    inputsPath: z.string(),
+    measure: MeasureSettingsSchema,
+  }),
+  z.object({ type: z.literal('probe'), protocol: z.literal(PROTOCOL_VERSION), engine: z.string() }),
+  /** Parity passed: measure. */
+  z.object({ type: z.literal('continue') }),
+  /** Parity failed or only the output was wanted: skip timing, report memory, exit. */
+  z.object({ type: z.literal('stop') }),
+]);
+/** A message to a worker. */
+export type ToWorker = z.infer<typeof ToWorkerSchema>;
+
+/** Messages from a worker to the orchestrator. */
+export const FromWorkerSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('hello'), protocol: z.number().int(), pid: z.number().int(), language: z.enum(['node', 'python']), runtime: z.string() }),
+  z.object({
+    type: z.literal('probe-result'),
+    version: z.string(),
+    devices: z.array(z.enum(['cpu', 'cuda'])),
+    details: z.record(z.string(), z.string()),
+  }),
+  z.object({ type: z.literal('built'), buildMs: Num, settings: z.record(z.string(), z.union([z.string(), Num, z.boolean()])) }),
+  z.object({ type: z.literal('parity'), firstRunMs: Num, shape: z.array(z.number().int()), values: z.array(Num) }),
+  z.object({
+    type: z.literal('samples'),
+    /** Warm-up iteration times (ns, integers), kept for inspection. */
+    warmupNs: z.array(Num),
+    /** Timed iteration times (ns, integers), one per forward pass including output readback. */
+    samplesNs: z.array(Num),
+    /** Why the timed loop stopped. */
+    stopReason: z.enum(['min-samples-and-time', 'max-time', 'max-samples']),
+    /** Why the warm-up stopped. */
+    warmupStopReason: z.enum(['stable', 'max-iters', 'max-time']),
+  }),
+  z.object({ type: z.literal('memory'), peakHostBytes: Num }),
+  z.object({ type: z.literal('done') }),
+  z.object({
+    type: z.literal('error'),
+    phase: z.enum(['start', 'probe', 'load', 'build', 'first-run', 'measure', 'memory']),
+    message: z.string(),
+    stack: z.string().optional(),
+    /** Set when the engine cannot run here (then the cell is skipped, not failed). */
+    unavailable: z.boolean().optional(),
+    /** The command or step that fixes an unavailable engine. */
+    fix: z.string().optional(),
+  }),
+]);
+/** A message from a worker. */
+export type FromWorker = z.infer<typeof FromWorkerSchema>;

@@ -1,0 +1,155 @@
+import { appendFileSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { HostInfoSchema } from './detect/host.js';
+import { MeasureSettingsSchema } from './protocol.js';
+
+/**
+ * The files a run writes: `DIR/cells.jsonl` (one cell per line, appended as each cell finishes,
+ * so an interrupted run keeps every finished cell) and `DIR/run.json` (the whole run, written
+ * atomically at the end). Their JSON Schemas are published in results/schema/.
+ */
+export const SCHEMA_VERSION = 1;
+
+const Settings = z.record(z.string(), z.union([z.string(), z.number(), z.boolean()]));
+
+/** Timing statistics of the timed samples, in milliseconds. */
+export const StatsSchema = z.object({
+  n: z.number().int(),
+  medianMs: z.number(),
+  meanMs: z.number(),
+  p90Ms: z.number(),
+  p99Ms: z.number(),
+  minMs: z.number(),
+  maxMs: z.number(),
+  stdMs: z.number(),
+  cv: z.number(),
+});
+
+/** Output comparison against the reference engine. */
+export const ParitySchema = z.object({
+  /** Which engine/mode/device produced the reference output. */
+  reference: z.string(),
+  relL2: z.number().nullable(),
+  maxAbs: z.number().nullable(),
+  tolerance: z.number(),
+  pass: z.boolean(),
+});
+
+/** Cold-start breakdown (ms): process spawn -> hello, model build, first inference, and spawn -> first output. */
+export const ColdStartSchema = z.object({ spawnMs: z.number(), buildMs: z.number(), firstRunMs: z.number(), totalMs: z.number() });
+
+/** One cell of the matrix: engine x mode x device x workload x preset x batch. */
+export const CellSchema = z.object({
+  /** `engine/mode/device/workload/preset/bN`. */
+  id: z.string(),
+  engine: z.string(),
+  framework: z.string(),
+  mode: z.string(),
+  device: z.enum(['cpu', 'cuda']),
+  workload: z.enum(['cnn', 'rnn', 'transformer']),
+  preset: z.string(),
+  params: z.record(z.string(), z.union([z.number(), z.string(), z.array(z.number())])),
+  batchSize: z.number().int(),
+  seed: z.number().int(),
+  /** `ok` (timed, parity passed), `skipped` (cannot run here), `failed`, `parity-failed` (never timed). */
+  status: z.enum(['ok', 'skipped', 'failed', 'parity-failed']),
+  /** Why the cell is not ok (null when ok). */
+  reason: z.string().nullable(),
+  /** How to make a skipped cell runnable. */
+  fix: z.string().optional(),
+  /** Phase a failed cell was in. */
+  phase: z.string().optional(),
+  parity: ParitySchema.optional(),
+  stats: StatsSchema.optional(),
+  /** Every timed sample (ms), in order. */
+  samplesMs: z.array(z.number()).optional(),
+  /** Every warm-up iteration (ms), in order. */
+  warmupMs: z.array(z.number()).optional(),
+  stopReason: z.string().optional(),
+  warmupStopReason: z.string().optional(),
+  /** Samples per second: batchSize / median latency. */
+  throughput: z.number().optional(),
+  /** Achieved GFLOP/s: flops / median latency. */
+  gflops: z.number().optional(),
+  /** Analytic FLOPs of one forward pass of the whole batch. */
+  flops: z.number(),
+  memory: z.object({ peakHostBytes: z.number() }).optional(),
+  coldStart: ColdStartSchema.optional(),
+  /** Effective engine settings read back from the framework (threads, providers, levels). */
+  settings: Settings.optional(),
+  /** Worker process facts. */
+  worker: z.object({ pid: z.number().int().optional(), exitCode: z.number().nullable().optional(), signal: z.string().nullable().optional(), logTail: z.array(z.string()).optional() }).optional(),
+  startedAt: z.string(),
+  durationMs: z.number(),
+});
+/** A cell record. */
+export type Cell = z.infer<typeof CellSchema>;
+
+/** What a run found about one engine. */
+export const EngineStatusSchema = z.object({
+  available: z.boolean(),
+  framework: z.string(),
+  version: z.string().optional(),
+  devices: z.array(z.enum(['cpu', 'cuda'])).optional(),
+  details: z.record(z.string(), z.string()).optional(),
+  reason: z.string().optional(),
+  fix: z.string().optional(),
+});
+/** Engine availability. */
+export type EngineStatus = z.infer<typeof EngineStatusSchema>;
+
+/** The run's configuration, mirroring the CLI flags. */
+export const RunConfigSchema = z.object({
+  engines: z.array(z.string()),
+  workloads: z.array(z.enum(['cnn', 'rnn', 'transformer'])),
+  preset: z.string(),
+  batchSizes: z.array(z.number().int()),
+  sets: z.array(z.tuple([z.string(), z.string()])),
+  device: z.enum(['cpu', 'cuda']),
+  threads: z.number().int(),
+  seed: z.number().int(),
+  measure: MeasureSettingsSchema,
+  cellTimeoutMs: z.number(),
+});
+/** Run configuration. */
+export type RunConfig = z.infer<typeof RunConfigSchema>;
+
+/** The whole run. */
+export const RunSchema = z.object({
+  schemaVersion: z.literal(SCHEMA_VERSION),
+  tool: z.object({ name: z.literal('fwbench'), version: z.string() }),
+  /** The command line that produced the run. */
+  command: z.array(z.string()),
+  startedAt: z.string(),
+  finishedAt: z.string(),
+  host: HostInfoSchema,
+  /** Short host description. */
+  hostFingerprint: z.string(),
+  engines: z.record(z.string(), EngineStatusSchema),
+  config: RunConfigSchema,
+  cells: z.array(CellSchema),
+});
+/** A run record (run.json). */
+export type Run = z.infer<typeof RunSchema>;
+
+/** Output folder writer. */
+export class ResultsStore {
+  constructor(readonly dir: string) {
+    mkdirSync(dir, { recursive: true });
+  }
+
+  /** Appends one finished cell to cells.jsonl (one line, written at once). */
+  appendCell(cell: Cell): void {
+    appendFileSync(join(this.dir, 'cells.jsonl'), `${JSON.stringify(cell)}\n`);
+  }
+
+  /** Writes run.json atomically (temporary file + rename): a reader never sees half a file. */
+  writeRun(run: Run): string {
+    const path = join(this.dir, 'run.json');
+    const tmp = `${path}.${process.pid}.tmp`;
+    writeFileSync(tmp, `${JSON.stringify(RunSchema.parse(run), null, 1)}\n`);
+    renameSync(tmp, path);
+    return path;
+  }
+}

@@ -1,0 +1,27 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { z } from 'zod';
+import { FromWorkerSchema, ToWorkerSchema } from './protocol.js';
+import { CellSchema, RunSchema } from './results.js';
+
+/**
+ * The published JSON Schemas, generated from the zod definitions (the single source of truth):
+ * results/schema/run.schema.json, cell.schema.json (one line of cells.jsonl) and
+ * protocol.schema.json (worker messages, which the Python runner validates against).
+ */
+export function publishedSchemas(): Record<string, unknown> {
+  const gen = (s: z.ZodType, title: string) => ({ title, ...z.toJSONSchema(s, { io: 'input', unrepresentable: 'any' }) });
+  return {
+    'run.schema.json': gen(RunSchema, 'fwbench run.json'),
+    'cell.schema.json': gen(CellSchema, 'fwbench cells.jsonl line'),
+    'protocol.schema.json': {
+      title: 'fwbench worker protocol (line-delimited JSON on fd 3)',
+      $defs: { toWorker: z.toJSONSchema(ToWorkerSchema, { io: 'input' }), fromWorker: z.toJSONSchema(FromWorkerSchema, { io: 'input' }) },
+    },
+  };
+}
+
+/** Writes the schemas into a folder (default results/schema). */
+export function writeSchemas(dir: string): void {
+  mkdirSync(dir, { recursive: true });
+  for (const [name, schema] of Object.entries(publishedSchemas())) writeFileSync(`${dir}/${name}`, `${JSON.stringify(schema, null, 2)}\n`);
+}

@@ -1,0 +1,31 @@
+import Table from 'cli-table3';
+import type { Run } from './results.js';
+
+const fmt = (v: number | undefined | null, digits = 3): string => (v === undefined || v === null ? '-' : v >= 100 ? v.toFixed(1) : v.toPrecision(digits));
+
+/** The human summary of a run: one row per cell, for stdout. */
+export function summaryTable(run: Run): string {
+  const t = new Table({
+    head: ['engine', 'mode', 'workload', 'batch', 'status', 'median ms', 'p99 ms', 'n', 'samples/s', 'GFLOP/s', 'peak MiB', 'cold ms', 'relL2'],
+    style: { head: [], border: [] },
+  });
+  for (const c of run.cells) {
+    t.push([
+      c.engine,
+      c.mode,
+      `${c.workload}/${c.preset}`,
+      c.batchSize,
+      c.status,
+      fmt(c.stats?.medianMs),
+      fmt(c.stats?.p99Ms),
+      c.stats?.n ?? '-',
+      fmt(c.throughput),
+      fmt(c.gflops),
+      c.memory ? (c.memory.peakHostBytes / 2 ** 20).toFixed(0) : '-',
+      fmt(c.coldStart?.totalMs),
+      c.parity?.relL2 === undefined || c.parity.relL2 === null ? '-' : c.parity.relL2.toExponential(1),
+    ]);
+  }
+  const problems = run.cells.filter((c) => c.status !== 'ok').map((c) => `  ${c.id}: ${c.status} - ${c.reason}${c.fix ? ` (fix: ${c.fix})` : ''}`);
+  return `${t.toString()}\n${problems.length ? `Not ok:\n${problems.join('\n')}\n` : ''}`;
+}

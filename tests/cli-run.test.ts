@@ -1,0 +1,72 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { RunSchema, type Run } from '../harness/results.js';
+import { fwbench, QUICK, tempDir } from './helpers.js';
+
+const readRun = (dir: string): Run => RunSchema.parse(JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')));
+
+describe('fwbench run on the npm-only engines (real ONNX Runtime and TensorFlow.js)', () => {
+  it('runs 3 engines x 3 workloads x 2 batch sizes at tiny: 18 ok cells, parity-verified, timed and measured', async () => {
+    const out = tempDir();
+    const r = await fwbench(['run', '--engines', 'onnxruntime,tfjs-wasm,tfjs-cpu', '--workloads', 'cnn,rnn,transformer', '--preset', 'tiny', '--batch-sizes', '1,4', '--out', out, ...QUICK]);
+    expect(r.stderr).toMatch(/\[18\/18\]/);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const run = readRun(out);
+    expect(run.cells).toHaveLength(18);
+    const lines = readFileSync(join(out, 'cells.jsonl'), 'utf8').trim().split('\n');
+    expect(lines).toHaveLength(18);
+    for (const c of run.cells) {
+      expect(c.status, `${c.id}: ${c.reason}`).toBe('ok');
+      expect(c.parity!.pass).toBe(true);
+      expect(c.parity!.relL2!).toBeLessThan(1e-4);
+      expect(c.parity!.reference).toBe('onnxruntime/disabled/cpu');
+      expect(c.stats!.n).toBeGreaterThanOrEqual(5);
+      expect(c.stats!.medianMs).toBeGreaterThan(0);
+      expect(c.samplesMs).toHaveLength(c.stats!.n);
+      expect(c.throughput).toBeCloseTo(c.batchSize / (c.stats!.medianMs / 1000), 6);
+      expect(c.gflops).toBeCloseTo(c.flops / (c.stats!.medianMs / 1000) / 1e9, 6);
+      expect(c.memory!.peakHostBytes).toBeGreaterThan(20 * 2 ** 20);
+      expect(c.coldStart!.spawnMs).toBeGreaterThan(0);
+      expect(c.coldStart!.totalMs).toBeGreaterThanOrEqual(c.coldStart!.spawnMs);
+      expect(c.settings).toBeDefined();
+    }
+    expect(new Set(run.cells.map((c) => c.worker?.pid)).size).toBe(18);
+    expect(run.engines.onnxruntime!.available).toBe(true);
+    expect(run.host.cpu.logicalCores).toBeGreaterThan(0);
+    // The summary table is on stdout, progress on stderr.
+    expect(r.stdout).toMatch(/median ms/);
+    expect(r.stdout).not.toMatch(/\[1\/18\]/);
+  });
+
+  it('runs odd sizes given through --set, and --json prints only run.json on stdout', async () => {
+    const out = tempDir();
+    const r = await fwbench(['run', '--engines', 'onnxruntime,tfjs-wasm', '--workloads', 'rnn,transformer,cnn', '--batch-sizes', '3', '--set', 'seq=37,hidden=96,heads=3,image=37', '--out', out, '--json', ...QUICK]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const run = RunSchema.parse(JSON.parse(r.stdout));
+    expect(run.cells).toHaveLength(6);
+    for (const c of run.cells) {
+      expect(c.status, `${c.id}: ${c.reason}`).toBe('ok');
+      expect(c.parity!.relL2!).toBeLessThan(1e-4);
+      expect(c.batchSize).toBe(3);
+    }
+    const t = run.cells.find((c) => c.workload === 'transformer')!;
+    expect(t.params).toMatchObject({ seq: 37, hidden: 96, heads: 3 });
+    expect(run.cells.find((c) => c.workload === 'cnn')!.params).toMatchObject({ image: 37 });
+  });
+
+  it('reports engines that cannot run here as skipped with the reason and the fix, keeping the other cells', async () => {
+    const out = tempDir();
+    const r = await fwbench(['run', '--engines', 'tfjs-node,onnxruntime', '--workloads', 'rnn', '--batch-sizes', '1', '--out', out, ...QUICK]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const run = readRun(out);
+    const skipped = run.cells.find((c) => c.engine === 'tfjs-node')!;
+    expect(skipped.status).toBe('skipped');
+    expect(skipped.reason).toMatch(/not installed|libtensorflow|failed to load/);
+    expect(skipped.fix).toBeTruthy();
+    expect(run.cells.find((c) => c.engine === 'onnxruntime')!.status).toBe('ok');
+    const gpu = await fwbench(['run', '--engines', 'tfjs-wasm', '--workloads', 'rnn', '--batch-sizes', '1', '--device', 'cuda', '--out', tempDir(), ...QUICK]);
+    expect(gpu.exitCode).toBe(0);
+    expect(gpu.stdout).toMatch(/tfjs-wasm does not run on cuda/);
+  });
+});
