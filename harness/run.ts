@@ -7,7 +7,7 @@ import { detectHost, hostFingerprint } from './detect/host.js';
 import { ENGINES, getEngine } from './engines/registry.js';
 import type { Device, EngineId } from './engines/types.js';
 import { compareOutputs, FP32_REL_L2_TOLERANCE } from './parity.js';
-import { PROTOCOL_VERSION } from './protocol.js';
+import { PROTOCOL_VERSION, type ToWorker } from './protocol.js';
 import { ResultsStore, SCHEMA_VERSION, type Cell, type EngineStatus, type Run, type RunConfig } from './results.js';
 import { describeFailure, runNodeWorker, threadEnv, type WorkerOutcome } from './spawn.js';
 import { nsToMs, summarize } from './stats.js';
@@ -67,6 +67,18 @@ export async function probeEngines(ids: EngineId[]): Promise<Record<string, Engi
   return Object.fromEntries(ids.map((id, i) => [id, results[i]!]));
 }
 
+/** The job message that runs one cell (or the reference) on the materialized weights and inputs. */
+function jobMessage(c: Pick<PlannedCell, 'engine' | 'mode' | 'device' | 'family' | 'params' | 'batchSize'>, m: Materialized, config: RunConfig): ToWorker {
+  return {
+    type: 'job',
+    protocol: PROTOCOL_VERSION,
+    cell: { engine: c.engine, mode: c.mode, device: c.device, family: c.family.name, params: c.params, batchSize: c.batchSize, threads: config.threads },
+    weightsPath: m.weightsPath,
+    inputsPath: m.inputsPath,
+    measure: config.measure,
+  };
+}
+
 /** Reference output for a workload instance and batch: cached next to its weights (keyed by ORT version). */
 async function referenceOutput(m: Materialized, family: WorkloadFamily, params: Params, batchSize: number, config: RunConfig, ortVersion: string): Promise<{ values: number[]; shape: number[] } | { error: string }> {
   const path = join(cacheDir(), `${family.name}-${m.key}.reference-b${batchSize}-ort${ortVersion}.safetensors`);
@@ -74,17 +86,7 @@ async function referenceOutput(m: Materialized, family: WorkloadFamily, params: 
     const t = loadTensors(path).tensors.get('logits')!;
     return { values: Array.from(t.data), shape: t.shape };
   }
-  const o = await runNodeWorker(
-    {
-      type: 'job',
-      protocol: PROTOCOL_VERSION,
-      cell: { engine: REFERENCE.engine, mode: REFERENCE.mode, device: REFERENCE.device, family: family.name, params, batchSize, threads: config.threads },
-      weightsPath: m.weightsPath,
-      inputsPath: m.inputsPath,
-      measure: config.measure,
-    },
-    { timeoutMs: config.cellTimeoutMs, env: threadEnv(config.threads), onParity: () => 'stop' },
-  );
+  const o = await runNodeWorker(jobMessage({ ...REFERENCE, family, params, batchSize }, m, config), { timeoutMs: config.cellTimeoutMs, env: threadEnv(config.threads), onParity: () => 'stop' });
   if (!o.parity) return { error: `reference (${REFERENCE_NAME}) failed: ${describeFailure(o)}` };
   saveTensors(path, new Map([['logits', { dtype: 'F32', shape: o.parity.shape, data: Float32Array.from(o.parity.values) }]]), { reference: REFERENCE_NAME, ortVersion });
   return { values: o.parity.values, shape: o.parity.shape };
@@ -195,25 +197,15 @@ export async function runMatrix(config: RunConfig, outDir: string, command: stri
         continue;
       }
       let parity: Cell['parity'];
-      const o = await runNodeWorker(
-        {
-          type: 'job',
-          protocol: PROTOCOL_VERSION,
-          cell: { engine: c.engine, mode: c.mode, device: c.device, family: family.name, params, batchSize, threads: config.threads },
-          weightsPath: m.weightsPath,
-          inputsPath: m.inputsPath,
-          measure: config.measure,
+      const o = await runNodeWorker(jobMessage(c, m, config), {
+        timeoutMs: config.cellTimeoutMs,
+        env: threadEnv(config.threads),
+        onParity: (p) => {
+          const f = compareOutputs(ref.values, ref.shape, p.values, p.shape);
+          parity = { reference: REFERENCE_NAME, relL2: Number.isFinite(f.relL2) ? f.relL2 : null, maxAbs: Number.isFinite(f.maxAbs) ? f.maxAbs : null, tolerance: FP32_REL_L2_TOLERANCE, pass: f.pass };
+          return f.pass ? 'continue' : 'stop';
         },
-        {
-          timeoutMs: config.cellTimeoutMs,
-          env: threadEnv(config.threads),
-          onParity: (p) => {
-            const f = compareOutputs(ref.values, ref.shape, p.values, p.shape);
-            parity = { reference: REFERENCE_NAME, relL2: Number.isFinite(f.relL2) ? f.relL2 : null, maxAbs: Number.isFinite(f.maxAbs) ? f.maxAbs : null, tolerance: FP32_REL_L2_TOLERANCE, pass: f.pass };
-            return f.pass ? 'continue' : 'stop';
-          },
-        },
-      );
+      });
       finish(cellFromOutcome(c, config, cellStart, Date.now() - t0, o, parity));
     }
   }

@@ -7,7 +7,9 @@ const fmt = (v: number | undefined | null, digits = 3): string => (v === undefin
 export function summaryTable(run: Run): string {
   const t = new Table({
     head: ['engine', 'mode', 'workload', 'batch', 'status', 'median ms', 'p99 ms', 'n', 'samples/s', 'GFLOP/s', 'peak MiB', 'cold ms', 'relL2'],
-    style: { head: [], border: [] },
+    style: { head: [], border: [], compact: true },
+    // No rule between rows: a run has many cells and the table must stay readable in a terminal.
+    chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
   });
   for (const c of run.cells) {
     t.push([

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { createRequire } from 'node:module';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildCnn } from '../harness/engines/tfjs/cnn.js';
+import { compareOutputs } from '../harness/parity.js';
 import { tfjsCpu, tfjsNode, tfjsNodeGpu, tfjsWasm, type TfjsModel } from '../harness/engines/tfjs/index.js';
 import { KERAS_MAPPING, lstmToKeras, nchwToNhwc, oihwToHwio, transpose2d, type KerasMapping } from '../harness/engines/tfjs/keras-layout.js';
 import { buildRnn } from '../harness/engines/tfjs/rnn.js';
@@ -55,15 +56,9 @@ async function runDirect(model: TfjsModel, inputs: TensorMap): Promise<Float32Ar
   return data;
 }
 
-function relL2(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i]! - b[i]!) ** 2;
-    den += b[i]! ** 2;
-  }
-  return Math.sqrt(num / den);
-}
+/** The harness's own parity check (the one a run applies), on flat outputs. */
+const verdict = (out: ArrayLike<number>, ref: ArrayLike<number>) => compareOutputs(ref, [ref.length], out, [out.length]);
+const relL2 = (out: ArrayLike<number>, ref: ArrayLike<number>): number => verdict(out, ref).relL2;
 
 function std(a: ArrayLike<number>): number {
   const mean = Array.from(a).reduce((s, v) => s + v, 0) / a.length;
@@ -252,6 +247,7 @@ describe('mapping correctness', () => {
       const swapped: KerasMapping = { ...KERAS_MAPPING, lstm: (...args) => KERAS_MAPPING.lstm(...args).map((t) => swapBlocks(t, H, 1, 3)) };
       const wrong = await runDirect(buildRnn(inst.weights, inst.params, swapped), inst.inputs);
       expect(relL2(wrong, reference)).toBeGreaterThan(1e-2);
+      expect(verdict(wrong, reference).pass).toBe(false);
     }
   });
   it('a conv kernel reshaped OIHW -> HWIO without transposing gives a large error', async () => {
@@ -260,5 +256,7 @@ describe('mapping correctness', () => {
     const reshaped: KerasMapping = { ...KERAS_MAPPING, conv: (k) => [{ ...k, shape: [k.shape[2]!, k.shape[3]!, k.shape[1]!, k.shape[0]!] }] };
     const wrong = await runDirect(buildCnn(inst.weights, inst.params, reshaped), inst.inputs);
     expect(relL2(wrong, right)).toBeGreaterThan(0.1);
+    expect(verdict(wrong, right).pass).toBe(false);
+    expect(verdict(right, right).pass).toBe(true);
   });
 });

@@ -20,8 +20,8 @@ const NO_INIT = { kernelInitializer: 'zeros', biasInitializer: 'zeros' } as cons
 /** Conv2D with the canonical symmetric padding, followed by its BatchNormalization. */
 function convBn(x: tf.SymbolicTensor, c: ConvLayer): tf.SymbolicTensor {
   const names = convLayerNames(c);
-  // TF 'same' splits odd total padding towards the end (asymmetric for stride 2); it equals the
-  // canonical symmetric padding only at stride 1 with pad = (k - 1) / 2.
+  // TF 'same' puts the extra pixel of an odd total padding at the end (stride 2 on even sides),
+  // so it equals the canonical symmetric padding only at stride 1 with pad = (k - 1) / 2.
   const same = c.pad > 0 && c.stride === 1 && 2 * c.pad === c.k - 1;
   let y = x;
   if (c.pad > 0 && !same) y = tf.layers.zeroPadding2d({ padding: c.pad, name: `${names.conv}_pad` }).apply(y) as tf.SymbolicTensor;

@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest';
+import { getFamily, resolveParams } from '../workloads/index.js';
+import { DEFAULT_MEASURE } from '../harness/measure.js';
+import type { RunConfig } from '../harness/results.js';
+import { CellSchema } from '../harness/results.js';
+import { cellFromOutcome, type PlannedCell } from '../harness/run.js';
+import type { WorkerOutcome } from '../harness/spawn.js';
+
+/** How worker outcomes become cell records: the status rules, independent of any engine. */
+const family = getFamily('rnn');
+const planned: PlannedCell = { id: 'x', engine: 'tfjs-cpu', mode: 'eager', device: 'cpu', family, params: resolveParams(family, 'tiny'), batchSize: 2 };
+const config: RunConfig = { engines: ['tfjs-cpu'], workloads: ['rnn'], preset: 'tiny', batchSizes: [2], sets: [], device: 'cpu', threads: 2, seed: 0, measure: DEFAULT_MEASURE, cellTimeoutMs: 1000 };
+const complete: WorkerOutcome = {
+  done: true,
+  exitCode: 0,
+  signal: null,
+  timedOut: false,
+  logTail: [],
+  spawnMs: 100,
+  toFirstOutputMs: 300,
+  hello: { type: 'hello', protocol: 1, pid: 42, language: 'node', runtime: 'node v20' },
+  built: { type: 'built', buildMs: 50, settings: { threads: 1 } },
+  parity: { type: 'parity', firstRunMs: 20, shape: [2, 2], values: [1, 2, 3, 4] },
+  samples: { type: 'samples', warmupNs: [3e6], samplesNs: [2e6, 4e6, 3e6], stopReason: 'min-samples-and-time', warmupStopReason: 'stable' },
+  memory: { type: 'memory', peakHostBytes: 1e8 },
+};
+const passed = { reference: 'onnxruntime/disabled/cpu', relL2: 1e-7, maxAbs: 1e-7, tolerance: 1e-4, pass: true };
+const record = (o: WorkerOutcome, parity = passed) => CellSchema.parse(cellFromOutcome(planned, config, '2026-01-01T00:00:00Z', 10, o, parity));
+
+describe('cell records from worker outcomes', () => {
+  it('a complete, parity-passing outcome is ok with stats, throughput, GFLOP/s, memory and cold start', () => {
+    const c = record(complete);
+    expect(c.status).toBe('ok');
+    expect(c.stats).toMatchObject({ n: 3, medianMs: 3 });
+    expect(c.throughput).toBeCloseTo(2 / 0.003, 6);
+    expect(c.gflops).toBeCloseTo((family.flopsPerSample(planned.params) * 2) / 0.003 / 1e9, 9);
+    expect(c.coldStart).toEqual({ spawnMs: 100, buildMs: 50, firstRunMs: 20, totalMs: 300 });
+    expect(c.memory).toEqual({ peakHostBytes: 1e8 });
+  });
+  it('a parity failure is parity-failed and never carries timings', () => {
+    const c = record(complete, { ...passed, relL2: 0.3, pass: false });
+    expect(c.status).toBe('parity-failed');
+    expect(c.stats).toBeUndefined();
+    expect(c.samplesMs).toBeUndefined();
+    expect(c.reason).toMatch(/differs from onnxruntime\/disabled\/cpu/);
+  });
+  it('an engine that cannot run here is skipped with its fix', () => {
+    const c = record({ ...complete, samples: undefined, done: false, error: { type: 'error', phase: 'build', message: 'CUDA EP missing', unavailable: true, fix: 'install it' } });
+    expect(c).toMatchObject({ status: 'skipped', reason: 'CUDA EP missing', fix: 'install it' });
+  });
+  it('a worker killed, timed out or erroring is failed with the cause and phase', () => {
+    expect(record({ ...complete, samples: undefined, done: false, timedOut: true, signal: 'SIGTERM' }).reason).toMatch(/timed out/);
+    expect(record({ ...complete, samples: undefined, done: false, exitCode: null, signal: 'SIGKILL' }).reason).toMatch(/killed by SIGKILL/);
+    const e = record({ ...complete, samples: undefined, done: false, exitCode: 1, error: { type: 'error', phase: 'measure', message: 'boom\nmore' } });
+    expect(e).toMatchObject({ status: 'failed', reason: 'boom', phase: 'measure' });
+  });
+});

@@ -1,0 +1,92 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { describe, expect, it } from 'vitest';
+import { compareOutputs } from '../harness/parity.js';
+import { publishedSchemas } from '../harness/schemas.js';
+import { getFamily, resolveParams } from '../workloads/index.js';
+import { cacheDir, materialize } from '../workloads/materialize.js';
+import { loadTensors } from '../workloads/safetensors.js';
+import { fwbench, QUICK, tempDir } from './helpers.js';
+
+describe('fwbench detect', () => {
+  it('--json describes this host and says why the engines that cannot run here cannot, with a fix', async () => {
+    const r = await fwbench(['detect', '--json']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const d = JSON.parse(r.stdout) as { host: { cpu: { logicalCores: number; physicalCores: number; simd: string[] }; memory: { totalBytes: number }; gpus: { gpus: unknown[]; reason?: string }; tpu: { present: boolean } }; engines: Record<string, { available: boolean; reason?: string; fix?: string; devices?: string[]; details?: Record<string, string> }> };
+    expect(d.host.cpu.logicalCores).toBeGreaterThan(0);
+    expect(d.host.memory.totalBytes).toBeGreaterThan(0);
+    expect(d.host.tpu.present).toBe(false);
+    expect(Object.keys(d.engines).sort()).toEqual(['onnxruntime', 'tfjs-cpu', 'tfjs-node', 'tfjs-node-gpu', 'tfjs-wasm']);
+    for (const id of ['onnxruntime', 'tfjs-wasm', 'tfjs-cpu']) expect(d.engines[id]!.available, id).toBe(true);
+    // No GPU and no libtensorflow download on these machines: the reasons must say so exactly.
+    if (d.host.gpus.gpus.length === 0) {
+      expect(d.host.gpus.reason).toMatch(/nvidia-smi/);
+      expect(d.engines.onnxruntime!.devices).toEqual(['cpu']);
+      expect(d.engines.onnxruntime!.details!.cuda).toMatch(/CUDA execution provider not installed/);
+      expect(d.engines.onnxruntime!.details!.cudaFix).toMatch(/ONNXRUNTIME_NODE_INSTALL=cuda12/);
+    }
+    for (const id of ['tfjs-node', 'tfjs-node-gpu']) {
+      const e = d.engines[id]!;
+      if (!e.available) {
+        expect(e.reason).toMatch(/not installed|failed to load/);
+        expect(e.fix).toMatch(/npm install @tensorflow\/tfjs-node/);
+      }
+    }
+  });
+  it('prints a readable summary without --json', async () => {
+    const r = await fwbench(['detect']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout).toMatch(/^CPU\s+.+cores/m);
+    expect(r.stdout).toMatch(/onnxruntime\s+available/);
+    expect(r.stdout).toMatch(/tfjs-node\s+(available|unavailable)/);
+  });
+});
+
+describe('fwbench list', () => {
+  it('lists workloads with presets, parameters and FLOPs, and engines', async () => {
+    const r = await fwbench(['list', '--json']);
+    const l = JSON.parse(r.stdout) as { workloads: Array<{ name: string; presets: Record<string, { flopsPerSample: number }>; params: Array<{ name: string }> }>; engines: Array<{ id: string; modes: string[] }> };
+    expect(l.workloads.map((w) => w.name)).toEqual(['cnn', 'rnn', 'transformer']);
+    expect(l.workloads[2]!.presets['bert-base']!.flopsPerSample).toBeCloseTo(22.35e9, -8);
+    expect(l.workloads[1]!.params.map((p) => p.name)).toEqual(expect.arrayContaining(['seq', 'hidden', 'layers', 'vocab', 'classes']));
+    expect(l.engines.find((e) => e.id === 'onnxruntime')!.modes[0]).toBe('all');
+    const text = await fwbench(['list']);
+    expect(text.stdout).toMatch(/preset resnet50 .*block=bottleneck depths=3,4,6,3/);
+  });
+});
+
+describe('fwbench export', () => {
+  it('writes the exact ONNX model, weights and inputs of a run; the model reproduces the reference output', async () => {
+    const dir = tempDir();
+    const args = ['--workload', 'transformer', '--preset', 'tiny', '--set', 'seq=9', '--seed', '3'];
+    for (const format of ['onnx', 'weights', 'inputs']) {
+      const r = await fwbench(['export', ...args, '--format', format, '--batch-size', '2', '--out', join(dir, format)]);
+      expect(r.exitCode, r.stderr).toBe(0);
+    }
+    const family = getFamily('transformer');
+    const m = materialize(family, resolveParams(family, 'tiny', [['seq', '9']]), 3, 2);
+    expect(readFileSync(join(dir, 'weights')).equals(readFileSync(m.weightsPath))).toBe(true);
+    expect(readFileSync(join(dir, 'inputs')).equals(readFileSync(m.inputsPath))).toBe(true);
+    const tokens = loadTensors(join(dir, 'inputs')).tensors.get('tokens')!;
+    expect(tokens.shape).toEqual([2, 9]);
+    const session = await ort.InferenceSession.create(join(dir, 'onnx'));
+    const out = await session.run({ tokens: new ort.Tensor('int64', BigInt64Array.from(tokens.data, (v) => BigInt(v)), tokens.shape) });
+    expect(out.logits!.dims).toEqual([2, 2]);
+    // A run of the same cell caches the reference logits; plain ORT on the exported files must give them.
+    const run = await fwbench(['run', '--engines', 'onnxruntime', '--workloads', 'transformer', '--set', 'seq=9', '--seed', '3', '--batch-sizes', '2', '--out', dir, ...QUICK]);
+    expect(run.exitCode, run.stderr).toBe(0);
+    const refFile = readdirSync(cacheDir()).find((f) => f.startsWith(`transformer-${m.key}.reference-b2-`))!;
+    const ref = loadTensors(join(cacheDir(), refFile)).tensors.get('logits')!;
+    expect(compareOutputs(ref.data, ref.shape, out.logits!.data as Float32Array, [...out.logits!.dims]).relL2).toBeLessThan(1e-5);
+  });
+});
+
+describe('published JSON Schemas', () => {
+  it('results/schema/ matches the zod definitions (run `npm run schemas` after changing them)', () => {
+    for (const [name, schema] of Object.entries(publishedSchemas())) {
+      const onDisk = JSON.parse(readFileSync(join('results/schema', name), 'utf8')) as unknown;
+      expect(onDisk, name).toEqual(JSON.parse(JSON.stringify(schema)));
+    }
+  });
+});
