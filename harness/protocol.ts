@@ -59,6 +59,8 @@ export const ToWorkerSchema = z.discriminatedUnion('type', [
     weightsPath: z.string(),
     /** Inputs for this batch size (safetensors). */
     inputsPath: z.string(),
+    /** The same weights already in the engine's native layout, for engines whose mapping the orchestrator applies (safetensors). */
+    nativeWeightsPath: z.string().optional(),
     measure: MeasureSettingsSchema,
   }),
   z.object({ type: z.literal('probe'), protocol: z.literal(PROTOCOL_VERSION), engine: z.string() }),
@@ -92,7 +94,13 @@ export const FromWorkerSchema = z.discriminatedUnion('type', [
     /** Why the warm-up stopped. */
     warmupStopReason: z.enum(['stable', 'max-iters', 'max-time']),
   }),
-  z.object({ type: z.literal('memory'), peakHostBytes: Num }),
+  z.object({
+    type: z.literal('memory'),
+    /** Peak resident set size of the worker (VmHWM). */
+    peakHostBytes: Num,
+    /** Framework allocator peak on the accelerator since the model was built (CUDA cells only). */
+    peakDeviceBytes: Num.optional(),
+  }),
   z.object({ type: z.literal('done') }),
   z.object({
     type: z.literal('error'),

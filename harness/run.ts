@@ -4,12 +4,12 @@ import { getFamily, resolveParams, setsForFamily, type FamilyName, type Params, 
 import { cacheDir, materialize, type Materialized } from '../workloads/materialize.js';
 import { loadTensors, saveTensors } from '../workloads/safetensors.js';
 import { detectHost, hostFingerprint } from './detect/host.js';
-import { ENGINES, getEngine } from './engines/registry.js';
+import { ENGINES, getEngine, modesToRun } from './engines/registry.js';
 import type { Device, EngineId } from './engines/types.js';
 import { compareOutputs, FP32_REL_L2_TOLERANCE } from './parity.js';
 import { PROTOCOL_VERSION, type ToWorker } from './protocol.js';
 import { ResultsStore, SCHEMA_VERSION, type Cell, type EngineStatus, type Run, type RunConfig } from './results.js';
-import { describeFailure, runNodeWorker, threadEnv, type WorkerOutcome } from './spawn.js';
+import { describeFailure, runEngineWorker, threadEnv, type WorkerOutcome } from './spawn.js';
 import { nsToMs, summarize } from './stats.js';
 import { TOOL_VERSION } from './version.js';
 
@@ -45,8 +45,9 @@ export function planCells(config: RunConfig): PlannedCell[] {
     for (const batchSize of config.batchSizes) {
       for (const id of config.engines) {
         const engine = getEngine(id);
-        const mode = engine.modes[0]!;
-        cells.push({ id: `${engine.id}/${mode}/${config.device}/${family.name}/${config.preset}/b${batchSize}`, engine: engine.id, mode, device: config.device, family, params, batchSize });
+        for (const mode of modesToRun(engine, config.modes)) {
+          cells.push({ id: `${engine.id}/${mode}/${config.device}/${family.name}/${config.preset}/b${batchSize}`, engine: engine.id, mode, device: config.device, family, params, batchSize });
+        }
       }
     }
   }
@@ -56,7 +57,7 @@ export function planCells(config: RunConfig): PlannedCell[] {
 /** Probes one engine in its own worker: version and devices, or the reason it cannot run here and the fix. */
 export async function probeEngine(id: EngineId, timeoutMs = 60_000): Promise<EngineStatus> {
   const e = ENGINES[id];
-  const o = await runNodeWorker({ type: 'probe', protocol: PROTOCOL_VERSION, engine: id }, { timeoutMs });
+  const o = await runEngineWorker(e, { type: 'probe', protocol: PROTOCOL_VERSION, engine: id }, { timeoutMs });
   if (o.probe) return { available: true, framework: e.framework, version: o.probe.version, devices: o.probe.devices, details: o.probe.details };
   return { available: false, framework: e.framework, reason: describeFailure(o), ...(o.error?.fix ? { fix: o.error.fix } : {}) };
 }
@@ -69,12 +70,14 @@ export async function probeEngines(ids: EngineId[]): Promise<Record<string, Engi
 
 /** The job message that runs one cell (or the reference) on the materialized weights and inputs. */
 function jobMessage(c: Pick<PlannedCell, 'engine' | 'mode' | 'device' | 'family' | 'params' | 'batchSize'>, m: Materialized, config: RunConfig): ToWorker {
+  const native = ENGINES[c.engine].nativeWeights?.(c.family, c.params, m);
   return {
     type: 'job',
     protocol: PROTOCOL_VERSION,
     cell: { engine: c.engine, mode: c.mode, device: c.device, family: c.family.name, params: c.params, batchSize: c.batchSize, threads: config.threads },
     weightsPath: m.weightsPath,
     inputsPath: m.inputsPath,
+    ...(native ? { nativeWeightsPath: native } : {}),
     measure: config.measure,
   };
 }
@@ -86,7 +89,7 @@ async function referenceOutput(m: Materialized, family: WorkloadFamily, params: 
     const t = loadTensors(path).tensors.get('logits')!;
     return { values: Array.from(t.data), shape: t.shape };
   }
-  const o = await runNodeWorker(jobMessage({ ...REFERENCE, family, params, batchSize }, m, config), { timeoutMs: config.cellTimeoutMs, env: threadEnv(config.threads), onParity: () => 'stop' });
+  const o = await runEngineWorker(ENGINES[REFERENCE.engine], jobMessage({ ...REFERENCE, family, params, batchSize }, m, config), { timeoutMs: config.cellTimeoutMs, env: threadEnv(config.threads), onParity: () => 'stop' });
   if (!o.parity) return { error: `reference (${REFERENCE_NAME}) failed: ${describeFailure(o)}` };
   saveTensors(path, new Map([['logits', { dtype: 'F32', shape: o.parity.shape, data: Float32Array.from(o.parity.values) }]]), { reference: REFERENCE_NAME, ortVersion });
   return { values: o.parity.values, shape: o.parity.shape };
@@ -116,7 +119,7 @@ export function cellFromOutcome(c: PlannedCell, config: RunConfig, startedAt: st
   const extras = {
     ...(parity ? { parity } : {}),
     ...(o.built ? { settings: o.built.settings } : {}),
-    ...(o.memory ? { memory: { peakHostBytes: o.memory.peakHostBytes } } : {}),
+    ...(o.memory ? { memory: { peakHostBytes: o.memory.peakHostBytes, ...(o.memory.peakDeviceBytes !== undefined ? { peakDeviceBytes: o.memory.peakDeviceBytes } : {}) } } : {}),
     ...(o.built && o.parity && o.spawnMs !== undefined && o.toFirstOutputMs !== undefined
       ? { coldStart: { spawnMs: o.spawnMs, buildMs: o.built.buildMs, firstRunMs: o.parity.firstRunMs, totalMs: o.toFirstOutputMs } }
       : {}),
@@ -197,7 +200,7 @@ export async function runMatrix(config: RunConfig, outDir: string, command: stri
         continue;
       }
       let parity: Cell['parity'];
-      const o = await runNodeWorker(jobMessage(c, m, config), {
+      const o = await runEngineWorker(ENGINES[c.engine], jobMessage(c, m, config), {
         timeoutMs: config.cellTimeoutMs,
         env: threadEnv(config.threads),
         onParity: (p) => {

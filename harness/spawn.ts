@@ -1,7 +1,9 @@
 import { execa } from 'execa';
-import { existsSync } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import type { EngineDescriptor } from './engines/types.js';
 import { FromWorkerSchema, type FromWorker, type ToWorker } from './protocol.js';
 
 /**
@@ -16,6 +18,35 @@ export function nodeWorkerScript(): string {
   const path = fileURLToPath(compiled);
   if (!existsSync(path)) throw new Error(`worker ${path} is missing: run 'npm run build' (npm ci does it)`);
   return path;
+}
+
+/** The package root (where python-runners/ lives), from source (tests) or from dist/. */
+export function packageRoot(): string {
+  return fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '..' : '../..', import.meta.url));
+}
+
+/** The command that installs the Python runners' CPU requirements into their virtual environment. */
+export const PYTHON_SETUP_COMMAND = 'bash python-runners/setup.sh';
+
+const isExecutable = (path: string): boolean => {
+  try {
+    accessSync(path, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/**
+ * The interpreter for the Python runner: `FWBENCH_PYTHON`, else python-runners/.venv/bin/python,
+ * else `python3` on PATH; or why there is none.
+ */
+export function pythonInterpreter(env: NodeJS.ProcessEnv = process.env): { path: string } | { missing: string } {
+  if (env.FWBENCH_PYTHON) return isExecutable(env.FWBENCH_PYTHON) ? { path: env.FWBENCH_PYTHON } : { missing: `FWBENCH_PYTHON=${env.FWBENCH_PYTHON} is not an executable file` };
+  const venv = join(packageRoot(), 'python-runners', '.venv', 'bin', 'python');
+  if (isExecutable(venv)) return { path: venv };
+  const onPath = (env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, 'python3')).find(isExecutable);
+  return onPath ? { path: onPath } : { missing: `no Python interpreter: FWBENCH_PYTHON is unset, ${venv} does not exist and python3 is not on PATH` };
 }
 
 /** Environment that pins every framework's thread pools to the same numbers before it starts. */
@@ -69,6 +100,22 @@ const LOG_TAIL_LINES = 20;
 /** Spawns a Node worker, sends `first`, and follows the protocol to the end. */
 export async function runNodeWorker(first: ToWorker, opts: WorkerOptions): Promise<WorkerOutcome> {
   return runWorkerProcess(process.execPath, [nodeWorkerScript()], first, opts);
+}
+
+/**
+ * Runs the worker of `engine`'s language for one cell or probe: the Node worker, or the Python
+ * runner (`python -m fwbench_runner`). Without a Python interpreter the outcome is an
+ * `unavailable` error carrying the setup command, as if the runner had said so itself.
+ */
+export async function runEngineWorker(engine: EngineDescriptor, first: ToWorker, opts: WorkerOptions): Promise<WorkerOutcome> {
+  if (engine.language === 'node') return runNodeWorker(first, opts);
+  const python = pythonInterpreter();
+  if ('missing' in python) {
+    return { done: false, exitCode: null, signal: null, timedOut: false, logTail: [], error: { type: 'error', phase: 'start', message: python.missing, unavailable: true, fix: PYTHON_SETUP_COMMAND } };
+  }
+  const runners = join(packageRoot(), 'python-runners');
+  const pythonPath = [runners, process.env.PYTHONPATH].filter(Boolean).join(delimiter);
+  return runWorkerProcess(python.path, ['-m', 'fwbench_runner'], first, { ...opts, env: { ...opts.env, PYTHONPATH: pythonPath, PYTHONUNBUFFERED: '1' } });
 }
 
 /** Spawns any protocol-speaking command (Node worker or Python runner). */

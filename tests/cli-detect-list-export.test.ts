@@ -17,7 +17,7 @@ describe('fwbench detect', () => {
     expect(d.host.cpu.logicalCores).toBeGreaterThan(0);
     expect(d.host.memory.totalBytes).toBeGreaterThan(0);
     expect(d.host.tpu.present).toBe(false);
-    expect(Object.keys(d.engines).sort()).toEqual(['onnxruntime', 'tfjs-cpu', 'tfjs-node', 'tfjs-node-gpu', 'tfjs-wasm']);
+    expect(Object.keys(d.engines).sort()).toEqual(['onnxruntime', 'tensorflow', 'tfjs-cpu', 'tfjs-node', 'tfjs-node-gpu', 'tfjs-wasm', 'torch']);
     for (const id of ['onnxruntime', 'tfjs-wasm', 'tfjs-cpu']) expect(d.engines[id]!.available, id).toBe(true);
     // No GPU and no libtensorflow download on these machines: the reasons must say so exactly.
     if (d.host.gpus.gpus.length === 0) {

@@ -6,7 +6,7 @@ import { compareOutputs } from '../harness/parity.js';
 import { tfjsCpu, tfjsNode, tfjsNodeGpu, tfjsWasm, type TfjsModel } from '../harness/engines/tfjs/index.js';
 import { KERAS_MAPPING, lstmToKeras, nchwToNhwc, oihwToHwio, transpose2d, type KerasMapping } from '../harness/engines/tfjs/keras-layout.js';
 import { buildRnn } from '../harness/engines/tfjs/rnn.js';
-import { EngineUnavailable, type BuiltModel, type EngineDescriptor } from '../harness/engines/types.js';
+import { EngineUnavailable, type BuiltModel, type NodeEngineDescriptor } from '../harness/engines/types.js';
 import { getFamily, int, resolveParams, type FamilyName, type Params } from '../workloads/index.js';
 import { generateInput, generateWeight } from '../workloads/materialize.js';
 import type { Tensor, TensorMap } from '../workloads/safetensors.js';
@@ -34,13 +34,13 @@ afterAll(async () => {
   for (const m of built) await m.dispose();
 });
 
-async function build(engine: EngineDescriptor, inst: Instance): Promise<BuiltModel> {
+async function build(engine: NodeEngineDescriptor, inst: Instance): Promise<BuiltModel> {
   const runtime = await engine.load();
   return runtime.build({ family: inst.family, params: inst.params, batchSize: BATCH, weights: inst.weights, device: 'cpu', mode: 'eager', threads: 2 });
 }
 
 /** Builds a model that is disposed after the file's tests. */
-async function buildOn(engine: EngineDescriptor, inst: Instance): Promise<BuiltModel> {
+async function buildOn(engine: NodeEngineDescriptor, inst: Instance): Promise<BuiltModel> {
   const model = await build(engine, inst);
   built.push(model);
   return model;

@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import type { Tensor as OrtTensor } from 'onnxruntime-node';
 import type { Tensor, TensorMap } from '../../workloads/safetensors.js';
 import type { FamilyName, Params } from '../../workloads/types.js';
-import { EngineUnavailable, type BuildRequest, type BuiltModel, type Device, type EngineDescriptor, type EngineRuntime, type ProbeResult } from './types.js';
+import { EngineUnavailable, type BuildRequest, type BuiltModel, type Device, type EngineRuntime, type NodeEngineDescriptor, type ProbeResult } from './types.js';
 
 type Ort = typeof import('onnxruntime-node');
 type BuildModel = (family: FamilyName, params: Params, weights: TensorMap) => Uint8Array;
@@ -91,7 +91,7 @@ function createRuntime(ort: Ort, buildModel: BuildModel): EngineRuntime {
 }
 
 /** ONNX Runtime via onnxruntime-node, running graphs fwbench builds itself from canonical weights. */
-export const onnxruntime: EngineDescriptor = {
+export const onnxruntime: NodeEngineDescriptor = {
   id: 'onnxruntime',
   framework: 'ONNX Runtime',
   language: 'node',

@@ -1,7 +1,9 @@
 import { InputError } from '../../workloads/index.js';
 import { onnxruntime } from './onnxruntime.js';
+import { tensorflow } from './tensorflow.js';
 import { tfjsCpu, tfjsNode, tfjsNodeGpu, tfjsWasm } from './tfjs/index.js';
-import { ENGINE_IDS, type EngineDescriptor, type EngineId } from './types.js';
+import { torch } from './torch.js';
+import { ENGINE_IDS, type EngineDescriptor, type EngineId, type NodeEngineDescriptor } from './types.js';
 
 /** Every engine, by id. Adding an engine = one file + one line here. */
 export const ENGINES: Record<EngineId, EngineDescriptor> = {
@@ -10,6 +12,8 @@ export const ENGINES: Record<EngineId, EngineDescriptor> = {
   'tfjs-node-gpu': tfjsNodeGpu,
   'tfjs-wasm': tfjsWasm,
   'tfjs-cpu': tfjsCpu,
+  torch,
+  tensorflow,
 };
 
 /** Engines that need nothing but npm: the default of `fwbench run`. */
@@ -20,4 +24,36 @@ export function getEngine(id: string): EngineDescriptor {
   const e = (ENGINES as Record<string, EngineDescriptor>)[id];
   if (!e) throw new InputError(`unknown engine '${id}'; valid engines: ${ENGINE_IDS.join(', ')}`);
   return e;
+}
+
+/** Looks up an engine the Node worker runs (the Python ones have no Node runtime). */
+export function getNodeEngine(id: string): NodeEngineDescriptor {
+  const e = getEngine(id);
+  if (e.language !== 'node') throw new Error(`engine '${id}' runs in the ${e.language} runner, not the Node worker`);
+  return e;
+}
+
+/** `--modes`: mode names, or `all` for every mode of every engine; absent means each engine's default modes. */
+export type ModeSelection = string[] | 'all';
+
+/**
+ * The modes one engine runs for a selection: all of them for `all`; without a selection its
+ * `defaultModes` (or its first mode); otherwise the listed modes it has, in its own order, or its
+ * first mode when it has none of them (so every selected engine keeps a cell).
+ */
+export function modesToRun(e: EngineDescriptor, selection: ModeSelection | undefined): string[] {
+  if (selection === 'all') return [...e.modes];
+  if (selection === undefined) return e.defaultModes ?? [e.modes[0]!];
+  const listed = e.modes.filter((m) => selection.includes(m));
+  return listed.length > 0 ? listed : [e.modes[0]!];
+}
+
+/** Throws an InputError naming any listed mode that none of the engines has. */
+export function checkModes(engines: EngineDescriptor[], selection: ModeSelection | undefined): void {
+  if (selection === undefined || selection === 'all') return;
+  const known = new Set(engines.flatMap((e) => e.modes));
+  const unknown = selection.filter((m) => !known.has(m));
+  if (unknown.length > 0) {
+    throw new InputError(`unknown mode${unknown.length > 1 ? 's' : ''} ${unknown.map((m) => `'${m}'`).join(', ')} for engines ${engines.map((e) => e.id).join(', ')}; their modes: ${engines.map((e) => `${e.id} ${e.modes.join('|')}`).join('; ')}`);
+  }
 }

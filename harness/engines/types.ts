@@ -1,8 +1,9 @@
-import type { FamilyName, Params } from '../../workloads/types.js';
+import type { Materialized } from '../../workloads/materialize.js';
 import type { TensorMap } from '../../workloads/safetensors.js';
+import type { FamilyName, Params, WorkloadFamily } from '../../workloads/types.js';
 
 /** Engine ids: one per (framework, backend) pair, so results never mix backends. */
-export const ENGINE_IDS = ['onnxruntime', 'tfjs-node', 'tfjs-node-gpu', 'tfjs-wasm', 'tfjs-cpu'] as const;
+export const ENGINE_IDS = ['onnxruntime', 'tfjs-node', 'tfjs-node-gpu', 'tfjs-wasm', 'tfjs-cpu', 'torch', 'tensorflow'] as const;
 /** An engine id. */
 export type EngineId = (typeof ENGINE_IDS)[number];
 
@@ -74,19 +75,40 @@ export interface EngineRuntime {
 }
 
 /** Orchestrator-side description of an engine (cheap: no framework is loaded). */
-export interface EngineDescriptor {
+interface EngineDescriptorBase {
   /** Engine id. */
   id: EngineId;
   /** Framework name for reports. */
   framework: string;
-  /** Language of the worker that runs it. */
-  language: 'node' | 'python';
   /** Devices it supports in principle. */
   devices: Device[];
   /** Execution modes; the first is the default. */
   modes: string[];
+  /** Modes a run gets when `--modes` is not given (default: the first mode only). */
+  defaultModes?: string[];
   /** One line for `fwbench list`. */
   description: string;
+  /**
+   * Writes (cached) the workload's weights in the engine's native layout from the canonical ones
+   * and returns the file's path, sent to the worker as `nativeWeightsPath`; for engines whose
+   * layout mapping lives on the orchestrator's side (the Keras mapping shared with TF.js).
+   */
+  nativeWeights?(family: WorkloadFamily, params: Params, m: Materialized): string;
+}
+
+/** An engine run by the Node worker (harness/worker/node-worker.ts). */
+export interface NodeEngineDescriptor extends EngineDescriptorBase {
+  /** Language of the worker that runs it. */
+  language: 'node';
   /** Loads the worker-side runtime (dynamic import, so the orchestrator never loads frameworks). */
   load(): Promise<EngineRuntime>;
 }
+
+/** An engine run by the Python runner (python-runners/fwbench_runner, one module per framework). */
+export interface PythonEngineDescriptor extends EngineDescriptorBase {
+  /** Language of the worker that runs it. */
+  language: 'python';
+}
+
+/** Orchestrator-side description of an engine; `language` says which worker runs it. */
+export type EngineDescriptor = NodeEngineDescriptor | PythonEngineDescriptor;

@@ -3,7 +3,7 @@ import readline from 'node:readline';
 import { loadTensors } from '../../workloads/safetensors.js';
 import { measure } from '../measure.js';
 import { FromWorker, PROTOCOL_VERSION, ToWorkerSchema, type ToWorker } from '../protocol.js';
-import { getEngine } from '../engines/registry.js';
+import { getNodeEngine } from '../engines/registry.js';
 import { EngineUnavailable } from '../engines/types.js';
 import { peakHostBytes } from './memory.js';
 
@@ -31,7 +31,7 @@ async function main(): Promise<void> {
   send({ type: 'hello', protocol: PROTOCOL_VERSION, pid: process.pid, language: 'node', runtime: `node ${process.version}` });
   if (first.type === 'probe') {
     phase = 'probe';
-    const runtime = await getEngine(first.engine).load();
+    const runtime = await getNodeEngine(first.engine).load();
     const p = await runtime.probe();
     send({ type: 'probe-result', version: p.version, devices: p.devices, details: p.details });
     return;
@@ -39,7 +39,7 @@ async function main(): Promise<void> {
   if (first.type !== 'job') throw new Error(`expected a job or probe message, got '${first.type}'`);
   const { cell } = first;
   phase = 'load';
-  const runtime = await getEngine(cell.engine).load();
+  const runtime = await getNodeEngine(cell.engine).load();
   const weights = loadTensors(first.weightsPath).tensors;
   const inputs = loadTensors(first.inputsPath).tensors;
   phase = 'build';

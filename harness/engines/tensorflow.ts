@@ -1,0 +1,46 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { cacheDir } from '../../workloads/materialize.js';
+import { loadTensors, writeSafetensors } from '../../workloads/safetensors.js';
+import type { WorkloadFamily } from '../../workloads/types.js';
+import { cnnKerasWeights, rnnKerasWeights, transformerKerasWeights, type KerasLayerWeights } from './tfjs/keras-layout.js';
+import type { PythonEngineDescriptor } from './types.js';
+
+/**
+ * TensorFlow (Keras), run by the Python runner (python-runners/fwbench_runner/tensorflow_engine.py).
+ * The canonical -> Keras mapping is described once, in tfjs/keras-layout.ts: the orchestrator
+ * writes its result next to the canonical weights and the Python side only calls `set_weights`.
+ */
+
+const KERAS_WEIGHTS = { cnn: cnnKerasWeights, rnn: rnnKerasWeights, transformer: transformerKerasWeights } as const;
+
+/** Bumped when the file's naming or the mapping changes, so stale cache files are never read. */
+const KERAS_FILE_VERSION = 1;
+
+/**
+ * Writes `layers` as one safetensors file, tensor `<layer>/<index>` for the index-th array of the
+ * layer's `set_weights` list (file order = layer order).
+ */
+export function writeKerasWeights(path: string, layers: KerasLayerWeights[], metadata: Record<string, string>): void {
+  const entries = layers.flatMap(({ layer, weights }) => weights.map((t, i) => ({ name: `${layer}/${i}`, tensor: t })));
+  writeSafetensors(path, entries.map((e) => ({ name: e.name, dtype: e.tensor.dtype, shape: e.tensor.shape })), (i) => entries[i]!.tensor.data, metadata);
+}
+
+/** TensorFlow with Keras on the CPU or CUDA; every mode runs by default. */
+export const tensorflow: PythonEngineDescriptor = {
+  id: 'tensorflow',
+  framework: 'TensorFlow',
+  language: 'python',
+  devices: ['cpu', 'cuda'],
+  modes: ['eager', 'function', 'xla'],
+  defaultModes: ['eager', 'function', 'xla'],
+  description: 'TensorFlow / Keras (Python runner): Keras models, NHWC, weights via the shared Keras mapping; modes eager, function (tf.function), xla (jit_compile)',
+  nativeWeights(family: WorkloadFamily, params, m) {
+    const path = join(cacheDir(), `${family.name}-${m.key}.keras-v${KERAS_FILE_VERSION}.safetensors`);
+    if (!existsSync(path)) {
+      const layers = KERAS_WEIGHTS[family.name](loadTensors(m.weightsPath).tensors, params);
+      writeKerasWeights(path, layers, { layout: 'keras', source: m.weightsPath, mapping: 'harness/engines/tfjs/keras-layout.ts' });
+    }
+    return path;
+  },
+};

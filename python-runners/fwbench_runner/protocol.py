@@ -1,0 +1,41 @@
+"""The worker protocol on fd 3: line-delimited JSON, every message validated against
+results/schema/protocol.schema.json (generated from harness/protocol.ts, the single definition)."""
+import json
+from pathlib import Path
+
+import jsonschema
+
+PROTOCOL_VERSION = 1
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "results" / "schema" / "protocol.schema.json"
+
+
+def validators(path=SCHEMA_PATH):
+    """(to-worker validator, from-worker validator) from the published schema."""
+    defs = json.loads(Path(path).read_text(encoding="utf-8"))["$defs"]
+    return jsonschema.Draft202012Validator(defs["toWorker"]), jsonschema.Draft202012Validator(defs["fromWorker"])
+
+
+class Channel:
+    """One connected stream socket (the orchestrator's end is a Unix socketpair)."""
+
+    def __init__(self, sock, schema_path=SCHEMA_PATH):
+        self.sock = sock
+        self.lines = sock.makefile("rb")
+        self.to_worker, self.from_worker = validators(schema_path)
+
+    def send(self, msg):
+        self.from_worker.validate(msg)
+        # allow_nan=False: NaN/Infinity are not JSON; an engine producing them fails loudly here.
+        self.sock.sendall((json.dumps(msg, allow_nan=False, separators=(",", ":")) + "\n").encode("utf-8"))
+
+    def receive(self):
+        line = self.lines.readline()
+        if not line:
+            raise EOFError("orchestrator closed the channel")
+        msg = json.loads(line)
+        self.to_worker.validate(msg)
+        return msg
+
+    def close(self):
+        self.lines.close()
+        self.sock.close()

@@ -1,0 +1,106 @@
+"""The runner loop, message for message the Python twin of harness/worker/node-worker.ts:
+job (or probe) -> hello -> built -> parity -> continue|stop -> samples -> memory -> done, or an
+`error` naming the phase, with the traceback, and `unavailable` + `fix` when the engine cannot
+run here. stdout/stderr stay free for the frameworks' own logs."""
+import importlib
+import os
+import platform
+import socket
+import sys
+import time
+import traceback
+
+from .engine import BuildRequest, EngineUnavailable, install_fix
+from .measure import measure
+from .memory import peak_host_bytes
+from .protocol import PROTOCOL_VERSION, Channel
+from .safetensors import load_tensors
+
+#: engine id -> (module, top-level framework import, pip package that provides it).
+ENGINES = {
+    "torch": ("fwbench_runner.torch_engine", "torch", "torch"),
+    "tensorflow": ("fwbench_runner.tensorflow_engine", "tensorflow", "tensorflow-cpu"),
+}
+
+
+def load_engine(engine_id):
+    """Imports the engine module; a missing framework makes the engine unavailable, with the install command."""
+    if engine_id not in ENGINES:
+        raise ValueError(f"the Python runner has no engine '{engine_id}'; it runs {', '.join(ENGINES)}")
+    module, framework, package = ENGINES[engine_id]
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] == framework:
+            raise EngineUnavailable(f"{framework} is not installed for {sys.executable}", install_fix(package)) from e
+        raise
+
+
+class Worker:
+    def __init__(self, channel):
+        self.channel = channel
+        self.phase = "start"
+
+    def run(self):
+        first = self.channel.receive()
+        self.channel.send({"type": "hello", "protocol": PROTOCOL_VERSION, "pid": os.getpid(), "language": "python", "runtime": f"python {platform.python_version()}"})
+        if first["type"] == "probe":
+            self.phase = "probe"
+            p = load_engine(first["engine"]).probe()
+            self.channel.send({"type": "probe-result", **p})
+            return
+        if first["type"] != "job":
+            raise ValueError(f"expected a job or probe message, got '{first['type']}'")
+        cell = first["cell"]
+        self.phase = "load"
+        engine = load_engine(cell["engine"])
+        weights, _ = load_tensors(first["weightsPath"])
+        native = load_tensors(first["nativeWeightsPath"])[0] if "nativeWeightsPath" in first else None
+        inputs, _ = load_tensors(first["inputsPath"])
+        self.phase = "build"
+        req = BuildRequest(cell["family"], cell["params"], cell["batchSize"], weights, native, cell["device"], cell["mode"], cell["threads"])
+        t0 = time.perf_counter_ns()
+        model = engine.build(req)
+        t1 = time.perf_counter_ns()
+        del req, weights, native
+        self.channel.send({"type": "built", "buildMs": (t1 - t0) / 1e6, "settings": model.settings})
+        self.phase = "first-run"
+        feed = model.prepare(inputs)
+        out = model.run(feed)
+        t2 = time.perf_counter_ns()
+        batch = cell["batchSize"]
+        self.channel.send({"type": "parity", "firstRunMs": (t2 - t1) / 1e6, "shape": [batch, out.size // batch], "values": out.ravel().tolist()})
+        verdict = self.channel.receive()
+        if verdict["type"] == "continue":
+            self.phase = "measure"
+            self.channel.send({"type": "samples", **measure(lambda: model.run(feed), first["measure"])})
+        self.phase = "memory"
+        device_peak = model.peak_device_bytes()
+        model.dispose()
+        self.channel.send({"type": "memory", "peakHostBytes": peak_host_bytes(), **({} if device_peak is None else {"peakDeviceBytes": device_peak})})
+
+
+def main():
+    channel = Channel(socket.socket(fileno=3))
+    worker = Worker(channel)
+    code = 0
+    try:
+        worker.run()
+        channel.send({"type": "done"})
+    except Exception as e:  # noqa: BLE001 - every failure becomes an `error` message; the orchestrator classifies it
+        unavailable = isinstance(e, EngineUnavailable)
+        msg = {"type": "error", "phase": worker.phase, "message": str(e) or type(e).__name__, "stack": traceback.format_exc()}
+        if unavailable:
+            msg.update(unavailable=True, fix=e.fix)
+        code = 0 if unavailable else 1
+        try:
+            channel.send(msg)
+        except OSError:
+            pass  # the orchestrator is gone; the exit status still says why
+    finally:
+        channel.close()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # Skip interpreter teardown: framework thread pools can hang or crash at exit, and the
+        # protocol is already complete (the Node worker calls process.exit for the same reason).
+        os._exit(code)
