@@ -1,0 +1,61 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { InputError } from '../workloads/index.js';
+import { cellHost } from './report/model.js';
+import { ResultsStore, RunSchema, SCHEMA_VERSION, type Run, type RunSource } from './results.js';
+import { TOOL_VERSION } from './version.js';
+
+/**
+ * `fwbench merge`: runs made on several machines become one run in which the host is a dimension.
+ * Every cell of every input is kept and carries the fingerprint of the host that measured it;
+ * every input's header (host, engines, configuration, command) is kept in `sources`. Two
+ * different machines can share a fingerprint (same CPU model, memory and GPUs), so a clash is
+ * made unique with the host name, or with the run's start time when it is the same machine.
+ */
+
+const sourcesOf = (run: Run): RunSource[] => run.sources ?? [run];
+
+/** Merges runs (plain or already merged) in the order given. */
+export function mergeRuns(runs: Run[], command: string[]): Run {
+  const first = runs[0];
+  if (!first) throw new InputError('merge needs at least one run');
+  const sources: RunSource[] = [];
+  const cells: Run['cells'] = [];
+  for (const run of runs) {
+    const renamed = new Map<string, string>();
+    for (const s of sourcesOf(run)) {
+      let fingerprint = s.hostFingerprint;
+      const clash = (fp: string): boolean => sources.some((o) => o.hostFingerprint === fp);
+      if (clash(fingerprint)) fingerprint = `${s.hostFingerprint} (${s.host.hostname})`;
+      if (clash(fingerprint)) fingerprint = `${s.hostFingerprint} (${s.host.hostname}, ${s.startedAt})`;
+      renamed.set(s.hostFingerprint, fingerprint);
+      sources.push({ hostFingerprint: fingerprint, host: s.host, tool: s.tool, command: s.command, startedAt: s.startedAt, finishedAt: s.finishedAt, engines: s.engines, config: s.config });
+    }
+    for (const c of run.cells) {
+      const host = cellHost(run, c);
+      cells.push({ ...c, hostFingerprint: renamed.get(host) ?? host });
+    }
+  }
+  const head = sources[0]!;
+  return RunSchema.parse({
+    schemaVersion: SCHEMA_VERSION,
+    tool: { name: 'fwbench', version: TOOL_VERSION },
+    command,
+    startedAt: sources.map((s) => s.startedAt).sort()[0]!,
+    finishedAt: sources.map((s) => s.finishedAt).sort().at(-1)!,
+    host: head.host,
+    hostFingerprint: head.hostFingerprint,
+    engines: head.engines,
+    config: head.config,
+    cells,
+    sources,
+  } satisfies Run);
+}
+
+/** Writes a merged run as a run folder (cells.jsonl + run.json); refuses a folder that already holds a run. */
+export function writeMerged(run: Run, dir: string): string {
+  for (const f of ['run.json', 'cells.jsonl']) if (existsSync(join(dir, f))) throw new InputError(`${join(dir, f)} exists: merge writes into a new or empty folder`);
+  const store = new ResultsStore(dir);
+  for (const c of run.cells) store.appendCell(c);
+  return store.writeRun(run);
+}

@@ -1,0 +1,150 @@
+import * as echarts from 'echarts';
+import { engineMode, type CellView, type WorkloadSection } from './model.js';
+
+/**
+ * Charts as inline SVG, rendered when the report is made (ECharts' server-side SVG renderer, no
+ * browser, no DOM): the report then needs no script and no network to show them. ECharts escapes
+ * the text it draws, so labels from run.json cannot break out of the SVG.
+ */
+
+/** A rendered chart. */
+export interface Chart {
+  /** Stable id (for tests and links). */
+  id: string;
+  /** Caption, with units. */
+  caption: string;
+  svg: string;
+}
+
+const WIDTH = 580;
+
+function render(option: echarts.EChartsCoreOption, height: number): string {
+  const chart = echarts.init(null, null, { renderer: 'svg', ssr: true, width: WIDTH, height });
+  try {
+    chart.setOption({ animation: false, textStyle: { fontFamily: 'system-ui, sans-serif' }, ...option });
+    return chart.renderToSVGString();
+  } finally {
+    chart.dispose();
+  }
+}
+
+/** Linear-interpolated quantile of sorted values. */
+function quantile(sorted: Float64Array, q: number): number {
+  const pos = (sorted.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.min(sorted.length - 1, lo + 1);
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
+}
+
+/** Tukey box: quartiles, whiskers at the furthest samples within 1.5 IQR of the box. */
+export function tukeyBox(samples: readonly number[]): [number, number, number, number, number] {
+  const s = Float64Array.from(samples).sort();
+  const q1 = quantile(s, 0.25);
+  const q3 = quantile(s, 0.75);
+  const fence = 1.5 * (q3 - q1);
+  const inside = s.filter((v) => v >= q1 - fence && v <= q3 + fence);
+  return [inside[0]!, q1, quantile(s, 0.5), q3, inside[inside.length - 1]!];
+}
+
+const grid = { left: 70, right: 20, top: 40, bottom: 70, containLabel: false };
+const legend = { top: 5, type: 'scroll' as const, itemGap: 18 };
+const categoryAxis = (data: string[], name: string) => ({ type: 'category' as const, data, name, nameLocation: 'middle' as const, nameGap: 45, axisLabel: { interval: 0, rotate: data.length > 4 ? 20 : 0 } });
+/** A value axis; a log axis starts at the decade below its smallest value (bars grow up from there, never down from 1). */
+const valueAxis = (name: string, log: boolean, values: number[] = []) => {
+  const positive = values.filter((v) => v > 0);
+  const min = log && positive.length > 0 ? 10 ** Math.floor(Math.log10(Math.min(...positive))) : undefined;
+  return { type: log ? ('log' as const) : ('value' as const), name, nameLocation: 'middle' as const, nameGap: 55, ...(min === undefined ? {} : { min, startValue: min }) };
+};
+
+const okCells = (s: WorkloadSection): CellView[] => s.groups.flatMap((g) => g.cells).filter((v) => v.cell.status === 'ok');
+const seriesNames = (cells: CellView[]): string[] => [...new Set(cells.map((v) => engineMode(v.cell)))];
+
+/** Per-batch bars over engine/mode categories of one figure per cell. */
+function barsByBatch(s: WorkloadSection, value: (v: CellView) => number | undefined, axisName: string, log: boolean): string {
+  const cells = okCells(s);
+  const categories = seriesNames(cells);
+  const series = s.groups.map((g) => ({
+    name: `batch ${g.batchSize}`,
+    type: 'bar' as const,
+    data: categories.map((name) => {
+      const cell = g.cells.find((v) => v.cell.status === 'ok' && engineMode(v.cell) === name);
+      return (cell && value(cell)) ?? '-';
+    }),
+  }));
+  const values = series.flatMap((x) => x.data.filter((v): v is number => typeof v === 'number'));
+  return render({ legend, grid, xAxis: categoryAxis(categories, 'engine/mode'), yAxis: valueAxis(axisName, log, values), series }, 340);
+}
+
+/** The charts of one workload section: latency distribution, throughput vs batch, peak memory, GFLOP/s, cold start. */
+export function sectionCharts(s: WorkloadSection, sectionIndex: number): Chart[] {
+  const cells = okCells(s);
+  if (cells.length === 0) return [];
+  const names = seriesNames(cells);
+  const find = (batch: number, name: string): CellView | undefined => s.groups.find((g) => g.batchSize === batch)?.cells.find((v) => v.cell.status === 'ok' && engineMode(v.cell) === name);
+  const id = (what: string): string => `chart-${sectionIndex}-${what}`;
+  const charts: Chart[] = [];
+
+  charts.push({
+    id: id('latency'),
+    caption: 'Latency distribution per engine/mode and batch size (ms, log scale): box = quartiles, line = median, whiskers = furthest samples within 1.5 IQR; outliers not drawn.',
+    svg: render(
+      {
+        legend,
+        grid,
+        xAxis: categoryAxis(names, 'engine/mode'),
+        yAxis: valueAxis('latency (ms)', true),
+        series: s.groups.map((g) => ({
+          name: `batch ${g.batchSize}`,
+          type: 'boxplot' as const,
+          data: names.map((name) => {
+            const samples = find(g.batchSize, name)?.cell.samplesMs;
+            return samples && samples.length > 0 ? tukeyBox(samples) : [];
+          }),
+        })),
+      },
+      360,
+    ),
+  });
+
+  charts.push({
+    id: id('throughput'),
+    caption: 'Throughput vs batch size (samples/s, log scale): batch size / median latency.',
+    svg: render(
+      {
+        legend,
+        grid,
+        xAxis: categoryAxis(s.groups.map((g) => String(g.batchSize)), 'batch size'),
+        yAxis: valueAxis('samples/s', true),
+        series: names.map((name) => ({ name, type: 'line' as const, symbolSize: 8, connectNulls: true, data: s.groups.map((g) => find(g.batchSize, name)?.cell.throughput ?? '-') })),
+      },
+      340,
+    ),
+  });
+
+  charts.push({ id: id('memory'), caption: 'Peak host memory of the worker process (MiB, VmHWM).', svg: barsByBatch(s, (v) => (v.cell.memory ? v.cell.memory.peakHostBytes / 2 ** 20 : undefined), 'peak host memory (MiB)', false) });
+  charts.push({ id: id('gflops'), caption: 'Achieved GFLOP/s (analytic FLOPs / median latency, log scale).', svg: barsByBatch(s, (v) => v.cell.gflops, 'GFLOP/s', true) });
+
+  const coldCells = cells.filter((v) => v.cell.coldStart);
+  const labels = coldCells.map((v) => `${engineMode(v.cell)} b${v.cell.batchSize}`);
+  const part = (name: string, f: (c: NonNullable<CellView['cell']['coldStart']>) => number) => ({
+    name,
+    type: 'bar' as const,
+    stack: 'cold',
+    data: coldCells.map((v) => Math.max(0, f(v.cell.coldStart!))),
+  });
+  charts.push({
+    id: id('cold-start'),
+    caption: 'Cold start (ms): process spawn to hello, model build, first inference, and the rest of spawn-to-first-output (weight loading, messages).',
+    svg: render(
+      {
+        legend,
+        grid: { ...grid, left: 170, bottom: 50 },
+        yAxis: { type: 'category' as const, data: labels },
+        xAxis: { type: 'value' as const, name: 'ms', nameLocation: 'middle' as const, nameGap: 30 },
+        series: [part('spawn', (c) => c.spawnMs), part('build', (c) => c.buildMs), part('first run', (c) => c.firstRunMs), part('other', (c) => c.totalMs - c.spawnMs - c.buildMs - c.firstRunMs)],
+      },
+      Math.max(200, 90 + 26 * labels.length),
+    ),
+  });
+  return charts;
+}

@@ -1,0 +1,71 @@
+import { claimSummary } from './claims.js';
+import type { Report } from './index.js';
+import { engineMode, num, sectionTitle } from './model.js';
+
+/** Table-cell text: pipes and line breaks would end the cell; < > & are escaped so no HTML renders from data. */
+const md = (s: string | number): string =>
+  String(s)
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/\|/g, '\\|')
+    .replace(/[\r\n]+/g, ' ');
+
+const table = (head: string[], rows: Array<Array<string | number>>): string =>
+  [`| ${head.map(md).join(' | ')} |`, `|${head.map(() => '---').join('|')}|`, ...rows.map((r) => `| ${r.map(md).join(' | ')} |`)].join('\n');
+
+/** A Markdown report: header, one table per workload (fastest in bold), claims, cells that did not run. */
+export function markdownReport(report: Report): string {
+  const { model } = report;
+  const multiHost = model.hosts.length > 1;
+  const out: string[] = [`# fwbench report`, '', `fwbench ${md(model.run.tool.version)}, generated ${md(report.generatedAt)}.`, ''];
+  for (const h of model.hosts) {
+    const gpus = h.host.gpus.gpus.map((g) => g.name).join(', ') || 'no GPU';
+    out.push(
+      `- **Host** ${md(h.fingerprint)}: ${md(h.host.cpu.brand)}, ${h.host.cpu.physicalCores} physical / ${h.host.cpu.logicalCores} logical cores, ${num(h.host.memory.totalBytes / 2 ** 30)} GiB, ${md(gpus)}; ${md(h.host.os.distro)} ${md(h.host.os.release)}, Node ${md(h.host.node)}; threads ${h.config.threads}; run ${md(h.startedAt)}`,
+      `  - command: \`${h.command.join(' ').replace(/`/g, "'")}\``,
+      `  - engines: ${Object.entries(h.engines).map(([id, e]) => md(`${id} ${e.available ? e.version ?? '' : `unavailable (${e.reason ?? ''})`}`)).join('; ')}`,
+    );
+  }
+  out.push('', 'Latency: median of the timed samples with its 95 % bootstrap interval; × fastest: median / the fastest median of the same workload and batch.', '');
+  for (const s of model.sections) {
+    out.push(`## ${md(sectionTitle(s, multiHost))}`, '', `Parameters: ${md(s.params)}; ${num(s.flopsPerSample / 1e9)} GFLOP per sample.`, '');
+    const rows = s.groups.flatMap((g) =>
+      g.cells.map((v) => {
+        const c = v.cell;
+        const median = c.stats ? `${num(c.stats.medianMs)}${v.medianCi ? ` [${num(v.medianCi.lo)}, ${num(v.medianCi.hi)}]` : ''}` : '-';
+        return [
+          g.batchSize,
+          engineMode(c),
+          c.status,
+          v.fastest ? `**${median}**` : median,
+          num(c.stats?.p99Ms),
+          num(c.throughput),
+          num(c.gflops),
+          c.memory ? num(c.memory.peakHostBytes / 2 ** 20) : '-',
+          num(c.coldStart?.totalMs),
+          c.parity?.relL2 === undefined || c.parity.relL2 === null ? '-' : `${c.parity.relL2.toExponential(1)} ${c.parity.pass ? 'pass' : 'FAIL'}`,
+          v.relativeToFastest === undefined ? '-' : `${num(v.relativeToFastest)}×`,
+        ];
+      }),
+    );
+    out.push(table(['batch', 'engine/mode', 'status', 'median ms [95% CI]', 'p99 ms', 'samples/s', 'GFLOP/s', 'peak MiB', 'cold start ms', 'parity relL2', '× fastest'], rows), '');
+  }
+  out.push('## Claims', '', `Ratio = subject / baseline; a verdict needs the whole 95 % interval beyond ±${report.thresholdPct} %.`, '');
+  out.push(table(['claim', 'says', 'verdict'], report.claims.map((r) => [r.claim.id, r.claim.claim, claimSummary(r)])), '');
+  const measured = report.claims.flatMap((r) => r.evaluations.filter((e) => e.verdict !== 'not measured').map((e) => ({ id: r.claim.id, e })));
+  if (measured.length > 0) {
+    out.push(
+      table(
+        ['claim', 'comparison', 'workload', 'batch', 'ratio [95% CI]', 'verdict'],
+        measured.map(({ id, e }) => [id, `${e.subject} vs ${e.baseline}`, `${e.workload}${multiHost ? ` on ${e.host}` : ''}`, e.batch ?? '', `${num(e.ratio)}${e.ci ? ` [${num(e.ci.lo)}, ${num(e.ci.hi)}]` : ''}`, e.verdict]),
+      ),
+      '',
+    );
+  }
+  const notOk = model.cells.filter((v) => v.cell.status !== 'ok');
+  if (notOk.length > 0) {
+    out.push('## Cells that did not run', '', table(['cell', 'host', 'status', 'reason', 'fix'], notOk.map((v) => [v.cell.id, v.host, v.cell.status, v.cell.reason ?? '', v.cell.fix ?? ''])), '');
+  }
+  return `${out.join('\n')}\n`;
+}

@@ -1,0 +1,218 @@
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { InputError } from '../../workloads/index.js';
+import { MIN_SAMPLES_FOR_CI, medianInterval, type Interval } from '../bootstrap.js';
+import type { HostInfo } from '../detect/host.js';
+import { RunSchema, type Cell, type EngineStatus, type Run, type RunConfig } from '../results.js';
+
+/**
+ * What every report format shows, computed once from run.json: hosts, cells grouped the way
+ * readers compare them (same host, device, workload, parameters and batch size), the fastest cell
+ * of each group, bootstrap intervals of medians, and the claim verdicts. The writers only lay
+ * this out.
+ */
+
+/** Reads a run: a run folder (its run.json) or a run.json path; malformed input is an InputError (exit 2). */
+export function loadRun(path: string): Run {
+  const file = existsSync(path) && statSync(path).isDirectory() ? join(path, 'run.json') : path;
+  if (!existsSync(file)) throw new InputError(`no run.json at ${file} (a run writes it when it finishes; pass the run's folder or its run.json)`);
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new InputError(`${file} is not JSON: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const parsed = RunSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new InputError(`${file} is not an fwbench run.json: ${issue ? `${issue.path.join('.') || '(root)'}: ${issue.message}` : 'schema mismatch'}`);
+  }
+  return parsed.data;
+}
+
+/** The host a cell was measured on: its own fingerprint in a merged run, else the run's. */
+export const cellHost = (run: Run, cell: Cell): string => cell.hostFingerprint ?? run.hostFingerprint;
+
+/** Parameters as stable text (sorted keys), so equal parameters compare equal. */
+export const paramsText = (params: Cell['params']): string =>
+  Object.keys(params)
+    .sort()
+    .map((k) => {
+      const v = params[k]!;
+      return `${k}=${Array.isArray(v) ? v.join(',') : v}`;
+    })
+    .join(' ');
+
+/** Identity of a cell apart from its host: engine, mode, device, workload, parameters, batch size. */
+export const cellKey = (c: Cell): string => [c.engine, c.mode, c.device, c.workload, paramsText(c.params), c.batchSize].join('|');
+
+/** Series label of a cell in tables and charts. */
+export const engineMode = (c: Cell): string => `${c.engine}/${c.mode}`;
+
+/** One host of a run with the headers of the runs measured on it. */
+export interface HostView {
+  fingerprint: string;
+  host: HostInfo;
+  engines: Record<string, EngineStatus>;
+  config: RunConfig;
+  command: string[];
+  toolVersion: string;
+  startedAt: string;
+  finishedAt: string;
+}
+
+/** The hosts of a run: one for a plain run, every source's for a merged one. */
+export function hostsOf(run: Run): HostView[] {
+  const sources = run.sources ?? [run];
+  return sources.map((s) => ({ fingerprint: s.hostFingerprint, host: s.host, engines: s.engines, config: s.config, command: s.command, toolVersion: s.tool.version, startedAt: s.startedAt, finishedAt: s.finishedAt }));
+}
+
+/** A cell with what the report derives from it. */
+export interface CellView {
+  cell: Cell;
+  host: string;
+  /** Bootstrap 95 % interval of the median latency (ms); absent with fewer than MIN_SAMPLES_FOR_CI samples. */
+  medianCi?: Interval;
+  /** Median / the fastest median of its group (1 = fastest); ok cells only. */
+  relativeToFastest?: number;
+  /** The fastest ok cell of its group. */
+  fastest: boolean;
+}
+
+/** Cells that readers compare with each other: same host, device, workload, parameters and batch size. */
+export interface CellGroup {
+  host: string;
+  device: string;
+  workload: string;
+  preset: string;
+  params: string;
+  batchSize: number;
+  cells: CellView[];
+}
+
+/** One workload (with its parameters) on one host and device, all batch sizes. */
+export interface WorkloadSection {
+  id: string;
+  host: string;
+  device: string;
+  workload: string;
+  preset: string;
+  params: string;
+  /** Analytic FLOPs per sample. */
+  flopsPerSample: number;
+  groups: CellGroup[];
+}
+
+/** Every cell of a run, grouped. */
+export interface RunModel {
+  run: Run;
+  hosts: HostView[];
+  sections: WorkloadSection[];
+  cells: CellView[];
+}
+
+/** Builds the report model; bootstrap intervals are seeded, so the same run gives the same report. */
+export function buildModel(run: Run): RunModel {
+  const sections = new Map<string, WorkloadSection>();
+  const cells: CellView[] = [];
+  for (const cell of run.cells) {
+    const host = cellHost(run, cell);
+    const params = paramsText(cell.params);
+    const sectionId = [host, cell.device, cell.workload, params].join('|');
+    let section = sections.get(sectionId);
+    if (!section) {
+      section = { id: sectionId, host, device: cell.device, workload: cell.workload, preset: cell.preset, params, flopsPerSample: cell.flops / cell.batchSize, groups: [] };
+      sections.set(sectionId, section);
+    }
+    let group = section.groups.find((g) => g.batchSize === cell.batchSize);
+    if (!group) {
+      group = { host, device: cell.device, workload: cell.workload, preset: cell.preset, params, batchSize: cell.batchSize, cells: [] };
+      section.groups.push(group);
+    }
+    const samples = cell.status === 'ok' ? cell.samplesMs : undefined;
+    const view: CellView = { cell, host, fastest: false, ...(samples && samples.length >= MIN_SAMPLES_FOR_CI ? { medianCi: medianInterval(samples) } : {}) };
+    group.cells.push(view);
+    cells.push(view);
+  }
+  for (const section of sections.values()) {
+    section.groups.sort((a, b) => a.batchSize - b.batchSize);
+    for (const g of section.groups) {
+      const timed = g.cells.filter((v) => v.cell.status === 'ok' && v.cell.stats);
+      const best = Math.min(...timed.map((v) => v.cell.stats!.medianMs));
+      for (const v of timed) {
+        v.relativeToFastest = v.cell.stats!.medianMs / best;
+        v.fastest = v.cell.stats!.medianMs === best;
+      }
+    }
+  }
+  return { run, hosts: hostsOf(run), sections: [...sections.values()], cells };
+}
+
+/** Section heading, e.g. `cnn/tiny (cpu)` plus the host when a run has several. */
+export const sectionTitle = (s: WorkloadSection, multiHost: boolean): string => `${s.workload}/${s.preset} (${s.device})${multiHost ? ` on ${s.host}` : ''}`;
+
+/** One flat row per cell, units in the names: what the CSV, JSON and Markdown reports list. */
+export interface CellRow {
+  host: string;
+  engine: string;
+  mode: string;
+  device: string;
+  workload: string;
+  preset: string;
+  params: string;
+  batchSize: number;
+  status: string;
+  medianMs: number | null;
+  medianCiLoMs: number | null;
+  medianCiHiMs: number | null;
+  p99Ms: number | null;
+  samples: number | null;
+  throughputSamplesPerS: number | null;
+  gflopPerS: number | null;
+  peakHostMiB: number | null;
+  /** Framework allocator peak on the GPU, where the engine reports one. */
+  peakDeviceMiB: number | null;
+  coldStartMs: number | null;
+  parityRelL2: number | null;
+  parityPass: boolean | null;
+  /** Median / the group's fastest median. */
+  relativeToFastest: number | null;
+  fastest: boolean;
+  reason: string;
+  fix: string;
+}
+
+/** The flat row of a cell. */
+export function cellRow(v: CellView): CellRow {
+  const c = v.cell;
+  return {
+    host: v.host,
+    engine: c.engine,
+    mode: c.mode,
+    device: c.device,
+    workload: c.workload,
+    preset: c.preset,
+    params: paramsText(c.params),
+    batchSize: c.batchSize,
+    status: c.status,
+    medianMs: c.stats?.medianMs ?? null,
+    medianCiLoMs: v.medianCi?.lo ?? null,
+    medianCiHiMs: v.medianCi?.hi ?? null,
+    p99Ms: c.stats?.p99Ms ?? null,
+    samples: c.stats?.n ?? null,
+    throughputSamplesPerS: c.throughput ?? null,
+    gflopPerS: c.gflops ?? null,
+    peakHostMiB: c.memory ? c.memory.peakHostBytes / 2 ** 20 : null,
+    peakDeviceMiB: c.memory?.peakDeviceBytes !== undefined ? c.memory.peakDeviceBytes / 2 ** 20 : null,
+    coldStartMs: c.coldStart?.totalMs ?? null,
+    parityRelL2: c.parity?.relL2 ?? null,
+    parityPass: c.parity?.pass ?? null,
+    relativeToFastest: v.relativeToFastest ?? null,
+    fastest: v.fastest,
+    reason: c.reason ?? '',
+    fix: c.fix ?? '',
+  };
+}
+
+/** Number formatting shared by the text formats: 3 significant digits, plain decimals from 100 up. */
+export const num = (v: number | null | undefined, digits = 3): string => (v === null || v === undefined || !Number.isFinite(v) ? '-' : Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(digits));

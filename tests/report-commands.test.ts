@@ -1,0 +1,185 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Comparison } from '../harness/compare.js';
+import { evaluateClaims, loadClaims } from '../harness/report/claims.js';
+import { buildModel } from '../harness/report/model.js';
+import type { Run } from '../harness/results.js';
+import { fwbench, tempDir } from './helpers.js';
+import { HOSTILE, readRun, realRun, withSamples, writeRunDir } from './report-helpers.js';
+
+/** Minimal RFC 4180 parser: quoted fields, doubled quotes, CRLF rows. */
+function parseCsv(text: string): string[][] {
+  const rows: string[][] = [];
+  let row: string[] = [];
+  let field = '';
+  let quoted = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i]!;
+    if (quoted) {
+      if (ch === '"' && text[i + 1] === '"') (field += '"'), i++;
+      else if (ch === '"') quoted = false;
+      else field += ch;
+    } else if (ch === '"') quoted = true;
+    else if (ch === ',') row.push(field), (field = '');
+    else if (ch === '\r' && text[i + 1] === '\n') {
+      row.push(field), rows.push(row), (row = []), (field = ''), i++;
+    } else field += ch;
+  }
+  return rows;
+}
+
+const comparison = (stdout: string): Comparison => JSON.parse(stdout) as Comparison;
+
+describe('fwbench compare, merge, report formats and claims on a real run', () => {
+  let run: Run;
+  let dir: string;
+
+  beforeAll(async () => {
+    ({ run, dir } = await realRun());
+  });
+
+  it('compare flags a planted 20 % slowdown in every cell and exits 1', async () => {
+    const slower = writeRunDir(withSamples(run, (s) => s.map((v) => v * 1.2)));
+    const r = await fwbench(['compare', dir, slower, '--format', 'json']);
+    expect(r.exitCode, r.stderr).toBe(1);
+    const c = comparison(r.stdout);
+    expect(c.pairs).toHaveLength(run.cells.length);
+    for (const p of c.pairs) {
+      const what = `${p.engine}/${p.workload}/b${p.batchSize} CI ${p.ci?.lo}-${p.ci?.hi}`;
+      expect(p.ratio).toBeCloseTo(1.2, 6);
+      // ONNX Runtime's tight distributions always show it; a noisy TensorFlow.js cell (bimodal at
+      // batch 1 on 2 shared cores) may have an interval too wide to call it, but never "faster".
+      if (p.engine === 'onnxruntime') expect(p.verdict, what).toBe('slower');
+      else expect(p.verdict === 'slower' || p.ci!.lo <= 1.05, what).toBe(true);
+    }
+    for (const g of c.geomeans) expect(g.ratio).toBeCloseTo(1.2, 6);
+    const text = await fwbench(['compare', dir, slower]);
+    expect(text.exitCode).toBe(1);
+    expect(text.stdout).toMatch(/slower/);
+    expect(text.stdout).toMatch(/Geometric mean of B\/A per engine: onnxruntime 1\.20/);
+  });
+
+  it('compare finds no change between the two halves of the same samples (A/A) and exits 0; same input, same output', async () => {
+    const even = writeRunDir(withSamples(run, (s) => s.filter((_, i) => i % 2 === 0)));
+    const odd = writeRunDir(withSamples(run, (s) => s.filter((_, i) => i % 2 === 1)));
+    const r = await fwbench(['compare', even, odd, '--format', 'json']);
+    expect(r.exitCode, r.stdout).toBe(0);
+    const c = comparison(r.stdout);
+    expect(c.pairs).toHaveLength(run.cells.length);
+    for (const p of c.pairs) expect(p.verdict, `${p.engine}/${p.workload}/b${p.batchSize} CI ${p.ci?.lo}-${p.ci?.hi}`).toBe('no significant change');
+    // Seeded bootstrap: a second comparison gives identical intervals.
+    expect(comparison((await fwbench(['compare', even, odd, '--format', 'json'])).stdout)).toEqual(c);
+  });
+
+  it('compare writes an escaped HTML page and rejects a folder without run.json with exit 2', async () => {
+    const out = join(tempDir(), 'compare.html');
+    const r = await fwbench(['compare', dir, dir, '--format', 'html', '--out', out]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(readFileSync(out, 'utf8')).toMatch(/<table class="sortable" id="compare">/);
+    const bad = await fwbench(['compare', dir, tempDir()]);
+    expect(bad.exitCode).toBe(2);
+    expect(bad.stderr).toMatch(/no run\.json/);
+  });
+
+  it('merge keeps every cell of every input with its host, and reports and compares group by host', async () => {
+    const otherHost = { ...run, host: { ...run.host, hostname: 'gpu-box' }, hostFingerprint: 'EPYC 9654 x192 / 1536 GiB / 8x NVIDIA H100' };
+    // Same fingerprint as the first run, another machine: the merge must tell them apart.
+    const twin = { ...run, host: { ...run.host, hostname: 'twin' }, cells: run.cells.slice(0, 3) };
+    const inputs = [run, otherHost, twin];
+    const dirs = [dir, writeRunDir(otherHost), writeRunDir(twin)];
+    const out = tempDir();
+    const r = await fwbench(['merge', ...dirs, '--out', out]);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const merged = readRun(out);
+    expect(merged.cells).toHaveLength(inputs.reduce((n, x) => n + x.cells.length, 0));
+    expect(readFileSync(join(out, 'cells.jsonl'), 'utf8').trim().split('\n')).toHaveLength(merged.cells.length);
+    const fingerprints = merged.sources!.map((s) => s.hostFingerprint);
+    expect(fingerprints).toEqual([run.hostFingerprint, otherHost.hostFingerprint, `${run.hostFingerprint} (twin)`]);
+    let at = 0;
+    inputs.forEach((input, i) => {
+      for (const c of input.cells) {
+        const { hostFingerprint, ...rest } = merged.cells[at++]!;
+        expect(hostFingerprint).toBe(fingerprints[i]);
+        expect(rest).toEqual(c);
+      }
+    });
+    // A merged run merges again (sources flatten), and a second merge into the same folder is refused.
+    const again = tempDir();
+    expect((await fwbench(['merge', out, dir, '--out', again])).exitCode).toBe(0);
+    expect(readRun(again).sources).toHaveLength(4);
+    expect((await fwbench(['merge', dir, '--out', out])).exitCode).toBe(2);
+
+    const md = await fwbench(['report', out, '--format', 'md', '--out', '-']);
+    expect(md.exitCode, md.stderr).toBe(0);
+    for (const fp of fingerprints) expect(md.stdout).toContain(`on ${fp}`);
+    // Merged vs merged: cells pair by host, so every input cell is compared once.
+    const cmp = await fwbench(['compare', out, out, '--format', 'json']);
+    expect(comparison(cmp.stdout).pairs).toHaveLength(merged.cells.length);
+  });
+
+  it('md, csv and json reports are parseable and carry every cell, hostile text included', async () => {
+    const hostile = { ...run, hostFingerprint: HOSTILE.attribute, cells: run.cells.map((c, i) => (i === 0 ? { ...c, status: 'failed' as const, reason: `${HOSTILE.script}, "quoted"\nline`, fix: HOSTILE.svg } : c)) };
+    const d = writeRunDir(hostile);
+    for (const format of ['md', 'csv', 'json']) expect((await fwbench(['report', d, '--format', format])).exitCode).toBe(0);
+
+    const csv = parseCsv(readFileSync(join(d, 'report.csv'), 'utf8'));
+    expect(csv).toHaveLength(hostile.cells.length + 1);
+    const head = csv[0]!;
+    for (const row of csv) expect(row).toHaveLength(head.length);
+    const rows = csv.slice(1).map((r) => Object.fromEntries(head.map((h, i) => [h, r[i]!])));
+    expect(rows[0]!.reason).toBe(`${HOSTILE.script}, "quoted"\nline`);
+    expect(rows[0]!.host).toBe(HOSTILE.attribute);
+    expect(Number(rows[1]!.medianMs)).toBe(hostile.cells[1]!.stats!.medianMs);
+
+    const json = JSON.parse(readFileSync(join(d, 'report.json'), 'utf8')) as { cells: Array<{ reason: string }>; claims: Array<{ id: string }> };
+    expect(json.cells).toHaveLength(hostile.cells.length);
+    expect(json.cells[0]!.reason).toContain(HOSTILE.script);
+    expect(json.claims.map((c) => c.id)).toEqual(loadClaims().map((c) => c.id));
+
+    const md = readFileSync(join(d, 'report.md'), 'utf8');
+    expect(md).not.toMatch(/<script|<img|<\/svg/);
+    // Every table row has as many cells as its header (no pipe in data splits a cell).
+    const cells = (line: string): number => line.replace(/\\\|/g, '').split('|').length;
+    const lines = md.split('\n');
+    lines.forEach((line, i) => {
+      if (line.startsWith('|') && !lines[i - 1]?.startsWith('|')) {
+        for (let j = i; lines[j]?.startsWith('|'); j++) expect(cells(lines[j]!), lines[j]).toBe(cells(line));
+      }
+    });
+  });
+
+  it('claims: engines absent from the run are "not measured" with what is missing; any engine id works', () => {
+    const claims = loadClaims();
+    const results = evaluateClaims(buildModel(run), claims, 0.05);
+    const byId = new Map(results.map((r) => [r.claim.id, r]));
+    expect(results).toHaveLength(11);
+    const tfFaster = byId.get('tf-faster')!;
+    expect(tfFaster.evaluations.every((e) => e.verdict === 'not measured' && /not in this run: tensorflow, torch/.test(e.note))).toBe(true);
+    // ONNX Runtime vs TensorFlow.js eager on this machine: each measured, with an interval.
+    const staticFaster = byId.get('static-faster')!.evaluations.filter((e) => e.verdict !== 'not measured');
+    expect(staticFaster.length).toBe(4);
+    for (const e of staticFaster) {
+      expect(e.ci!.lo).toBeLessThanOrEqual(e.ratio!);
+      expect(e.ci!.hi).toBeGreaterThanOrEqual(e.ratio!);
+    }
+
+    // The same real cells relabelled as the Python engines (ids and modes are plain data): every
+    // torch/tensorflow claim is now measured, including the memory, cold-start and trend ones.
+    const relabelled: Run = {
+      ...run,
+      cells: run.cells.map((c) => (c.engine === 'onnxruntime' ? { ...c, engine: 'torch', mode: 'eager' } : { ...c, engine: 'tensorflow', mode: 'eager' })),
+    };
+    const r2 = new Map(evaluateClaims(buildModel(relabelled), claims, 0.05).map((r) => [r.claim.id, r]));
+    const eager = r2.get('tf-faster')!.evaluations.filter((e) => e.comparison === 'tensorflow/eager vs torch/eager');
+    expect(eager).toHaveLength(4);
+    for (const e of eager) expect(e.verdict).toBe('contradicted');
+    expect(r2.get('torch-faster')!.counts.supported).toBeGreaterThanOrEqual(4);
+    expect(r2.get('torch-more-memory')!.evaluations.filter((e) => e.verdict !== 'not measured').every((e) => e.ci === null)).toBe(true);
+    const missingMode = r2.get('xla-helps')!.evaluations;
+    expect(missingMode.every((e) => e.verdict === 'not measured' && /no tensorflow\/xla cell \(modes run: eager\)/.test(e.note))).toBe(true);
+    const trend = r2.get('tf-scales')!.evaluations;
+    expect(trend).toHaveLength(2);
+    for (const e of trend) expect(e.batch).toBe('1→2');
+  });
+});
