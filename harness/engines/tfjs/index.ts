@@ -1,7 +1,10 @@
 import type * as TF from '@tensorflow/tfjs';
 import type { TensorMap } from '../../../workloads/safetensors.js';
 import type { FamilyName, Params } from '../../../workloads/types.js';
-import { EngineUnavailable, type BuiltModel, type Device, type EngineDescriptor, type EngineId, type EngineRuntime, type EngineSettings } from '../types.js';
+import { EngineUnavailable, type BuiltModel, type Device, type EngineId, type EngineRuntime, type EngineSettings, type NodeEngineDescriptor } from '../types.js';
+import { createRequire } from 'node:module';
+import { dirname } from 'node:path';
+import { readOrigin } from '../../setup/tfjs-node.js';
 import type { KerasMapping } from './keras-layout.js';
 
 /**
@@ -44,7 +47,7 @@ function notInstalled(pkg: NativePackage): EngineUnavailable {
   const gpu = pkg === '@tensorflow/tfjs-node-gpu' ? '; it also needs CUDA 11.2 + cuDNN 8.1 and an NVIDIA GPU' : '';
   return new EngineUnavailable(
     `${pkg} is not installed: its install script downloads libtensorflow from storage.googleapis.com, which failed, so npm dropped this optional dependency`,
-    `npm install ${pkg}@4.22.0 on a machine that can reach storage.googleapis.com (or set TFJS_NODE_CDN_STORAGE to a mirror)${gpu}`,
+    `npx fwbench setup ${pkg.replace('@tensorflow/', '')}${pkg.endsWith('-gpu') ? ' --gpu' : ''} (builds it offline against the TensorFlow Python wheel; run bash python-runners/setup.sh first), or npm install ${pkg}@4.22.0 on a machine that can reach storage.googleapis.com (or set TFJS_NODE_CDN_STORAGE to a mirror)${gpu}`,
   );
 }
 
@@ -63,6 +66,13 @@ async function importNative(pkg: NativePackage): Promise<Record<string, unknown>
       `npm rebuild ${pkg} (its install script fetches libtensorflow)${needs}`,
     );
   }
+}
+
+/** Where the package's libtensorflow came from: fwbench's offline build (from the TF wheel) or the package's own download. */
+function libtensorflowOrigin(pkg: NativePackage): string {
+  const dir = dirname(createRequire(import.meta.url).resolve(`${pkg}/package.json`));
+  const o = readOrigin(dir);
+  return o ? `${o.distribution ?? 'tensorflow'} ${o.tensorflowVersion} Python wheel (${o.libraryDir}), built by fwbench setup` : 'libtensorflow downloaded by the package install script';
 }
 
 /** Registers and initialises the backend once per process; later calls only re-select it. */
@@ -93,6 +103,7 @@ async function loadBackend(spec: BackendSpec, threads: number | undefined): Prom
     details.package = pkg;
     const binding = (tf.backend() as unknown as { binding?: { TF_Version?: string } }).binding;
     if (binding?.TF_Version) details.libtensorflow = binding.TF_Version;
+    details.libtensorflowOrigin = libtensorflowOrigin(pkg);
     // TensorFlow sizes its pools from the environment the orchestrator set before the process started.
     effective = process.env.TF_NUM_INTRAOP_THREADS ? Number(process.env.TF_NUM_INTRAOP_THREADS) : 'TensorFlow default (TF_NUM_INTRAOP_THREADS unset)';
   }
@@ -162,7 +173,7 @@ function createRuntime(spec: BackendSpec): EngineRuntime {
   };
 }
 
-function descriptor(spec: BackendSpec, description: string): EngineDescriptor {
+function descriptor(spec: BackendSpec, description: string): NodeEngineDescriptor {
   return { id: spec.id, framework: 'TensorFlow.js', language: 'node', devices: [spec.device], modes: ['eager'], description, load: async () => createRuntime(spec) };
 }
 
