@@ -7,13 +7,15 @@ import { materialize } from '../workloads/materialize.js';
 import { loadTensors } from '../workloads/safetensors.js';
 import { detectHost } from './detect/host.js';
 import { buildOnnxModel } from './engines/onnx/index.js';
-import { DEFAULT_ENGINES, ENGINES, getEngine } from './engines/registry.js';
+import { checkModes, DEFAULT_ENGINES, ENGINES, getEngine, type ModeSelection } from './engines/registry.js';
 import { DEVICES, ENGINE_IDS, type Device, type EngineId } from './engines/types.js';
 import { DEFAULT_MEASURE } from './measure.js';
 import { progressHooks } from './progress.js';
+import { registerReportCommands } from './report-commands.js';
 import type { RunConfig } from './results.js';
 import { probeEngines, runMatrix } from './run.js';
 import { writeSchemas } from './schemas.js';
+import { registerSetupCommands } from './setup/commands.js';
 import { summaryTable } from './summary.js';
 import { TOOL_VERSION } from './version.js';
 
@@ -38,6 +40,11 @@ const nonNegative = (what: string) => (text: string): number => {
 const nonNegativeInt = (what: string) => (text: string): number => {
   if (!/^\d+$/.test(text.trim())) throw new InvalidArgumentError(`${what} must be a non-negative integer, got '${text}'`);
   return Number(text);
+};
+const modeList = (text: string): ModeSelection => {
+  const items = [...new Set(text.split(',').map((s) => s.trim()).filter(Boolean))];
+  if (items.length === 0) throw new InvalidArgumentError(`empty mode list; give mode names (see fwbench list) or 'all'`);
+  return items.includes('all') && items.length === 1 ? 'all' : items;
 };
 const intList = (what: string) => (text: string): number[] => text.split(',').map((s) => positiveInt(what)(s.trim()));
 
@@ -120,6 +127,7 @@ export function buildProgram(): Command {
     .description('run the benchmark matrix (engines x workloads x batch sizes); each cell in its own process')
     .option('--engines <list>', `comma-separated engines (${ENGINE_IDS.join(', ')})`, list('engine', ENGINE_IDS), DEFAULT_ENGINES)
     .option('--workloads <list>', `comma-separated workloads (${FAMILY_NAMES.join(', ')})`, list('workload', FAMILY_NAMES), [...FAMILY_NAMES])
+    .option('--modes <list>', "comma-separated execution modes (e.g. eager,compile), or 'all' for every mode of every engine; default: every mode of torch and tensorflow, the first mode of the others; an engine with none of the listed modes runs its first", modeList)
     .option('--preset <name>', `preset for every workload (${presetNames().join(', ')})`, 'tiny')
     .option('--batch-sizes <list>', 'comma-separated batch sizes', intList('batch size'), [1, 8])
     .option('--out <dir>', 'output folder for cells.jsonl and run.json', `results/run-${new Date().toISOString().replace(/[:.]/g, '-')}`)
@@ -133,12 +141,13 @@ export function buildProgram(): Command {
     .option('--warmup-max-time <ms>', 'warm-up: at most this long (ms)', nonNegative('--warmup-max-time'), DEFAULT_MEASURE.warmupMaxMs)
     .option('--timeout <s>', 'kill a cell\'s worker after this many seconds', positiveInt('--timeout'), 600)
     .option('--json', 'print run.json on stdout instead of the summary table')
-    .action(async (o: { engines: string[]; workloads: string[]; preset: string; batchSizes: number[]; out: string; set: Array<[string, string]>; device: Device; threads?: number; seed: number; minSamples: number; minTime: number; maxTime: number; warmupMaxTime: number; timeout: number; json?: boolean }) => {
+    .action(async (o: { engines: string[]; modes?: ModeSelection; workloads: string[]; preset: string; batchSizes: number[]; out: string; set: Array<[string, string]>; device: Device; threads?: number; seed: number; minSamples: number; minTime: number; maxTime: number; warmupMaxTime: number; timeout: number; json?: boolean }) => {
       const config: RunConfig = {
         engines: o.engines.map((e) => getEngine(e).id as EngineId),
         workloads: o.workloads.map((w) => getFamily(w).name),
         preset: o.preset,
         batchSizes: [...new Set(o.batchSizes)],
+        ...(o.modes ? { modes: o.modes } : {}),
         sets: o.set,
         device: o.device,
         threads: o.threads ?? (await defaultThreads()),
@@ -146,7 +155,8 @@ export function buildProgram(): Command {
         measure: { ...DEFAULT_MEASURE, minSamples: o.minSamples, minTimeMs: o.minTime, maxTimeMs: Math.max(o.maxTime, o.minTime), warmupMaxMs: o.warmupMaxTime },
         cellTimeoutMs: o.timeout * 1000,
       };
-      // Validate every workload's parameters before anything starts.
+      // Validate modes and every workload's parameters before anything starts.
+      checkModes(config.engines.map((e) => getEngine(e)), config.modes);
       const families = config.workloads.map((w) => getFamily(w));
       for (const f of families) resolveParams(f, config.preset, setsForFamily(f, config.sets, families));
       const outDir = resolve(o.out);
@@ -185,6 +195,8 @@ export function buildProgram(): Command {
       process.stderr.write(`fwbench: wrote run.schema.json, cell.schema.json, protocol.schema.json to ${o.out}\n`);
     });
 
+  registerSetupCommands(program);
+  registerReportCommands(program);
   return program;
 }
 

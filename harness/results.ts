@@ -74,7 +74,7 @@ export const CellSchema = z.object({
   gflops: z.number().optional(),
   /** Analytic FLOPs of one forward pass of the whole batch. */
   flops: z.number(),
-  memory: z.object({ peakHostBytes: z.number() }).optional(),
+  memory: z.object({ peakHostBytes: z.number(), peakDeviceBytes: z.number().optional() }).optional(),
   coldStart: ColdStartSchema.optional(),
   /** Effective engine settings read back from the framework (threads, providers, levels). */
   settings: Settings.optional(),
@@ -82,6 +82,8 @@ export const CellSchema = z.object({
   worker: z.object({ pid: z.number().int().optional(), exitCode: z.number().nullable().optional(), signal: z.string().nullable().optional(), logTail: z.array(z.string()).optional() }).optional(),
   startedAt: z.string(),
   durationMs: z.number(),
+  /** Fingerprint of the host that measured this cell; set by `fwbench merge` (a single-host run's cells use the run's `hostFingerprint`). */
+  hostFingerprint: z.string().optional(),
 });
 /** A cell record. */
 export type Cell = z.infer<typeof CellSchema>;
@@ -105,6 +107,8 @@ export const RunConfigSchema = z.object({
   workloads: z.array(z.enum(['cnn', 'rnn', 'transformer'])),
   preset: z.string(),
   batchSizes: z.array(z.number().int()),
+  /** `--modes`: mode names or 'all'; absent = each engine's default modes. */
+  modes: z.union([z.literal('all'), z.array(z.string())]).optional(),
   sets: z.array(z.tuple([z.string(), z.string()])),
   device: z.enum(['cpu', 'cuda']),
   threads: z.number().int(),
@@ -114,6 +118,21 @@ export const RunConfigSchema = z.object({
 });
 /** Run configuration. */
 export type RunConfig = z.infer<typeof RunConfigSchema>;
+
+/** The header of one run that `fwbench merge` combined: where and how its cells were measured. */
+export const RunSourceSchema = z.object({
+  /** Host fingerprint, as its cells carry it (made unique across the merged runs). */
+  hostFingerprint: z.string(),
+  host: HostInfoSchema,
+  tool: z.object({ name: z.literal('fwbench'), version: z.string() }),
+  command: z.array(z.string()),
+  startedAt: z.string(),
+  finishedAt: z.string(),
+  engines: z.record(z.string(), EngineStatusSchema),
+  config: RunConfigSchema,
+});
+/** One merged run's header. */
+export type RunSource = z.infer<typeof RunSourceSchema>;
 
 /** The whole run. */
 export const RunSchema = z.object({
@@ -129,6 +148,8 @@ export const RunSchema = z.object({
   engines: z.record(z.string(), EngineStatusSchema),
   config: RunConfigSchema,
   cells: z.array(CellSchema),
+  /** Set by `fwbench merge`: every input run's header, one per host; `host`, `engines` and `config` above are the first one's. */
+  sources: z.array(RunSourceSchema).optional(),
 });
 /** A run record (run.json). */
 export type Run = z.infer<typeof RunSchema>;
