@@ -2,6 +2,9 @@ import { execa } from 'execa';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { getFamily, int, resolveParams, type FamilyName, type Params } from '../workloads/index.js';
+import { generateInput, generateWeight } from '../workloads/materialize.js';
+import type { TensorMap } from '../workloads/safetensors.js';
 
 /** Runs the real CLI (compiled, as `npx fwbench` does) and returns its exit code and output. */
 export async function fwbench(args: string[], opts: { timeoutMs?: number } = {}): Promise<{ exitCode: number; stdout: string; stderr: string }> {
@@ -14,3 +17,21 @@ export const tempDir = (prefix = 'fwbench-'): string => mkdtempSync(join(tmpdir(
 
 /** Short measurement flags so end-to-end tests stay quick (the defaults are for real runs). */
 export const QUICK = ['--min-samples', '5', '--min-time', '50', '--max-time', '2000', '--warmup-max-time', '200'];
+
+/** Canonical weights and inputs of a workload at preset `tiny` with overrides, in memory (for in-process engine tests). */
+export interface WorkloadInstance {
+  family: FamilyName;
+  params: Params;
+  weights: TensorMap;
+  inputs: TensorMap;
+  classes: number;
+}
+
+/** Builds a WorkloadInstance from the deterministic generators (what a run would materialize). */
+export function workloadInstance(family: FamilyName, sets: Array<[string, string]>, opts: { seed: number; batch: number }): WorkloadInstance {
+  const f = getFamily(family);
+  const params = resolveParams(f, 'tiny', sets);
+  const weights: TensorMap = new Map(f.weights(params).map((s) => [s.name, { dtype: 'F32', shape: s.shape, data: generateWeight(s, opts.seed) }]));
+  const inputs: TensorMap = new Map(f.inputs(params, opts.batch).map((s) => [s.name, { dtype: s.dtype, shape: s.shape, data: generateInput(s, opts.seed) }]));
+  return { family, params, weights, inputs, classes: int(params, 'classes') };
+}

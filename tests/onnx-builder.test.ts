@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { workloadInstance, type WorkloadInstance } from './helpers.js';
 import { describe, expect, it } from 'vitest';
 import { GraphBuilder, float, floats } from '../harness/engines/onnx/graph.js';
 import { buildOnnxModel } from '../harness/engines/onnx/index.js';
@@ -8,30 +9,16 @@ import { DataType, decodeModel } from '../harness/engines/onnx/proto.js';
 import { onnxruntime } from '../harness/engines/onnxruntime.js';
 import { EngineUnavailable, type EngineRuntime } from '../harness/engines/types.js';
 import { resnetLayout, type ConvLayer } from '../workloads/cnn.js';
-import { getFamily, int, resolveParams, type FamilyName, type Params } from '../workloads/index.js';
-import { generateInput, generateWeight } from '../workloads/materialize.js';
-import type { TensorMap } from '../workloads/safetensors.js';
+import { int, type FamilyName } from '../workloads/index.js';
 import { LAYER_NORM_EPS } from '../workloads/transformer.js';
 
 const BATCH = 2;
 const SEED = 7;
 
-interface Instance {
-  family: FamilyName;
-  params: Params;
-  weights: TensorMap;
-  inputs: TensorMap;
-  classes: number;
-}
+type Instance = WorkloadInstance;
 
 /** Canonical weights and inputs of a workload at preset `tiny` with overrides, in memory. */
-function instance(family: FamilyName, sets: Array<[string, string]> = []): Instance {
-  const f = getFamily(family);
-  const params = resolveParams(f, 'tiny', sets);
-  const weights: TensorMap = new Map(f.weights(params).map((s) => [s.name, { dtype: 'F32', shape: s.shape, data: generateWeight(s, SEED) }]));
-  const inputs: TensorMap = new Map(f.inputs(params, BATCH).map((s) => [s.name, { dtype: s.dtype, shape: s.shape, data: generateInput(s, SEED) }]));
-  return { family, params, weights, inputs, classes: int(params, 'classes') };
-}
+const instance = (family: FamilyName, sets: Array<[string, string]> = []): Instance => workloadInstance(family, sets, { seed: SEED, batch: BATCH });
 
 let runtime: EngineRuntime | undefined;
 async function ortRun(x: Instance, mode = 'disabled'): Promise<Float32Array> {

@@ -7,27 +7,17 @@ import { tfjsCpu, tfjsNode, tfjsNodeGpu, tfjsWasm, type TfjsModel } from '../har
 import { KERAS_MAPPING, lstmToKeras, nchwToNhwc, oihwToHwio, transpose2d, type KerasMapping } from '../harness/engines/tfjs/keras-layout.js';
 import { buildRnn } from '../harness/engines/tfjs/rnn.js';
 import { EngineUnavailable, type BuiltModel, type NodeEngineDescriptor } from '../harness/engines/types.js';
-import { getFamily, int, resolveParams, type FamilyName, type Params } from '../workloads/index.js';
-import { generateInput, generateWeight } from '../workloads/materialize.js';
+import { int, type FamilyName } from '../workloads/index.js';
 import type { Tensor, TensorMap } from '../workloads/safetensors.js';
+import { workloadInstance, type WorkloadInstance } from './helpers.js';
 
 const BATCH = 2;
 const SEED = 0;
 
-interface Instance {
-  family: FamilyName;
-  params: Params;
-  weights: TensorMap;
-  inputs: TensorMap;
-}
+type Instance = WorkloadInstance;
 
-function instance(name: FamilyName, sets: Array<[string, string]> = []): Instance {
-  const family = getFamily(name);
-  const params = resolveParams(family, 'tiny', sets);
-  const weights: TensorMap = new Map(family.weights(params).map((s) => [s.name, { dtype: 'F32', shape: s.shape, data: generateWeight(s, SEED) }]));
-  const inputs: TensorMap = new Map(family.inputs(params, BATCH).map((s) => [s.name, { dtype: s.dtype, shape: s.shape, data: generateInput(s, SEED) }]));
-  return { family: name, params, weights, inputs };
-}
+/** Canonical weights and inputs of a workload at preset `tiny` with overrides, in memory. */
+const instance = (family: FamilyName, sets: Array<[string, string]> = []): Instance => workloadInstance(family, sets, { seed: SEED, batch: BATCH });
 
 const built: BuiltModel[] = [];
 afterAll(async () => {
