@@ -6,10 +6,11 @@ import { FAMILIES, FAMILY_NAMES, getFamily, InputError, parseSetText, resolvePar
 import { materialize } from '../workloads/materialize.js';
 import { loadTensors } from '../workloads/safetensors.js';
 import { detectHost } from './detect/host.js';
+import { registerDiagnosticCommands } from './diagnostic-commands.js';
 import { buildOnnxModel } from './engines/onnx/index.js';
 import { checkModes, DEFAULT_ENGINES, ENGINES, getEngine, type ModeSelection } from './engines/registry.js';
 import { DEVICES, ENGINE_IDS, type Device, type EngineId } from './engines/types.js';
-import { DEFAULT_MEASURE } from './measure.js';
+import { DEFAULT_MEASURE, PRESET_REPLICATES, QUICK_MEASURE, RIGOROUS_MEASURE } from './measure.js';
 import { progressHooks } from './progress.js';
 import { registerReportCommands } from './report-commands.js';
 import type { RunConfig } from './results.js';
@@ -135,13 +136,21 @@ export function buildProgram(): Command {
     .addOption(new Option('--device <device>', 'device for every cell').choices([...DEVICES]).default('cpu'))
     .option('--threads <n>', 'intra-op threads for every engine (default: physical cores)', positiveInt('--threads'))
     .option('--seed <n>', 'seed of weights and inputs', nonNegativeInt('--seed'), 0)
-    .option('--min-samples <n>', 'timed loop: at least this many samples', positiveInt('--min-samples'), DEFAULT_MEASURE.minSamples)
-    .option('--min-time <ms>', 'timed loop: at least this long (ms)', nonNegative('--min-time'), DEFAULT_MEASURE.minTimeMs)
-    .option('--max-time <ms>', 'timed loop: at most this long (ms)', nonNegative('--max-time'), DEFAULT_MEASURE.maxTimeMs)
-    .option('--warmup-max-time <ms>', 'warm-up: at most this long (ms)', nonNegative('--warmup-max-time'), DEFAULT_MEASURE.warmupMaxMs)
+    .option('--quick', `measurement preset: ±${QUICK_MEASURE.targetInterval * 100} % target, >= ${QUICK_MEASURE.minSamples} samples, ${QUICK_MEASURE.minTimeMs}-${QUICK_MEASURE.maxTimeMs} ms, ${PRESET_REPLICATES.quick} process per cell`)
+    .option('--rigorous', `measurement preset: ±${RIGOROUS_MEASURE.targetInterval * 100} % target, >= ${RIGOROUS_MEASURE.minSamples} samples (p99), ${RIGOROUS_MEASURE.minTimeMs}-${RIGOROUS_MEASURE.maxTimeMs} ms, ${PRESET_REPLICATES.rigorous} processes per cell`)
+    .option('--target-interval <pct>', `stop once the 95 % interval of the median is within ±PCT % of it (default ${DEFAULT_MEASURE.targetInterval * 100}; 0 = run to --max-time)`, nonNegative('--target-interval'))
+    .option('--replicates <n>', `fresh worker processes per cell, interleaved across cells (default ${PRESET_REPLICATES.default})`, positiveInt('--replicates'))
+    .option('--min-samples <n>', `timed loop: at least this many samples (default ${DEFAULT_MEASURE.minSamples}: p90 needs 64, p99 662)`, positiveInt('--min-samples'))
+    .option('--min-time <ms>', `timed loop: at least this long (ms, default ${DEFAULT_MEASURE.minTimeMs})`, nonNegative('--min-time'))
+    .option('--max-time <ms>', `timed loop: at most this long (ms, default ${DEFAULT_MEASURE.maxTimeMs})`, nonNegative('--max-time'))
+    .option('--warmup-max-time <ms>', `warm-up: at most this long (ms, default ${DEFAULT_MEASURE.warmupMaxMs})`, nonNegative('--warmup-max-time'))
     .option('--timeout <s>', 'kill a cell\'s worker after this many seconds', positiveInt('--timeout'), 600)
     .option('--json', 'print run.json on stdout instead of the summary table')
-    .action(async (o: { engines: string[]; modes?: ModeSelection; workloads: string[]; preset: string; batchSizes: number[]; out: string; set: Array<[string, string]>; device: Device; threads?: number; seed: number; minSamples: number; minTime: number; maxTime: number; warmupMaxTime: number; timeout: number; json?: boolean }) => {
+    .action(async (o: { engines: string[]; modes?: ModeSelection; workloads: string[]; preset: string; batchSizes: number[]; out: string; set: Array<[string, string]>; device: Device; threads?: number; seed: number; quick?: boolean; rigorous?: boolean; targetInterval?: number; replicates?: number; minSamples?: number; minTime?: number; maxTime?: number; warmupMaxTime?: number; timeout: number; json?: boolean }) => {
+      if (o.quick && o.rigorous) throw new InputError('--quick and --rigorous exclude each other');
+      const measurePreset = o.quick ? 'quick' : o.rigorous ? 'rigorous' : 'default';
+      const p = { quick: QUICK_MEASURE, default: DEFAULT_MEASURE, rigorous: RIGOROUS_MEASURE }[measurePreset];
+      const minTimeMs = o.minTime ?? p.minTimeMs;
       const config: RunConfig = {
         engines: o.engines.map((e) => getEngine(e).id as EngineId),
         workloads: o.workloads.map((w) => getFamily(w).name),
@@ -152,7 +161,16 @@ export function buildProgram(): Command {
         device: o.device,
         threads: o.threads ?? (await defaultThreads()),
         seed: o.seed,
-        measure: { ...DEFAULT_MEASURE, minSamples: o.minSamples, minTimeMs: o.minTime, maxTimeMs: Math.max(o.maxTime, o.minTime), warmupMaxMs: o.warmupMaxTime },
+        measure: {
+          ...p,
+          minSamples: o.minSamples ?? p.minSamples,
+          minTimeMs,
+          maxTimeMs: Math.max(o.maxTime ?? p.maxTimeMs, minTimeMs),
+          warmupMaxMs: o.warmupMaxTime ?? p.warmupMaxMs,
+          targetInterval: o.targetInterval !== undefined ? o.targetInterval / 100 : p.targetInterval,
+        },
+        replicates: o.replicates ?? PRESET_REPLICATES[measurePreset],
+        measurePreset,
         cellTimeoutMs: o.timeout * 1000,
       };
       // Validate modes and every workload's parameters before anything starts.
@@ -197,6 +215,7 @@ export function buildProgram(): Command {
 
   registerSetupCommands(program);
   registerReportCommands(program);
+  registerDiagnosticCommands(program);
   return program;
 }
 

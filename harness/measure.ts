@@ -3,32 +3,99 @@ import type { MeasureSettings } from './protocol.js';
 /**
  * The warm-up and timed loop, run inside the worker. Each iteration is one forward pass
  * including reading the outputs back to host memory; times are integer nanoseconds from a
- * monotonic clock.
+ * monotonic clock. python-runners/fwbench_runner/measure.py implements the same rules.
  *
  * Warm-up rule: at least `warmupMinIters` iterations, then until the last `warmupWindow` times
  * are all within ±`warmupTolerance` of their median (stable), capped by `warmupMaxIters` and
- * `warmupMaxMs`. Timed loop: until at least `minSamples` samples AND `minTimeMs` elapsed, capped
- * by `maxTimeMs` and `maxSamples` (at least one sample is always taken).
+ * `warmupMaxMs`.
+ *
+ * Stopping rule of the timed loop: once at least `minSamples` samples AND `minTimeMs` have
+ * elapsed, the 95 % confidence interval of the median (order statistics, binomial / normal
+ * approximation: no bootstrap inside the worker) is checked at n, then every ~10 % more samples
+ * (so the sort stays cheap); the loop stops with 'target-interval' when its half-width is
+ * <= `targetInterval` x median. Otherwise `maxSamples` ('max-samples') or `maxTimeMs` ('max-time'),
+ * whichever comes first. At least one sample is always taken. `targetInterval` 0 never stops
+ * early: the loop runs to a cap.
  */
 export interface MeasureResult {
   warmupNs: number[];
   samplesNs: number[];
-  stopReason: 'min-samples-and-time' | 'max-time' | 'max-samples';
+  stopReason: 'target-interval' | 'max-time' | 'max-samples';
   warmupStopReason: 'stable' | 'max-iters' | 'max-time';
+  /** 95 % order-statistic interval of the median of all samples, as achieved at the stop. */
+  interval: MedianCi;
+  /** Smallest positive step of the clock seen in consecutive reads (ns; 0 if it never moved). */
+  clockResolutionNs: number;
 }
 
-/** Default settings: about 1-10 s of timed work per cell. */
+/** A median with its order-statistic confidence interval (ns) and half-width in % of the median. */
+export interface MedianCi {
+  medianNs: number;
+  loNs: number;
+  hiNs: number;
+  halfWidthPct: number;
+}
+
+/** Two-sided 95 % standard-normal quantile. */
+export const Z95 = 1.959963984540054;
+
+/** Default settings: >= 64 samples (p90 trustworthy) and >= 1 s, until the median is known to ±1 %, at most 10 s. */
 export const DEFAULT_MEASURE: MeasureSettings = {
   warmupMinIters: 3,
   warmupMaxIters: 50,
   warmupMaxMs: 2000,
   warmupTolerance: 0.1,
   warmupWindow: 3,
-  minSamples: 20,
+  minSamples: 64,
   minTimeMs: 1000,
   maxTimeMs: 10000,
   maxSamples: 100000,
+  targetInterval: 0.01,
 };
+
+/** `--quick`: ±5 %, short times, one process per cell. */
+export const QUICK_MEASURE: MeasureSettings = { ...DEFAULT_MEASURE, warmupMaxMs: 200, minSamples: 10, minTimeMs: 100, maxTimeMs: 1000, targetInterval: 0.05 };
+/** `--rigorous`: ±0.5 %, >= 662 samples (p99 trustworthy), longer. */
+export const RIGOROUS_MEASURE: MeasureSettings = { ...DEFAULT_MEASURE, warmupMaxMs: 5000, minSamples: 662, minTimeMs: 3000, maxTimeMs: 30000, targetInterval: 0.005 };
+/** Processes per cell for each preset. */
+export const PRESET_REPLICATES = { quick: 1, default: 3, rigorous: 5 } as const;
+
+/**
+ * 0-based indices of the order statistics bounding a 95 % interval of the median of n sorted
+ * values: lower = floor(n/2 - z sqrt(n)/2) and upper = ceil(1 + n/2 + z sqrt(n)/2) as 1-based
+ * ranks (normal approximation of the binomial), clamped to [1, n].
+ */
+export function medianCiIndices(n: number, z = Z95): [number, number] {
+  const h = (z * Math.sqrt(n)) / 2;
+  const lo = Math.max(1, Math.floor(n / 2 - h));
+  const hi = Math.min(n, Math.ceil(1 + n / 2 + h));
+  return [lo - 1, hi - 1];
+}
+
+/** The median of `values` (mean of the middle two for an even count) and its 95 % order-statistic interval. */
+export function medianCi(values: readonly number[]): MedianCi {
+  const n = values.length;
+  if (n === 0) return { medianNs: 0, loNs: 0, hiNs: 0, halfWidthPct: 0 };
+  const s = Float64Array.from(values).sort();
+  const med = n % 2 ? s[(n - 1) / 2]! : (s[n / 2 - 1]! + s[n / 2]!) / 2;
+  const [i, j] = medianCiIndices(n);
+  const lo = s[i]!;
+  const hi = s[j]!;
+  return { medianNs: med, loNs: lo, hiNs: hi, halfWidthPct: med > 0 ? ((hi - lo) / 2 / med) * 100 : 0 };
+}
+
+/** Smallest positive difference between up to `reads` consecutive clock reads (0 if the clock never moved). */
+export function clockResolution(clock: () => bigint, reads = 1000): number {
+  let best = 0;
+  let prev = clock();
+  for (let i = 0; i < reads; i++) {
+    const t = clock();
+    const d = Number(t - prev);
+    if (d > 0 && (best === 0 || d < best)) best = d;
+    prev = t;
+  }
+  return best;
+}
 
 /** True when the last `window` values lie within ±tol of their median. */
 export function isStable(values: number[], window: number, tol: number): boolean {
@@ -40,6 +107,7 @@ export function isStable(values: number[], window: number, tol: number): boolean
 
 /** Runs warm-up then the timed loop around `iteration`. `clock` returns monotonic ns. */
 export async function measure(iteration: () => Promise<unknown>, s: MeasureSettings, clock: () => bigint = process.hrtime.bigint): Promise<MeasureResult> {
+  const clockResolutionNs = clockResolution(clock);
   const warmupNs: number[] = [];
   const warmStart = clock();
   let warmupStopReason: MeasureResult['warmupStopReason'];
@@ -64,17 +132,22 @@ export async function measure(iteration: () => Promise<unknown>, s: MeasureSetti
   const samplesNs: number[] = [];
   const start = clock();
   let stopReason: MeasureResult['stopReason'];
+  let nextCheck = 0;
   for (;;) {
     const t0 = clock();
     await iteration();
     const t1 = clock();
     samplesNs.push(Number(t1 - t0));
+    const n = samplesNs.length;
     const elapsedMs = Number(t1 - start) / 1e6;
-    if (samplesNs.length >= s.minSamples && elapsedMs >= s.minTimeMs) {
-      stopReason = 'min-samples-and-time';
-      break;
+    if (n >= s.minSamples && elapsedMs >= s.minTimeMs && n >= nextCheck) {
+      nextCheck = n + Math.max(1, Math.floor(n / 10));
+      if (s.targetInterval > 0 && medianCi(samplesNs).halfWidthPct <= s.targetInterval * 100) {
+        stopReason = 'target-interval';
+        break;
+      }
     }
-    if (samplesNs.length >= s.maxSamples) {
+    if (n >= s.maxSamples) {
       stopReason = 'max-samples';
       break;
     }
@@ -83,5 +156,5 @@ export async function measure(iteration: () => Promise<unknown>, s: MeasureSetti
       break;
     }
   }
-  return { warmupNs, samplesNs, stopReason, warmupStopReason };
+  return { warmupNs, samplesNs, stopReason, warmupStopReason, interval: medianCi(samplesNs), clockResolutionNs };
 }

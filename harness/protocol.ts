@@ -32,6 +32,8 @@ export const MeasureSettingsSchema = z.object({
   maxTimeMs: Num.positive(),
   /** ...nor more samples than this. */
   maxSamples: z.number().int().min(1),
+  /** Stop once the 95 % interval of the median has half-width <= this fraction of the median (0.01 = ±1 %; 0 = run to a cap). */
+  targetInterval: Num.nonnegative(),
 });
 /** Measurement settings. */
 export type MeasureSettings = z.infer<typeof MeasureSettingsSchema>;
@@ -49,6 +51,34 @@ export const CellSpecSchema = z.object({
 /** Cell spec as sent to a worker. */
 export type CellSpec = z.infer<typeof CellSpecSchema>;
 
+/** What a `peak` job asks of an engine (see harness/peak.ts). */
+export const PeakRequestShape = {
+  engine: z.string(),
+  device: z.enum(['cpu', 'cuda']),
+  threads: z.number().int().min(1),
+  /** GEMM size: C[n,n] = A[n,n] x B[n,n], 2n^3 FLOPs per call. */
+  gemmN: z.number().int().min(1),
+  /** Elements of the float32 array copied (STREAM-style: read once, written once). */
+  copyElements: z.number().int().min(1),
+  /** Time budget per kernel (ms). */
+  maxMs: Num.positive(),
+};
+/** What an engine measured for a `peak` job. */
+export const PeakResultShape = {
+  gemmN: z.number().int(),
+  /** Median time of one GEMM including the wait for completion (ms). */
+  gemmMedianMs: Num,
+  /** 2n^3 / median. */
+  gemmGflops: Num,
+  /** Bytes moved by one copy: 2 x 4 x elements (read + write). */
+  copyBytes: Num,
+  copyMedianMs: Num,
+  /** copyBytes / median, 1e9 bytes/s. */
+  copyGBps: Num,
+  /** How the kernels were run (op names, threads, backend). */
+  details: z.record(z.string(), z.string()),
+};
+
 /** Messages from the orchestrator to a worker. */
 export const ToWorkerSchema = z.discriminatedUnion('type', [
   z.object({
@@ -64,6 +94,8 @@ export const ToWorkerSchema = z.discriminatedUnion('type', [
     measure: MeasureSettingsSchema,
   }),
   z.object({ type: z.literal('probe'), protocol: z.literal(PROTOCOL_VERSION), engine: z.string() }),
+  /** Measure this machine's achievable FP32 GEMM rate and memory bandwidth through one engine (`fwbench peak`). */
+  z.object({ type: z.literal('peak'), protocol: z.literal(PROTOCOL_VERSION), ...PeakRequestShape }),
   /** Parity passed: measure. */
   z.object({ type: z.literal('continue') }),
   /** Parity failed or only the output was wanted: skip timing, report memory, exit. */
@@ -90,9 +122,13 @@ export const FromWorkerSchema = z.discriminatedUnion('type', [
     /** Timed iteration times (ns, integers), one per forward pass including output readback. */
     samplesNs: z.array(Num),
     /** Why the timed loop stopped. */
-    stopReason: z.enum(['min-samples-and-time', 'max-time', 'max-samples']),
+    stopReason: z.enum(['target-interval', 'max-time', 'max-samples']),
     /** Why the warm-up stopped. */
     warmupStopReason: z.enum(['stable', 'max-iters', 'max-time']),
+    /** 95 % order-statistic interval of the median of the samples (ns) and its half-width in % of the median. */
+    interval: z.object({ medianNs: Num, loNs: Num, hiNs: Num, halfWidthPct: Num }),
+    /** Smallest positive step of the worker's clock (ns; 0 if it never moved). */
+    clockResolutionNs: Num,
   }),
   z.object({
     type: z.literal('memory'),
@@ -101,10 +137,11 @@ export const FromWorkerSchema = z.discriminatedUnion('type', [
     /** Framework allocator peak on the accelerator since the model was built (CUDA cells only). */
     peakDeviceBytes: Num.optional(),
   }),
+  z.object({ type: z.literal('peak-result'), ...PeakResultShape }),
   z.object({ type: z.literal('done') }),
   z.object({
     type: z.literal('error'),
-    phase: z.enum(['start', 'probe', 'load', 'build', 'first-run', 'measure', 'memory']),
+    phase: z.enum(['start', 'probe', 'peak', 'load', 'build', 'first-run', 'measure', 'memory']),
     message: z.string(),
     stack: z.string().optional(),
     /** Set when the engine cannot run here (then the cell is skipped, not failed). */

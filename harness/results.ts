@@ -2,6 +2,7 @@ import { appendFileSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { HostInfoSchema } from './detect/host.js';
+import { FindingSchema, MachinePeakSchema } from './diagnostics-schema.js';
 import { MeasureSettingsSchema } from './protocol.js';
 
 /**
@@ -24,6 +25,12 @@ export const StatsSchema = z.object({
   maxMs: z.number(),
   stdMs: z.number(),
   cv: z.number(),
+  /** Seeded percentile-bootstrap 95 % interval of the median (ms; absent below 10 samples). */
+  medianCi: z.object({ lo: z.number(), hi: z.number() }).optional(),
+  /** Seeded percentile-bootstrap 95 % interval of the mean (ms; absent below 10 samples). */
+  meanCi: z.object({ lo: z.number(), hi: z.number() }).optional(),
+  /** Percentiles trustworthy for n (p90 needs >= 64 samples, p99 >= 662: MLPerf's bound). */
+  reliablePercentiles: z.array(z.enum(['p50', 'p90', 'p99'])).optional(),
 });
 
 /** Output comparison against the reference engine. */
@@ -38,6 +45,49 @@ export const ParitySchema = z.object({
 
 /** Cold-start breakdown (ms): process spawn -> hello, model build, first inference, and spawn -> first output. */
 export const ColdStartSchema = z.object({ spawnMs: z.number(), buildMs: z.number(), firstRunMs: z.number(), totalMs: z.number() });
+
+/** 95 % order-statistic interval of the median as the worker's stopping rule saw it (ms). */
+export const AchievedIntervalSchema = z.object({ medianMs: z.number(), loMs: z.number(), hiMs: z.number(), halfWidthPct: z.number() });
+
+/** One worker process's share of a cell. */
+export const ReplicateSchema = z.object({
+  /** 0-based replicate index (the round in which it ran). */
+  index: z.number().int(),
+  pid: z.number().int().optional(),
+  startedAt: z.string(),
+  status: z.enum(['ok', 'skipped', 'failed', 'parity-failed']),
+  reason: z.string().nullable(),
+  parity: ParitySchema.optional(),
+  n: z.number().int().optional(),
+  medianMs: z.number().optional(),
+  cv: z.number().optional(),
+  /** Offset of this replicate's first sample in the cell's pooled samplesMs. */
+  offset: z.number().int().optional(),
+  interval: AchievedIntervalSchema.optional(),
+  stopReason: z.string().optional(),
+  warmupStopReason: z.string().optional(),
+  /** First warm-up iteration (ms). */
+  firstWarmupMs: z.number().optional(),
+  clockResolutionNs: z.number().optional(),
+  memory: z.object({ peakHostBytes: z.number(), peakDeviceBytes: z.number().optional() }).optional(),
+  coldStart: ColdStartSchema.optional(),
+});
+/** A replicate record. */
+export type Replicate = z.infer<typeof ReplicateSchema>;
+
+/** A measurement-quality warning on a cell. */
+export const WarningSchema = z.object({
+  code: z.enum(['high-cv', 'slow-first-run', 'timer-resolution', 'target-not-reached']),
+  message: z.string(),
+});
+
+/** Outliers flagged (never dropped) in the pooled samples; indices into samplesMs. */
+export const OutliersSchema = z.object({
+  mild: z.number().int(),
+  severe: z.number().int(),
+  mad: z.number().int(),
+  indices: z.object({ mild: z.array(z.number().int()), severe: z.array(z.number().int()), mad: z.array(z.number().int()) }),
+});
 
 /** One cell of the matrix: engine x mode x device x workload x preset x batch. */
 export const CellSchema = z.object({
@@ -68,10 +118,19 @@ export const CellSchema = z.object({
   warmupMs: z.array(z.number()).optional(),
   stopReason: z.string().optional(),
   warmupStopReason: z.string().optional(),
+  /** One entry per worker process (`--replicates`); samplesMs pools them in replicate order, and memory and coldStart are their medians. */
+  replicates: z.array(ReplicateSchema).optional(),
+  /** Within-process variation (mean of the replicates' CVs) and between-process variation (CV of the replicate medians). */
+  variation: z.object({ withinCv: z.number(), betweenCv: z.number() }).optional(),
+  outliers: OutliersSchema.optional(),
+  /** Measurement-quality warnings (high CV, slow first run, timer resolution, target interval not reached). */
+  warnings: z.array(WarningSchema).optional(),
   /** Samples per second: batchSize / median latency. */
   throughput: z.number().optional(),
   /** Achieved GFLOP/s: flops / median latency. */
   gflops: z.number().optional(),
+  /** gflops / the machine's peak FP32 GEMM rate (run.peak.gflops), for ok cells when the peak was measured. */
+  fractionOfPeak: z.number().optional(),
   /** Analytic FLOPs of one forward pass of the whole batch. */
   flops: z.number(),
   memory: z.object({ peakHostBytes: z.number(), peakDeviceBytes: z.number().optional() }).optional(),
@@ -114,6 +173,10 @@ export const RunConfigSchema = z.object({
   threads: z.number().int(),
   seed: z.number().int(),
   measure: MeasureSettingsSchema,
+  /** Worker processes per cell, run round-robin across the cells of a (workload, batch) group (absent = 1). */
+  replicates: z.number().int().min(1).optional(),
+  /** Measurement preset: quick, default or rigorous (explicit flags override it). */
+  measurePreset: z.enum(['quick', 'default', 'rigorous']).optional(),
   cellTimeoutMs: z.number(),
 });
 /** Run configuration. */
@@ -148,6 +211,10 @@ export const RunSchema = z.object({
   engines: z.record(z.string(), EngineStatusSchema),
   config: RunConfigSchema,
   cells: z.array(CellSchema),
+  /** This machine's achievable FP32 GEMM rate and copy bandwidth (fwbench peak), measured or cached once per run. */
+  peak: MachinePeakSchema.optional(),
+  /** What `fwbench doctor` found at the start of the run (cheap checks) and about the cells at the end. */
+  doctor: z.array(FindingSchema).optional(),
   /** Set by `fwbench merge`: every input run's header, one per host; `host`, `engines` and `config` above are the first one's. */
   sources: z.array(RunSourceSchema).optional(),
 });

@@ -8,9 +8,10 @@ import { ENGINES, getEngine, modesToRun } from './engines/registry.js';
 import type { Device, EngineId } from './engines/types.js';
 import { compareOutputs, FP32_REL_L2_TOLERANCE } from './parity.js';
 import { PROTOCOL_VERSION, type ToWorker } from './protocol.js';
-import { ResultsStore, SCHEMA_VERSION, type Cell, type EngineStatus, type Run, type RunConfig } from './results.js';
+import { diagnosticsFields, startDiagnostics, withFractionOfPeak } from './run-diagnostics.js';
+import { ResultsStore, SCHEMA_VERSION, type Cell, type EngineStatus, type Replicate, type Run, type RunConfig } from './results.js';
 import { describeFailure, runEngineWorker, threadEnv, type WorkerOutcome } from './spawn.js';
-import { nsToMs, summarize } from './stats.js';
+import { bootstrapCis, flagOutliers, nsToMs, reliablePercentiles, summarize, type Stats } from './stats.js';
 import { TOOL_VERSION } from './version.js';
 
 /** The reference every cell's output is compared with: ONNX Runtime on the CPU with graph optimizations disabled. */
@@ -112,26 +113,123 @@ function baseRecord(c: PlannedCell, config: RunConfig, startedAt: string): Omit<
   };
 }
 
-/** Turns a worker's outcome into a cell record. */
+/** One worker process's outcome for a cell, with its parity verdict and start time. */
+export interface ReplicateOutcome {
+  o: WorkerOutcome;
+  parity: Cell['parity'];
+  startedAt: string;
+}
+
+/** Turns a worker's outcome into a cell record (one replicate). */
 export function cellFromOutcome(c: PlannedCell, config: RunConfig, startedAt: string, durationMs: number, o: WorkerOutcome, parity: Cell['parity']): Cell {
-  const base = baseRecord(c, config, startedAt);
-  const worker = { pid: o.hello?.pid, exitCode: o.exitCode, signal: o.signal, logTail: o.logTail };
-  const extras = {
+  return cellFromReplicates(c, config, startedAt, durationMs, [{ o, parity, startedAt }]);
+}
+
+const medianOf = (v: number[]): number => {
+  const s = [...v].sort((a, b) => a - b);
+  const h = s.length >> 1;
+  return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
+};
+
+type RepStatus = { status: Cell['status']; reason: string | null; fix?: string; phase?: string };
+
+function replicateStatus(o: WorkerOutcome, parity: Cell['parity']): RepStatus {
+  if (o.error?.unavailable) return { status: 'skipped', reason: o.error.message, ...(o.error.fix ? { fix: o.error.fix } : {}) };
+  if (parity && !parity.pass) return { status: 'parity-failed', reason: `output differs from ${parity.reference}: relL2 ${parity.relL2}, maxAbs ${parity.maxAbs} (tolerance ${parity.tolerance})` };
+  if (!o.done || !o.samples || o.error) return { status: 'failed', reason: describeFailure(o), ...(o.error ? { phase: o.error.phase } : {}) };
+  return { status: 'ok', reason: null };
+}
+
+function replicateRecord(index: number, r: ReplicateOutcome, st: RepStatus, offset: number): Replicate {
+  const { o, parity } = r;
+  const samplesMs = o.samples && st.status === 'ok' ? nsToMs(o.samples.samplesNs) : undefined;
+  const stats = samplesMs?.length ? summarize(samplesMs) : undefined;
+  const iv = o.samples?.interval;
+  return {
+    index,
+    ...(o.hello ? { pid: o.hello.pid } : {}),
+    startedAt: r.startedAt,
+    status: st.status,
+    reason: st.reason,
     ...(parity ? { parity } : {}),
-    ...(o.built ? { settings: o.built.settings } : {}),
+    ...(stats && o.samples
+      ? {
+          n: stats.n,
+          medianMs: stats.medianMs,
+          cv: stats.cv,
+          offset,
+          ...(iv ? { interval: { medianMs: iv.medianNs / 1e6, loMs: iv.loNs / 1e6, hiMs: iv.hiNs / 1e6, halfWidthPct: iv.halfWidthPct } } : {}),
+          stopReason: o.samples.stopReason,
+          warmupStopReason: o.samples.warmupStopReason,
+          ...(o.samples.warmupNs.length ? { firstWarmupMs: o.samples.warmupNs[0]! / 1e6 } : {}),
+          ...(o.samples.clockResolutionNs !== undefined ? { clockResolutionNs: o.samples.clockResolutionNs } : {}),
+        }
+      : {}),
     ...(o.memory ? { memory: { peakHostBytes: o.memory.peakHostBytes, ...(o.memory.peakDeviceBytes !== undefined ? { peakDeviceBytes: o.memory.peakDeviceBytes } : {}) } } : {}),
     ...(o.built && o.parity && o.spawnMs !== undefined && o.toFirstOutputMs !== undefined
       ? { coldStart: { spawnMs: o.spawnMs, buildMs: o.built.buildMs, firstRunMs: o.parity.firstRunMs, totalMs: o.toFirstOutputMs } }
       : {}),
+  };
+}
+
+/** Measurement-quality warnings of an ok cell. */
+export function cellWarnings(stats: Stats, reps: Replicate[]): NonNullable<Cell['warnings']> {
+  const w: NonNullable<Cell['warnings']> = [];
+  const tag = (r: Replicate): string => (reps.length > 1 ? `replicate ${r.index}: ` : '');
+  if (stats.cv > 0.1) w.push({ code: 'high-cv', message: `CV ${(stats.cv * 100).toFixed(1)} % > 10 %` });
+  for (const r of reps) {
+    if (r.firstWarmupMs !== undefined && r.medianMs !== undefined && r.firstWarmupMs > 10 * r.medianMs) w.push({ code: 'slow-first-run', message: `${tag(r)}first warm-up ${r.firstWarmupMs.toPrecision(3)} ms > 10x median ${r.medianMs.toPrecision(3)} ms` });
+  }
+  for (const r of reps) {
+    if (r.clockResolutionNs && r.medianMs !== undefined && r.medianMs * 1e6 < 1000 * r.clockResolutionNs) w.push({ code: 'timer-resolution', message: `${tag(r)}median ${r.medianMs.toPrecision(3)} ms < 1000x clock resolution ${r.clockResolutionNs} ns` });
+  }
+  for (const r of reps) {
+    if (r.stopReason !== undefined && r.stopReason !== 'target-interval') w.push({ code: 'target-not-reached', message: `${tag(r)}stopped at ${r.stopReason} with ±${r.interval?.halfWidthPct.toFixed(2) ?? '?'} % (n ${r.n})` });
+  }
+  return w;
+}
+
+/** Turns the outcomes of a cell's replicates (worker processes, in run order) into one cell record. */
+export function cellFromReplicates(c: PlannedCell, config: RunConfig, startedAt: string, durationMs: number, outcomes: ReplicateOutcome[]): Cell {
+  const base = baseRecord(c, config, startedAt);
+  const statuses = outcomes.map((r) => replicateStatus(r.o, r.parity));
+  let offset = 0;
+  const reps = outcomes.map((r, i) => {
+    const rec = replicateRecord(i, r, statuses[i]!, offset);
+    offset += rec.n ?? 0;
+    return rec;
+  });
+  const bad = ['skipped', 'parity-failed', 'failed'].map((s) => statuses.findIndex((x) => x.status === s)).find((i) => i >= 0);
+  const pick = bad ?? 0;
+  const o = outcomes[pick]!.o;
+  const parities = outcomes.map((r) => r.parity).filter((p): p is NonNullable<Cell['parity']> => p !== undefined);
+  const parity = bad !== undefined ? outcomes[bad]!.parity : parities.reduce<Cell['parity']>((w, p) => (!w || (p.relL2 ?? Infinity) > (w.relL2 ?? Infinity) ? p : w), undefined);
+  const mem = reps.flatMap((r) => (r.memory ? [r.memory] : []));
+  const dev = mem.flatMap((m) => (m.peakDeviceBytes !== undefined ? [m.peakDeviceBytes] : []));
+  const cold = reps.flatMap((r) => (r.coldStart ? [r.coldStart] : []));
+  const worker = { pid: o.hello?.pid, exitCode: o.exitCode, signal: o.signal, logTail: o.logTail };
+  const built = outcomes.find((r) => r.o.built)?.o.built;
+  const extras = {
+    ...(parity ? { parity } : {}),
+    ...(built ? { settings: built.settings } : {}),
+    ...(mem.length ? { memory: { peakHostBytes: medianOf(mem.map((m) => m.peakHostBytes)), ...(dev.length ? { peakDeviceBytes: medianOf(dev) } : {}) } } : {}),
+    ...(cold.length
+      ? { coldStart: { spawnMs: medianOf(cold.map((x) => x.spawnMs)), buildMs: medianOf(cold.map((x) => x.buildMs)), firstRunMs: medianOf(cold.map((x) => x.firstRunMs)), totalMs: medianOf(cold.map((x) => x.totalMs)) } }
+      : {}),
+    replicates: reps,
     worker,
   };
-  if (o.error?.unavailable) return { ...base, ...extras, status: 'skipped', reason: o.error.message, ...(o.error.fix ? { fix: o.error.fix } : {}), durationMs };
-  if (parity && !parity.pass) return { ...base, ...extras, status: 'parity-failed', reason: `output differs from ${parity.reference}: relL2 ${parity.relL2}, maxAbs ${parity.maxAbs} (tolerance ${parity.tolerance})`, durationMs };
-  if (!o.done || !o.samples || o.error) {
-    return { ...base, ...extras, status: 'failed', reason: describeFailure(o), ...(o.error ? { phase: o.error.phase } : {}), durationMs };
+  if (bad !== undefined) {
+    const st = statuses[bad]!;
+    const reason = `${outcomes.length > 1 ? `replicate ${bad}: ` : ''}${st.reason}`;
+    return { ...base, ...extras, status: st.status, reason, ...(st.fix ? { fix: st.fix } : {}), ...(st.phase ? { phase: st.phase } : {}), durationMs };
   }
-  const samplesMs = nsToMs(o.samples.samplesNs);
-  const stats = summarize(samplesMs);
+  const samplesMs = outcomes.flatMap((r) => nsToMs(r.o.samples!.samplesNs));
+  const stats: Stats = { ...summarize(samplesMs), ...bootstrapCis(samplesMs), reliablePercentiles: reliablePercentiles(samplesMs.length) };
+  const medians = reps.map((r) => r.medianMs!);
+  const mMean = medians.reduce((a, b) => a + b, 0) / medians.length;
+  const betweenCv = medians.length > 1 && mMean > 0 ? Math.sqrt(medians.reduce((a, m) => a + (m - mMean) ** 2, 0) / (medians.length - 1)) / mMean : 0;
+  const stops = [...new Set(reps.map((r) => r.stopReason!))];
   return {
     ...base,
     ...extras,
@@ -139,9 +237,12 @@ export function cellFromOutcome(c: PlannedCell, config: RunConfig, startedAt: st
     reason: null,
     stats,
     samplesMs,
-    warmupMs: nsToMs(o.samples.warmupNs),
-    stopReason: o.samples.stopReason,
-    warmupStopReason: o.samples.warmupStopReason,
+    warmupMs: outcomes.flatMap((r) => nsToMs(r.o.samples!.warmupNs)),
+    stopReason: stops.join(','),
+    warmupStopReason: [...new Set(reps.map((r) => r.warmupStopReason!))].join(','),
+    variation: { withinCv: reps.reduce((a, r) => a + r.cv!, 0) / reps.length, betweenCv },
+    outliers: flagOutliers(samplesMs),
+    warnings: cellWarnings(stats, reps),
     throughput: c.batchSize / (stats.medianMs / 1000),
     gflops: base.flops / (stats.medianMs / 1000) / 1e9,
     durationMs,
@@ -168,6 +269,7 @@ export async function runMatrix(config: RunConfig, outDir: string, command: stri
   hooks.onNote?.('detecting host and probing engines');
   const probeIds = [...new Set<EngineId>([...config.engines.map((e) => getEngine(e).id), REFERENCE.engine])];
   const [host, engines] = await Promise.all([detectHost(), probeEngines(probeIds)]);
+  const diagnostics = await startDiagnostics(config, host, engines, (t) => hooks.onNote?.(t));
   hooks.onPlan?.(cells);
   const refStatus = engines[REFERENCE.engine]!;
   const records: Cell[] = [];
@@ -176,7 +278,8 @@ export async function runMatrix(config: RunConfig, outDir: string, command: stri
     const k = `${c.family.name}|${c.batchSize}`;
     groups.set(k, [...(groups.get(k) ?? []), c]);
   }
-  const finish = (cell: Cell): void => {
+  const finish = (raw: Cell): void => {
+    const cell = withFractionOfPeak(raw, diagnostics.peak);
     store.appendCell(cell);
     records.push(cell);
     hooks.onCellDone?.(cell);
@@ -186,31 +289,44 @@ export async function runMatrix(config: RunConfig, outDir: string, command: stri
     const m = materialize(family, params, config.seed, batchSize);
     const runnable = group.filter((c) => !skipReason(c, engines[c.engine]));
     const ref = runnable.length === 0 ? undefined : refStatus.available ? await referenceOutput(m, family, params, batchSize, config, refStatus.version ?? 'unknown') : { error: `reference engine ${REFERENCE.engine} unavailable: ${refStatus.reason}` };
+    // Each runnable cell runs in `replicates` fresh processes, round-robin across the group
+    // (A B C, A B C, ...) so slow drift of the machine does not favour one engine or mode.
+    const replicates = config.replicates ?? 1;
+    const done = new Map<PlannedCell, Cell>();
+    const pending: Array<{ c: PlannedCell; startedAt: string; durationMs: number; reps: ReplicateOutcome[]; stopped: boolean }> = [];
     for (const c of group) {
-      hooks.onCellStart?.(c);
       const cellStart = new Date().toISOString();
-      const t0 = Date.now();
       const skip = skipReason(c, engines[c.engine]);
-      if (skip) {
-        finish({ ...baseRecord(c, config, cellStart), status: 'skipped', reason: skip.reason, ...(skip.fix ? { fix: skip.fix } : {}), durationMs: 0 });
-        continue;
-      }
-      if (!ref || 'error' in ref) {
-        finish({ ...baseRecord(c, config, cellStart), status: 'failed', reason: ref ? ref.error : 'no reference', phase: 'parity', durationMs: Date.now() - t0 });
-        continue;
-      }
-      let parity: Cell['parity'];
-      const o = await runEngineWorker(ENGINES[c.engine], jobMessage(c, m, config), {
-        timeoutMs: config.cellTimeoutMs,
-        env: threadEnv(config.threads),
-        onParity: (p) => {
-          const f = compareOutputs(ref.values, ref.shape, p.values, p.shape);
-          parity = { reference: REFERENCE_NAME, relL2: Number.isFinite(f.relL2) ? f.relL2 : null, maxAbs: Number.isFinite(f.maxAbs) ? f.maxAbs : null, tolerance: FP32_REL_L2_TOLERANCE, pass: f.pass };
-          return f.pass ? 'continue' : 'stop';
-        },
-      });
-      finish(cellFromOutcome(c, config, cellStart, Date.now() - t0, o, parity));
+      if (skip) done.set(c, { ...baseRecord(c, config, cellStart), status: 'skipped', reason: skip.reason, ...(skip.fix ? { fix: skip.fix } : {}), durationMs: 0 });
+      else if (!ref || 'error' in ref) done.set(c, { ...baseRecord(c, config, cellStart), status: 'failed', reason: ref ? ref.error : 'no reference', phase: 'parity', durationMs: 0 });
+      else pending.push({ c, startedAt: cellStart, durationMs: 0, reps: [], stopped: false });
     }
+    for (let r = 0; r < replicates && ref && !('error' in ref); r++) {
+      for (const p of pending) {
+        if (p.stopped) continue;
+        const c = p.c;
+        hooks.onCellStart?.(c);
+        if (replicates > 1) hooks.onNote?.(`${c.id}: replicate ${r + 1}/${replicates}`);
+        const repStart = new Date().toISOString();
+        const t0 = Date.now();
+        let parity: Cell['parity'];
+        const o = await runEngineWorker(ENGINES[c.engine], jobMessage(c, m, config), {
+          timeoutMs: config.cellTimeoutMs,
+          env: threadEnv(config.threads),
+          onParity: (pm) => {
+            const f = compareOutputs(ref.values, ref.shape, pm.values, pm.shape);
+            parity = { reference: REFERENCE_NAME, relL2: Number.isFinite(f.relL2) ? f.relL2 : null, maxAbs: Number.isFinite(f.maxAbs) ? f.maxAbs : null, tolerance: FP32_REL_L2_TOLERANCE, pass: f.pass };
+            return f.pass ? 'continue' : 'stop';
+          },
+        });
+        p.durationMs += Date.now() - t0;
+        p.reps.push({ o, parity, startedAt: repStart });
+        // A replicate that is not ok decides the cell: the remaining ones are not run.
+        if (replicateStatus(o, parity).status !== 'ok') p.stopped = true;
+      }
+    }
+    for (const p of pending) done.set(p.c, cellFromReplicates(p.c, config, p.startedAt, p.durationMs, p.reps));
+    for (const c of group) finish(done.get(c)!);
   }
   const run: Run = {
     schemaVersion: SCHEMA_VERSION,
@@ -223,6 +339,7 @@ export async function runMatrix(config: RunConfig, outDir: string, command: stri
     engines,
     config,
     cells: records,
+    ...diagnosticsFields(diagnostics, config, records),
   };
   store.writeRun(run);
   return run;

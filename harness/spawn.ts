@@ -67,6 +67,7 @@ export interface WorkerOutcome {
   toFirstOutputMs?: number;
   hello?: Extract<FromWorker, { type: 'hello' }>;
   probe?: Extract<FromWorker, { type: 'probe-result' }>;
+  peak?: Extract<FromWorker, { type: 'peak-result' }>;
   built?: Extract<FromWorker, { type: 'built' }>;
   parity?: Extract<FromWorker, { type: 'parity' }>;
   samples?: Extract<FromWorker, { type: 'samples' }>;
@@ -160,6 +161,9 @@ export async function runWorkerProcess(file: string, args: string[], first: ToWo
         break;
       case 'probe-result':
         out.probe = msg;
+        break;
+      case 'peak-result':
+        out.peak = msg;
         break;
       case 'built':
         out.built = msg;

@@ -6,7 +6,7 @@ const fmt = (v: number | undefined | null, digits = 3): string => (v === undefin
 /** The human summary of a run: one row per cell, for stdout. */
 export function summaryTable(run: Run): string {
   const t = new Table({
-    head: ['engine', 'mode', 'workload', 'batch', 'status', 'median ms', 'p99 ms', 'n', 'samples/s', 'GFLOP/s', 'peak MiB', 'cold ms', 'relL2'],
+    head: ['engine', 'mode', 'workload', 'batch', 'status', 'median ms', '±CI %', 'p99 ms', 'n', 'samples/s', 'GFLOP/s', '% peak', 'peak MiB', 'cold ms', 'relL2', 'warn'],
     style: { head: [], border: [], compact: true },
     // No rule between rows: a run has many cells and the table must stay readable in a terminal.
     chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
@@ -19,15 +19,20 @@ export function summaryTable(run: Run): string {
       c.batchSize,
       c.status,
       fmt(c.stats?.medianMs),
-      fmt(c.stats?.p99Ms),
+      c.stats?.medianCi && c.stats.medianMs > 0 ? (((c.stats.medianCi.hi - c.stats.medianCi.lo) / 2 / c.stats.medianMs) * 100).toFixed(2) : '-',
+      c.stats ? `${fmt(c.stats.p99Ms)}${c.stats.reliablePercentiles && !c.stats.reliablePercentiles.includes('p99') ? '*' : ''}` : '-',
       c.stats?.n ?? '-',
       fmt(c.throughput),
       fmt(c.gflops),
+      c.fractionOfPeak === undefined ? '-' : `${(100 * c.fractionOfPeak).toFixed(1)}%`,
       c.memory ? (c.memory.peakHostBytes / 2 ** 20).toFixed(0) : '-',
       fmt(c.coldStart?.totalMs),
       c.parity?.relL2 === undefined || c.parity.relL2 === null ? '-' : c.parity.relL2.toExponential(1),
+      c.warnings?.length ?? '-',
     ]);
   }
   const problems = run.cells.filter((c) => c.status !== 'ok').map((c) => `  ${c.id}: ${c.status} - ${c.reason}${c.fix ? ` (fix: ${c.fix})` : ''}`);
-  return `${t.toString()}\n${problems.length ? `Not ok:\n${problems.join('\n')}\n` : ''}`;
+  const warnings = run.cells.flatMap((c) => (c.warnings ?? []).map((w) => `  ${c.id}: ${w.code} - ${w.message}`));
+  const starred = run.cells.some((c) => c.stats?.reliablePercentiles && !c.stats.reliablePercentiles.includes('p99'));
+  return `${t.toString()}\n${starred ? '* p99 from fewer than 662 samples: not trustworthy\n' : ''}${warnings.length ? `Warnings (${warnings.length}):\n${warnings.join('\n')}\n` : ''}${problems.length ? `Not ok:\n${problems.join('\n')}\n` : ''}`;
 }

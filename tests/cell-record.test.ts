@@ -21,7 +21,7 @@ const complete: WorkerOutcome = {
   hello: { type: 'hello', protocol: 1, pid: 42, language: 'node', runtime: 'node v20' },
   built: { type: 'built', buildMs: 50, settings: { threads: 1 } },
   parity: { type: 'parity', firstRunMs: 20, shape: [2, 2], values: [1, 2, 3, 4] },
-  samples: { type: 'samples', warmupNs: [3e6], samplesNs: [2e6, 4e6, 3e6], stopReason: 'min-samples-and-time', warmupStopReason: 'stable' },
+  samples: { type: 'samples', warmupNs: [3e6], samplesNs: [2e6, 4e6, 3e6], stopReason: 'target-interval', warmupStopReason: 'stable', interval: { medianNs: 3e6, loNs: 2e6, hiNs: 4e6, halfWidthPct: 100 / 3 }, clockResolutionNs: 30 },
   memory: { type: 'memory', peakHostBytes: 1e8 },
 };
 const passed = { reference: 'onnxruntime/disabled/cpu', relL2: 1e-7, maxAbs: 1e-7, tolerance: 1e-4, pass: true };

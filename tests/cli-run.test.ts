@@ -55,6 +55,43 @@ describe('fwbench run on the npm-only engines (real ONNX Runtime and TensorFlow.
     expect(run.cells.find((c) => c.workload === 'cnn')!.params).toMatchObject({ image: 37 });
   });
 
+  it('--replicates 2 runs each cell in 2 fresh processes, interleaved round-robin, with per-replicate records', async () => {
+    const out = tempDir();
+    const r = await fwbench(['run', '--engines', 'onnxruntime,tfjs-wasm', '--workloads', 'rnn', '--batch-sizes', '1', '--out', out, ...QUICK, '--replicates', '2']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    const run = readRun(out);
+    expect(run.config.replicates).toBe(2);
+    expect(run.config.measurePreset).toBe('quick');
+    expect(run.cells).toHaveLength(2);
+    const runs: Array<{ cell: string; index: number; pid: number; startedAt: string }> = [];
+    for (const c of run.cells) {
+      expect(c.status, `${c.id}: ${c.reason}`).toBe('ok');
+      expect(c.replicates).toHaveLength(2);
+      let offset = 0;
+      for (const rep of c.replicates!) {
+        expect(rep.status).toBe('ok');
+        expect(rep.parity!.pass).toBe(true);
+        expect(rep.offset).toBe(offset);
+        offset += rep.n!;
+        expect(rep.interval!.loMs).toBeLessThanOrEqual(rep.interval!.hiMs);
+        expect(['target-interval', 'max-time', 'max-samples']).toContain(rep.stopReason);
+        expect(rep.memory!.peakHostBytes).toBeGreaterThan(0);
+        expect(rep.coldStart!.totalMs).toBeGreaterThan(0);
+        runs.push({ cell: c.engine, index: rep.index, pid: rep.pid!, startedAt: rep.startedAt });
+      }
+      expect(c.samplesMs).toHaveLength(offset);
+      expect(c.stats!.n).toBe(offset);
+      expect(c.variation!.betweenCv).toBeGreaterThanOrEqual(0);
+      expect(c.outliers).toBeDefined();
+      expect(Array.isArray(c.warnings)).toBe(true);
+    }
+    // Four distinct processes, run in the order onnxruntime#0, tfjs-wasm#0, onnxruntime#1, tfjs-wasm#1.
+    expect(new Set(runs.map((x) => x.pid)).size).toBe(4);
+    runs.sort((a, b) => a.startedAt.localeCompare(b.startedAt));
+    expect(runs.map((x) => `${x.cell}#${x.index}`)).toEqual(['onnxruntime#0', 'tfjs-wasm#0', 'onnxruntime#1', 'tfjs-wasm#1']);
+    expect(r.stdout).toMatch(/warn/);
+  });
+
   it('reports engines that cannot run here as skipped with the reason and the fix, keeping the other cells', async () => {
     const out = tempDir();
     // tfjs-node-gpu needs libtensorflow with CUDA and a GPU: never installed on these machines.

@@ -15,8 +15,8 @@ export async function fwbench(args: string[], opts: { timeoutMs?: number } = {})
 /** A fresh temporary folder. */
 export const tempDir = (prefix = 'fwbench-'): string => mkdtempSync(join(tmpdir(), prefix));
 
-/** Short measurement flags so end-to-end tests stay quick (the defaults are for real runs). */
-export const QUICK = ['--min-samples', '5', '--min-time', '50', '--max-time', '2000', '--warmup-max-time', '200'];
+/** Short measurement flags so end-to-end tests stay quick (the defaults are for real runs): one process per cell; a later `--replicates N` overrides it. */
+export const QUICK = ['--quick', '--replicates', '1', '--min-samples', '5', '--min-time', '50', '--max-time', '1000', '--warmup-max-time', '200'];
 
 /** Canonical weights and inputs of a workload at preset `tiny` with overrides, in memory (for in-process engine tests). */
 export interface WorkloadInstance {

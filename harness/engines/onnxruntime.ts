@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 import type { Tensor as OrtTensor } from 'onnxruntime-node';
 import type { Tensor, TensorMap } from '../../workloads/safetensors.js';
 import type { FamilyName, Params } from '../../workloads/types.js';
-import { EngineUnavailable, type BuildRequest, type BuiltModel, type Device, type EngineRuntime, type NodeEngineDescriptor, type ProbeResult } from './types.js';
+import { EngineUnavailable, type BuildRequest, type BuiltModel, type Device, type EngineRuntime, type NodeEngineDescriptor, type PeakRequest, type PeakResult, type ProbeResult } from './types.js';
 
 type Ort = typeof import('onnxruntime-node');
 type BuildModel = (family: FamilyName, params: Params, weights: TensorMap) => Uint8Array;
@@ -40,6 +40,16 @@ function createRuntime(ort: Ort, buildModel: BuildModel): EngineRuntime {
       const devices: Device[] = cuda ? ['cpu'] : ['cpu', 'cuda'];
       const providers = ort.listSupportedBackends().map((b) => b.name).join(', ');
       return { version, devices, details: { providers, ...(cuda ? { cuda, cudaFix: CUDA_FIX } : { cuda: 'CUDA execution provider libraries present' }) } };
+    },
+
+    async peak(req: PeakRequest): Promise<PeakResult> {
+      if (req.device === 'cuda') {
+        const cuda = cudaMissing();
+        if (cuda) throw new EngineUnavailable(cuda, CUDA_FIX);
+      }
+      const { ortPeak } = await import('./onnx/peak.js');
+      const r = await ortPeak(ort, req);
+      return { ...r, details: { ...r.details, ortVersion: version } };
     },
 
     async build(req: BuildRequest): Promise<BuiltModel> {

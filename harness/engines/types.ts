@@ -72,6 +72,31 @@ export interface EngineRuntime {
   probe(): Promise<ProbeResult>;
   /** Builds the model in the framework's native idiom from canonical weights. */
   build(req: BuildRequest): Promise<BuiltModel>;
+  /** Measures the achievable GEMM rate and copy bandwidth through this framework (`fwbench peak`); optional. */
+  peak?(req: PeakRequest): Promise<PeakResult>;
+}
+
+/** A `peak` job: GEMM size, copy size, device, threads and time budget per kernel. */
+export interface PeakRequest {
+  device: Device;
+  threads: number;
+  /** C[n,n] = A[n,n] x B[n,n]. */
+  gemmN: number;
+  /** Float32 elements copied per copy call. */
+  copyElements: number;
+  /** Time budget per kernel (ms). */
+  maxMs: number;
+}
+
+/** What one engine measured: the GEMM rate (2n^3/median) and the copy bandwidth (8 bytes per element / median). */
+export interface PeakResult {
+  gemmN: number;
+  gemmMedianMs: number;
+  gemmGflops: number;
+  copyBytes: number;
+  copyMedianMs: number;
+  copyGBps: number;
+  details: Record<string, string>;
 }
 
 /** Orchestrator-side description of an engine (cheap: no framework is loaded). */

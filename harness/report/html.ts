@@ -166,13 +166,14 @@ function cellTable(report: Report): string {
       td(String(c.stats?.n ?? '-'), c.stats?.n ?? null),
       td(num(c.throughput), c.throughput ?? null),
       td(num(c.gflops), c.gflops ?? null),
+      td(c.fractionOfPeak === undefined ? '-' : `${(100 * c.fractionOfPeak).toFixed(1)} %`, c.fractionOfPeak ?? null),
       td(c.memory ? num(c.memory.peakHostBytes / 2 ** 20) : '-', c.memory?.peakHostBytes ?? null),
       ...(device ? [td(c.memory?.peakDeviceBytes !== undefined ? num(c.memory.peakDeviceBytes / 2 ** 20) : '-', c.memory?.peakDeviceBytes ?? null)] : []),
       td(esc(parity), undefined, c.parity && !c.parity.pass ? 'bad' : undefined),
       td(v.relativeToFastest === undefined ? '-' : `${num(v.relativeToFastest)}×`, v.relativeToFastest ?? null),
     ];
   });
-  return sortableTable([...(multiHost ? ['host'] : []), 'workload', 'batch', 'engine', 'mode', 'device', 'status', 'median (ms)', 'median 95% CI (ms)', 'p99 (ms)', 'samples', 'throughput (samples/s)', 'GFLOP/s', 'peak host memory (MiB)', ...(device ? ['peak GPU memory (MiB)'] : []), 'parity relL2', '× fastest'], rows, 'cells');
+  return sortableTable([...(multiHost ? ['host'] : []), 'workload', 'batch', 'engine', 'mode', 'device', 'status', 'median (ms)', 'median 95% CI (ms)', 'p99 (ms)', 'samples', 'throughput (samples/s)', 'GFLOP/s', '% of machine peak GEMM', 'peak host memory (MiB)', ...(device ? ['peak GPU memory (MiB)'] : []), 'parity relL2', '× fastest'], rows, 'cells');
 }
 
 function claimsSection(report: Report): string {

@@ -36,6 +36,14 @@ async function main(): Promise<void> {
     send({ type: 'probe-result', version: p.version, devices: p.devices, details: p.details });
     return;
   }
+  if (first.type === 'peak') {
+    phase = 'peak';
+    const runtime = await getNodeEngine(first.engine).load();
+    if (!runtime.peak) throw new Error(`engine '${first.engine}' cannot measure peak figures`);
+    const req = { device: first.device, threads: first.threads, gemmN: first.gemmN, copyElements: first.copyElements, maxMs: first.maxMs };
+    send({ type: 'peak-result', ...(await runtime.peak(req)) });
+    return;
+  }
   if (first.type !== 'job') throw new Error(`expected a job or probe message, got '${first.type}'`);
   const { cell } = first;
   phase = 'load';

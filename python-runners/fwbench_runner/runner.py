@@ -13,6 +13,7 @@ import traceback
 from .engine import BuildRequest, EngineUnavailable, install_fix
 from .measure import measure
 from .memory import peak_host_bytes
+from .peak import PeakRequest
 from .protocol import PROTOCOL_VERSION, Channel
 from .safetensors import load_tensors
 
@@ -48,6 +49,13 @@ class Worker:
             self.phase = "probe"
             p = load_engine(first["engine"]).probe()
             self.channel.send({"type": "probe-result", **p})
+            return
+        if first["type"] == "peak":
+            self.phase = "peak"
+            engine = load_engine(first["engine"])
+            if not hasattr(engine, "peak"):
+                raise ValueError(f"engine '{first['engine']}' cannot measure peak figures")
+            self.channel.send({"type": "peak-result", **engine.peak(PeakRequest.from_message(first))})
             return
         if first["type"] != "job":
             raise ValueError(f"expected a job or probe message, got '{first['type']}'")

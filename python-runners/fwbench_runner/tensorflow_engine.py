@@ -223,3 +223,27 @@ def build(req):
         "placement": f"all variables on {wanted}",
     }
     return KerasModel(model, fn, req.device, settings)
+
+
+def peak(req):
+    """GEMM via tf.linalg.matmul, copy via tf.multiply(x, 1) (tf.identity may share the buffer);
+    each call ends with a small readback so asynchronous devices finish inside the timed call."""
+    from .peak import figures, median_ms
+
+    tf.config.threading.set_intra_op_parallelism_threads(req.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    if req.device == "cuda":
+        usable, why = cuda_status()
+        if not usable:
+            raise EngineUnavailable(why, GPU_FIX)
+    rng = np.random.default_rng(0)
+    n = req.gemm_n
+    with tf.device("/GPU:0" if req.device == "cuda" else "/CPU:0"):
+        a = tf.constant(rng.random((n, n), dtype=np.float32))
+        b = tf.constant(rng.random((n, n), dtype=np.float32))
+        gemm_ms = median_ms(lambda: tf.linalg.matmul(a, b)[0, 0].numpy(), req.max_ms)
+        del a, b
+        x = tf.constant(rng.random(req.copy_elements, dtype=np.float32))
+        one = tf.constant(1.0)
+        copy_ms = median_ms(lambda: tf.multiply(x, one)[-1].numpy(), req.max_ms)
+    return figures(req, gemm_ms, copy_ms, {"gemm": "tf.linalg.matmul", "copy": "tf.multiply(x, 1)", "threads": tf.config.threading.get_intra_op_parallelism_threads()})

@@ -266,3 +266,37 @@ def build(req):
     if device.type == "cuda":
         settings.update(gpu=torch.cuda.get_device_name(device), tf32Matmul=torch.backends.cuda.matmul.allow_tf32, tf32Conv=torch.backends.cudnn.allow_tf32)
     return TorchModel(fn, device, settings)
+
+
+def peak(req):
+    """GEMM via torch.mm into a preallocated output, copy via dst.copy_(src) (one read, one write per element)."""
+    from .peak import figures, median_ms
+
+    if req.device == "cuda":
+        usable, why = cuda_status()
+        if not usable:
+            raise EngineUnavailable(why, GPU_FIX)
+    torch.set_num_threads(req.threads)
+    dev = torch.device("cuda" if req.device == "cuda" else "cpu")
+    sync = (lambda: torch.cuda.synchronize(dev)) if req.device == "cuda" else (lambda: None)
+    g = torch.Generator().manual_seed(0)
+    n = req.gemm_n
+    a, b = (torch.rand(n, n, generator=g).to(dev) for _ in range(2))
+    c = torch.empty(n, n, device=dev)
+
+    def gemm():
+        torch.mm(a, b, out=c)
+        sync()
+
+    with torch.inference_mode():
+        gemm_ms = median_ms(gemm, req.max_ms)
+        del a, b, c
+        src = torch.rand(req.copy_elements, generator=g).to(dev)
+        dst = torch.empty_like(src)
+
+        def copy():
+            dst.copy_(src)
+            sync()
+
+        copy_ms = median_ms(copy, req.max_ms)
+    return figures(req, gemm_ms, copy_ms, {"gemm": "torch.mm(a, b, out=c)", "copy": "dst.copy_(src)", "blas": blas(), "threads": torch.get_num_threads(), "device": str(dev)})

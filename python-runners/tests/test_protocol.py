@@ -94,6 +94,6 @@ def test_runner_reports_the_failing_phase_with_the_traceback(tmp_path):
     assert code == 1
     assert msgs[-1]["type"] == "error" and msgs[-1]["phase"] == "probe"
     assert "no engine 'jax'" in msgs[-1]["message"] and "Traceback" in msgs[-1]["stack"]
-    job = {"type": "job", "protocol": 1, "cell": {"engine": "torch", "mode": "eager", "device": "cpu", "family": "rnn", "params": {}, "batchSize": 1, "threads": 1}, "weightsPath": str(tmp_path / "missing.safetensors"), "inputsPath": str(tmp_path / "x"), "measure": {"warmupMinIters": 1, "warmupMaxIters": 1, "warmupMaxMs": 1, "warmupTolerance": 0.1, "warmupWindow": 2, "minSamples": 1, "minTimeMs": 0, "maxTimeMs": 1, "maxSamples": 1}}
+    job = {"type": "job", "protocol": 1, "cell": {"engine": "torch", "mode": "eager", "device": "cpu", "family": "rnn", "params": {}, "batchSize": 1, "threads": 1}, "weightsPath": str(tmp_path / "missing.safetensors"), "inputsPath": str(tmp_path / "x"), "measure": {"warmupMinIters": 1, "warmupMaxIters": 1, "warmupMaxMs": 1, "warmupTolerance": 0.1, "warmupWindow": 2, "minSamples": 1, "minTimeMs": 0, "maxTimeMs": 1, "maxSamples": 1, "targetInterval": 0.01}}
     msgs, code = converse(job)
     assert code == 1 and msgs[-1]["phase"] == "load" and "missing.safetensors" in msgs[-1]["message"]

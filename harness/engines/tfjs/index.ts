@@ -145,6 +145,12 @@ function createRuntime(spec: BackendSpec): EngineRuntime {
       const loaded = await ready(spec, undefined);
       return { version: loaded.version, devices: [spec.device], details: { tfjs: loaded.tf.version.tfjs, ...loaded.details } };
     },
+    async peak(req) {
+      if (req.device !== spec.device) throw new EngineUnavailable(`${spec.id} runs on ${spec.device} only, not ${req.device}`, `use device ${spec.device} for ${spec.id}`);
+      const { tf, details } = await ready(spec, req.threads);
+      const { tfjsPeak } = await import('./peak.js');
+      return tfjsPeak(tf, req, { ...details, tfjsVersion: tf.version.tfjs });
+    },
     async build(req) {
       if (req.device !== spec.device) throw new EngineUnavailable(`${spec.id} runs on ${spec.device} only, not ${req.device}`, `use device ${spec.device} for ${spec.id}`);
       if (req.mode !== 'eager') throw new Error(`${spec.id} has only mode 'eager' (got '${req.mode}')`);

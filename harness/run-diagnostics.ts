@@ -1,0 +1,50 @@
+import type { HostInfo } from './detect/host.js';
+import { hostFingerprint } from './detect/host.js';
+import { deviceFindings, formatFindings, runDoctor, type Finding } from './doctor.js';
+import type { EngineId } from './engines/types.js';
+import { fractionOfPeak, measurePeak, type MachinePeak } from './peak.js';
+import type { Cell, EngineStatus, RunConfig } from './results.js';
+
+/**
+ * What `fwbench run` adds around its cells: the cheap doctor checks at start (warnings on
+ * stderr, kept in run.json), the machine's peak (measured once per host and engine version,
+ * then cached), each ok cell's fractionOfPeak, and the cell-level doctor check at the end.
+ */
+export interface RunDiagnostics {
+  doctor: Finding[];
+  peak?: MachinePeak;
+}
+
+/** The engines whose figures make the machine's peak: ONNX Runtime (always there, multi-threaded MLAS) and the run's engines. */
+export function peakEngines(config: Pick<RunConfig, 'engines'>, engines: Record<string, EngineStatus>): Array<{ id: EngineId; version?: string; unavailable?: string }> {
+  const ids = [...new Set(['onnxruntime', ...config.engines])] as EngineId[];
+  return ids.map((id) => {
+    const s = engines[id];
+    if (!s?.available) return { id, unavailable: s?.reason ?? 'not probed' };
+    return { id, ...(s.version ? { version: s.version } : {}) };
+  });
+}
+
+/** Runs the cheap doctor and measures (or reads) the peak; warnings go to `warn` (stderr in the CLI). */
+export async function startDiagnostics(config: RunConfig, host: HostInfo, engines: Record<string, EngineStatus>, note: (t: string) => void = () => undefined, warn: (t: string) => void = (t) => process.stderr.write(t)): Promise<RunDiagnostics> {
+  const doctor = await runDoctor({ engines: config.engines, threads: config.threads, device: config.device, host, cheap: true });
+  const warnings = doctor.filter((f) => f.severity === 'warn');
+  if (warnings.length > 0) warn(formatFindings(warnings).replace(/^WARN /gm, 'fwbench: doctor WARN '));
+  note('measuring the machine peak (GEMM, copy bandwidth; cached per host and engine version)');
+  const { peak } = await measurePeak({ engines: peakEngines(config, engines), device: config.device, threads: config.threads, hostFingerprint: hostFingerprint(host) });
+  if (peak) note(`peak ${peak.gflops.toFixed(1)} GFLOP/s (${peak.gflopsEngine}), ${peak.gbps.toFixed(1)} GB/s (${peak.gbpsEngine})`);
+  return { doctor, ...(peak ? { peak } : {}) };
+}
+
+/** The cell with fractionOfPeak set when it is ok and the peak is known. */
+export function withFractionOfPeak(cell: Cell, peak: MachinePeak | undefined): Cell {
+  const f = cell.status === 'ok' ? fractionOfPeak(cell.gflops, peak) : undefined;
+  return f === undefined ? cell : { ...cell, fractionOfPeak: f };
+}
+
+/** run.json fields: the peak and the doctor findings, with the end-of-run cell check added. */
+export function diagnosticsFields(d: RunDiagnostics, config: Pick<RunConfig, 'device'>, cells: Cell[]): { peak?: MachinePeak; doctor: Finding[] } {
+  const ids = new Set(d.doctor.map((f) => f.id));
+  const end = deviceFindings(config.device, undefined, cells).filter((f) => !ids.has(f.id));
+  return { ...(d.peak ? { peak: d.peak } : {}), doctor: [...d.doctor, ...end] };
+}
