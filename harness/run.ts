@@ -11,6 +11,7 @@ import { PROTOCOL_VERSION, type ToWorker } from './protocol.js';
 import { diagnosticsFields, startDiagnostics, withFractionOfPeak } from './run-diagnostics.js';
 import { ResultsStore, SCHEMA_VERSION, type Cell, type EngineStatus, type Replicate, type Run, type RunConfig } from './results.js';
 import { describeFailure, runEngineWorker, threadEnv, type WorkerOutcome } from './spawn.js';
+import { medianAbsoluteDeviation } from 'simple-statistics';
 import { bootstrapCis, flagOutliers, nsToMs, reliablePercentiles, summarize, type Stats } from './stats.js';
 import { TOOL_VERSION } from './version.js';
 
@@ -173,15 +174,18 @@ function replicateRecord(index: number, r: ReplicateOutcome, st: RepStatus, offs
 }
 
 /** Measurement-quality warnings of an ok cell. */
-export function cellWarnings(stats: Stats, reps: Replicate[]): NonNullable<Cell['warnings']> {
+export function cellWarnings(stats: Stats, reps: Replicate[], samplesMs: number[]): NonNullable<Cell['warnings']> {
   const w: NonNullable<Cell['warnings']> = [];
+  const robustCv = samplesMs.length > 1 && stats.medianMs > 0 ? (1.4826 * medianAbsoluteDeviation(samplesMs)) / stats.medianMs : 0;
   const tag = (r: Replicate): string => (reps.length > 1 ? `replicate ${r.index}: ` : '');
-  if (stats.cv > 0.1) w.push({ code: 'high-cv', message: `CV ${(stats.cv * 100).toFixed(1)} % > 10 %` });
+  // A robust spread (scaled MAD), so a handful of rare stalls (GC, a preempted core) does not make
+  // every cell of a busy machine "noisy"; the plain CV stays in stats.cv.
+  if (robustCv > 0.1) w.push({ code: 'high-cv', message: `robust CV (1.4826 MAD / median) ${(robustCv * 100).toFixed(1)} % > 10 %` });
   for (const r of reps) {
     if (r.firstWarmupMs !== undefined && r.medianMs !== undefined && r.firstWarmupMs > 10 * r.medianMs) w.push({ code: 'slow-first-run', message: `${tag(r)}first warm-up ${r.firstWarmupMs.toPrecision(3)} ms > 10x median ${r.medianMs.toPrecision(3)} ms` });
   }
   for (const r of reps) {
-    if (r.clockResolutionNs && r.medianMs !== undefined && r.medianMs * 1e6 < 1000 * r.clockResolutionNs) w.push({ code: 'timer-resolution', message: `${tag(r)}median ${r.medianMs.toPrecision(3)} ms < 1000x clock resolution ${r.clockResolutionNs} ns` });
+    if (r.clockResolutionNs && r.medianMs !== undefined && r.medianMs * 1e6 < 100 * r.clockResolutionNs) w.push({ code: 'timer-resolution', message: `${tag(r)}median ${r.medianMs.toPrecision(3)} ms < 100x clock resolution ${r.clockResolutionNs} ns` });
   }
   for (const r of reps) {
     if (r.stopReason !== undefined && r.stopReason !== 'target-interval') w.push({ code: 'target-not-reached', message: `${tag(r)}stopped at ${r.stopReason} with ±${r.interval?.halfWidthPct.toFixed(2) ?? '?'} % (n ${r.n})` });
@@ -242,7 +246,7 @@ export function cellFromReplicates(c: PlannedCell, config: RunConfig, startedAt:
     warmupStopReason: [...new Set(reps.map((r) => r.warmupStopReason!))].join(','),
     variation: { withinCv: reps.reduce((a, r) => a + r.cv!, 0) / reps.length, betweenCv },
     outliers: flagOutliers(samplesMs),
-    warnings: cellWarnings(stats, reps),
+    warnings: cellWarnings(stats, reps, samplesMs),
     throughput: c.batchSize / (stats.medianMs / 1000),
     gflops: base.flops / (stats.medianMs / 1000) / 1e9,
     durationMs,

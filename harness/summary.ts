@@ -3,6 +3,9 @@ import type { Run } from './results.js';
 
 const fmt = (v: number | undefined | null, digits = 3): string => (v === undefined || v === null ? '-' : v >= 100 ? v.toFixed(1) : v.toPrecision(digits));
 
+/** Warning lines printed under the table (the rest are counted). */
+const WARNINGS_SHOWN = 8;
+
 /** The human summary of a run: one row per cell, for stdout. */
 export function summaryTable(run: Run): string {
   const t = new Table({
@@ -34,5 +37,12 @@ export function summaryTable(run: Run): string {
   const problems = run.cells.filter((c) => c.status !== 'ok').map((c) => `  ${c.id}: ${c.status} - ${c.reason}${c.fix ? ` (fix: ${c.fix})` : ''}`);
   const warnings = run.cells.flatMap((c) => (c.warnings ?? []).map((w) => `  ${c.id}: ${w.code} - ${w.message}`));
   const starred = run.cells.some((c) => c.stats?.reliablePercentiles && !c.stats.reliablePercentiles.includes('p99'));
-  return `${t.toString()}\n${starred ? '* p99 from fewer than 662 samples: not trustworthy\n' : ''}${warnings.length ? `Warnings (${warnings.length}):\n${warnings.join('\n')}\n` : ''}${problems.length ? `Not ok:\n${problems.join('\n')}\n` : ''}`;
+  // Counts per kind, then the first few lines: run.json keeps every warning.
+  const byCode = new Map<string, number>();
+  for (const c of run.cells) for (const w of c.warnings ?? []) byCode.set(w.code, (byCode.get(w.code) ?? 0) + 1);
+  const shown = warnings.slice(0, WARNINGS_SHOWN);
+  const warningText = warnings.length
+    ? `Warnings (${warnings.length}: ${[...byCode].map(([k, n]) => `${k} ${n}`).join(', ')}; all in run.json):\n${shown.join('\n')}\n${warnings.length > shown.length ? `  ... ${warnings.length - shown.length} more\n` : ''}`
+    : '';
+  return `${t.toString()}\n${starred ? '* p99 from fewer than 662 samples: not trustworthy\n' : ''}${warningText}${problems.length ? `Not ok:\n${problems.join('\n')}\n` : ''}`;
 }

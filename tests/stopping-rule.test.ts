@@ -131,10 +131,10 @@ describe('replicates and warnings in the cell record', () => {
 
   it('warns on high CV, slow first run, timer resolution and a target not reached', () => {
     const noisy = Array.from({ length: 20 }, (_, i) => (i % 2 ? 1 : 2));
-    const c = cellFromReplicates(planned, config, 't', 10, [rep(outcome(1, noisy, { firstWarmupMs: 100, stop: 'max-time', resNs: 2000 }))]);
+    const c = cellFromReplicates(planned, config, 't', 10, [rep(outcome(1, noisy, { firstWarmupMs: 100, stop: 'max-time', resNs: 20000 }))]);
     expect(c.warnings!.map((w) => w.code).sort()).toEqual(['high-cv', 'slow-first-run', 'target-not-reached', 'timer-resolution']);
     const quiet = cellFromReplicates(planned, config, 't', 10, [rep(outcome(1, Array.from({ length: 20 }, () => 5)))]);
     expect(quiet.warnings).toEqual([]);
-    expect(cellWarnings(summarize([1]), [])).toEqual([]);
+    expect(cellWarnings(summarize([1]), [], [1])).toEqual([]);
   });
 });
