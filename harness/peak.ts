@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { z } from 'zod';
 import { cacheDir } from '../workloads/materialize.js';
 import { ENGINES } from './engines/registry.js';
 import type { Device, EngineId } from './engines/types.js';
@@ -85,8 +86,27 @@ export async function measurePeak(o: PeakOptions): Promise<{ peak?: MachinePeak;
     o.onEngine?.(r);
     results.push(r);
   }
-  const peak = machinePeakOf(results, o.device, o.threads);
+  // The machine's peak is the best any engine has reached on this host with these settings, not
+  // only the engines of this run: otherwise a run without torch would get a lower denominator.
+  const known = rememberHostPeaks(o, results);
+  const peak = machinePeakOf(known, o.device, o.threads);
   return { ...(peak ? { peak } : {}), engines: results };
+}
+
+/**
+ * Merges this measurement's figures into the host's record (one file per host, device and
+ * threads) and returns them together with the figures of engines measured earlier on this host.
+ */
+function rememberHostPeaks(o: Pick<PeakOptions, 'hostFingerprint' | 'device' | 'threads'>, results: EnginePeak[]): EnginePeak[] {
+  const path = cachePath(JSON.stringify({ hostPeaks: o.hostFingerprint, device: o.device, threads: o.threads, gemmN: GEMM_N, copy: COPY_ELEMENTS, protocol: PROTOCOL_VERSION }));
+  const stored = existsSync(path) ? z.record(z.string(), EnginePeakSchema).safeParse(JSON.parse(readFileSync(path, 'utf8'))) : undefined;
+  const byEngine: Record<string, EnginePeak> = stored?.success ? stored.data : {};
+  for (const r of results) if (r.ok) byEngine[r.engine] = { ...r, cached: true };
+  const tmp = `${path}.${process.pid}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(byEngine)}\n`);
+  renameSync(tmp, path);
+  const measuredNow = new Set(results.map((r) => r.engine));
+  return [...results, ...Object.values(byEngine).filter((e) => !measuredNow.has(e.engine))];
 }
 
 /** The best GEMM rate and the best bandwidth among engines' figures. */

@@ -26,6 +26,14 @@ describe('fwbench peak (real ONNX Runtime and TensorFlow.js wasm workers)', () =
     expect(r.peak!.gflops).toBe(Math.max(...r.engines.map((e) => e.gemmGflops!)));
     expect(r.peak!.gbps).toBe(Math.max(...r.engines.map((e) => e.copyGBps!)));
     expect(r.engines.map((e) => e.engine)).toContain(r.peak!.gflopsEngine);
+    // A later run on the same host that measures no engine itself still gets the machine's peak
+    // from what was measured before, so runs with different engines share one denominator.
+    const later = await measurePeak({ engines: [], device: 'cpu', threads: 2, hostFingerprint: 'test' });
+    expect(later.engines).toEqual([]);
+    expect(later.peak!.gflops).toBe(r.peak!.gflops);
+    expect(later.peak!.gflopsEngine).toBe(r.peak!.gflopsEngine);
+    const otherThreads = await measurePeak({ engines: [], device: 'cpu', threads: 1, hostFingerprint: 'test' });
+    expect(otherThreads.peak).toBeUndefined();
   }, 120_000);
 
   it('takes the best GEMM and the best bandwidth separately, ignores engines without figures, and divides by the GEMM peak', () => {
