@@ -1,4 +1,6 @@
 import { execa } from 'execa';
+import { expect } from 'vitest';
+import type { Cell } from '../harness/results.js';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -34,4 +36,14 @@ export function workloadInstance(family: FamilyName, sets: Array<[string, string
   const weights: TensorMap = new Map(f.weights(params).map((s) => [s.name, { dtype: 'F32', shape: s.shape, data: generateWeight(s, opts.seed) }]));
   const inputs: TensorMap = new Map(f.inputs(params, opts.batch).map((s) => [s.name, { dtype: s.dtype, shape: s.shape, data: generateInput(s, opts.seed) }]));
   return { family, params, weights, inputs, classes: int(params, 'classes') };
+}
+
+/** Asserts a run's cells: the expected count, every one ok and parity-passing (relL2 < 1e-4). */
+export function expectOkCells(cells: Cell[], count: number): void {
+  expect(cells).toHaveLength(count);
+  for (const c of cells) {
+    expect(c.status, `${c.id}: ${c.reason}`).toBe('ok');
+    expect(c.parity!.pass).toBe(true);
+    expect(c.parity!.relL2!).toBeLessThan(1e-4);
+  }
 }

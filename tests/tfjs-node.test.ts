@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { RunSchema } from '../harness/results.js';
 import { findTensorflowWheel, SetupError, wheelCApi } from '../harness/setup/tfjs-node.js';
-import { fwbench, QUICK, tempDir } from './helpers.js';
+import { expectOkCells, fwbench, QUICK, tempDir } from './helpers.js';
 
 /**
  * tfjs-node built offline against the TensorFlow wheel (`npx fwbench setup tfjs-node`, part of the
@@ -23,10 +23,8 @@ describe('tfjs-node on the TensorFlow wheel (needs `npm run setup`)', () => {
     const r = await fwbench(['run', '--engines', 'tfjs-node', '--workloads', 'cnn,rnn,transformer', '--preset', 'tiny', '--batch-sizes', '1,8', '--out', out, '--json', ...QUICK]);
     expect(r.exitCode, r.stderr).toBe(0);
     const run = RunSchema.parse(JSON.parse(r.stdout));
-    expect(run.cells).toHaveLength(6);
+    expectOkCells(run.cells, 6);
     for (const c of run.cells) {
-      expect(c.status, `${c.id}: ${c.reason}`).toBe('ok');
-      expect(c.parity!.relL2!).toBeLessThan(1e-4);
       expect(c.settings!.backend).toBe('tensorflow');
       expect(c.settings!.threads).toBe(run.config.threads);
     }

@@ -188,19 +188,23 @@ class KerasModel(BuiltModel):
         return tf.config.experimental.get_memory_info("GPU:0")["peak"] if self.device == "cuda" else None
 
 
-def build(req):
-    if req.mode not in MODES:
-        raise ValueError(f"tensorflow: unknown mode '{req.mode}'; valid modes: {', '.join(MODES)}")
-    if req.native_weights is None:
-        raise ValueError("tensorflow needs the Keras-layout weights (job field nativeWeightsPath)")
-    # Thread pools and visible devices are fixed when the runtime initialises: before any op.
+def init_runtime(req):
+    """Thread pools (fixed when the runtime initialises: before any op) and the CUDA check."""
     tf.config.threading.set_intra_op_parallelism_threads(req.threads)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     if req.device == "cuda":
         usable, why = cuda_status()
         if not usable:
             raise EngineUnavailable(why, GPU_FIX)
-    else:
+
+
+def build(req):
+    if req.mode not in MODES:
+        raise ValueError(f"tensorflow: unknown mode '{req.mode}'; valid modes: {', '.join(MODES)}")
+    if req.native_weights is None:
+        raise ValueError("tensorflow needs the Keras-layout weights (job field nativeWeightsPath)")
+    init_runtime(req)
+    if req.device != "cuda":
         # Otherwise TensorFlow would silently place a CPU cell's ops on a visible GPU.
         tf.config.set_visible_devices([], "GPU")
     with tf.device("/GPU:0" if req.device == "cuda" else "/CPU:0"):
@@ -230,12 +234,7 @@ def peak(req):
     each call ends with a small readback so asynchronous devices finish inside the timed call."""
     from .peak import figures, median_ms
 
-    tf.config.threading.set_intra_op_parallelism_threads(req.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
-    if req.device == "cuda":
-        usable, why = cuda_status()
-        if not usable:
-            raise EngineUnavailable(why, GPU_FIX)
+    init_runtime(req)
     rng = np.random.default_rng(0)
     n = req.gemm_n
     with tf.device("/GPU:0" if req.device == "cuda" else "/CPU:0"):
