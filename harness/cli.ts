@@ -11,17 +11,16 @@ import { buildOnnxModel } from './engines/onnx/index.js';
 import { checkModes, DEFAULT_ENGINES, ENGINES, getEngine, type ModeSelection } from './engines/registry.js';
 import { DEVICES, ENGINE_IDS, type Device, type EngineId } from './engines/types.js';
 import { DEFAULT_MEASURE, PRESET_REPLICATES, QUICK_MEASURE, RIGOROUS_MEASURE } from './measure.js';
-import { progressHooks } from './progress.js';
 import { registerReportCommands } from './report-commands.js';
 import type { RunConfig } from './results.js';
-import { probeEngines, runMatrix } from './run.js';
+import { runCommand } from './run-command.js';
+import { probeEngines } from './run.js';
 import { writeSchemas } from './schemas.js';
 import { registerSetupCommands } from './setup/commands.js';
-import { summaryTable } from './summary.js';
 import { TOOL_VERSION } from './version.js';
 
-/** Exit codes: 0 all cells ok or skipped; 1 some cell failed or parity-failed; 2 bad input; 3 internal error. */
-export const EXIT = { ok: 0, cellsFailed: 1, badInput: 2, internal: 3 } as const;
+/** Exit codes: 0 all cells ok or skipped; 1 some cell failed or parity-failed; 2 bad input; 3 internal error; 130 / 143 run interrupted by SIGINT / SIGTERM (partial run kept, resumable). */
+export const EXIT = { ok: 0, cellsFailed: 1, badInput: 2, internal: 3, SIGINT: 130, SIGTERM: 143 } as const;
 
 const list = (what: string, valid: readonly string[]) => (text: string): string[] => {
   const items = text.split(',').map((s) => s.trim()).filter(Boolean);
@@ -146,7 +145,9 @@ export function buildProgram(): Command {
     .option('--warmup-max-time <ms>', `warm-up: at most this long (ms, default ${DEFAULT_MEASURE.warmupMaxMs})`, nonNegative('--warmup-max-time'))
     .option('--timeout <s>', 'kill a cell\'s worker after this many seconds', positiveInt('--timeout'), 600)
     .option('--json', 'print run.json on stdout instead of the summary table')
-    .action(async (o: { engines: string[]; modes?: ModeSelection; workloads: string[]; preset: string; batchSizes: number[]; out: string; set: Array<[string, string]>; device: Device; threads?: number; seed: number; quick?: boolean; rigorous?: boolean; targetInterval?: number; replicates?: number; minSamples?: number; minTime?: number; maxTime?: number; warmupMaxTime?: number; timeout: number; json?: boolean }) => {
+    .option('--resume <dir>', 'continue the interrupted or killed run in DIR: run only its missing cells, with its configuration (flags given again must match it)')
+    .option('--max-memory-mb <n>', "cap each cell worker's private memory (RLIMIT_DATA via prlimit; Node workers also get V8's heap limit); running past it is an out-of-memory cell, and a batch-size sweep stops there", positiveInt('--max-memory-mb'))
+    .action(async (o: { engines: string[]; modes?: ModeSelection; workloads: string[]; preset: string; batchSizes: number[]; out: string; set: Array<[string, string]>; device: Device; threads?: number; seed: number; quick?: boolean; rigorous?: boolean; targetInterval?: number; replicates?: number; minSamples?: number; minTime?: number; maxTime?: number; warmupMaxTime?: number; timeout: number; json?: boolean; resume?: string; maxMemoryMb?: number }, cmd: Command) => {
       if (o.quick && o.rigorous) throw new InputError('--quick and --rigorous exclude each other');
       const measurePreset = o.quick ? 'quick' : o.rigorous ? 'rigorous' : 'default';
       const p = { quick: QUICK_MEASURE, default: DEFAULT_MEASURE, rigorous: RIGOROUS_MEASURE }[measurePreset];
@@ -172,16 +173,15 @@ export function buildProgram(): Command {
         replicates: o.replicates ?? PRESET_REPLICATES[measurePreset],
         measurePreset,
         cellTimeoutMs: o.timeout * 1000,
+        ...(o.maxMemoryMb ? { maxMemoryMb: o.maxMemoryMb } : {}),
       };
       // Validate modes and every workload's parameters before anything starts.
       checkModes(config.engines.map((e) => getEngine(e)), config.modes);
       const families = config.workloads.map((w) => getFamily(w));
       for (const f of families) resolveParams(f, config.preset, setsForFamily(f, config.sets, families));
-      const outDir = resolve(o.out);
-      const run = await runMatrix(config, outDir, ['fwbench', ...process.argv.slice(2)], progressHooks());
-      if (o.json) printJson(run);
-      else process.stdout.write(`${summaryTable(run)}Results: ${outDir}/run.json\n`);
-      if (run.cells.some((c) => c.status === 'failed' || c.status === 'parity-failed')) process.exitCode = EXIT.cellsFailed;
+      const explicitOptions = Object.keys(o).filter((k) => ![undefined, 'default'].includes(cmd.getOptionValueSource(k)));
+      const end = await runCommand(config, { out: resolve(o.out), ...(o.resume ? { resume: resolve(o.resume) } : {}), explicitOptions, ...(o.json ? { json: true } : {}), command: ['fwbench', ...process.argv.slice(2)] });
+      process.exitCode = EXIT[end];
     });
 
   program

@@ -105,8 +105,8 @@ export function isStable(values: number[], window: number, tol: number): boolean
   return last.every((v) => Math.abs(v - med) <= tol * med);
 }
 
-/** Runs warm-up then the timed loop around `iteration`. `clock` returns monotonic ns. */
-export async function measure(iteration: () => Promise<unknown>, s: MeasureSettings, clock: () => bigint = process.hrtime.bigint): Promise<MeasureResult> {
+/** Runs warm-up then the timed loop around `iteration`. `clock` returns monotonic ns; `onTimedLoop` is called once, between warm-up and the timed loop (the worker announces the phase). */
+export async function measure(iteration: () => Promise<unknown>, s: MeasureSettings, clock: () => bigint = process.hrtime.bigint, onTimedLoop: () => void | Promise<void> = () => undefined): Promise<MeasureResult> {
   const clockResolutionNs = clockResolution(clock);
   const warmupNs: number[] = [];
   const warmStart = clock();
@@ -129,6 +129,7 @@ export async function measure(iteration: () => Promise<unknown>, s: MeasureSetti
       break;
     }
   }
+  await onTimedLoop();
   const samplesNs: number[] = [];
   const start = clock();
   let stopReason: MeasureResult['stopReason'];

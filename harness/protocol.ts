@@ -6,9 +6,17 @@ import { z } from 'zod';
  * JSON Schema published in results/schema/protocol.schema.json is generated from these
  * definitions. Order: orchestrator sends `job` (or `probe`); worker answers `hello`, then
  * `built` -> `parity`; orchestrator answers `continue` or `stop`; worker sends `samples` ->
- * `memory` -> `done`. Any failure is an `error` message naming the phase.
+ * `memory` -> `done`. Any failure is an `error` message naming the phase. The worker announces
+ * each phase as it enters it (`phase`), so a worker that dies without a word (a signal, the OOM
+ * killer, a hang) still leaves the phase it was in.
  */
 export const PROTOCOL_VERSION = 1;
+
+/** The phases of a worker, in order; `parity` is the first run whose output is checked, `warmup` and `measure` the two halves of the timed loop. */
+export const PHASES = ['start', 'probe', 'peak', 'load', 'build', 'parity', 'warmup', 'measure', 'memory'] as const;
+/** A worker phase. */
+export type Phase = (typeof PHASES)[number];
+const PhaseSchema = z.enum(PHASES);
 
 const Num = z.number();
 
@@ -139,9 +147,11 @@ export const FromWorkerSchema = z.discriminatedUnion('type', [
   }),
   z.object({ type: z.literal('peak-result'), ...PeakResultShape }),
   z.object({ type: z.literal('done') }),
+  /** The worker enters a phase. */
+  z.object({ type: z.literal('phase'), phase: PhaseSchema }),
   z.object({
     type: z.literal('error'),
-    phase: z.enum(['start', 'probe', 'peak', 'load', 'build', 'first-run', 'measure', 'memory']),
+    phase: PhaseSchema,
     message: z.string(),
     stack: z.string().optional(),
     /** Set when the engine cannot run here (then the cell is skipped, not failed). */

@@ -1,14 +1,17 @@
-import { appendFileSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, truncateSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { HostInfoSchema } from './detect/host.js';
 import { FindingSchema, MachinePeakSchema } from './diagnostics-schema.js';
+import { FAILURE_CAUSES } from './failure.js';
 import { MeasureSettingsSchema } from './protocol.js';
 
 /**
- * The files a run writes: `DIR/cells.jsonl` (one cell per line, appended as each cell finishes,
- * so an interrupted run keeps every finished cell) and `DIR/run.json` (the whole run, written
- * atomically at the end). Their JSON Schemas are published in results/schema/.
+ * The files a run writes: `DIR/cells.jsonl` (one cell per line, each line carrying the schema
+ * version, appended as each cell finishes, so an interrupted or killed run keeps every finished
+ * cell) and `DIR/run.json` (the whole run, written atomically: when the run starts, with state
+ * `running` and the configuration, then when it ends or is interrupted). Their JSON Schemas are
+ * published in results/schema/.
  */
 export const SCHEMA_VERSION = 1;
 
@@ -110,6 +113,8 @@ export const CellSchema = z.object({
   fix: z.string().optional(),
   /** Phase a failed cell was in. */
   phase: z.string().optional(),
+  /** What made a failed cell fail: out-of-memory, timeout, signal, exit-code, protocol (garbage or truncated line), exception, reference (no reference output). */
+  cause: z.enum(FAILURE_CAUSES).optional(),
   parity: ParitySchema.optional(),
   stats: StatsSchema.optional(),
   /** Every timed sample (ms), in order. */
@@ -178,6 +183,8 @@ export const RunConfigSchema = z.object({
   /** Measurement preset: quick, default or rigorous (explicit flags override it). */
   measurePreset: z.enum(['quick', 'default', 'rigorous']).optional(),
   cellTimeoutMs: z.number(),
+  /** `--max-memory-mb`: cap on each cell worker's private memory (absent = no cap). */
+  maxMemoryMb: z.number().int().min(1).optional(),
 });
 /** Run configuration. */
 export type RunConfig = z.infer<typeof RunConfigSchema>;
@@ -197,6 +204,23 @@ export const RunSourceSchema = z.object({
 /** One merged run's header. */
 export type RunSource = z.infer<typeof RunSourceSchema>;
 
+/** Batch-size sweep: the largest batch that fit in memory for one (engine, mode, device, workload). */
+export const BatchFitSchema = z.object({
+  engine: z.string(),
+  mode: z.string(),
+  device: z.enum(['cpu', 'cuda']),
+  workload: z.string(),
+  /** Largest batch that ran without running out of memory (null: not even the smallest). */
+  largestBatch: z.number().int().nullable(),
+  /** Smallest batch that ran out of memory; larger batches were skipped. */
+  outOfMemoryAtBatch: z.number().int(),
+});
+/** A batch-sweep verdict. */
+export type BatchFit = z.infer<typeof BatchFitSchema>;
+
+/** How far a run got: `running` (started, or its orchestrator was killed), `interrupted` (SIGINT/SIGTERM), `complete`. Absent = complete. */
+export const RunStateSchema = z.enum(['running', 'interrupted', 'complete']);
+
 /** The whole run. */
 export const RunSchema = z.object({
   schemaVersion: z.literal(SCHEMA_VERSION),
@@ -204,7 +228,15 @@ export const RunSchema = z.object({
   /** The command line that produced the run. */
   command: z.array(z.string()),
   startedAt: z.string(),
+  /** When the run ended (running or interrupted: when run.json was last written). */
   finishedAt: z.string(),
+  state: RunStateSchema.optional(),
+  /** Set when state is `interrupted`: the signal and when it came. */
+  interruption: z.object({ signal: z.string(), at: z.string() }).optional(),
+  /** Every `fwbench run --resume` that continued this run. */
+  resumes: z.array(z.object({ startedAt: z.string(), command: z.array(z.string()), cellsBefore: z.number().int() })).optional(),
+  /** Per (engine, mode, device, workload) that ran out of memory: the largest batch that fit. */
+  largestBatchFit: z.array(BatchFitSchema).optional(),
   host: HostInfoSchema,
   /** Short host description. */
   hostFingerprint: z.string(),
@@ -221,23 +253,79 @@ export const RunSchema = z.object({
 /** A run record (run.json). */
 export type Run = z.infer<typeof RunSchema>;
 
-/** Output folder writer. */
+/** One line of cells.jsonl: a cell record with the schema version, so each line describes itself. */
+export const CellLineSchema = CellSchema.extend({ schemaVersion: z.literal(SCHEMA_VERSION) });
+
+/** Output folder writer and reader. */
 export class ResultsStore {
   constructor(readonly dir: string) {
     mkdirSync(dir, { recursive: true });
   }
 
-  /** Appends one finished cell to cells.jsonl (one line, written at once). */
-  appendCell(cell: Cell): void {
-    appendFileSync(join(this.dir, 'cells.jsonl'), `${JSON.stringify(cell)}\n`);
+  /** Path of cells.jsonl. */
+  get cellsPath(): string {
+    return join(this.dir, 'cells.jsonl');
   }
 
-  /** Writes run.json atomically (temporary file + rename): a reader never sees half a file. */
+  /** Path of run.json. */
+  get runPath(): string {
+    return join(this.dir, 'run.json');
+  }
+
+  /** Appends one finished cell to cells.jsonl: one line, one write, never rewritten. */
+  appendCell(cell: Cell): void {
+    appendFileSync(this.cellsPath, `${JSON.stringify({ schemaVersion: SCHEMA_VERSION, ...cell })}\n`);
+  }
+
+  /**
+   * The cells of cells.jsonl. A last line without its newline or unparseable (the orchestrator was
+   * killed while writing it) is dropped, cut from the file, and reported through `warn`; a bad line
+   * anywhere else means the file is not ours or was edited, and throws.
+   */
+  readCells(warn: (text: string) => void): Cell[] {
+    if (!existsSync(this.cellsPath)) return [];
+    const text = readFileSync(this.cellsPath, 'utf8');
+    const lines = text.split('\n');
+    const complete = text.endsWith('\n') || text === '' ? lines.slice(0, -1) : lines;
+    const cells: Cell[] = [];
+    let goodBytes = 0;
+    for (const [i, line] of complete.entries()) {
+      const parsed = (() => {
+        try {
+          return CellLineSchema.safeParse(JSON.parse(line));
+        } catch {
+          return undefined;
+        }
+      })();
+      const last = i === complete.length - 1;
+      if (!parsed?.success) {
+        const truncated = last && !text.endsWith('\n');
+        if (!truncated && !(last && parsed === undefined)) {
+          const issue = parsed?.error.issues[0];
+          throw new Error(`${this.cellsPath}:${i + 1} is not a cell record of schema version ${SCHEMA_VERSION}${issue ? ` (${issue.path.join('.') || '(root)'}: ${issue.message})` : ' (not JSON)'}`);
+        }
+        warn(`${this.cellsPath}: dropped a truncated last line (${Buffer.byteLength(line)} bytes, line ${i + 1}); that cell will run again`);
+        truncateSync(this.cellsPath, goodBytes);
+        break;
+      }
+      const { schemaVersion: _version, ...cell } = parsed.data;
+      cells.push(cell);
+      goodBytes += Buffer.byteLength(line) + 1;
+    }
+    return cells;
+  }
+
+  /** Writes run.json atomically (temporary file, fsync, rename): a reader never sees half a file. */
   writeRun(run: Run): string {
-    const path = join(this.dir, 'run.json');
-    const tmp = `${path}.${process.pid}.tmp`;
-    writeFileSync(tmp, `${JSON.stringify(RunSchema.parse(run), null, 1)}\n`);
-    renameSync(tmp, path);
-    return path;
+    const tmp = `${this.runPath}.${process.pid}.tmp`;
+    const fd = openSync(tmp, 'w');
+    try {
+      writeSync(fd, `${JSON.stringify(RunSchema.parse(run), null, 1)}\n`);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(tmp, this.runPath);
+    return this.runPath;
   }
 }

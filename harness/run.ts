@@ -9,8 +9,11 @@ import type { Device, EngineId } from './engines/types.js';
 import { compareOutputs, FP32_REL_L2_TOLERANCE } from './parity.js';
 import { PROTOCOL_VERSION, type ToWorker } from './protocol.js';
 import { diagnosticsFields, startDiagnostics, withFractionOfPeak } from './run-diagnostics.js';
-import { ResultsStore, SCHEMA_VERSION, type Cell, type EngineStatus, type Replicate, type Run, type RunConfig } from './results.js';
-import { describeFailure, runEngineWorker, threadEnv, type WorkerOutcome } from './spawn.js';
+import { ResultsStore, SCHEMA_VERSION, type BatchFit, type Cell, type EngineStatus, type Replicate, type Run, type RunConfig } from './results.js';
+import { classifyFailure, type FailureCause } from './failure.js';
+import { environmentDifferences } from './resume.js';
+import { describeFailure, runEngineWorker, stopAllWorkers, threadEnv, type WorkerOutcome } from './spawn.js';
+import { InputError } from '../workloads/index.js';
 import { medianAbsoluteDeviation } from 'simple-statistics';
 import { bootstrapCis, flagOutliers, nsToMs, reliablePercentiles, summarize, type Stats } from './stats.js';
 import { TOOL_VERSION } from './version.js';
@@ -132,12 +135,15 @@ const medianOf = (v: number[]): number => {
   return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
 };
 
-type RepStatus = { status: Cell['status']; reason: string | null; fix?: string; phase?: string };
+type RepStatus = { status: Cell['status']; reason: string | null; fix?: string; phase?: string; cause?: FailureCause };
 
 function replicateStatus(o: WorkerOutcome, parity: Cell['parity']): RepStatus {
   if (o.error?.unavailable) return { status: 'skipped', reason: o.error.message, ...(o.error.fix ? { fix: o.error.fix } : {}) };
   if (parity && !parity.pass) return { status: 'parity-failed', reason: `output differs from ${parity.reference}: relL2 ${parity.relL2}, maxAbs ${parity.maxAbs} (tolerance ${parity.tolerance})` };
-  if (!o.done || !o.samples || o.error) return { status: 'failed', reason: describeFailure(o), ...(o.error ? { phase: o.error.phase } : {}) };
+  if (!o.done || !o.samples || o.error) {
+    const f = classifyFailure(o);
+    return { status: 'failed', reason: f.reason, cause: f.cause, ...(o.error?.phase || o.phase ? { phase: o.error?.phase ?? o.phase } : {}) };
+  }
   return { status: 'ok', reason: null };
 }
 
@@ -226,7 +232,7 @@ export function cellFromReplicates(c: PlannedCell, config: RunConfig, startedAt:
   if (bad !== undefined) {
     const st = statuses[bad]!;
     const reason = `${outcomes.length > 1 ? `replicate ${bad}: ` : ''}${st.reason}`;
-    return { ...base, ...extras, status: st.status, reason, ...(st.fix ? { fix: st.fix } : {}), ...(st.phase ? { phase: st.phase } : {}), durationMs };
+    return { ...base, ...extras, status: st.status, reason, ...(st.fix ? { fix: st.fix } : {}), ...(st.phase ? { phase: st.phase } : {}), ...(st.cause ? { cause: st.cause } : {}), durationMs };
   }
   const samplesMs = outcomes.flatMap((r) => nsToMs(r.o.samples!.samplesNs));
   const stats: Stats = { ...summarize(samplesMs), ...bootstrapCis(samplesMs), reliablePercentiles: reliablePercentiles(samplesMs.length) };
@@ -265,18 +271,93 @@ function skipReason(c: PlannedCell, status: EngineStatus | undefined): { reason:
   return undefined;
 }
 
-/** Runs the whole matrix, appending each finished cell to DIR/cells.jsonl, then writes DIR/run.json. */
-export async function runMatrix(config: RunConfig, outDir: string, command: string[], hooks: RunHooks = {}): Promise<Run> {
+/** What stops or continues a run. */
+export interface RunOptions {
+  /** Aborting it (SIGINT/SIGTERM) stops every worker, keeps the finished cells and writes run.json as `interrupted`. */
+  signal?: AbortSignal;
+  /** `fwbench run --resume`: the run found in the folder and its finished cells (from cells.jsonl); only the missing cells run. */
+  resume?: { run: Run; cells: Cell[] };
+}
+
+/** Key of a batch-size sweep: everything of a cell but its batch size. */
+const sweepKey = (c: { engine: string; mode: string; device: string; workload: string }): string => `${c.engine}/${c.mode}/${c.device}/${c.workload}`;
+/** A cell that ran far enough to show the batch fits in memory. */
+const fits = (c: Cell): boolean => c.status === 'ok' || c.status === 'parity-failed';
+
+/** Per sweep that ran out of memory: the smallest batch that did and the largest that fit below it. */
+export function largestBatchFit(cells: Cell[]): BatchFit[] {
+  const out = new Map<string, BatchFit>();
+  for (const c of cells) {
+    if (c.cause !== 'out-of-memory') continue;
+    const k = sweepKey(c);
+    const prev = out.get(k);
+    if (!prev || c.batchSize < prev.outOfMemoryAtBatch) out.set(k, { engine: c.engine, mode: c.mode, device: c.device, workload: c.workload, largestBatch: null, outOfMemoryAtBatch: c.batchSize });
+  }
+  for (const f of out.values()) {
+    const fitting = cells.filter((c) => sweepKey(c) === sweepKey(f) && fits(c) && c.batchSize < f.outOfMemoryAtBatch).map((c) => c.batchSize);
+    f.largestBatch = fitting.length ? Math.max(...fitting) : null;
+  }
+  return [...out.values()];
+}
+
+/** Why a cell is not run because a smaller batch of its sweep ran out of memory, or undefined. */
+function sweepSkip(c: PlannedCell, done: Iterable<Cell>): string | undefined {
+  const key = sweepKey({ ...c, workload: c.family.name });
+  const fit = largestBatchFit([...done]).find((f) => sweepKey(f) === key);
+  if (!fit || c.batchSize <= fit.outOfMemoryAtBatch) return undefined;
+  return `not run: batch ${fit.outOfMemoryAtBatch} ran out of memory; largest batch that fit: ${fit.largestBatch ?? 'none'}`;
+}
+
+/**
+ * Runs the whole matrix. run.json is written first (state `running`, with the configuration), each
+ * cell is appended to DIR/cells.jsonl the moment it is final (its last replicate ran, or one was
+ * not ok), and run.json is rewritten at the end (`complete`) or on interruption (`interrupted`).
+ * A killed orchestrator therefore loses only the cells in flight: with `--replicates N` the
+ * unfinished cells of the current (workload, batch) group, whose replicates are interleaved.
+ */
+export async function runMatrix(config: RunConfig, outDir: string, command: string[], hooks: RunHooks = {}, opts: RunOptions = {}): Promise<Run> {
+  const { signal, resume } = opts;
   const startedAt = new Date().toISOString();
   const cells = planCells(config);
   const store = new ResultsStore(outDir);
   hooks.onNote?.('detecting host and probing engines');
   const probeIds = [...new Set<EngineId>([...config.engines.map((e) => getEngine(e).id), REFERENCE.engine])];
   const [host, engines] = await Promise.all([detectHost(), probeEngines(probeIds)]);
+  if (resume) {
+    const differences = environmentDifferences(resume.run, hostFingerprint(host), engines);
+    if (differences.length) throw new InputError(`cannot resume ${outDir}: the machine or its engines changed since the run started (${differences.join('; ')}); start a new run with --out`);
+  }
   const diagnostics = await startDiagnostics(config, host, engines, (t) => hooks.onNote?.(t));
-  hooks.onPlan?.(cells);
+  const done = new Map<string, Cell>((resume?.cells ?? []).map((c) => [c.id, c]));
+  const header = {
+    schemaVersion: SCHEMA_VERSION as typeof SCHEMA_VERSION,
+    tool: { name: 'fwbench' as const, version: TOOL_VERSION },
+    command: resume?.run.command ?? command,
+    startedAt: resume?.run.startedAt ?? startedAt,
+    host,
+    hostFingerprint: hostFingerprint(host),
+    engines,
+    config,
+    ...(resume ? { resumes: [...(resume.run.resumes ?? []), { startedAt, command, cellsBefore: done.size }] } : {}),
+  };
+  const snapshot = (state: NonNullable<Run['state']>): Run => {
+    const records = [...cells.filter((c) => done.has(c.id)).map((c) => done.get(c.id)!)];
+    return {
+      ...header,
+      finishedAt: new Date().toISOString(),
+      state,
+      ...(state === 'interrupted' ? { interruption: { signal: String(signal?.reason ?? 'unknown'), at: new Date().toISOString() } } : {}),
+      cells: records,
+      ...(largestBatchFit(records).length ? { largestBatchFit: largestBatchFit(records) } : {}),
+      ...diagnosticsFields(diagnostics, config, records),
+    };
+  };
+  // The configuration is on disk before the first cell, so even a kill -9 can be resumed.
+  store.writeRun(snapshot('running'));
+  if (signal?.aborted) stopAllWorkers();
+  signal?.addEventListener('abort', stopAllWorkers, { once: true });
+  hooks.onPlan?.(cells.filter((c) => !done.has(c.id)));
   const refStatus = engines[REFERENCE.engine]!;
-  const records: Cell[] = [];
   const groups = new Map<string, PlannedCell[]>();
   for (const c of cells) {
     const k = `${c.family.name}|${c.batchSize}`;
@@ -285,29 +366,39 @@ export async function runMatrix(config: RunConfig, outDir: string, command: stri
   const finish = (raw: Cell): void => {
     const cell = withFractionOfPeak(raw, diagnostics.peak);
     store.appendCell(cell);
-    records.push(cell);
+    done.set(cell.id, cell);
     hooks.onCellDone?.(cell);
   };
-  for (const group of groups.values()) {
+  const replicates = config.replicates ?? 1;
+  for (const all of groups.values()) {
+    if (signal?.aborted) break;
+    const group = all.filter((c) => !done.has(c.id));
+    if (group.length === 0) continue;
     const { family, params, batchSize } = group[0]!;
-    const m = materialize(family, params, config.seed, batchSize);
-    const runnable = group.filter((c) => !skipReason(c, engines[c.engine]));
-    const ref = runnable.length === 0 ? undefined : refStatus.available ? await referenceOutput(m, family, params, batchSize, config, refStatus.version ?? 'unknown') : { error: `reference engine ${REFERENCE.engine} unavailable: ${refStatus.reason}` };
-    // Each runnable cell runs in `replicates` fresh processes, round-robin across the group
-    // (A B C, A B C, ...) so slow drift of the machine does not favour one engine or mode.
-    const replicates = config.replicates ?? 1;
-    const done = new Map<PlannedCell, Cell>();
-    const pending: Array<{ c: PlannedCell; startedAt: string; durationMs: number; reps: ReplicateOutcome[]; stopped: boolean }> = [];
-    for (const c of group) {
+    const pending: Array<{ c: PlannedCell; startedAt: string; durationMs: number; reps: ReplicateOutcome[] }> = [];
+    const runnable = group.filter((c) => {
       const cellStart = new Date().toISOString();
       const skip = skipReason(c, engines[c.engine]);
-      if (skip) done.set(c, { ...baseRecord(c, config, cellStart), status: 'skipped', reason: skip.reason, ...(skip.fix ? { fix: skip.fix } : {}), durationMs: 0 });
-      else if (!ref || 'error' in ref) done.set(c, { ...baseRecord(c, config, cellStart), status: 'failed', reason: ref ? ref.error : 'no reference', phase: 'parity', durationMs: 0 });
-      else pending.push({ c, startedAt: cellStart, durationMs: 0, reps: [], stopped: false });
+      const oom = skip ? undefined : sweepSkip(c, done.values());
+      if (skip) finish({ ...baseRecord(c, config, cellStart), status: 'skipped', reason: skip.reason, ...(skip.fix ? { fix: skip.fix } : {}), durationMs: 0 });
+      else if (oom) finish({ ...baseRecord(c, config, cellStart), status: 'skipped', reason: oom, durationMs: 0 });
+      return !skip && !oom;
+    });
+    if (runnable.length === 0) continue;
+    const m = materialize(family, params, config.seed, batchSize);
+    const ref = refStatus.available ? await referenceOutput(m, family, params, batchSize, config, refStatus.version ?? 'unknown') : { error: `reference engine ${REFERENCE.engine} unavailable: ${refStatus.reason}` };
+    if (signal?.aborted) break;
+    for (const c of runnable) {
+      const cellStart = new Date().toISOString();
+      if ('error' in ref) finish({ ...baseRecord(c, config, cellStart), status: 'failed', reason: ref.error, phase: 'parity', cause: 'reference', durationMs: 0 });
+      else pending.push({ c, startedAt: cellStart, durationMs: 0, reps: [] });
     }
-    for (let r = 0; r < replicates && ref && !('error' in ref); r++) {
+    if ('error' in ref) continue;
+    // Each runnable cell runs in `replicates` fresh processes, round-robin across the group
+    // (A B C, A B C, ...) so slow drift of the machine does not favour one engine or mode.
+    for (let r = 0; r < replicates && !signal?.aborted; r++) {
       for (const p of pending) {
-        if (p.stopped) continue;
+        if (done.has(p.c.id)) continue;
         const c = p.c;
         hooks.onCellStart?.(c);
         if (replicates > 1) hooks.onNote?.(`${c.id}: replicate ${r + 1}/${replicates}`);
@@ -317,34 +408,23 @@ export async function runMatrix(config: RunConfig, outDir: string, command: stri
         const o = await runEngineWorker(ENGINES[c.engine], jobMessage(c, m, config), {
           timeoutMs: config.cellTimeoutMs,
           env: threadEnv(config.threads),
+          ...(config.maxMemoryMb ? { maxMemoryMb: config.maxMemoryMb } : {}),
           onParity: (pm) => {
             const f = compareOutputs(ref.values, ref.shape, pm.values, pm.shape);
             parity = { reference: REFERENCE_NAME, relL2: Number.isFinite(f.relL2) ? f.relL2 : null, maxAbs: Number.isFinite(f.maxAbs) ? f.maxAbs : null, tolerance: FP32_REL_L2_TOLERANCE, pass: f.pass };
             return f.pass ? 'continue' : 'stop';
           },
         });
+        // An interrupted worker is not a result: the cell stays missing and runs again on --resume.
+        if (o.interrupted || signal?.aborted) break;
         p.durationMs += Date.now() - t0;
         p.reps.push({ o, parity, startedAt: repStart });
         // A replicate that is not ok decides the cell: the remaining ones are not run.
-        if (replicateStatus(o, parity).status !== 'ok') p.stopped = true;
+        if (replicateStatus(o, parity).status !== 'ok' || p.reps.length === replicates) finish(cellFromReplicates(c, config, p.startedAt, p.durationMs, p.reps));
       }
     }
-    for (const p of pending) done.set(p.c, cellFromReplicates(p.c, config, p.startedAt, p.durationMs, p.reps));
-    for (const c of group) finish(done.get(c)!);
   }
-  const run: Run = {
-    schemaVersion: SCHEMA_VERSION,
-    tool: { name: 'fwbench', version: TOOL_VERSION },
-    command,
-    startedAt,
-    finishedAt: new Date().toISOString(),
-    host,
-    hostFingerprint: hostFingerprint(host),
-    engines,
-    config,
-    cells: records,
-    ...diagnosticsFields(diagnostics, config, records),
-  };
+  const run = snapshot(signal?.aborted ? 'interrupted' : 'complete');
   store.writeRun(run);
   return run;
 }

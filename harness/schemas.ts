@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { z } from 'zod';
 import { FromWorkerSchema, ToWorkerSchema } from './protocol.js';
-import { CellSchema, RunSchema } from './results.js';
+import { CellLineSchema, RunSchema } from './results.js';
 
 /**
  * The published JSON Schemas, generated from the zod definitions (the single source of truth):
@@ -12,7 +12,7 @@ export function publishedSchemas(): Record<string, unknown> {
   const gen = (s: z.ZodType, title: string) => ({ title, ...z.toJSONSchema(s, { io: 'input', unrepresentable: 'any' }) });
   return {
     'run.schema.json': gen(RunSchema, 'fwbench run.json'),
-    'cell.schema.json': gen(CellSchema, 'fwbench cells.jsonl line'),
+    'cell.schema.json': gen(CellLineSchema, 'fwbench cells.jsonl line'),
     'protocol.schema.json': {
       title: 'fwbench worker protocol (line-delimited JSON on fd 3)',
       $defs: { toWorker: z.toJSONSchema(ToWorkerSchema, { io: 'input' }), fromWorker: z.toJSONSchema(FromWorkerSchema, { io: 'input' }) },

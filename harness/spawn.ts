@@ -1,10 +1,11 @@
 import { execa } from 'execa';
-import { accessSync, constants, existsSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { EngineDescriptor } from './engines/types.js';
-import { FromWorkerSchema, type FromWorker, type ToWorker } from './protocol.js';
+import { classifyFailure } from './failure.js';
+import { FromWorkerSchema, type FromWorker, type Phase, type ToWorker } from './protocol.js';
 
 /**
  * Runs one worker process for one cell (or one probe) and collects its protocol messages.
@@ -73,11 +74,17 @@ export interface WorkerOutcome {
   samples?: Extract<FromWorker, { type: 'samples' }>;
   memory?: Extract<FromWorker, { type: 'memory' }>;
   error?: Extract<FromWorker, { type: 'error' }>;
+  /** The last phase the worker announced (`start` until it says otherwise). */
+  phase?: Phase;
   /** Completed the protocol with `done`. */
   done: boolean;
   exitCode: number | null;
   signal: string | null;
   timedOut: boolean;
+  /** Stopped by the orchestrator because the run was interrupted (SIGINT/SIGTERM): not a result. */
+  interrupted?: boolean;
+  /** The kernel's OOM-killer count (memory cgroup) rose while this worker ran. */
+  oomKillSeen?: boolean;
   /** Last lines the worker printed on stdout/stderr (framework logs, crashes). */
   logTail: string[];
   /** A protocol violation (unparseable or invalid line). */
@@ -86,10 +93,12 @@ export interface WorkerOutcome {
 
 /** Options for one worker. */
 export interface WorkerOptions {
-  /** Kill the worker after this long (ms). */
+  /** Kill the worker (its whole process group) after this long (ms). */
   timeoutMs: number;
   /** Extra environment (threads). */
   env?: Record<string, string>;
+  /** Cap on the worker's private memory (MiB): RLIMIT_DATA through prlimit, and V8's heap limit for Node workers. */
+  maxMemoryMb?: number;
   /** Decides after the parity output whether to time the cell. */
   onParity?: (p: Extract<FromWorker, { type: 'parity' }>) => 'continue' | 'stop';
   /** Called for every protocol message (progress). */
@@ -100,7 +109,9 @@ const LOG_TAIL_LINES = 20;
 
 /** Spawns a Node worker, sends `first`, and follows the protocol to the end. */
 export async function runNodeWorker(first: ToWorker, opts: WorkerOptions): Promise<WorkerOutcome> {
-  return runWorkerProcess(process.execPath, [nodeWorkerScript()], first, opts);
+  // V8's own heap limit makes a JavaScript-heap exhaustion a clean "heap out of memory" abort.
+  const heap = opts.maxMemoryMb ? [`--max-old-space-size=${opts.maxMemoryMb}`] : [];
+  return runWorkerProcess(process.execPath, [...heap, nodeWorkerScript()], first, opts);
 }
 
 /**
@@ -119,19 +130,82 @@ export async function runEngineWorker(engine: EngineDescriptor, first: ToWorker,
   return runWorkerProcess(python.path, ['-m', 'fwbench_runner'], first, { ...opts, env: { ...opts.env, PYTHONPATH: pythonPath, PYTHONUNBUFFERED: '1' } });
 }
 
+/** util-linux prlimit, which applies --max-memory-mb to a worker before it starts; undefined when absent. */
+export function prlimitPath(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return (env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, 'prlimit')).find(isExecutable);
+}
+
+/** How many processes the kernel's OOM killer has killed in this memory cgroup (v2 or v1), when the kernel says. */
+export function oomKillCount(): number | undefined {
+  for (const file of ['/sys/fs/cgroup/memory.events', '/sys/fs/cgroup/memory/memory.oom_control']) {
+    try {
+      const m = /^oom_kill (\d+)$/m.exec(readFileSync(file, 'utf8'));
+      if (m) return Number(m[1]);
+    } catch {
+      // not this cgroup version
+    }
+  }
+  return undefined;
+}
+
+/** Workers alive now (each leads its own process group), so an interrupted run can stop them all. */
+const liveWorkers = new Set<number>();
+let stopRequested = false;
+const GRACE_MS = 2000;
+
+/** Sends `signal` to a worker's whole process group (its framework's helper processes included). */
+function signalGroup(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(-pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+/** SIGTERM to the group, SIGKILL after a grace period if it is still there. */
+function terminateGroup(pid: number): void {
+  signalGroup(pid, 'SIGTERM');
+  setTimeout(() => liveWorkers.has(pid) && signalGroup(pid, 'SIGKILL'), GRACE_MS).unref();
+}
+
+/** Stops every running worker (SIGINT/SIGTERM of the orchestrator) and refuses to start new ones; their outcomes say `interrupted`. */
+export function stopAllWorkers(): void {
+  stopRequested = true;
+  for (const pid of liveWorkers) terminateGroup(pid);
+}
+
 /** Spawns any protocol-speaking command (Node worker or Python runner). */
 export async function runWorkerProcess(file: string, args: string[], first: ToWorker, opts: WorkerOptions): Promise<WorkerOutcome> {
-  const out: WorkerOutcome = { done: false, exitCode: null, signal: null, timedOut: false, logTail: [] };
+  const out: WorkerOutcome = { done: false, exitCode: null, signal: null, timedOut: false, logTail: [], phase: 'start' };
+  if (stopRequested) return { ...out, interrupted: true };
+  let command = file;
+  let commandArgs = args;
+  if (opts.maxMemoryMb) {
+    const prlimit = prlimitPath();
+    if (!prlimit) throw new Error('--max-memory-mb needs prlimit (util-linux), which is not on PATH');
+    // RLIMIT_DATA (private writable memory: heaps, anonymous mmaps) rather than RLIMIT_AS: V8
+    // and WebAssembly reserve far more address space than they ever use.
+    command = prlimit;
+    commandArgs = [`--data=${opts.maxMemoryMb * 2 ** 20}`, '--', file, ...args];
+  }
+  const oomBefore = oomKillCount();
   const t0 = process.hrtime.bigint();
   const ms = (): number => Number(process.hrtime.bigint() - t0) / 1e6;
-  const child = execa(file, args, {
+  const child = execa(command, commandArgs, {
     stdio: ['ignore', 'pipe', 'pipe', 'pipe'],
     buffer: { stdout: false, stderr: false, fd3: false },
-    env: { ...opts.env },
-    timeout: opts.timeoutMs,
-    forceKillAfterDelay: 2000,
+    env: { ...opts.env, ...(opts.maxMemoryMb ? { FWBENCH_MAX_MEMORY_MB: String(opts.maxMemoryMb) } : {}) },
+    // Its own process group: a terminal's Ctrl-C reaches only the orchestrator, which then stops
+    // the worker and everything it started, and never records that as a failed cell.
+    detached: true,
     reject: false,
   });
+  const pid = child.pid;
+  if (pid !== undefined) liveWorkers.add(pid);
+  const timer = setTimeout(() => {
+    out.timedOut = true;
+    if (pid !== undefined) terminateGroup(pid);
+  }, opts.timeoutMs);
   const keepTail = (line: string): void => {
     out.logTail.push(line);
     if (out.logTail.length > LOG_TAIL_LINES) out.logTail.shift();
@@ -149,8 +223,8 @@ export async function runWorkerProcess(file: string, args: string[], first: ToWo
     try {
       msg = FromWorkerSchema.parse(JSON.parse(line));
     } catch (e) {
-      out.protocolError = `invalid protocol line ${JSON.stringify(line.slice(0, 200))}: ${e instanceof Error ? e.message.split('\n')[0] : String(e)}`;
-      child.kill();
+      out.protocolError = `invalid protocol line ${JSON.stringify(line.slice(0, 80))} (${e instanceof Error ? e.message.split('\n')[0]!.slice(0, 120) : String(e)})`;
+      if (pid !== undefined) terminateGroup(pid);
       break;
     }
     opts.onMessage?.(msg);
@@ -158,6 +232,9 @@ export async function runWorkerProcess(file: string, args: string[], first: ToWo
       case 'hello':
         out.hello = msg;
         out.spawnMs = ms();
+        break;
+      case 'phase':
+        out.phase = msg.phase;
         break;
       case 'probe-result':
         out.probe = msg;
@@ -181,6 +258,7 @@ export async function runWorkerProcess(file: string, args: string[], first: ToWo
         break;
       case 'error':
         out.error = msg;
+        out.phase = msg.phase;
         break;
       case 'done':
         out.done = true;
@@ -189,18 +267,17 @@ export async function runWorkerProcess(file: string, args: string[], first: ToWo
     if (msg.type === 'done' || msg.type === 'error') break;
   }
   const result = await child;
+  clearTimeout(timer);
+  if (pid !== undefined) liveWorkers.delete(pid);
   out.exitCode = result.exitCode ?? null;
   out.signal = result.signal ?? null;
-  out.timedOut = result.timedOut;
+  if (stopRequested && !out.done) out.interrupted = true;
+  const oomAfter = oomKillCount();
+  if (oomBefore !== undefined && oomAfter !== undefined && oomAfter > oomBefore) out.oomKillSeen = true;
   return out;
 }
 
-/** One line describing why a worker did not finish, for a failed cell's reason. */
+/** One line describing why a worker did not finish, for a failed cell's or engine's reason. */
 export function describeFailure(o: WorkerOutcome): string {
-  if (o.timedOut) return `worker timed out and was killed`;
-  if (o.error) return o.error.message.split('\n')[0]!;
-  if (o.protocolError) return o.protocolError;
-  if (o.signal) return `worker killed by ${o.signal}`;
-  if (o.exitCode !== 0) return `worker exited with code ${o.exitCode} before finishing`;
-  return 'worker ended without completing the protocol';
+  return classifyFailure(o).reason;
 }

@@ -2,9 +2,10 @@ import net from 'node:net';
 import readline from 'node:readline';
 import { loadTensors } from '../../workloads/safetensors.js';
 import { measure } from '../measure.js';
-import { FromWorker, PROTOCOL_VERSION, ToWorkerSchema, type ToWorker } from '../protocol.js';
+import { FromWorker, PROTOCOL_VERSION, ToWorkerSchema, type Phase, type ToWorker } from '../protocol.js';
 import { getNodeEngine } from '../engines/registry.js';
 import { EngineUnavailable } from '../engines/types.js';
+import { maybeFault, parseFault } from './fault.js';
 import { peakHostBytes } from './memory.js';
 
 /**
@@ -13,11 +14,20 @@ import { peakHostBytes } from './memory.js';
  */
 const channel = new net.Socket({ fd: 3, readable: true, writable: true });
 const lines = readline.createInterface({ input: channel })[Symbol.asyncIterator]();
-type Phase = Extract<FromWorker, { type: 'error' }>['phase'];
 let phase: Phase = 'start';
+const fault = parseFault(process.env.FWBENCH_FAULT);
 
 function send(msg: FromWorker): void {
   channel.write(`${JSON.stringify(msg)}\n`);
+}
+
+const writeRaw = (text: string): Promise<void> => new Promise((done) => channel.write(text, () => done()));
+
+/** Announces a phase (so a worker that dies silently still leaves it) and fires an injected test fault there. */
+async function enter(next: Phase, engine: string, batchSize?: number): Promise<void> {
+  phase = next;
+  send({ type: 'phase', phase });
+  await maybeFault(fault, { phase, engine, ...(batchSize !== undefined ? { batchSize } : {}), writeRaw });
 }
 
 async function receive(): Promise<ToWorker> {
@@ -30,14 +40,14 @@ async function main(): Promise<void> {
   const first = await receive();
   send({ type: 'hello', protocol: PROTOCOL_VERSION, pid: process.pid, language: 'node', runtime: `node ${process.version}` });
   if (first.type === 'probe') {
-    phase = 'probe';
+    await enter('probe', first.engine);
     const runtime = await getNodeEngine(first.engine).load();
     const p = await runtime.probe();
     send({ type: 'probe-result', version: p.version, devices: p.devices, details: p.details });
     return;
   }
   if (first.type === 'peak') {
-    phase = 'peak';
+    await enter('peak', first.engine);
     const runtime = await getNodeEngine(first.engine).load();
     if (!runtime.peak) throw new Error(`engine '${first.engine}' cannot measure peak figures`);
     const req = { device: first.device, threads: first.threads, gemmN: first.gemmN, copyElements: first.copyElements, maxMs: first.maxMs };
@@ -46,28 +56,30 @@ async function main(): Promise<void> {
   }
   if (first.type !== 'job') throw new Error(`expected a job or probe message, got '${first.type}'`);
   const { cell } = first;
-  phase = 'load';
+  const at = (p: Phase): Promise<void> => enter(p, cell.engine, cell.batchSize);
+  await at('load');
   const runtime = await getNodeEngine(cell.engine).load();
   const weights = loadTensors(first.weightsPath).tensors;
   const inputs = loadTensors(first.inputsPath).tensors;
-  phase = 'build';
+  await at('build');
   const t0 = process.hrtime.bigint();
   const model = await runtime.build({ family: cell.family, params: cell.params, batchSize: cell.batchSize, weights, device: cell.device, mode: cell.mode, threads: cell.threads });
   const t1 = process.hrtime.bigint();
   weights.clear();
   send({ type: 'built', buildMs: Number(t1 - t0) / 1e6, settings: model.settings });
-  phase = 'first-run';
+  await at('parity');
+  const t1p = process.hrtime.bigint();
   const out = await model.run(inputs);
   const t2 = process.hrtime.bigint();
-  send({ type: 'parity', firstRunMs: Number(t2 - t1) / 1e6, shape: [cell.batchSize, out.length / cell.batchSize], values: Array.from(out) });
+  send({ type: 'parity', firstRunMs: Number(t2 - t1p) / 1e6, shape: [cell.batchSize, out.length / cell.batchSize], values: Array.from(out) });
   const verdict = await receive();
   if (verdict.type === 'continue') {
-    phase = 'measure';
-    const r = await measure(() => model.run(inputs), first.measure);
+    await at('warmup');
+    const r = await measure(() => model.run(inputs), first.measure, process.hrtime.bigint, () => at('measure'));
     send({ type: 'samples', ...r });
   }
   await model.dispose();
-  phase = 'memory';
+  await at('memory');
   send({ type: 'memory', peakHostBytes: peakHostBytes() });
 }
 
@@ -76,7 +88,9 @@ main()
   .catch((e: unknown) => {
     const err = e instanceof Error ? e : new Error(String(e));
     const unavailable = err instanceof EngineUnavailable;
-    send({ type: 'error', phase, message: err.message, ...(err.stack ? { stack: err.stack } : {}), ...(unavailable ? { unavailable: true, fix: err.fix } : {}) });
+    // The class name says what kind of failure it was (RangeError, a framework's OOM error...).
+    const message = unavailable || err.name === 'Error' ? err.message : `${err.name}: ${err.message}`;
+    send({ type: 'error', phase, message, ...(err.stack ? { stack: err.stack } : {}), ...(unavailable ? { unavailable: true, fix: err.fix } : {}) });
     process.exitCode = unavailable ? 0 : 1;
   })
   .finally(() => {

@@ -69,8 +69,9 @@ def clock_resolution(clock, reads=1000):
     return best
 
 
-def measure(iteration, s=DEFAULT_MEASURE, clock=time.perf_counter_ns):
-    """Runs warm-up then the timed loop around `iteration`; returns the `samples` message fields."""
+def measure(iteration, s=DEFAULT_MEASURE, clock=time.perf_counter_ns, on_timed_loop=lambda: None):
+    """Runs warm-up then the timed loop around `iteration`; returns the `samples` message fields.
+    `on_timed_loop` is called once, between warm-up and the timed loop (the runner announces the phase)."""
     target = s.get("targetInterval", 0)
     resolution = clock_resolution(clock)
     warmup_ns = []
@@ -89,6 +90,7 @@ def measure(iteration, s=DEFAULT_MEASURE, clock=time.perf_counter_ns):
         if (t1 - warm_start) / 1e6 >= s["warmupMaxMs"] and len(warmup_ns) >= s["warmupMinIters"]:
             warmup_stop = "max-time"
             break
+    on_timed_loop()
     samples_ns = []
     start = clock()
     next_check = 0

@@ -11,6 +11,7 @@ import time
 import traceback
 
 from .engine import BuildRequest, EngineUnavailable, install_fix
+from .fault import maybe_fault, parse_fault
 from .measure import measure
 from .memory import peak_host_bytes
 from .peak import PeakRequest
@@ -38,20 +39,27 @@ def load_engine(engine_id):
 
 
 class Worker:
-    def __init__(self, channel):
+    def __init__(self, channel, fault=None):
         self.channel = channel
         self.phase = "start"
+        self.fault = fault
+
+    def enter(self, phase, engine, batch_size=None):
+        """Announces a phase (so a runner that dies silently still leaves it) and fires an injected test fault there."""
+        self.phase = phase
+        self.channel.send({"type": "phase", "phase": phase})
+        maybe_fault(self.fault, phase, engine, batch_size, self.channel.sock.sendall)
 
     def run(self):
         first = self.channel.receive()
         self.channel.send({"type": "hello", "protocol": PROTOCOL_VERSION, "pid": os.getpid(), "language": "python", "runtime": f"python {platform.python_version()}"})
         if first["type"] == "probe":
-            self.phase = "probe"
+            self.enter("probe", first["engine"])
             p = load_engine(first["engine"]).probe()
             self.channel.send({"type": "probe-result", **p})
             return
         if first["type"] == "peak":
-            self.phase = "peak"
+            self.enter("peak", first["engine"])
             engine = load_engine(first["engine"])
             if not hasattr(engine, "peak"):
                 raise ValueError(f"engine '{first['engine']}' cannot measure peak figures")
@@ -60,19 +68,24 @@ class Worker:
         if first["type"] != "job":
             raise ValueError(f"expected a job or probe message, got '{first['type']}'")
         cell = first["cell"]
-        self.phase = "load"
+
+        def at(phase):
+            self.enter(phase, cell["engine"], cell["batchSize"])
+
+        at("load")
         engine = load_engine(cell["engine"])
         weights, _ = load_tensors(first["weightsPath"])
         native = load_tensors(first["nativeWeightsPath"])[0] if "nativeWeightsPath" in first else None
         inputs, _ = load_tensors(first["inputsPath"])
-        self.phase = "build"
+        at("build")
         req = BuildRequest(cell["family"], cell["params"], cell["batchSize"], weights, native, cell["device"], cell["mode"], cell["threads"])
         t0 = time.perf_counter_ns()
         model = engine.build(req)
         t1 = time.perf_counter_ns()
         del req, weights, native
         self.channel.send({"type": "built", "buildMs": (t1 - t0) / 1e6, "settings": model.settings})
-        self.phase = "first-run"
+        at("parity")
+        t1 = time.perf_counter_ns()
         feed = model.prepare(inputs)
         out = model.run(feed)
         t2 = time.perf_counter_ns()
@@ -80,9 +93,9 @@ class Worker:
         self.channel.send({"type": "parity", "firstRunMs": (t2 - t1) / 1e6, "shape": [batch, out.size // batch], "values": out.ravel().tolist()})
         verdict = self.channel.receive()
         if verdict["type"] == "continue":
-            self.phase = "measure"
-            self.channel.send({"type": "samples", **measure(lambda: model.run(feed), first["measure"])})
-        self.phase = "memory"
+            at("warmup")
+            self.channel.send({"type": "samples", **measure(lambda: model.run(feed), first["measure"], on_timed_loop=lambda: at("measure"))})
+        at("memory")
         device_peak = model.peak_device_bytes()
         model.dispose()
         self.channel.send({"type": "memory", "peakHostBytes": peak_host_bytes(), **({} if device_peak is None else {"peakDeviceBytes": device_peak})})
@@ -93,11 +106,16 @@ def main():
     worker = Worker(channel)
     code = 0
     try:
+        worker.fault = parse_fault(os.environ.get("FWBENCH_FAULT"))
         worker.run()
         channel.send({"type": "done"})
     except Exception as e:  # noqa: BLE001 - every failure becomes an `error` message; the orchestrator classifies it
         unavailable = isinstance(e, EngineUnavailable)
-        msg = {"type": "error", "phase": worker.phase, "message": str(e) or type(e).__name__, "stack": traceback.format_exc()}
+        # The class name says what kind of failure it was (MemoryError, a framework's OOM error...).
+        # numpy's allocation failure is a private MemoryError subclass: name the public class.
+        name = "MemoryError" if isinstance(e, MemoryError) else type(e).__name__
+        message = str(e) if unavailable else f"{name}: {e}" if str(e) else name
+        msg = {"type": "error", "phase": worker.phase, "message": message, "stack": traceback.format_exc()}
         if unavailable:
             msg.update(unavailable=True, fix=e.fix)
         code = 0 if unavailable else 1

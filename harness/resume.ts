@@ -1,0 +1,95 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { InputError } from '../workloads/index.js';
+import { ResultsStore, RunSchema, type Cell, type EngineStatus, type Run, type RunConfig } from './results.js';
+
+/**
+ * `fwbench run --resume DIR`: the run's own configuration (from DIR/run.json, written before its
+ * first cell) and its finished cells (DIR/cells.jsonl); refused, naming every difference, when a
+ * flag given again or the machine and its engines differ from the run's.
+ */
+
+/** The run flags (commander option names) and the configuration fields they set. */
+const FLAG_FIELDS: Record<string, { flag: string; fields: string[] }> = {
+  engines: { flag: '--engines', fields: ['engines'] },
+  workloads: { flag: '--workloads', fields: ['workloads'] },
+  modes: { flag: '--modes', fields: ['modes'] },
+  preset: { flag: '--preset', fields: ['preset'] },
+  batchSizes: { flag: '--batch-sizes', fields: ['batchSizes'] },
+  set: { flag: '--set', fields: ['sets'] },
+  device: { flag: '--device', fields: ['device'] },
+  threads: { flag: '--threads', fields: ['threads'] },
+  seed: { flag: '--seed', fields: ['seed'] },
+  quick: { flag: '--quick', fields: ['measurePreset'] },
+  rigorous: { flag: '--rigorous', fields: ['measurePreset'] },
+  targetInterval: { flag: '--target-interval', fields: ['measure.targetInterval'] },
+  replicates: { flag: '--replicates', fields: ['replicates'] },
+  minSamples: { flag: '--min-samples', fields: ['measure.minSamples'] },
+  minTime: { flag: '--min-time', fields: ['measure.minTimeMs'] },
+  maxTime: { flag: '--max-time', fields: ['measure.maxTimeMs'] },
+  warmupMaxTime: { flag: '--warmup-max-time', fields: ['measure.warmupMaxMs'] },
+  timeout: { flag: '--timeout', fields: ['cellTimeoutMs'] },
+  maxMemoryMb: { flag: '--max-memory-mb', fields: ['maxMemoryMb'] },
+};
+
+const at = (config: RunConfig, path: string): unknown => path.split('.').reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), config);
+const show = (v: unknown): string => (v === undefined ? '(not set)' : JSON.stringify(v));
+
+/** Each field that `given` (built from the command line) sets differently from the run's `stored` configuration, for the options the user gave. */
+export function configDifferences(stored: RunConfig, given: RunConfig, explicitOptions: string[]): string[] {
+  const out: string[] = [];
+  for (const name of explicitOptions) {
+    const f = FLAG_FIELDS[name];
+    if (!f) continue;
+    for (const path of f.fields) {
+      const was = at(stored, path);
+      const now = at(given, path);
+      if (JSON.stringify(was) !== JSON.stringify(now)) out.push(`${f.flag} (${path}): the run has ${show(was)}, this command gives ${show(now)}`);
+    }
+  }
+  return out;
+}
+
+/** What changed on the machine since the run started: the host fingerprint, or an engine's availability or version. */
+export function environmentDifferences(run: Pick<Run, 'hostFingerprint' | 'engines'>, fingerprint: string, engines: Record<string, EngineStatus>): string[] {
+  const out: string[] = [];
+  if (run.hostFingerprint !== fingerprint) out.push(`host: the run has ${JSON.stringify(run.hostFingerprint)}, this machine is ${JSON.stringify(fingerprint)}`);
+  for (const [id, was] of Object.entries(run.engines)) {
+    const now = engines[id];
+    if (!now) continue;
+    if (was.available !== now.available) out.push(`engine ${id}: ${was.available ? 'available' : 'unavailable'} in the run, ${now.available ? 'available' : 'unavailable'} now`);
+    else if (was.version !== now.version) out.push(`engine ${id}: version ${was.version} in the run, ${now.version} now`);
+  }
+  return out;
+}
+
+/** The run to continue in `dir` and its finished cells; a truncated last line of cells.jsonl is dropped through `warn`. */
+export function loadResume(dir: string, warn: (text: string) => void): { run: Run; cells: Cell[] } {
+  const store = new ResultsStore(dir);
+  if (!existsSync(store.runPath)) throw new InputError(`cannot resume ${dir}: it has no run.json (a run writes it before its first cell; this one never got that far, so start it again)`);
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(store.runPath, 'utf8'));
+  } catch (e) {
+    throw new InputError(`cannot resume ${dir}: run.json is not JSON (${e instanceof Error ? e.message : String(e)})`);
+  }
+  const parsed = RunSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new InputError(`cannot resume ${dir}: run.json is not an fwbench run of this version (${issue ? `${issue.path.join('.') || '(root)'}: ${issue.message}` : 'schema mismatch'})`);
+  }
+  if (parsed.data.sources) throw new InputError(`cannot resume ${dir}: it holds a merged run (fwbench merge), not a run of this machine`);
+  let cells: Cell[];
+  try {
+    cells = store.readCells(warn);
+  } catch (e) {
+    throw new InputError(`cannot resume ${dir}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  return { run: parsed.data, cells };
+}
+
+/** The configuration a resumed run continues with (the run's own), or an InputError naming every field the command line sets differently. */
+export function resumeConfig(dir: string, stored: RunConfig, given: RunConfig, explicitOptions: string[]): RunConfig {
+  const diffs = configDifferences(stored, given, explicitOptions);
+  if (diffs.length) throw new InputError(`cannot resume ${dir}: the configuration differs: ${diffs.join('; ')} (leave those flags out to continue the run as it was, or start a new run with --out)`);
+  return stored;
+}

@@ -1,0 +1,64 @@
+import { InputError } from '../workloads/index.js';
+import { progressHooks } from './progress.js';
+import type { RunConfig } from './results.js';
+import { loadResume, resumeConfig } from './resume.js';
+import { planCells, runMatrix } from './run.js';
+import { prlimitPath, stopAllWorkers } from './spawn.js';
+import { summaryTable } from './summary.js';
+
+/** How `fwbench run` ended; the CLI maps it to an exit code (0, 1, 130, 143). */
+export type RunEnd = 'ok' | 'cellsFailed' | 'SIGINT' | 'SIGTERM';
+
+/** What `fwbench run` was asked, beyond the configuration. */
+export interface RunRequest {
+  /** `--out`: a new run's folder. */
+  out: string;
+  /** `--resume DIR`: the run to continue. */
+  resume?: string;
+  /** Commander names of the options given on the command line (not defaulted), to check a resume against. */
+  explicitOptions: string[];
+  /** `--json`: print run.json on stdout. */
+  json?: boolean;
+  /** The command line, recorded in run.json. */
+  command: string[];
+}
+
+/**
+ * Runs (or resumes) the matrix with SIGINT/SIGTERM handled: the first signal stops every worker
+ * and keeps a valid partial run (run.json state `interrupted`, every finished cell) and says how
+ * to continue; a second one quits at once (cells.jsonl still holds every finished cell).
+ */
+export async function runCommand(given: RunConfig, req: RunRequest): Promise<RunEnd> {
+  const warn = (t: string): boolean => process.stderr.write(`fwbench: ${t}\n`);
+  if (req.resume && req.explicitOptions.includes('out')) throw new InputError('--resume DIR continues the run in DIR: leave --out out');
+  const resume = req.resume ? loadResume(req.resume, warn) : undefined;
+  const config = resume ? resumeConfig(req.resume!, resume.run.config, given, req.explicitOptions) : given;
+  if (config.maxMemoryMb && !prlimitPath()) throw new InputError('--max-memory-mb needs prlimit (util-linux), which is not on PATH');
+  const outDir = req.resume ?? req.out;
+  if (resume) warn(`resuming ${outDir}: ${resume.cells.length} cells already finished (run state ${resume.run.state ?? 'complete'})`);
+  const controller = new AbortController();
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (controller.signal.aborted) {
+      warn(`${signal} again: quitting now; every finished cell is in ${outDir}/cells.jsonl. Continue with: fwbench run --resume ${outDir}`);
+      stopAllWorkers();
+      process.exit(signal === 'SIGINT' ? 130 : 143);
+    }
+    warn(`${signal}: stopping the workers and keeping every finished cell (${signal} again to quit at once)`);
+    controller.abort(signal);
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    const run = await runMatrix(config, outDir, req.command, progressHooks(), { signal: controller.signal, ...(resume ? { resume } : {}) });
+    if (run.state === 'interrupted') {
+      warn(`interrupted by ${run.interruption?.signal}: ${run.cells.length} of ${planCells(run.config).length} cells finished and kept in ${outDir} (run.json state "interrupted"). Continue with: fwbench run --resume ${outDir}`);
+      return run.interruption?.signal === 'SIGTERM' ? 'SIGTERM' : 'SIGINT';
+    }
+    if (req.json) process.stdout.write(`${JSON.stringify(run, null, 2)}\n`);
+    else process.stdout.write(`${summaryTable(run)}Results: ${outDir}/run.json\n`);
+    return run.cells.some((c) => c.status === 'failed' || c.status === 'parity-failed') ? 'cellsFailed' : 'ok';
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

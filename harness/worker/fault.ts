@@ -1,0 +1,90 @@
+import { PHASES, type Phase } from '../protocol.js';
+
+/**
+ * Test-only fault injection: `FWBENCH_FAULT=<kind>@<phase>[:<engine>[:<minBatch>]]` makes a real
+ * worker process fail on entering `phase` (of a cell of `engine` with batch >= `minBatch`, when
+ * given), so the fault suite exercises the orchestrator's handling of crashes, hangs, garbage and
+ * memory exhaustion. The Python runner honours the same variable (fwbench_runner/fault.py). Not a
+ * user feature: nothing sets it outside tests.
+ */
+export const FAULT_KINDS = ['exit', 'segv', 'kill', 'hang', 'garbage', 'truncate', 'exception', 'oom', 'cuda-oom'] as const;
+/** What the worker does when the fault fires. */
+export type FaultKind = (typeof FAULT_KINDS)[number];
+
+/** A parsed FWBENCH_FAULT. */
+export interface Fault {
+  kind: FaultKind;
+  phase: Phase;
+  /** Only cells of this engine (probes included); absent = every engine. */
+  engine?: string;
+  /** Only cells with at least this batch size. */
+  minBatch?: number;
+}
+
+/** Parses FWBENCH_FAULT; a malformed value throws (a test switch must not silently do nothing). */
+export function parseFault(text: string | undefined): Fault | undefined {
+  if (!text) return undefined;
+  const m = /^([a-z-]+)@([a-z-]+)(?::([a-z0-9-]+)(?::(\d+))?)?$/.exec(text);
+  const kind = m?.[1] as FaultKind | undefined;
+  const phase = m?.[2] as Phase | undefined;
+  if (!m || !kind || !phase || !FAULT_KINDS.includes(kind) || !PHASES.includes(phase)) {
+    throw new Error(`FWBENCH_FAULT='${text}' is not <kind>@<phase>[:<engine>[:<minBatch>]] with kind in ${FAULT_KINDS.join('|')} and phase in ${PHASES.join('|')}`);
+  }
+  return { kind, phase, ...(m[3] ? { engine: m[3] } : {}), ...(m[4] ? { minBatch: Number(m[4]) } : {}) };
+}
+
+/** The message each framework gives when a CUDA allocation fails (injected: there is no GPU here). */
+const CUDA_OOM: Record<string, string> = {
+  onnxruntime: 'CUDA failure 2: out of memory ; GPU=0 ; file=cuda_allocator.cc ; expr=cudaMalloc((void**)&p, size); Failed to allocate memory for requested buffer of size 1073741824',
+  tfjs: 'ResourceExhaustedError: OOM when allocating tensor with shape[1024,1024,256] and type float on /job:localhost/replica:0/task:0/device:GPU:0 by allocator GPU_0_bfc',
+};
+
+/** Where a worker is when it may fire a fault. */
+export interface FaultSite {
+  phase: Phase;
+  engine: string;
+  batchSize?: number;
+  /** Writes raw bytes on the protocol channel. */
+  writeRaw(text: string): Promise<void>;
+}
+
+const never = (): Promise<never> => new Promise(() => setInterval(() => undefined, 60_000));
+
+/** Fires `fault` if it applies at `site`; returns normally otherwise (and after `garbage`). */
+export async function maybeFault(fault: Fault | undefined, site: FaultSite): Promise<void> {
+  if (!fault || fault.phase !== site.phase) return;
+  if (fault.engine && fault.engine !== site.engine) return;
+  if (fault.minBatch !== undefined && (site.batchSize ?? 0) < fault.minBatch) return;
+  const what = `injected fault ${fault.kind}@${fault.phase} (FWBENCH_FAULT)`;
+  switch (fault.kind) {
+    case 'exit':
+      process.stderr.write(`${what}: exiting with code 3\n`);
+      return process.exit(3);
+    case 'segv':
+    case 'kill':
+      process.stderr.write(`${what}: raising ${fault.kind === 'segv' ? 'SIGSEGV' : 'SIGKILL'}\n`);
+      process.kill(process.pid, fault.kind === 'segv' ? 'SIGSEGV' : 'SIGKILL');
+      return never();
+    case 'hang':
+      process.stderr.write(`${what}: hanging\n`);
+      return never();
+    case 'garbage':
+      await site.writeRaw('this is not a protocol message\n');
+      return;
+    case 'truncate':
+      await site.writeRaw('{"type":"samples","warmupNs":[12345,');
+      return process.exit(0);
+    case 'exception':
+      throw new Error(what);
+    case 'oom': {
+      // Real exhaustion: keep allocating on the V8 heap until the worker's cap (--max-memory-mb,
+      // applied as --max-old-space-size) kills it. Without a cap it would eat the machine.
+      if (!process.env.FWBENCH_MAX_MEMORY_MB) throw new Error(`${what} needs a memory cap: run with --max-memory-mb`);
+      process.stderr.write(`${what}: allocating until the ${process.env.FWBENCH_MAX_MEMORY_MB} MB cap\n`);
+      const hog: number[][] = [];
+      for (;;) hog.push(new Array<number>(1 << 20).fill(hog.length + 0.5));
+    }
+    case 'cuda-oom':
+      throw new Error(CUDA_OOM[site.engine === 'onnxruntime' ? 'onnxruntime' : 'tfjs']);
+  }
+}
