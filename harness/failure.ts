@@ -43,7 +43,7 @@ export function classifyFailure(o: WorkerOutcome): { cause: FailureCause; reason
   const output = lastLine(o.logTail);
   const tail = output ? `; last output: ${output}` : '';
   if (o.interrupted) return { cause: 'interrupted', reason: `stopped ${phase}: the run was interrupted` };
-  if (o.timedOut) return { cause: 'timeout', reason: `timed out ${phase}; the worker's process group was killed${tail}` };
+  if (o.timedOut) return { cause: 'timeout', reason: `timed out after ${(o.timeoutMs ?? 0) / 1000} s ${phase}; the worker's process group was killed${tail}` };
   const message = o.error?.message.split('\n')[0];
   const heapAbort = o.logTail.find((l) => isOutOfMemoryText(l));
   if ((message && isOutOfMemoryText(message)) || (!message && heapAbort)) {
@@ -51,7 +51,7 @@ export function classifyFailure(o: WorkerOutcome): { cause: FailureCause; reason
   }
   if (o.signal === 'SIGKILL' && o.oomKillSeen) return { cause: 'out-of-memory', reason: `out of memory ${phase}: killed by SIGKILL while the kernel's OOM killer fired (memory cgroup oom_kill count rose)${tail}` };
   if (message) return { cause: 'exception', reason: `${message} (${phase})` };
-  if (o.protocolError) return { cause: 'protocol', reason: `${o.protocolError} ${phase}${status ? ` (${status})` : ''}` };
+  if (o.protocolError) return { cause: 'protocol', reason: `${o.protocolError} ${phase}; the worker was stopped` };
   if (status) return { cause: o.signal ? 'signal' : 'exit-code', reason: `worker ${status} ${phase}${tail}` };
   return { cause: 'protocol', reason: `worker ended without completing the protocol ${phase}${tail}` };
 }

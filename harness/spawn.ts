@@ -81,6 +81,8 @@ export interface WorkerOutcome {
   exitCode: number | null;
   signal: string | null;
   timedOut: boolean;
+  /** The time limit it ran under (ms). */
+  timeoutMs?: number;
   /** Stopped by the orchestrator because the run was interrupted (SIGINT/SIGTERM): not a result. */
   interrupted?: boolean;
   /** The kernel's OOM-killer count (memory cgroup) rose while this worker ran. */
@@ -176,7 +178,7 @@ export function stopAllWorkers(): void {
 
 /** Spawns any protocol-speaking command (Node worker or Python runner). */
 export async function runWorkerProcess(file: string, args: string[], first: ToWorker, opts: WorkerOptions): Promise<WorkerOutcome> {
-  const out: WorkerOutcome = { done: false, exitCode: null, signal: null, timedOut: false, logTail: [], phase: 'start' };
+  const out: WorkerOutcome = { done: false, exitCode: null, signal: null, timedOut: false, timeoutMs: opts.timeoutMs, logTail: [], phase: 'start' };
   if (stopRequested) return { ...out, interrupted: true };
   let command = file;
   let commandArgs = args;
@@ -218,14 +220,30 @@ export async function runWorkerProcess(file: string, args: string[], first: ToWo
   };
   write(first);
   const reader = readline.createInterface({ input: channel });
-  for await (const line of reader) {
+  try {
+    for await (const line of reader) if (handle(line)) break;
+  } catch {
+    // The socket broke (a killed worker resets it): the exit status says why.
+  }
+  const result = await child;
+  clearTimeout(timer);
+  if (pid !== undefined) liveWorkers.delete(pid);
+  out.exitCode = result.exitCode ?? null;
+  out.signal = result.signal ?? null;
+  if (stopRequested && !out.done) out.interrupted = true;
+  const oomAfter = oomKillCount();
+  if (oomBefore !== undefined && oomAfter !== undefined && oomAfter > oomBefore) out.oomKillSeen = true;
+  return out;
+
+  /** Takes one protocol line; true when the conversation is over. */
+  function handle(line: string): boolean {
     let msg: FromWorker;
     try {
       msg = FromWorkerSchema.parse(JSON.parse(line));
     } catch (e) {
       out.protocolError = `invalid protocol line ${JSON.stringify(line.slice(0, 80))} (${e instanceof Error ? e.message.split('\n')[0]!.slice(0, 120) : String(e)})`;
       if (pid !== undefined) terminateGroup(pid);
-      break;
+      return true;
     }
     opts.onMessage?.(msg);
     switch (msg.type) {
@@ -264,17 +282,8 @@ export async function runWorkerProcess(file: string, args: string[], first: ToWo
         out.done = true;
         break;
     }
-    if (msg.type === 'done' || msg.type === 'error') break;
+    return msg.type === 'done' || msg.type === 'error';
   }
-  const result = await child;
-  clearTimeout(timer);
-  if (pid !== undefined) liveWorkers.delete(pid);
-  out.exitCode = result.exitCode ?? null;
-  out.signal = result.signal ?? null;
-  if (stopRequested && !out.done) out.interrupted = true;
-  const oomAfter = oomKillCount();
-  if (oomBefore !== undefined && oomAfter !== undefined && oomAfter > oomBefore) out.oomKillSeen = true;
-  return out;
 }
 
 /** One line describing why a worker did not finish, for a failed cell's or engine's reason. */
