@@ -52,6 +52,8 @@ describe('cell records from worker outcomes', () => {
     expect(record({ ...complete, samples: undefined, done: false, timedOut: true, signal: 'SIGTERM' }).reason).toMatch(/timed out/);
     expect(record({ ...complete, samples: undefined, done: false, exitCode: null, signal: 'SIGKILL' }).reason).toMatch(/killed by SIGKILL/);
     const e = record({ ...complete, samples: undefined, done: false, exitCode: 1, error: { type: 'error', phase: 'measure', message: 'boom\nmore' } });
-    expect(e).toMatchObject({ status: 'failed', reason: 'boom', phase: 'measure' });
+    expect(e).toMatchObject({ status: 'failed', reason: 'boom (in phase measure)', phase: 'measure', cause: 'exception' });
+    const oom = record({ ...complete, samples: undefined, done: false, exitCode: 1, error: { type: 'error', phase: 'build', message: 'MemoryError: Unable to allocate 4.00 GiB' } });
+    expect(oom).toMatchObject({ cause: 'out-of-memory', reason: 'out of memory in phase build (exit code 1): MemoryError: Unable to allocate 4.00 GiB' });
   });
 });

@@ -67,6 +67,12 @@ def test_a_missing_framework_is_unavailable_with_the_install_command(monkeypatch
 
 def converse(first, replies=()):
     """Runs `python -m fwbench_runner` with fd 3 as one end of a socketpair; returns its messages and exit code."""
+    lines, code = converse_raw(first, replies)
+    return [json.loads(line) for line in lines], code
+
+
+def converse_raw(first, replies=()):
+    """Like converse, but returns the raw protocol lines."""
     ours, theirs = socket.socketpair()
     env = {**os.environ, "PYTHONPATH": str(RUNNERS), "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.Popen([sys.executable, "-m", "fwbench_runner"], pass_fds=(theirs.fileno(), 3), env=env, preexec_fn=lambda: os.dup2(theirs.fileno(), 3))
@@ -76,15 +82,16 @@ def converse(first, replies=()):
         ours.sendall((json.dumps(reply) + "\n").encode())
     lines = ours.makefile("rb").read().decode().splitlines()
     ours.close()
-    return [json.loads(line) for line in lines], proc.wait(timeout=120)
+    return lines, proc.wait(timeout=120)
 
 
 def test_runner_probe_round_trip_over_fd3():
     msgs, code = converse({"type": "probe", "protocol": 1, "engine": "torch"})
     assert code == 0
-    assert [m["type"] for m in msgs] == ["hello", "probe-result", "done"]
+    assert [m["type"] for m in msgs] == ["hello", "phase", "probe-result", "done"]
+    assert msgs[1]["phase"] == "probe"
     assert msgs[0]["language"] == "python" and msgs[0]["pid"] > 0
-    assert "cpu" in msgs[1]["devices"]
+    assert "cpu" in msgs[2]["devices"]
     for m in msgs:
         FROM_WORKER.validate(m)
 
