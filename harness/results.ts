@@ -317,10 +317,11 @@ export class ResultsStore {
 
   /** Writes run.json atomically (temporary file, fsync, rename): a reader never sees half a file. */
   writeRun(run: Run): string {
+    const text = `${JSON.stringify(RunSchema.parse(run), null, 1)}\n`;
     const tmp = `${this.runPath}.${process.pid}.tmp`;
     const fd = openSync(tmp, 'w');
     try {
-      writeSync(fd, `${JSON.stringify(RunSchema.parse(run), null, 1)}\n`);
+      writeSync(fd, text);
       fsyncSync(fd);
     } finally {
       closeSync(fd);

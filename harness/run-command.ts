@@ -1,3 +1,5 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { InputError } from '../workloads/index.js';
 import { progressHooks } from './progress.js';
 import type { RunConfig } from './results.js';
@@ -31,6 +33,7 @@ export interface RunRequest {
 export async function runCommand(given: RunConfig, req: RunRequest): Promise<RunEnd> {
   const warn = (t: string): boolean => process.stderr.write(`fwbench: ${t}\n`);
   if (req.resume && req.explicitOptions.includes('out')) throw new InputError('--resume DIR continues the run in DIR: leave --out out');
+  if (!req.resume && ['run.json', 'cells.jsonl'].some((f) => existsSync(join(req.out, f)))) throw new InputError(`${req.out} already holds a run: continue it with --resume ${req.out}, or choose another --out`);
   const resume = req.resume ? loadResume(req.resume, warn) : undefined;
   const config = resume ? resumeConfig(req.resume!, resume.run.config, given, req.explicitOptions) : given;
   if (config.maxMemoryMb && !prlimitPath()) throw new InputError('--max-memory-mb needs prlimit (util-linux), which is not on PATH');

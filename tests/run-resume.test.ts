@@ -114,7 +114,7 @@ describe('SIGINT and SIGTERM', () => {
 });
 
 describe('--resume refusals', () => {
-  it('refuses a changed configuration naming each field, --out with --resume, a folder without run.json and a corrupt cells.jsonl', async () => {
+  it('refuses a changed configuration naming each field, --out with --resume, a new run into a run\'s folder, a folder without run.json and a corrupt cells.jsonl', async () => {
     const dir = tempDir('fwbench-refuse-');
     const ok = await fwbench(['run', '--engines', 'onnxruntime', '--workloads', 'rnn', '--batch-sizes', '1', ...QUICK, '--out', dir]);
     expect(ok.exitCode, ok.stderr).toBe(0);
@@ -133,6 +133,9 @@ describe('--resume refusals', () => {
 
     const out = await fwbench(['run', '--resume', dir, '--out', tempDir()]);
     expect(out).toMatchObject({ exitCode: 2, stderr: 'fwbench: --resume DIR continues the run in DIR: leave --out out' });
+
+    const again = await fwbench(['run', '--engines', 'onnxruntime', '--workloads', 'rnn', '--batch-sizes', '1', ...QUICK, '--out', dir]);
+    expect(again).toMatchObject({ exitCode: 2, stderr: `fwbench: ${dir} already holds a run: continue it with --resume ${dir}, or choose another --out` });
 
     const empty = tempDir();
     const none = await fwbench(['run', '--resume', empty]);
