@@ -101,7 +101,7 @@ describe('SIGINT and SIGTERM', () => {
     await sleep(500);
     child.kill(signal);
     const r = await child;
-    expect(r.exitCode, r.stderr).toBe(code);
+    expect(r.exitCode, String(r.stderr)).toBe(code);
     expect(r.stderr).toContain(`interrupted by ${signal}: 1 of 4 cells finished and kept in ${dir} (run.json state "interrupted"). Continue with: fwbench run --resume ${dir}`);
     await until('the worker to be gone', () => !alive(hung[0]!), 5000);
     const run = readRun(dir);
