@@ -136,6 +136,19 @@ describe('worker faults (real Python runner, injected with FWBENCH_FAULT)', () =
 });
 
 describe('batch-size sweep', () => {
+  it('a real out-of-memory, not injected: tfjs-wasm cannot grow its WebAssembly memory past --max-memory-mb 300 at batch 2048', async () => {
+    const out = tempDir('fwbench-real-oom-');
+    const r = await fwbench(['run', '--engines', 'tfjs-wasm', '--workloads', 'cnn', '--batch-sizes', '1,2048,4096', '--out', out, ...QUICK, '--max-memory-mb', '300']);
+    expect(r.exitCode, r.stderr).toBe(1);
+    const run = RunSchema.parse(JSON.parse(readFileSync(join(out, 'run.json'), 'utf8')));
+    const [b1, b2048, b4096] = run.cells;
+    expectOkCells([b1!], 1);
+    expect(b2048).toMatchObject({ status: 'failed', cause: 'out-of-memory', phase: 'parity' });
+    expect(b2048!.reason).toMatch(/^out of memory in phase parity \(exit code 1\): .*WebAssembly\.Memory\.grow\(\): Unable to grow instance memory/);
+    expect(b4096).toMatchObject({ status: 'skipped', reason: 'not run: batch 2048 ran out of memory; largest batch that fit: 1' });
+    expect(run.largestBatchFit).toEqual([{ engine: 'tfjs-wasm', mode: 'eager', device: 'cpu', workload: 'cnn', largestBatch: 1, outOfMemoryAtBatch: 2048 }]);
+  });
+
   it('after an out-of-memory at batch 4, larger batches are skipped and run.json records the largest batch that fit', async () => {
     const out = tempDir('fwbench-sweep-');
     const r = await fwbench(['run', '--engines', 'onnxruntime,tfjs-wasm', '--workloads', 'rnn', '--batch-sizes', '1,2,4,8', '--out', out, ...QUICK, '--max-memory-mb', '400'], { env: { FWBENCH_FAULT: 'oom@build:tfjs-wasm:4' } });

@@ -6,7 +6,7 @@ import { FromWorker, PROTOCOL_VERSION, ToWorkerSchema, type Phase, type ToWorker
 import { getNodeEngine } from '../engines/registry.js';
 import { EngineUnavailable } from '../engines/types.js';
 import { maybeFault, parseFault } from './fault.js';
-import { peakHostBytes } from './memory.js';
+import { peakHostBytes, watchWasmGrowth } from './memory.js';
 
 /**
  * The Node worker: one process per cell (or per probe). Speaks the protocol on fd 3, leaving
@@ -16,6 +16,7 @@ const channel = new net.Socket({ fd: 3, readable: true, writable: true });
 const lines = readline.createInterface({ input: channel })[Symbol.asyncIterator]();
 let phase: Phase = 'start';
 const fault = parseFault(process.env.FWBENCH_FAULT);
+const wasmGrowthFailure = watchWasmGrowth();
 
 function send(msg: FromWorker): void {
   channel.write(`${JSON.stringify(msg)}\n`);
@@ -89,7 +90,8 @@ main()
     const err = e instanceof Error ? e : new Error(String(e));
     const unavailable = err instanceof EngineUnavailable;
     // The class name says what kind of failure it was (RangeError, a framework's OOM error...).
-    const message = unavailable || err.name === 'Error' ? err.message : `${err.name}: ${err.message}`;
+    const grew = wasmGrowthFailure();
+    const message = `${unavailable || err.name === 'Error' ? err.message : `${err.name}: ${err.message}`}${grew ? `, after ${grew}` : ''}`;
     send({ type: 'error', phase, message, ...(err.stack ? { stack: err.stack } : {}), ...(unavailable ? { unavailable: true, fix: err.fix } : {}) });
     process.exitCode = unavailable ? 0 : 1;
   })
