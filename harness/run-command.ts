@@ -4,7 +4,7 @@ import { InputError } from '../workloads/index.js';
 import { progressHooks } from './progress.js';
 import type { RunConfig } from './results.js';
 import { loadResume, resumeConfig } from './resume.js';
-import { planCells, runMatrix } from './run.js';
+import { InterruptedBeforeStart, planCells, runMatrix } from './run.js';
 import { prlimitPath, stopAllWorkers } from './spawn.js';
 import { summaryTable } from './summary.js';
 
@@ -43,7 +43,7 @@ export async function runCommand(given: RunConfig, req: RunRequest): Promise<Run
   const onSignal = (signal: NodeJS.Signals): void => {
     if (controller.signal.aborted) {
       warn(`${signal} again: quitting now; every finished cell is in ${outDir}/cells.jsonl. Continue with: fwbench run --resume ${outDir}`);
-      stopAllWorkers();
+      stopAllWorkers(true);
       process.exit(signal === 'SIGINT' ? 130 : 143);
     }
     warn(`${signal}: stopping the workers and keeping every finished cell (${signal} again to quit at once)`);
@@ -60,6 +60,10 @@ export async function runCommand(given: RunConfig, req: RunRequest): Promise<Run
     if (req.json) process.stdout.write(`${JSON.stringify(run, null, 2)}\n`);
     else process.stdout.write(`${summaryTable(run)}Results: ${outDir}/run.json\n`);
     return run.cells.some((c) => c.status === 'failed' || c.status === 'parity-failed') ? 'cellsFailed' : 'ok';
+  } catch (e) {
+    if (!(e instanceof InterruptedBeforeStart)) throw e;
+    warn(e.message);
+    return e.signal === 'SIGTERM' ? 'SIGTERM' : 'SIGINT';
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

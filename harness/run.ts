@@ -271,6 +271,13 @@ function skipReason(c: PlannedCell, status: EngineStatus | undefined): { reason:
   return undefined;
 }
 
+/** The run was interrupted while probing engines, before run.json existed: nothing to keep or resume. */
+export class InterruptedBeforeStart extends Error {
+  constructor(readonly signal: string) {
+    super(`interrupted by ${signal} before the first cell: nothing was kept`);
+  }
+}
+
 /** What stops or continues a run. */
 export interface RunOptions {
   /** Aborting it (SIGINT/SIGTERM) stops every worker, keeps the finished cells and writes run.json as `interrupted`. */
@@ -317,6 +324,9 @@ function sweepSkip(c: PlannedCell, done: Iterable<Cell>): string | undefined {
  */
 export async function runMatrix(config: RunConfig, outDir: string, command: string[], hooks: RunHooks = {}, opts: RunOptions = {}): Promise<Run> {
   const { signal, resume } = opts;
+  const stop = (): void => stopAllWorkers();
+  if (signal?.aborted) throw new InterruptedBeforeStart(String(signal.reason));
+  signal?.addEventListener('abort', stop, { once: true });
   const startedAt = new Date().toISOString();
   const cells = planCells(config);
   const store = new ResultsStore(outDir);
@@ -328,6 +338,8 @@ export async function runMatrix(config: RunConfig, outDir: string, command: stri
     if (differences.length) throw new InputError(`cannot resume ${outDir}: the machine or its engines changed since the run started (${differences.join('; ')}); start a new run with --out`);
   }
   const diagnostics = await startDiagnostics(config, host, engines, (t) => hooks.onNote?.(t));
+  // Stopped probes would read as unavailable engines: a run interrupted this early keeps nothing.
+  if (signal?.aborted) throw new InterruptedBeforeStart(String(signal.reason));
   const done = new Map<string, Cell>((resume?.cells ?? []).map((c) => [c.id, c]));
   const header = {
     schemaVersion: SCHEMA_VERSION as typeof SCHEMA_VERSION,
@@ -354,8 +366,6 @@ export async function runMatrix(config: RunConfig, outDir: string, command: stri
   };
   // The configuration is on disk before the first cell, so even a kill -9 can be resumed.
   store.writeRun(snapshot('running'));
-  if (signal?.aborted) stopAllWorkers();
-  signal?.addEventListener('abort', stopAllWorkers, { once: true });
   hooks.onPlan?.(cells.filter((c) => !done.has(c.id)));
   const refStatus = engines[REFERENCE.engine]!;
   const groups = new Map<string, PlannedCell[]>();
@@ -424,6 +434,7 @@ export async function runMatrix(config: RunConfig, outDir: string, command: stri
       }
     }
   }
+  signal?.removeEventListener('abort', stop);
   const run = snapshot(signal?.aborted ? 'interrupted' : 'complete');
   store.writeRun(run);
   return run;

@@ -170,10 +170,10 @@ function terminateGroup(pid: number): void {
   setTimeout(() => liveWorkers.has(pid) && signalGroup(pid, 'SIGKILL'), GRACE_MS).unref();
 }
 
-/** Stops every running worker (SIGINT/SIGTERM of the orchestrator) and refuses to start new ones; their outcomes say `interrupted`. */
-export function stopAllWorkers(): void {
+/** Stops every running worker (SIGINT/SIGTERM of the orchestrator; `now`: SIGKILL at once) and refuses to start new ones; their outcomes say `interrupted`. */
+export function stopAllWorkers(now = false): void {
   stopRequested = true;
-  for (const pid of liveWorkers) terminateGroup(pid);
+  for (const pid of liveWorkers) (now ? signalGroup(pid, 'SIGKILL') : terminateGroup(pid));
 }
 
 /** Spawns any protocol-speaking command (Node worker or Python runner). */

@@ -33,6 +33,20 @@ const workersOf = (pid: number): number[] => {
     return [];
   }
 };
+/** The one worker of `orchestrator` that stays alive over 1.5 s (the reference and earlier cells' workers come and go). */
+async function hungWorker(orchestrator: number): Promise<number> {
+  let last: number | undefined;
+  let since = Date.now();
+  await until('a hung worker', () => {
+    const now = workersOf(orchestrator);
+    if (now.length !== 1 || now[0] !== last) {
+      last = now.length === 1 ? now[0] : undefined;
+      since = Date.now();
+    }
+    return last !== undefined && Date.now() - since >= 1500;
+  });
+  return last!;
+}
 const alive = (pid: number): boolean => {
   try {
     process.kill(pid, 0);
@@ -86,6 +100,17 @@ describe('kill -9 of the orchestrator, then --resume', () => {
   });
 });
 
+describe('workers of a killed orchestrator', () => {
+  it.each(['tfjs-wasm', 'torch'])('a hung %s worker exits when its orchestrator is killed with kill -9', async (engine) => {
+    const dir = tempDir('fwbench-orphan-');
+    const child = start(['run', '--engines', engine, '--modes', 'eager', '--workloads', 'rnn', '--batch-sizes', '1', ...QUICK, '--timeout', '600', '--out', dir], { FWBENCH_FAULT: `hang@load:${engine}` });
+    const hung = await hungWorker(child.pid!);
+    child.kill('SIGKILL');
+    await child;
+    await until('the orphaned worker to exit', () => !alive(hung), 5000);
+  });
+});
+
 describe('SIGINT and SIGTERM', () => {
   it.each([
     ['SIGINT', 130],
@@ -96,14 +121,12 @@ describe('SIGINT and SIGTERM', () => {
     // stop can end it, and it must not be recorded as a failed cell.
     const child = start(['run', '--engines', 'onnxruntime,tfjs-wasm', '--workloads', 'rnn', '--batch-sizes', '1,2', ...QUICK, '--timeout', '600', '--out', dir], { FWBENCH_FAULT: 'hang@load:tfjs-wasm' });
     await until('the first cell', () => cellLines(dir).length >= 1);
-    let hung: number[] = [];
-    await until('the hung worker', () => (hung = workersOf(child.pid!)).length === 1);
-    await sleep(500);
+    const hung = await hungWorker(child.pid!);
     child.kill(signal);
     const r = await child;
     expect(r.exitCode, String(r.stderr)).toBe(code);
     expect(r.stderr).toContain(`interrupted by ${signal}: 1 of 4 cells finished and kept in ${dir} (run.json state "interrupted"). Continue with: fwbench run --resume ${dir}`);
-    await until('the worker to be gone', () => !alive(hung[0]!), 5000);
+    await until('the worker to be gone', () => !alive(hung), 5000);
     const run = readRun(dir);
     expect(run.state).toBe('interrupted');
     expect(run.interruption!.signal).toBe(signal);

@@ -14,6 +14,9 @@ import { peakHostBytes, watchWasmGrowth } from './memory.js';
  */
 const channel = new net.Socket({ fd: 3, readable: true, writable: true });
 const lines = readline.createInterface({ input: channel })[Symbol.asyncIterator]();
+// The orchestrator is gone (even killed with kill -9) when its end of the channel closes: nobody
+// will read this cell, and a worker left running would skew the cells of a resumed run.
+channel.on('end', () => process.exit());
 let phase: Phase = 'start';
 const fault = parseFault(process.env.FWBENCH_FAULT);
 const wasmGrowthFailure = watchWasmGrowth();

@@ -2,9 +2,11 @@
 job (or probe) -> hello -> built -> parity -> continue|stop -> samples -> memory -> done, or an
 `error` naming the phase, with the traceback, and `unavailable` + `fix` when the engine cannot
 run here. stdout/stderr stay free for the frameworks' own logs."""
+import ctypes
 import importlib
 import os
 import platform
+import signal
 import socket
 import sys
 import time
@@ -17,6 +19,9 @@ from .memory import peak_host_bytes
 from .peak import PeakRequest
 from .protocol import PROTOCOL_VERSION, Channel
 from .safetensors import load_tensors
+
+#: prctl option: the signal this process gets when its parent dies.
+PR_SET_PDEATHSIG = 1
 
 #: engine id -> (module, top-level framework import, pip package that provides it).
 ENGINES = {
@@ -101,7 +106,19 @@ class Worker:
         self.channel.send({"type": "memory", "peakHostBytes": peak_host_bytes(), **({} if device_peak is None else {"peakDeviceBytes": device_peak})})
 
 
+def die_with_orchestrator():
+    """Asks Linux to SIGKILL this runner when the orchestrator dies (even of kill -9): nobody would
+    read its cell, and a runner left measuring would skew the cells of a resumed run."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        return  # not Linux: the runner ends when it next writes to the closed channel
+    if os.getppid() == 1:
+        os._exit(1)  # the orchestrator died before the request took effect
+
+
 def main():
+    die_with_orchestrator()
     channel = Channel(socket.socket(fileno=3))
     worker = Worker(channel)
     code = 0
