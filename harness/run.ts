@@ -353,7 +353,7 @@ export async function runMatrix(config: RunConfig, outDir: string, command: stri
     ...(resume ? { resumes: [...(resume.run.resumes ?? []), { startedAt, command, cellsBefore: done.size }] } : {}),
   };
   const snapshot = (state: NonNullable<Run['state']>): Run => {
-    const records = [...cells.filter((c) => done.has(c.id)).map((c) => done.get(c.id)!)];
+    const records = cells.filter((c) => done.has(c.id)).map((c) => done.get(c.id)!);
     return {
       ...header,
       finishedAt: new Date().toISOString(),
