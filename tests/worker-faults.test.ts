@@ -136,7 +136,7 @@ describe('worker faults (real Python runner, injected with FWBENCH_FAULT)', () =
 });
 
 describe('batch-size sweep', () => {
-  it('a real out-of-memory, not injected: tfjs-wasm cannot grow its WebAssembly memory past --max-memory-mb 300 at batch 2048', async () => {
+  it('a real out-of-memory, not injected: tfjs-wasm at batch 2048 under --max-memory-mb 300', async () => {
     const out = tempDir('fwbench-real-oom-');
     const r = await fwbench(['run', '--engines', 'tfjs-wasm', '--workloads', 'cnn', '--batch-sizes', '1,2048,4096', '--out', out, ...QUICK, '--max-memory-mb', '300']);
     expect(r.exitCode, r.stderr).toBe(1);
@@ -144,7 +144,8 @@ describe('batch-size sweep', () => {
     const [b1, b2048, b4096] = run.cells;
     expectOkCells([b1!], 1);
     expect(b2048).toMatchObject({ status: 'failed', cause: 'out-of-memory', phase: 'parity' });
-    expect(b2048!.reason).toMatch(/^out of memory in phase parity \(exit code 1\): .*WebAssembly\.Memory\.grow\(\): Unable to grow instance memory/);
+    // Which allocation hits the cap first varies: the wasm heap's growth or V8's own heap.
+    expect(b2048!.reason).toMatch(/^out of memory in phase parity \((exit code 1|killed by SIGABRT)\): .*(WebAssembly\.Memory\.grow\(\): Unable to grow instance memory|JavaScript heap out of memory)/);
     expect(b4096).toMatchObject({ status: 'skipped', reason: 'not run: batch 2048 ran out of memory; largest batch that fit: 1' });
     expect(run.largestBatchFit).toEqual([{ engine: 'tfjs-wasm', mode: 'eager', device: 'cpu', workload: 'cnn', largestBatch: 1, outOfMemoryAtBatch: 2048 }]);
   });
