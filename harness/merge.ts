@@ -1,6 +1,5 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { InputError } from '../workloads/index.js';
+import { insideDir, pathTaken } from './output.js';
 import { cellHost } from './report/model.js';
 import { ResultsStore, RunSchema, SCHEMA_VERSION, type Run, type RunSource } from './results.js';
 import { TOOL_VERSION } from './version.js';
@@ -52,9 +51,9 @@ export function mergeRuns(runs: Run[], command: string[]): Run {
   } satisfies Run);
 }
 
-/** Writes a merged run as a run folder (cells.jsonl + run.json); refuses a folder that already holds a run. */
+/** Writes a merged run as a run folder (cells.jsonl + run.json); refuses a folder that already holds a run, or a link in its place. */
 export function writeMerged(run: Run, dir: string): string {
-  for (const f of ['run.json', 'cells.jsonl']) if (existsSync(join(dir, f))) throw new InputError(`${join(dir, f)} exists: merge writes into a new or empty folder`);
+  for (const f of ['run.json', 'cells.jsonl']) if (pathTaken(insideDir(dir, f))) throw new InputError(`${insideDir(dir, f)} exists: merge writes into a new or empty folder`);
   const store = new ResultsStore(dir);
   for (const c of run.cells) store.appendCell(c);
   return store.writeRun(run);
