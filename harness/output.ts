@@ -1,13 +1,13 @@
-import { existsSync, lstatSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, isAbsolute, relative, resolve } from 'node:path';
+import { closeSync, constants, existsSync, lstatSync, openSync, statSync, writeSync } from 'node:fs';
+import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { InputError } from '../workloads/index.js';
 
 /**
  * Where commands write, checked before any work starts, and how they write. Output paths come
- * only from the command line (never from the results files a command reads), and every file is
- * written through a temporary file in the same folder that is then renamed over the target: a
- * results folder from elsewhere that holds a symbolic link named like an output (report.html ->
- * ~/.bashrc) gets the link replaced, never its target written.
+ * only from the command line (never from the results files a command reads), and no file is
+ * written through a symbolic link: a results folder from elsewhere that holds a link named like
+ * an output (report.html -> ~/.bashrc) makes the command refuse, never write the link's target.
+ * Devices and pipes (/dev/null, a FIFO) are written to as they are.
  */
 
 const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e));
@@ -35,6 +35,7 @@ export function checkOutputDir(dir: string, flag: string): string {
 export function checkOutputFile(file: string, flag: string): string {
   if (file === '-') return file;
   if (file.trim() === '') throw new InputError(`${flag}: empty path; give a file (or '-' for stdout)`);
+  if (pathTaken(file) && lstatSync(file).isSymbolicLink()) throw new InputError(`${flag} ${file}: is a symbolic link; fwbench does not write through links (remove it or give another path)`);
   if (existsSync(file) && statSync(file).isDirectory()) throw new InputError(`${flag} ${file}: is a folder; give a file name (or '-' for stdout)`);
   const dir = dirname(resolve(file));
   if (!existsSync(dir)) throw new InputError(`${flag} ${file}: folder ${dir} does not exist`);
@@ -42,15 +43,20 @@ export function checkOutputFile(file: string, flag: string): string {
   return file;
 }
 
-/** Writes a file by temporary file + rename: atomic, and a symbolic link at `path` is replaced instead of followed. */
+/** Writes a file, refusing to follow a symbolic link in its place (O_NOFOLLOW). */
 export function writeOutputFile(path: string, data: string | Uint8Array): void {
-  const tmp = resolve(dirname(path), `.${basename(path)}.${process.pid}.tmp`);
+  let fd: number;
   try {
-    writeFileSync(tmp, data, { flag: 'wx' });
-    renameSync(tmp, path);
+    fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
   } catch (e) {
-    rmSync(tmp, { force: true });
-    throw new InputError(`cannot write ${path}: ${describe(e)}`);
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new InputError(code === 'ELOOP' ? `${path} is a symbolic link; fwbench does not write through links (remove it or give another path)` : `cannot write ${path}: ${describe(e)}`);
+  }
+  try {
+    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
+    for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at);
+  } finally {
+    closeSync(fd);
   }
 }
 
