@@ -171,7 +171,8 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     if (e instanceof InputError) {
-      process.stderr.write(`fwbench: ${e.message}\n`);
+      // One line, whatever the message quotes (a parser's excerpt of a file may hold newlines).
+      process.stderr.write(`fwbench: ${e.message.replace(/\s*\n\s*/g, ' ')}\n`);
       process.exitCode = EXIT.badInput;
       return;
     }

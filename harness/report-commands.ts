@@ -2,17 +2,21 @@ import { type Command, Option } from 'commander';
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { InputError } from '../workloads/index.js';
-import { compareHtml, compareRuns, compareText } from './compare.js';
 import { FLAG } from './config.js';
 import { mergeRuns, writeMerged } from './merge.js';
 import { checkOutputDir, checkOutputFile, insideDir, writeOutputFile } from './output.js';
-import { buildReport, REPORT_FORMATS, type ReportFormat } from './report/index.js';
+import type { ReportFormat } from './report/index.js';
 import { loadRun } from './results-file.js';
 
 /**
  * The commands that read finished runs: report, compare, merge. They read only run.json files,
- * so they work on runs from any machine and any version of the engines.
+ * so they work on runs from any machine and any version of the engines. The report writers (and
+ * the chart library under them) are loaded when a command needs them, so that every other
+ * command, and every bad-input error, answers without loading them.
  */
+
+/** The report formats (harness/report/index.ts REPORT_FORMATS has one writer for each). */
+const FORMATS = ['html', 'md', 'csv', 'json'] as const satisfies readonly ReportFormat[];
 
 /** Writes to a file, or to stdout for '-' (hyperfine's convention), and says where on stderr. */
 function emit(text: string, out: string, what: string): void {
@@ -30,14 +34,15 @@ export function registerReportCommands(program: Command): void {
     .command('report')
     .description('write a report of a run: self-contained HTML (charts, tables, claim verdicts), Markdown, CSV or JSON')
     .argument('<dir>', 'run folder (or its run.json)')
-    .addOption(new Option('--format <format>', 'report format').choices(Object.keys(REPORT_FORMATS)).default('html'))
+    .addOption(new Option('--format <format>', 'report format').choices(FORMATS).default('html'))
     .option('--out <file>', "output file, '-' for stdout (default: DIR/report.<format>)")
     .option('--threshold <pct>', 'noise threshold of the claim verdicts (percent)', FLAG.percent, 5)
     .option('--claims <file>', 'claims file (default: the bundled harness/report/claims.json)')
-    .action((dir: string, o: { format: ReportFormat; out?: string; threshold: number; claims?: string }) => {
+    .action(async (dir: string, o: { format: ReportFormat; out?: string; threshold: number; claims?: string }) => {
       if (o.claims !== undefined && !existsSync(o.claims)) throw new InputError(`--claims ${o.claims}: no such file`);
       const out = o.out === undefined ? undefined : checkOutputFile(o.out, '--out');
       const run = loadRun(dir);
+      const { buildReport, REPORT_FORMATS } = await import('./report/index.js');
       const report = buildReport(run, { thresholdPct: o.threshold, ...(o.claims ? { claimsPath: o.claims } : {}) });
       const runDir = dir.endsWith('.json') ? dirname(resolve(dir)) : dir;
       emit(REPORT_FORMATS[o.format](report), out ?? insideDir(runDir, `report.${o.format}`), `${o.format} report`);
@@ -51,9 +56,11 @@ export function registerReportCommands(program: Command): void {
     .option('--threshold <pct>', 'noise threshold (percent): a change needs the whole CI beyond it', FLAG.percent, 5)
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json', 'html']).default('text'))
     .option('--out <file>', "output file (default: stdout; '-' for stdout)", '-')
-    .action((a: string, b: string, o: { threshold: number; format: 'text' | 'json' | 'html'; out: string }) => {
+    .action(async (a: string, b: string, o: { threshold: number; format: 'text' | 'json' | 'html'; out: string }) => {
       checkOutputFile(o.out, '--out');
-      const c = compareRuns(loadRun(a), loadRun(b), { thresholdPct: o.threshold });
+      const [runA, runB] = [loadRun(a), loadRun(b)];
+      const { compareHtml, compareRuns, compareText } = await import('./compare.js');
+      const c = compareRuns(runA, runB, { thresholdPct: o.threshold });
       emit(o.format === 'json' ? `${JSON.stringify(c, null, 2)}\n` : o.format === 'html' ? compareHtml(c) : compareText(c), o.out, `${o.format} comparison`);
       if (c.regressions > 0) process.exitCode = 1;
     });
