@@ -67,7 +67,7 @@ const flag = <S extends z.ZodType>(schema: S, fromText: ((text: string) => unkno
 export const RUN_FLAGS = {
   engines: flag(nameList('engine', ENGINE_IDS), asList, 'engines to run'),
   workloads: flag(nameList('workload', FAMILY_NAMES), asList, 'workload families to run'),
-  modes: flag(z.union([z.literal('all'), z.array(z.string().min(1), must("a list of mode names or 'all'")).min(1, { error: () => "empty mode list; give mode names (see fwbench list) or 'all'" })], must("a list of mode names or 'all'")), (t) => (t.trim() === 'all' ? 'all' : asList(t)), "execution modes (e.g. [eager, compile]) or 'all'"),
+  modes: flag(z.union([z.literal('all'), z.array(z.string(must('a mode name')).min(1, must('a mode name')), must("a list of mode names or 'all'")).min(1, { error: () => "empty mode list; give mode names (see fwbench list) or 'all'" })], must("a list of mode names or 'all'")), (t) => (t.trim() === 'all' ? 'all' : asList(t)), "execution modes (e.g. [eager, compile]) or 'all'"),
   preset: flag(oneOf('preset', PRESET_NAMES), asText, 'preset of every workload (must exist for each)'),
   'batch-sizes': flag(z.array(PositiveInt, must('a list of positive integers')).min(1, { error: () => 'empty batch size list; give positive integers' }), asNumberList, 'batch sizes'),
   out: flag(z.string(must('a folder path')).min(1, must('a folder path')), asText, 'output folder for cells.jsonl and run.json'),
@@ -225,7 +225,9 @@ export async function runSettings(flags: Record<string, unknown>, fromCommandLin
 
   const minTimeMs = opt('min-time') ?? p.minTimeMs;
   const targetPct = opt('target-interval');
-  const modes = value('modes') as RunConfig['modes'] | undefined;
+  const listedModes = value('modes') as RunConfig['modes'] | undefined;
+  // [all] in a file is the flag's `--modes all`.
+  const modes = Array.isArray(listedModes) && listedModes.length === 1 && listedModes[0] === 'all' ? 'all' : listedModes;
   const config: RunConfig = {
     engines: (value('engines') as string[]).map((e) => getEngine(e).id as EngineId),
     workloads: (value('workloads') as string[]).map((w) => getFamily(w).name),
