@@ -1,9 +1,10 @@
 import { CommanderError, InvalidArgumentError, type Command } from 'commander';
+import { Ajv2020 } from 'ajv/dist/2020.js';
 import fc from 'fast-check';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { stringify } from 'yaml';
+import { parse, stringify } from 'yaml';
 import { buildProgram } from '../harness/cli.js';
 import { readConfigFile, RUN_FLAG_NAMES, runFlag, runSettings, type RunFlag, type RunSettings } from '../harness/config.js';
 import { ENGINES } from '../harness/engines/registry.js';
@@ -22,6 +23,8 @@ import { tempDir } from './helpers.js';
 type Config = Partial<Record<RunFlag, unknown>>;
 
 const dir = tempDir('fwbench-config-prop-');
+/** The published schema (results/schema/config.schema.json), compiled. */
+const publishedSchema = new Ajv2020({ allErrors: true }).compile(JSON.parse(readFileSync('results/schema/config.schema.json', 'utf8')) as object);
 let fileCount = 0;
 
 /** Parses `fwbench run ARGS` and returns what the run action would run. */
@@ -110,6 +113,7 @@ describe('config file properties (fast-check)', () => {
   it('a valid config as YAML or JSON gives the same run configuration as the same values as flags', async () => {
     await fc.assert(
       fc.asyncProperty(validConfig({ switches: fc.boolean() }), fc.constantFrom('yaml' as const, 'json' as const), async (cfg, format) => {
+        expect(publishedSchema(cfg), JSON.stringify(publishedSchema.errors)).toBe(true);
         const fromFile = await settingsFrom(['--config', writeConfig(cfg, format)]);
         const fromFlags = await settingsFrom(toFlags(cfg));
         expect(comparable(fromFile, cfg)).toEqual(comparable(fromFlags, cfg));
@@ -179,6 +183,8 @@ describe('config file properties (fast-check)', () => {
         expect(error, `${key}: ${JSON.stringify(value)}`).toBeInstanceOf(InputError);
         expect((error as Error).message.startsWith(`${path}: ${key}`), (error as Error).message).toBe(true);
         expect((error as Error).message).toMatch(/must be|unknown|empty/);
+        // The published schema refuses it too (editors and linters agree with the tool).
+        expect(publishedSchema({ [key]: value })).toBe(false);
       }),
       { numRuns: 400 },
     );
@@ -215,6 +221,14 @@ describe('config file properties (fast-check)', () => {
       }),
       { numRuns: 200 },
     );
+  });
+
+  it('docs/config.example.yaml is valid for the tool and for the published schema', async () => {
+    const example = 'docs/config.example.yaml';
+    expect(publishedSchema(parse(readFileSync(example, 'utf8')))).toBe(true);
+    const s = await settingsFrom(['--config', example]);
+    expect(s.config).toMatchObject({ engines: ['onnxruntime', 'tfjs-wasm'], workloads: ['cnn', 'transformer'], batchSizes: [1, 8], sets: [['classes', '10']], threads: 2, replicates: 3 });
+    expect(s.out).toBe('results/nightly');
   });
 
   it('the config file has a key for every run flag but --config itself', () => {
