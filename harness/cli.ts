@@ -114,7 +114,7 @@ export function buildProgram(): Command {
     .option('--json', 'print run.json on stdout instead of the summary table')
     .action(async (o: Record<string, unknown>, cmd: Command) => {
       const { config, out, json } = await runSettings(o, (key) => cmd.getOptionValueSource(key) === 'cli');
-      const outDir = resolve(checkOutputDir(out, '--out'));
+      const outDir = resolve(out);
       const run = await runMatrix(config, outDir, ['fwbench', ...process.argv.slice(2)], progressHooks());
       if (json) printJson(run);
       else process.stdout.write(`${summaryTable(run)}Results: ${outDir}/run.json\n`);

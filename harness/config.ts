@@ -7,6 +7,7 @@ import { FAMILIES, FAMILY_NAMES, getFamily, InputError, parseSetText, resolvePar
 import { checkModes, getEngine } from './engines/registry.js';
 import { DEVICES, ENGINE_IDS, type EngineId } from './engines/types.js';
 import { DEFAULT_MEASURE, PRESET_REPLICATES, QUICK_MEASURE, RIGOROUS_MEASURE } from './measure.js';
+import { checkOutputDir } from './output.js';
 import type { RunConfig } from './results.js';
 
 /**
@@ -19,23 +20,23 @@ import type { RunConfig } from './results.js';
  */
 
 /** A value as messages show it: text in single quotes, anything else as JSON. */
-export const show = (v: unknown): string => (typeof v === 'string' ? `'${v}'` : v === undefined ? 'nothing' : (JSON.stringify(v) ?? String(v)));
+const show = (v: unknown): string => (typeof v === 'string' ? `'${v}'` : v === undefined ? 'nothing' : (JSON.stringify(v) ?? String(v)));
 
 const must = (allowed: string) => ({ error: (iss: { input?: unknown }) => `must be ${allowed}, got ${show(iss.input)}` });
 const int = (min: number, allowed: string) => z.number(must(allowed)).int(must(allowed)).min(min, must(allowed));
 const number = (allowed: string) => z.number(must(allowed)).min(0, must(allowed));
 
 /** A positive integer. */
-export const PositiveInt = int(1, 'a positive integer');
+const PositiveInt = int(1, 'a positive integer');
 /** A non-negative integer. */
-export const NonNegativeInt = int(0, 'a non-negative integer');
+const NonNegativeInt = int(0, 'a non-negative integer');
 /** A finite non-negative number. */
-export const NonNegative = number('a non-negative number');
+const NonNegative = number('a non-negative number');
 /** A percentage in [0, 100). */
-export const Percent = z.number(must('a percentage in [0, 100)')).min(0, must('a percentage in [0, 100)')).lt(100, must('a percentage in [0, 100)'));
+const Percent = z.number(must('a percentage in [0, 100)')).min(0, must('a percentage in [0, 100)')).lt(100, must('a percentage in [0, 100)'));
 
 /** One of a fixed set of names; the message lists them. */
-export const oneOf = <T extends string>(what: string, valid: readonly T[]) =>
+const oneOf = <T extends string>(what: string, valid: readonly T[]) =>
   z.enum(valid as [T, ...T[]], { error: (iss) => `unknown ${what} ${show(iss.input)}; valid ${what}s: ${valid.join(', ')}` });
 /** A non-empty list of names from a fixed set. */
 const nameList = <T extends string>(what: string, valid: readonly T[]) =>
@@ -64,7 +65,7 @@ interface Flag<S extends z.ZodType = z.ZodType> {
 const flag = <S extends z.ZodType>(schema: S, fromText: ((text: string) => unknown) | undefined, doc: string): Flag<S> => ({ schema, ...(fromText ? { fromText } : {}), doc });
 
 /** Every `fwbench run` flag a config file may set, by its name on the command line. */
-export const RUN_FLAGS = {
+const RUN_FLAGS = {
   engines: flag(nameList('engine', ENGINE_IDS), asList, 'engines to run'),
   workloads: flag(nameList('workload', FAMILY_NAMES), asList, 'workload families to run'),
   modes: flag(z.union([z.literal('all'), z.array(z.string(must('a mode name')).min(1, must('a mode name')), must("a list of mode names or 'all'")).min(1, { error: () => "empty mode list; give mode names (see fwbench list) or 'all'" })], must("a list of mode names or 'all'")), (t) => (t.trim() === 'all' ? 'all' : asList(t)), "execution modes (e.g. [eager, compile]) or 'all'"),
@@ -107,7 +108,7 @@ function firstIssue(error: z.ZodError): string {
 }
 
 /** A commander argument parser for a value judged by `schema` (text converted by `fromText`): one-line InvalidArgumentError on a bad value. */
-export function parserOf<S extends z.ZodType>(schema: S, fromText: (text: string) => unknown = asText): (text: string) => z.infer<S> {
+function parserOf<S extends z.ZodType>(schema: S, fromText: (text: string) => unknown = asText): (text: string) => z.infer<S> {
   return (text: string) => {
     const r = schema.safeParse(fromText(text));
     // The flag and its whole text head commander's message, so only the problem follows.
@@ -167,7 +168,7 @@ export function readConfigFile(path: string): RunConfigFile {
 }
 
 /** Intra-op threads when none are given: the physical cores. */
-export async function defaultThreads(): Promise<number> {
+async function defaultThreads(): Promise<number> {
   const cpu = await si.cpu();
   return Math.max(1, cpu.physicalCores || cpu.cores || 1);
 }
@@ -182,7 +183,7 @@ function setPairs(v: unknown): Array<[string, string]> {
 /** What `fwbench run` does: the validated configuration, the output folder and the output form. */
 export interface RunSettings {
   config: RunConfig;
-  /** Output folder (as given; the caller resolves it). */
+  /** Output folder (as given, checked to be a folder or creatable; the caller resolves it). */
   out: string;
   /** Print run.json instead of the summary table. */
   json: boolean;
@@ -258,5 +259,5 @@ export async function runSettings(flags: Record<string, unknown>, fromCommandLin
     const sets = checked('set', () => setsForFamily(f, config.sets, families));
     checked('set', () => resolveParams(f, config.preset, sets));
   }
-  return { config, out: value('out') as string, json: value('json') === true };
+  return { config, out: checkOutputDir(value('out') as string, where('out')), json: value('json') === true };
 }
