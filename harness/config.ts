@@ -228,12 +228,13 @@ export async function runSettings(flags: Record<string, unknown>, fromCommandLin
   const targetPct = opt('target-interval');
   const listedModes = value('modes') as RunConfig['modes'] | undefined;
   // [all] in a file is the flag's `--modes all`.
-  const modes = Array.isArray(listedModes) && listedModes.length === 1 && listedModes[0] === 'all' ? 'all' : listedModes;
+  const modes = Array.isArray(listedModes) ? (listedModes.length === 1 && listedModes[0] === 'all' ? 'all' : [...new Set(listedModes)]) : listedModes;
+  const unique = <T>(key: RunFlag): T[] => [...new Set(value(key) as T[])];
   const config: RunConfig = {
-    engines: (value('engines') as string[]).map((e) => getEngine(e).id as EngineId),
-    workloads: (value('workloads') as string[]).map((w) => getFamily(w).name),
+    engines: unique<string>('engines').map((e) => getEngine(e).id as EngineId),
+    workloads: unique<string>('workloads').map((w) => getFamily(w).name),
     preset: value('preset') as string,
-    batchSizes: [...new Set(value('batch-sizes') as number[])],
+    batchSizes: unique<number>('batch-sizes'),
     ...(modes ? { modes } : {}),
     sets: setPairs(value('set')),
     device: value('device') as RunConfig['device'],
