@@ -15,6 +15,7 @@ import { progressHooks } from './progress.js';
 import { registerReportCommands } from './report-commands.js';
 import type { RunConfig } from './results.js';
 import { probeEngines, runMatrix } from './run.js';
+import { registerScheduleCommands } from './schedule/commands.js';
 import { writeSchemas } from './schemas.js';
 import { registerSetupCommands } from './setup/commands.js';
 import { summaryTable } from './summary.js';
@@ -60,6 +61,44 @@ async function defaultThreads(): Promise<number> {
 
 function printJson(v: unknown): void {
   process.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
+}
+
+/** The options of `fwbench run`, as commander parses them. */
+export interface RunOptions { engines: string[]; modes?: ModeSelection; workloads: string[]; preset: string; batchSizes: number[]; out: string; set: Array<[string, string]>; device: Device; threads?: number; seed: number; quick?: boolean; rigorous?: boolean; targetInterval?: number; replicates?: number; minSamples?: number; minTime?: number; maxTime?: number; warmupMaxTime?: number; timeout: number; json?: boolean }
+
+/** The run configuration of `fwbench run`'s options, validated (modes, workload parameters) before anything starts; `fwbench schedule` checks its run flags with it too. */
+export async function runConfig(o: RunOptions): Promise<RunConfig> {
+  if (o.quick && o.rigorous) throw new InputError('--quick and --rigorous exclude each other');
+  const measurePreset = o.quick ? 'quick' : o.rigorous ? 'rigorous' : 'default';
+  const p = { quick: QUICK_MEASURE, default: DEFAULT_MEASURE, rigorous: RIGOROUS_MEASURE }[measurePreset];
+  const minTimeMs = o.minTime ?? p.minTimeMs;
+  const config: RunConfig = {
+    engines: o.engines.map((e) => getEngine(e).id as EngineId),
+    workloads: o.workloads.map((w) => getFamily(w).name),
+    preset: o.preset,
+    batchSizes: [...new Set(o.batchSizes)],
+    ...(o.modes ? { modes: o.modes } : {}),
+    sets: o.set,
+    device: o.device,
+    threads: o.threads ?? (await defaultThreads()),
+    seed: o.seed,
+    measure: {
+      ...p,
+      minSamples: o.minSamples ?? p.minSamples,
+      minTimeMs,
+      maxTimeMs: Math.max(o.maxTime ?? p.maxTimeMs, minTimeMs),
+      warmupMaxMs: o.warmupMaxTime ?? p.warmupMaxMs,
+      targetInterval: o.targetInterval !== undefined ? o.targetInterval / 100 : p.targetInterval,
+    },
+    replicates: o.replicates ?? PRESET_REPLICATES[measurePreset],
+    measurePreset,
+    cellTimeoutMs: o.timeout * 1000,
+  };
+  // Validate modes and every workload's parameters before anything starts.
+  checkModes(config.engines.map((e) => getEngine(e)), config.modes);
+  const families = config.workloads.map((w) => getFamily(w));
+  for (const f of families) resolveParams(f, config.preset, setsForFamily(f, config.sets, families));
+  return config;
 }
 
 /** Builds the commander program. */
@@ -146,37 +185,8 @@ export function buildProgram(): Command {
     .option('--warmup-max-time <ms>', `warm-up: at most this long (ms, default ${DEFAULT_MEASURE.warmupMaxMs})`, nonNegative('--warmup-max-time'))
     .option('--timeout <s>', 'kill a cell\'s worker after this many seconds', positiveInt('--timeout'), 600)
     .option('--json', 'print run.json on stdout instead of the summary table')
-    .action(async (o: { engines: string[]; modes?: ModeSelection; workloads: string[]; preset: string; batchSizes: number[]; out: string; set: Array<[string, string]>; device: Device; threads?: number; seed: number; quick?: boolean; rigorous?: boolean; targetInterval?: number; replicates?: number; minSamples?: number; minTime?: number; maxTime?: number; warmupMaxTime?: number; timeout: number; json?: boolean }) => {
-      if (o.quick && o.rigorous) throw new InputError('--quick and --rigorous exclude each other');
-      const measurePreset = o.quick ? 'quick' : o.rigorous ? 'rigorous' : 'default';
-      const p = { quick: QUICK_MEASURE, default: DEFAULT_MEASURE, rigorous: RIGOROUS_MEASURE }[measurePreset];
-      const minTimeMs = o.minTime ?? p.minTimeMs;
-      const config: RunConfig = {
-        engines: o.engines.map((e) => getEngine(e).id as EngineId),
-        workloads: o.workloads.map((w) => getFamily(w).name),
-        preset: o.preset,
-        batchSizes: [...new Set(o.batchSizes)],
-        ...(o.modes ? { modes: o.modes } : {}),
-        sets: o.set,
-        device: o.device,
-        threads: o.threads ?? (await defaultThreads()),
-        seed: o.seed,
-        measure: {
-          ...p,
-          minSamples: o.minSamples ?? p.minSamples,
-          minTimeMs,
-          maxTimeMs: Math.max(o.maxTime ?? p.maxTimeMs, minTimeMs),
-          warmupMaxMs: o.warmupMaxTime ?? p.warmupMaxMs,
-          targetInterval: o.targetInterval !== undefined ? o.targetInterval / 100 : p.targetInterval,
-        },
-        replicates: o.replicates ?? PRESET_REPLICATES[measurePreset],
-        measurePreset,
-        cellTimeoutMs: o.timeout * 1000,
-      };
-      // Validate modes and every workload's parameters before anything starts.
-      checkModes(config.engines.map((e) => getEngine(e)), config.modes);
-      const families = config.workloads.map((w) => getFamily(w));
-      for (const f of families) resolveParams(f, config.preset, setsForFamily(f, config.sets, families));
+    .action(async (o: RunOptions) => {
+      const config = await runConfig(o);
       const outDir = resolve(o.out);
       const run = await runMatrix(config, outDir, ['fwbench', ...process.argv.slice(2)], progressHooks());
       if (o.json) printJson(run);
@@ -216,6 +226,7 @@ export function buildProgram(): Command {
   registerSetupCommands(program);
   registerReportCommands(program);
   registerDiagnosticCommands(program);
+  registerScheduleCommands(program);
   return program;
 }
 
