@@ -168,7 +168,11 @@ async function collect(target: string, f: CollectFlags): Promise<void> {
     }
   }
   for (const p of problems) progress(`job ${p}`);
-  if (runs.length === 0) throw new InputError(`no job of ${join(dir, STATE_FILE)} produced a run to merge`);
+  if (runs.length === 0) {
+    progress(`no job of ${join(dir, STATE_FILE)} produced a run to merge`);
+    process.exitCode = 1;
+    return;
+  }
   const defaultOut = join(dir, 'merged');
   const out = resolve(f.out ?? defaultOut);
   // The default folder is collect's own: a later collect replaces it with the newer picture.

@@ -207,5 +207,11 @@ export function readState(pathOrDir: string): { state: ScheduleState; dir: strin
   return { state: parsed.data, dir: join(path, '..') };
 }
 
-/** The last non-empty lines of a log text, joined for a one-line reason. */
+/** The last non-empty lines of a client's output, joined for a one-line reason. */
 export const tailLines = (text: string, n = 3): string => text.split('\n').map((l) => l.trim()).filter(Boolean).slice(-n).join(' | ');
+
+/** The telling line of a job's log for a one-line reason: the last error-like line (a stack trace ends in noise), else the last line. */
+export function logReason(text: string): string {
+  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+  return lines.findLast((l) => /\b(error|exception|fatal|killed|traceback|oom)\b/i.test(l)) ?? lines.at(-1) ?? '(empty log)';
+}

@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
 import { InputError } from '../../workloads/index.js';
 import { packageRoot } from '../spawn.js';
-import { shJoin, shq, tailLines, type Job, type Scheduler, type ScheduleState } from './plan.js';
+import { logReason, shJoin, shq, tailLines, type Job, type Scheduler, type ScheduleState } from './plan.js';
 
 /**
  * Slurm: one sbatch script, a job array with one task per job. Results go to a folder every node
@@ -99,14 +99,14 @@ export const slurm: Scheduler = {
       return { state: ['PENDING', 'CONFIGURING', 'REQUEUED', 'SUSPENDED'].includes(st) ? 'pending' : 'running', detail };
     }
     const log = join(state.options.resultsDir, `slurm-${id}.out`);
-    const logTail = existsSync(log) ? tailLines(readFileSync(log, 'utf8')) : '';
+    const logTail = existsSync(log) ? logReason(readFileSync(log, 'utf8')) : '';
     const exitFile = join(job.dir, 'exit-code');
     if (existsSync(exitFile)) {
       const code = readFileSync(exitFile, 'utf8').trim();
       return code === '0' ? { state: 'done', ok: true, detail: 'fwbench run exited 0' } : { state: 'done', ok: false, detail: `fwbench run exited ${code}${logTail ? `; ${log}: ${logTail}` : ''}` };
     }
     const verdict = await slurmVerdict(id);
-    return { state: 'done', ok: false, detail: `left the queue without an exit code (${verdict ?? 'Slurm no longer knows the job'})${logTail ? `; ${log}: ${logTail}` : ''}` };
+    return { state: 'done', ok: false, detail: `left the queue without an exit code (${verdict ?? 'Slurm no longer knows the job: cancelled before it started, or purged from memory, and no accounting for sacct'})${logTail ? `; ${log}: ${logTail}` : ''}` };
   },
 
   // The results folder is on the shared filesystem: read in place.

@@ -2,7 +2,7 @@ import { execa } from 'execa';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import { InputError } from '../../workloads/index.js';
-import { shJoin, shq, tailLines, type Job, type ScheduleOptions, type ScheduleState, type SpecFile, type SubmitCommand, type Scheduler } from './plan.js';
+import { logReason, shJoin, shq, tailLines, type Job, type ScheduleOptions, type ScheduleState, type SpecFile, type SubmitCommand, type Scheduler } from './plan.js';
 
 /**
  * Plain ssh: each job is a small shell script copied to its folder on the host and started there
@@ -70,11 +70,11 @@ export const ssh: Scheduler = {
   async poll(state, job) {
     const pid = job.submittedId!.split(':').at(-1)!;
     const d = shq(job.dir);
-    const probe = `if [ -f ${d}/exit-code ]; then echo "exit $(cat ${d}/exit-code)"; elif kill -0 ${pid} 2>/dev/null; then echo running; else echo gone; fi; tail -n 3 ${d}/log 2>/dev/null`;
+    const probe = `if [ -f ${d}/exit-code ]; then echo "exit $(cat ${d}/exit-code)"; elif kill -0 ${pid} 2>/dev/null; then echo running; else echo gone; fi; tail -n 40 ${d}/log 2>/dev/null`;
     const r = await execa('ssh', [...sshOptions(state.options), job.host!, probe], { reject: false });
     if (r.exitCode !== 0) return { state: 'running', detail: `cannot ask ${job.host} (ssh exit ${r.exitCode}: ${tailLines(r.stderr, 1)}); will ask again` };
     const [status = '', ...log] = r.stdout.split('\n');
-    const logTail = tailLines(log.join('\n'));
+    const logTail = logReason(log.join('\n'));
     if (status === 'running') return { state: 'running', detail: `process ${pid} on ${job.host}` };
     if (status === 'exit 0') return { state: 'done', ok: true, detail: 'fwbench run exited 0' };
     if (status.startsWith('exit ')) return { state: 'done', ok: false, detail: `fwbench run exited ${status.slice(5)}; log: ${logTail}` };
