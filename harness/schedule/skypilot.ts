@@ -1,6 +1,6 @@
 import { execa } from 'execa';
 import { mkdirSync, rmSync } from 'node:fs';
-import { isAbsolute, join, posix } from 'node:path';
+import { isAbsolute, join, posix, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { InputError } from '../../workloads/index.js';
 import { packageRoot } from '../spawn.js';
@@ -51,7 +51,7 @@ export function taskSpec(state: ScheduleState, job: Job): Record<string, unknown
     ...(o.image
       ? {}
       : {
-          workdir: o.workdir ?? packageRoot(),
+          workdir: resolve(o.workdir ?? packageRoot()),
           // The CUDA builds of the engines when GPUs are asked for (see python-runners/setup.sh and the Dockerfile).
           ...(o.gpus ? { envs: { FWBENCH_SETUP_DEVICE: 'cuda', ONNXRUNTIME_NODE_INSTALL: 'cuda12' } } : {}),
           setup: "command -v node >/dev/null || conda install -y -c conda-forge 'nodejs=20'\nnpm ci --no-audit --no-fund && npm run setup\n",
