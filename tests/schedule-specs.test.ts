@@ -1,4 +1,4 @@
-import Ajv from 'ajv';
+import { Ajv } from 'ajv';
 import { execa } from 'execa';
 import fc from 'fast-check';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -110,7 +110,7 @@ describe('fwbench schedule --on skypilot --dry-run (no cloud here: checked again
       writeFileSync(script, task.run);
       expect((await execa('bash', ['-n', script], { reject: false })).exitCode).toBe(0);
     }
-    expect(state.submitCommands.map((c) => c.argv.slice(0, 5))).toEqual(state.jobs.map((j) => ['sky', 'launch', '--yes', '--detach-run', '--cluster']));
+    expect(state.submitCommands.map((c) => c.argv.slice(0, 5))).toEqual(state.jobs.map(() => ['sky', 'launch', '--yes', '--detach-run', '--cluster']));
   });
 
   it('without an image syncs the checkout as workdir and sets it up with npm run setup (the README set-up)', async () => {

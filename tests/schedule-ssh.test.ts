@@ -1,5 +1,5 @@
 import { execa } from 'execa';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadRun } from '../harness/report/model.js';
@@ -59,5 +59,26 @@ describe('fwbench schedule --on ssh + collect (real sshd on 127.0.0.1)', () => {
     expect(c.exitCode).toBe(1);
     expect(c.stderr).toMatch(/job all \(fwbench-test:\d+\): fwbench run exited 1; log: .*Cannot find module/);
     expect(c.stderr).toMatch(/no job of .* produced a run to merge/);
+  });
+  it('records the jobs that started when a later host cannot be reached, and collect merges them', async () => {
+    // A second Host alias whose port nothing listens on (the test's sshd is the only one started).
+    const config = join(tempDir('fwbench-sshcfg-'), 'ssh_config');
+    writeFileSync(config, `${readFileSync(sshConfig, 'utf8')}\nHost fwbench-nowhere\n  HostName 127.0.0.1\n  Port ${Number(port) + 1}\n  ConnectTimeout 3\n  BatchMode yes\n`);
+    const dir = join(tempDir('fwbench-ssh-'), 'sched');
+    const s = await fwbench([
+      'schedule', '--on', 'ssh', '--hosts', 'fwbench-test,fwbench-nowhere', '--ssh-config', config, '--workdir', process.cwd(), '--results-dir', join(tempDir('fwbench-remote-'), 'r'), '--out', dir,
+      '--', '--engines', 'onnxruntime', '--workloads', 'rnn', '--batch-sizes', '1', ...QUICK,
+    ]);
+    expect(s.exitCode).toBe(1);
+    expect(s.stderr).toMatch(/submission failed: ssh fwbench-nowhere failed to start job fwbench-nowhere \(exit 255\): .*Connection refused/);
+    expect(s.stderr).toMatch(/1 of 2 job\(s\) were submitted before that/);
+    const { state } = readState(dir);
+    expect(state.jobs.map((j) => [j.name, j.submittedId !== undefined])).toEqual([['fwbench-test', true], ['fwbench-nowhere', false]]);
+
+    const c = await fwbench(['collect', dir, '--poll', '1', '--timeout', '100']);
+    expect(c.exitCode).toBe(1);
+    expect(c.stderr).toMatch(/job fwbench-nowhere \(not submitted\): never submitted/);
+    const merged = loadRun(join(dir, 'merged'));
+    expectOkCells(merged.cells, 1);
   });
 });

@@ -8,7 +8,7 @@ import { loadRun } from '../report/model.js';
 import type { Run, RunConfig } from '../results.js';
 import { summaryTable } from '../summary.js';
 import { k8s } from './k8s.js';
-import { readState, SCHEDULERS, shJoin, splitJobs, SPLITS, STATE_FILE, writeState, type JobStatus, type ScheduleOptions, type ScheduleState, type Scheduler, type SchedulerName } from './plan.js';
+import { readState, SCHEDULERS, shJoin, splitJobs, SPLITS, STATE_FILE, writeState, type Job, type JobStatus, type ScheduleOptions, type ScheduleState, type Scheduler, type SchedulerName } from './plan.js';
 import { skypilot } from './skypilot.js';
 import { slurm } from './slurm.js';
 import { ssh } from './ssh.js';
@@ -104,12 +104,28 @@ async function schedule(runFlags: string[], f: ScheduleFlags, cmd: Command): Pro
     return;
   }
   progress(`submitting ${state.jobs.length} job(s) to ${f.on}:\n${commands.join('\n')}`);
-  state.jobs = await impl.submit(state, dir);
+  // The state is rewritten as each job gets its id, so a failure part-way loses none that started.
+  const record = (job: Job): void => {
+    state.jobs = state.jobs.map((j) => (j.name === job.name ? job : j));
+    writeState(dir, state);
+  };
+  try {
+    await impl.submit(state, dir, record);
+  } catch (e) {
+    const n = state.jobs.filter((j) => j.submittedId).length;
+    progress(`submission failed: ${(e as Error).message}`);
+    if (n > 0) progress(`${n} of ${state.jobs.length} job(s) were submitted before that; ${writeState(dir, state)} records them and fwbench collect ${dir} collects them`);
+    process.exitCode = 1;
+    return;
+  }
   const path = writeState(dir, state);
   progress(`submitted ${state.jobs.map((j) => `${j.name} (${j.submittedId})`).join(', ')}; results land in ${options.resultsDir}${f.on === 'slurm' ? '' : ` on ${f.on === 'ssh' ? 'the hosts' : f.on === 'k8s' ? 'the claims' : 'the clusters'}`}`);
   progress(`collect with: fwbench collect ${dir}`);
   process.stdout.write(`${path}\n`);
 }
+
+/** A job as collect names it: its name and the scheduler's id. */
+const label = (job: Job): string => `${job.name} (${job.submittedId ?? 'not submitted'})`;
 
 interface CollectFlags { out?: string; poll: number; timeout?: number; wait: boolean }
 
@@ -126,6 +142,10 @@ async function collect(target: string, f: CollectFlags): Promise<void> {
   for (;;) {
     for (const job of state.jobs) {
       if (status.get(job.name)?.state === 'done') continue;
+      if (!job.submittedId) {
+        status.set(job.name, { state: 'done', ok: false, detail: 'never submitted (its submission failed)' });
+        continue;
+      }
       let s: JobStatus;
       try {
         s = await impl.poll(state, job, dir);
@@ -136,7 +156,7 @@ async function collect(target: string, f: CollectFlags): Promise<void> {
         s = n >= POLL_ATTEMPTS ? { state: 'done', ok: false, detail: `cannot ask ${state.options.on}: ${(e as Error).message}` } : { state: status.get(job.name)?.state === 'running' ? 'running' : 'pending', detail: `asking ${state.options.on} failed (${(e as Error).message}); will ask again` };
       }
       const before = status.get(job.name);
-      if (!before || before.state !== s.state || before.detail !== s.detail) progress(`job ${job.name} (${job.submittedId}): ${s.state === 'done' ? (s.ok ? 'done' : 'FAILED') : s.state} — ${s.detail}`);
+      if (!before || before.state !== s.state || before.detail !== s.detail) progress(`job ${label(job)}: ${s.state === 'done' ? (s.ok ? 'done' : 'FAILED') : s.state} — ${s.detail}`);
       status.set(job.name, s);
     }
     const open = state.jobs.filter((j) => status.get(j.name)?.state !== 'done');
@@ -154,16 +174,16 @@ async function collect(target: string, f: CollectFlags): Promise<void> {
   for (const job of state.jobs) {
     const s = status.get(job.name)!;
     if (s.state !== 'done') {
-      problems.push(`${job.name} (${job.submittedId}): still ${s.state}; run collect again later`);
+      problems.push(`${label(job)}: still ${s.state}; run collect again later`);
       continue;
     }
-    if (!s.ok) problems.push(`${job.name} (${job.submittedId}): ${s.detail}`);
+    if (!s.ok) problems.push(`${label(job)}: ${s.detail}`);
     try {
       const local = await impl.fetch(state, job, localRoot);
       runs.push(loadRun(join(local, 'run')));
     } catch (e) {
       // A failed job may have written no run at all; its reason is already listed.
-      if (s.ok) problems.push(`${job.name} (${job.submittedId}): ${(e as Error).message}`);
+      if (s.ok) problems.push(`${label(job)}: ${(e as Error).message}`);
       else progress(`job ${job.name}: no results to merge (${(e as Error).message})`);
     }
   }

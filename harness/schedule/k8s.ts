@@ -100,13 +100,13 @@ export const k8s: Scheduler = {
     return { files: [{ name: MANIFEST, text: toYaml(jobManifests(state)) }], submitCommands: [{ argv: ['kubectl', 'create', ...nsArgs(state.options), '-f', MANIFEST, '-o', 'name'] }] };
   },
 
-  async submit(state, scheduleDir) {
+  async submit(state, scheduleDir, submitted) {
     const out = await kubectl(['create', ...nsArgs(state.options), '-f', join(scheduleDir, MANIFEST), '-o', 'name']);
-    return state.jobs.map((j) => {
+    for (const j of state.jobs) {
       const id = `job.batch/${k8sName(state, j)}`;
       if (!out.includes(id)) throw new Error(`kubectl create did not report ${id}: ${tailLines(out)}`);
-      return { ...j, submittedId: id };
-    });
+      submitted({ ...j, submittedId: id });
+    }
   },
 
   async poll(state, job) {

@@ -134,8 +134,8 @@ export interface Scheduler {
   defaultResultsDir(id: string, scheduleDir: string): string;
   /** Renders the native spec files and the client commands that would submit them. */
   render(state: ScheduleState, scheduleDir: string): { files: SpecFile[]; submitCommands: SubmitCommand[] };
-  /** Submits through the scheduler's client; returns the jobs with their ids. */
-  submit(state: ScheduleState, scheduleDir: string): Promise<Job[]>;
+  /** Submits through the scheduler's client, calling `submitted` with each job and its id as soon as it has one. */
+  submit(state: ScheduleState, scheduleDir: string, submitted: (job: Job) => void): Promise<void>;
   /** Asks the scheduler's client where a job stands. */
   poll(state: ScheduleState, job: Job, scheduleDir: string): Promise<JobStatus>;
   /** Brings a finished job's folder (run/, exit-code, log) to this machine; returns the local folder. */

@@ -84,13 +84,11 @@ export const skypilot: Scheduler = {
     };
   },
 
-  async submit(state, scheduleDir) {
-    const out: Job[] = [];
+  async submit(state, scheduleDir, submitted) {
     for (const j of state.jobs) {
       await client(['sky', 'launch', '--yes', '--detach-run', '--cluster', clusterName(state, j), join(scheduleDir, taskFile(j))]);
-      out.push({ ...j, submittedId: clusterName(state, j) });
+      submitted({ ...j, submittedId: clusterName(state, j) });
     }
-    return out;
   },
 
   async poll(state, job) {

@@ -80,13 +80,13 @@ export const slurm: Scheduler = {
     return { files: [{ name: SCRIPT, text: renderScript(state), executable: true }], submitCommands: [{ argv: ['sbatch', '--parsable', SCRIPT] }] };
   },
 
-  async submit(state, scheduleDir) {
+  async submit(state, scheduleDir, submitted) {
     // sbatch does not create the folder of --output; a missing one loses the job's log silently.
     mkdirSync(state.options.resultsDir, { recursive: true });
     const r = await execa('sbatch', ['--parsable', SCRIPT], { cwd: scheduleDir, reject: false });
     const arrayId = /^(\d+)/.exec(r.stdout.trim())?.[1];
     if (r.exitCode !== 0 || !arrayId) throw new Error(`sbatch failed (exit ${r.exitCode}): ${tailLines(`${r.stdout}\n${r.stderr}`)}`);
-    return state.jobs.map((j, i) => ({ ...j, submittedId: `${arrayId}_${i}` }));
+    state.jobs.forEach((j, i) => submitted({ ...j, submittedId: `${arrayId}_${i}` }));
   },
 
   async poll(state, job) {

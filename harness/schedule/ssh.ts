@@ -55,16 +55,14 @@ export const ssh: Scheduler = {
     return { files, submitCommands: state.jobs.map((j) => submitCommand(state, j)) };
   },
 
-  async submit(state, scheduleDir) {
-    const out: Job[] = [];
+  async submit(state, scheduleDir, submitted) {
     for (const job of state.jobs) {
       const c = submitCommand(state, job);
       const r = await execa(c.argv[0]!, c.argv.slice(1), { cwd: scheduleDir, inputFile: join(scheduleDir, c.stdinFile!), reject: false });
       const pid = /^(\d+)$/m.exec(r.stdout)?.[1];
       if (r.exitCode !== 0 || !pid) throw new Error(`ssh ${job.host} failed to start job ${job.name} (exit ${r.exitCode}): ${tailLines(`${r.stdout}\n${r.stderr}`)}`);
-      out.push({ ...job, submittedId: `${job.host}:${pid}` });
+      submitted({ ...job, submittedId: `${job.host}:${pid}` });
     }
-    return out;
   },
 
   async poll(state, job) {
