@@ -38,6 +38,8 @@ describe('fwbench schedule --on slurm + collect (real Slurm on localhost)', () =
     expect(merged.cells.map((x) => x.engine).sort()).toEqual(['onnxruntime', 'tfjs-wasm']);
     expect(merged.cells.every((x) => x.workload === 'cnn' && x.batchSize === 1)).toBe(true);
     expect(merged.sources).toHaveLength(2);
+    // Split by engine on one kind of machine: one host in the merged run, engines side by side.
+    expect(new Set(merged.cells.map((x) => x.hostFingerprint)).size).toBe(1);
     // Each array task wrote its own run on the shared filesystem and its exit code.
     for (const j of state.jobs) expect(readFileSync(join(j.dir, 'exit-code'), 'utf8').trim()).toBe('0');
   });

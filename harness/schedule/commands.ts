@@ -197,7 +197,8 @@ async function collect(target: string, f: CollectFlags): Promise<void> {
   const out = resolve(f.out ?? defaultOut);
   // The default folder is collect's own: a later collect replaces it with the newer picture.
   if (out === defaultOut && existsSync(out)) for (const name of readdirSync(out)) rmSync(join(out, name), { recursive: true, force: true });
-  const merged = mergeRuns(runs, ['fwbench', ...process.argv.slice(2)]);
+  // Jobs split by engine ran one engine each on machines of one kind: compare them side by side.
+  const merged = mergeRuns(runs, ['fwbench', ...process.argv.slice(2)], { sameFingerprintSameHost: state.options.split === 'engine' });
   const path = writeMerged(merged, out);
   process.stdout.write(`${summaryTable(merged)}Results: ${path}\n`);
   progress(`merged ${merged.cells.length} cells from ${runs.length} of ${state.jobs.length} job(s) into ${path}; report with: fwbench report ${out}`);

@@ -74,7 +74,7 @@ export function fetchPodManifest(state: ScheduleState, job: Job): Manifest {
   };
 }
 
-const toYaml = (docs: Manifest[]): string => docs.map((d) => stringify(d)).join('---\n');
+const toYaml = (docs: Manifest[]): string => docs.map((d) => stringify(d, { aliasDuplicateObjects: false })).join('---\n');
 
 async function kubectl(args: string[], input?: string): Promise<string> {
   const r = await execa('kubectl', args, { reject: false, ...(input !== undefined ? { input } : {}) });

@@ -79,7 +79,7 @@ export const skypilot: Scheduler = {
 
   render(state) {
     return {
-      files: state.jobs.map((j) => ({ name: taskFile(j), text: stringify(taskSpec(state, j)) })),
+      files: state.jobs.map((j) => ({ name: taskFile(j), text: stringify(taskSpec(state, j), { blockQuote: 'literal', lineWidth: 0 }) })),
       submitCommands: state.jobs.map((j) => ({ argv: ['sky', 'launch', '--yes', '--detach-run', '--cluster', clusterName(state, j), taskFile(j)] })),
     };
   },
