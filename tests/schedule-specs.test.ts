@@ -168,3 +168,26 @@ describe('rendered Slurm and ssh scripts (checked by bash; GPU and container pat
     );
   });
 });
+
+describe('schedule and collect refuse what cannot work, in one line', () => {
+  it('refuses to submit when the scheduler client is not on PATH (checked before anything is submitted)', async () => {
+    const dir = join(tempDir('fwbench-spec-'), 'sched');
+    const r = await execa(process.execPath, ['bin/fwbench.js', 'schedule', '--on', 'k8s', '--image', 'x/fwbench:cuda', '--out', dir, '--', '--quick'], { reject: false, env: { PATH: '/nonexistent' } });
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(/^fwbench: --on k8s needs kubectl on PATH; install the scheduler's client \(or use --dry-run/m);
+  });
+
+  it('refuses to collect a dry run or a folder without a state file', async () => {
+    const dir = await dryRun(['--on', 'slurm']);
+    const a = await fwbench(['collect', dir]);
+    expect(a.exitCode).toBe(2);
+    expect(a.stderr).toMatch(/state.json is from a dry run: nothing was submitted/);
+    const b = await fwbench(['collect', tempDir()]);
+    expect(b.exitCode).toBe(2);
+    expect(b.stderr).toMatch(/state.json does not exist: give the folder \(or its state.json\) that fwbench schedule wrote/);
+    writeFileSync(join(dir, 'state.json'), JSON.stringify({ stateVersion: 1, id: 'x' }));
+    const c = await fwbench(['collect', dir]);
+    expect(c.exitCode).toBe(2);
+    expect(c.stderr).toMatch(/is not an fwbench schedule state file: /);
+  });
+});

@@ -8,7 +8,7 @@ import { loadRun } from '../report/model.js';
 import type { Run, RunConfig } from '../results.js';
 import { summaryTable } from '../summary.js';
 import { k8s } from './k8s.js';
-import { readState, SCHEDULERS, shJoin, splitJobs, SPLITS, STATE_FILE, writeState, type Job, type JobStatus, type ScheduleOptions, type ScheduleState, type Scheduler, type SchedulerName } from './plan.js';
+import { readState, requireClients, SCHEDULERS, shJoin, splitJobs, SPLITS, STATE_FILE, writeState, type Job, type JobStatus, type ScheduleOptions, type ScheduleState, type Scheduler, type SchedulerName } from './plan.js';
 import { skypilot } from './skypilot.js';
 import { slurm } from './slurm.js';
 import { ssh } from './ssh.js';
@@ -103,6 +103,7 @@ async function schedule(runFlags: string[], f: ScheduleFlags, cmd: Command): Pro
     process.stdout.write(`${files.map((x) => join(dir, x.name)).join('\n')}\n`);
     return;
   }
+  requireClients(impl.clients.submit, `--on ${f.on}`);
   progress(`submitting ${state.jobs.length} job(s) to ${f.on}:\n${commands.join('\n')}`);
   // The state is rewritten as each job gets its id, so a failure part-way loses none that started.
   const record = (job: Job): void => {
@@ -129,13 +130,14 @@ const label = (job: Job): string => `${job.name} (${job.submittedId ?? 'not subm
 
 interface CollectFlags { out?: string; poll: number; timeout?: number; wait: boolean }
 
-/** How many failed polls in a row make a job failed (a transient network error should not). */
-const POLL_ATTEMPTS = 3;
+/** How many failed polls in a row make a job failed: a scheduler restarting or a network blip should not. */
+const POLL_ATTEMPTS = 30;
 
 async function collect(target: string, f: CollectFlags): Promise<void> {
   const { state, dir } = readState(resolve(target));
   if (state.dryRun) throw new InputError(`${join(dir, STATE_FILE)} is from a dry run: nothing was submitted (submit the spec files yourself, or run schedule without --dry-run)`);
   const impl = SCHEDULER_IMPLS[state.options.on];
+  requireClients(impl.clients.collect, `collect for ${state.options.on}`);
   const status = new Map<string, JobStatus>();
   const pollErrors = new Map<string, number>();
   const started = Date.now();

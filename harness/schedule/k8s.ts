@@ -86,6 +86,7 @@ interface JobStatusJson { status?: { active?: number; succeeded?: number; failed
 interface PodListJson { items?: Array<{ status?: { phase?: string; containerStatuses?: Array<{ state?: { terminated?: { exitCode?: number; reason?: string }; waiting?: { reason?: string } } }> } }> }
 
 export const k8s: Scheduler = {
+  clients: { submit: ['kubectl'], collect: ['kubectl'] },
   options: ['namespace', 'pvc', 'pvcSize', 'cpus', 'mem'],
 
   check(o) {

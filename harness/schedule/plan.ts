@@ -1,5 +1,5 @@
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { join, posix } from 'node:path';
+import { accessSync, constants, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { delimiter, join, posix } from 'node:path';
 import { z } from 'zod';
 import { InputError } from '../../workloads/index.js';
 
@@ -126,6 +126,8 @@ export type JobStatus =
 
 /** Each scheduler file implements this. */
 export interface Scheduler {
+  /** Programs the scheduler's client needs on PATH: to submit, and to collect. */
+  clients: { submit: readonly string[]; collect: readonly string[] };
   /** Options of `fwbench schedule` this scheduler takes besides the common ones. */
   options: ReadonlyArray<keyof ScheduleOptions>;
   /** Checks combinations of options (one-line InputError). */
@@ -214,4 +216,20 @@ export const tailLines = (text: string, n = 3): string => text.split('\n').map((
 export function logReason(text: string): string {
   const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
   return lines.findLast((l) => /\b(error|exception|fatal|killed|traceback|oom)\b/i.test(l)) ?? lines.at(-1) ?? '(empty log)';
+}
+
+/** Refuses to go on when a client program is not on PATH (a one-line error instead of polling a missing program). */
+export function requireClients(programs: readonly string[], what: string): void {
+  const dirs = (process.env.PATH ?? '').split(delimiter).filter(Boolean);
+  const found = (p: string): boolean =>
+    dirs.some((d) => {
+      try {
+        accessSync(join(d, p), constants.X_OK);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+  const missing = programs.filter((p) => !found(p));
+  if (missing.length) throw new InputError(`${what} needs ${missing.join(', ')} on PATH; install the scheduler's client (or use --dry-run to only write the specs)`);
 }

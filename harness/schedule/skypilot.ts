@@ -67,6 +67,7 @@ async function client(argv: string[]): Promise<string> {
 }
 
 export const skypilot: Scheduler = {
+  clients: { submit: ['sky'], collect: ['sky', 'rsync'] },
   options: ['resultsDir', 'workdir', 'gpuType', 'cloud', 'cpus', 'mem'],
 
   check(o) {

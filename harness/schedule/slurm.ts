@@ -64,6 +64,7 @@ async function slurmVerdict(id: string): Promise<string | undefined> {
 }
 
 export const slurm: Scheduler = {
+  clients: { submit: ['sbatch'], collect: ['squeue', 'scontrol'] },
   options: ['resultsDir', 'workdir', 'partition', 'time', 'cpus', 'mem', 'gpuType', 'container'],
 
   check(o) {
@@ -92,6 +93,8 @@ export const slurm: Scheduler = {
   async poll(state, job) {
     const id = job.submittedId!;
     const q = await execa('squeue', ['-h', '-j', id, '-o', '%T|%r'], { reject: false });
+    // squeue refuses ids it has forgotten; any other failure (controller down) is no verdict on the job.
+    if (q.exitCode !== 0 && !/Invalid job id/i.test(q.stderr)) throw new Error(`squeue failed (exit ${q.exitCode}): ${tailLines(q.stderr)}`);
     const line = q.exitCode === 0 ? q.stdout.trim().split('\n')[0] : undefined;
     if (line) {
       const [st = '', reason = ''] = line.split('|');

@@ -39,6 +39,7 @@ function submitCommand(state: ScheduleState, job: Job): SubmitCommand {
 }
 
 export const ssh: Scheduler = {
+  clients: { submit: ['ssh'], collect: ['ssh', 'scp'] },
   options: ['resultsDir', 'hosts', 'workdir', 'sshConfig'],
 
   check(o) {
