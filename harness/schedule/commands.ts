@@ -8,7 +8,7 @@ import { loadRun } from '../report/model.js';
 import type { Run, RunConfig } from '../results.js';
 import { summaryTable } from '../summary.js';
 import { k8s } from './k8s.js';
-import { readState, requireClients, SCHEDULERS, shJoin, splitJobs, SPLITS, STATE_FILE, writeState, type Job, type JobStatus, type ScheduleOptions, type ScheduleState, type Scheduler, type SchedulerName } from './plan.js';
+import { readState, requireClients, SCHEDULERS, shJoin, splitJobs, SPLITS, STATE_FILE, writeState, type Job, type JobStatus, ScheduleOptionsSchema, type ScheduleOptions, type ScheduleState, type Scheduler, type SchedulerName } from './plan.js';
 import { skypilot } from './skypilot.js';
 import { slurm } from './slurm.js';
 import { ssh } from './ssh.js';
@@ -78,16 +78,11 @@ async function schedule(runFlags: string[], f: ScheduleFlags, cmd: Command): Pro
   const id = scheduleId();
   const dir = resolve(f.out ?? join('results', `schedule-${id}`));
   if (existsSync(join(dir, STATE_FILE))) throw new InputError(`${join(dir, STATE_FILE)} exists: schedule writes into a new or empty folder`);
-  mkdirSync(dir, { recursive: true });
-  const options: ScheduleOptions = {
-    on: f.on,
-    split: f.split,
-    hosts: f.hosts ?? [],
-    resultsDir: f.resultsDir ?? impl.defaultResultsDir(id, dir),
-    pvcSize: f.pvcSize,
-    ...Object.fromEntries(Object.entries({ image: f.image, workdir: f.workdir, gpus: f.gpus, gpuType: f.gpuType, container: f.container, partition: f.partition, time: f.time, cpus: f.cpus, mem: f.mem, namespace: f.namespace, pvc: f.pvc, cloud: f.cloud, sshConfig: f.sshConfig && resolve(f.sshConfig) }).filter(([, v]) => v !== undefined)),
-  };
+  const { out: _out, dryRun: _dryRun, hosts, resultsDir, sshConfig, ...rest } = f;
+  const options = ScheduleOptionsSchema.parse({ ...rest, hosts: hosts ?? [], resultsDir: resultsDir ?? impl.defaultResultsDir(id, dir), ...(sshConfig ? { sshConfig: resolve(sshConfig) } : {}) });
   impl.check(options);
+  if (!f.dryRun) requireClients(impl.clients.submit, `--on ${f.on}`);
+  mkdirSync(dir, { recursive: true });
   const state: ScheduleState = { stateVersion: 1, id, createdAt: new Date().toISOString(), dryRun: !!f.dryRun, options, specFiles: [], submitCommands: [], jobs: splitJobs(options, config.engines, runFlags) };
   const { files, submitCommands } = impl.render(state, dir);
   for (const file of files) {
@@ -103,7 +98,6 @@ async function schedule(runFlags: string[], f: ScheduleFlags, cmd: Command): Pro
     process.stdout.write(`${files.map((x) => join(dir, x.name)).join('\n')}\n`);
     return;
   }
-  requireClients(impl.clients.submit, `--on ${f.on}`);
   progress(`submitting ${state.jobs.length} job(s) to ${f.on}:\n${commands.join('\n')}`);
   // The state is rewritten as each job gets its id, so a failure part-way loses none that started.
   const record = (job: Job): void => {
