@@ -85,6 +85,7 @@ async function kubectl(args: string[], input?: string): Promise<string> {
 interface JobStatusJson { status?: { active?: number; succeeded?: number; failed?: number; conditions?: Array<{ type: string; status: string; reason?: string; message?: string }> } }
 interface PodListJson { items?: Array<{ status?: { phase?: string; containerStatuses?: Array<{ state?: { terminated?: { exitCode?: number; reason?: string }; waiting?: { reason?: string } } }> } }> }
 
+/** The Kubernetes scheduler (batch/v1 Jobs). */
 export const k8s: Scheduler = {
   clients: { submit: ['kubectl'], collect: ['kubectl'] },
   options: ['namespace', 'pvc', 'pvcSize', 'cpus', 'mem'],

@@ -66,6 +66,7 @@ async function client(argv: string[]): Promise<string> {
   return r.stdout;
 }
 
+/** The SkyPilot scheduler (one cluster per job). */
 export const skypilot: Scheduler = {
   clients: { submit: ['sky'], collect: ['sky', 'rsync'] },
   options: ['resultsDir', 'workdir', 'gpuType', 'cloud', 'cpus', 'mem'],

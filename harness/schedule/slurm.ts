@@ -63,6 +63,7 @@ async function slurmVerdict(id: string): Promise<string | undefined> {
   return sa.exitCode === 0 && sa.stdout.trim() ? `sacct: ${sa.stdout.trim().split('\n')[0]}` : undefined;
 }
 
+/** The Slurm scheduler (sbatch job array). */
 export const slurm: Scheduler = {
   clients: { submit: ['sbatch'], collect: ['squeue', 'scontrol'] },
   options: ['resultsDir', 'workdir', 'partition', 'time', 'cpus', 'mem', 'gpuType', 'container'],

@@ -38,6 +38,7 @@ function submitCommand(state: ScheduleState, job: Job): SubmitCommand {
   return { argv: ['ssh', ...sshOptions(state.options), job.host!, remote], stdinFile: scriptName(job) };
 }
 
+/** The plain-ssh scheduler (detached job scripts). */
 export const ssh: Scheduler = {
   clients: { submit: ['ssh'], collect: ['ssh', 'scp'] },
   options: ['resultsDir', 'hosts', 'workdir', 'sshConfig'],

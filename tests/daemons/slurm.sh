@@ -29,13 +29,14 @@ up() {
     echo munged | $sudo tee -a "$STATE/started" >/dev/null
   fi
   if [ ! -e "$CONF" ] || grep -qF "$MARK" "$CONF"; then
+    # Addresses are loopback: no dependence on how the host name resolves.
     cpus=$(nproc)
     mem_mb=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
     $sudo mkdir -p /etc/slurm /var/spool/slurmctld /var/spool/slurmd /var/log/slurm
     $sudo tee "$CONF" >/dev/null <<CONF
 $MARK
 ClusterName=fwbench-local
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 AuthType=auth/munge
 CredType=cred/munge
 SlurmUser=root
@@ -53,7 +54,7 @@ SlurmdPidFile=$STATE/slurmd.pid
 SlurmctldLogFile=/var/log/slurm/slurmctld.log
 SlurmdLogFile=/var/log/slurm/slurmd.log
 SchedulerType=sched/backfill
-NodeName=$host CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=local Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
   fi
