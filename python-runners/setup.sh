@@ -2,7 +2,7 @@
 # Creates python-runners/.venv and installs the CPU requirements into it. Idempotent: an existing
 # venv is reused and pip skips what is already satisfied. FWBENCH_SETUP_PYTHON picks the base
 # interpreter (default python3; 3.11 is what the pinned wheels are built for here).
-# FWBENCH_SETUP_DEVICE=cuda (the Dockerfile's cuda target) installs the CUDA builds instead, and the
+# FWBENCH_SETUP_DEVICE=cuda (the Dockerfile's cuda variant) installs the CUDA builds instead, and the
 # CUDA 11 libraries tfjs-node-gpu needs into python-runners/.cuda11.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"

@@ -64,16 +64,18 @@ describe('Dockerfile (static check: no Docker engine here to build it)', () => {
     }
   });
 
-  it('has a cpu and a cuda target, each installing with the README set-up script and fwbench as entrypoint', () => {
+  it('builds a cpu and a cuda variant (VARIANT), both installing with the README set-up script, fwbench as entrypoint', () => {
     const s = stages();
-    for (const target of ['cpu', 'cuda']) {
-      const ins = s.get(target);
-      expect(ins, `target ${target}`).toBeDefined();
-      expect(ins!.some((i) => i.keyword === 'RUN' && /npm ci\b.*&& npm run setup\b/.test(i.args)), `${target} runs npm ci && npm run setup`).toBe(true);
-      expect(ins!.find((i) => i.keyword === 'ENTRYPOINT')!.args).toBe('["fwbench"]');
-      expect(ins!.some((i) => i.keyword === 'VOLUME' && i.args === '/data/results')).toBe(true);
-    }
-    const cudaEnv = s.get('cuda')!.filter((i) => i.keyword === 'ENV').map((i) => i.args).join(' ');
+    const variant = dockerfile.find((i) => i.keyword === 'ARG' && i.args.startsWith('VARIANT='));
+    expect(variant?.args).toBe('VARIANT=cpu');
+    const final = dockerfile.filter((i) => i.keyword === 'FROM').at(-1)!;
+    expect(final.args).toBe('base-${VARIANT} AS fwbench');
+    for (const v of ['cpu', 'cuda']) expect(s.has(`base-${v}`), `stage base-${v} for VARIANT=${v}`).toBe(true);
+    const ins = s.get('fwbench')!;
+    expect(ins.some((i) => i.keyword === 'RUN' && /npm ci\b.*&& npm run setup\b/.test(i.args)), 'runs npm ci && npm run setup').toBe(true);
+    expect(ins.find((i) => i.keyword === 'ENTRYPOINT')!.args).toBe('["fwbench"]');
+    expect(ins.some((i) => i.keyword === 'VOLUME' && i.args === '/data/results')).toBe(true);
+    const cudaEnv = s.get('base-cuda')!.filter((i) => i.keyword === 'ENV').map((i) => i.args).join(' ');
     expect(cudaEnv).toMatch(/FWBENCH_SETUP_DEVICE=cuda/);
     expect(cudaEnv).toMatch(/ONNXRUNTIME_NODE_INSTALL=cuda12/);
   });
@@ -88,7 +90,7 @@ describe('Dockerfile (static check: no Docker engine here to build it)', () => {
   });
 
   it("puts every CUDA 11 package setup.sh installs on tfjs-node-gpu's library path", () => {
-    const cudaEnv = stages().get('cuda')!.filter((i) => i.keyword === 'ENV').map((i) => i.args).join(' ');
+    const cudaEnv = stages().get('base-cuda')!.filter((i) => i.keyword === 'ENV').map((i) => i.args).join(' ');
     const path = /FWBENCH_LD_LIBRARY_PATH_TFJS_NODE_GPU=(\S+)/.exec(cudaEnv)![1]!.split(':');
     const packages = readFileSync('python-runners/requirements-cuda11.txt', 'utf8').split('\n').filter((l) => /^nvidia-/.test(l)).map((l) => /^nvidia-([a-z-]+)-cu11/.exec(l)![1]!.replace(/-/g, '_'));
     expect(path.sort()).toEqual(packages.map((p) => `/opt/fwbench/python-runners/.cuda11/nvidia/${p}/lib`).sort());

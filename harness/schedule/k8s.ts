@@ -91,7 +91,7 @@ export const k8s: Scheduler = {
   options: ['namespace', 'pvc', 'pvcSize', 'cpus', 'mem'],
 
   check(o) {
-    if (!o.image) throw new InputError('--on k8s runs a container: give --image REGISTRY/fwbench:TAG (docker build --target cuda -t REGISTRY/fwbench:TAG . && docker push ...)');
+    if (!o.image) throw new InputError('--on k8s runs a container: give --image REGISTRY/fwbench:TAG (docker build --build-arg VARIANT=cuda -t REGISTRY/fwbench:TAG . && docker push ...)');
     if (o.namespace && !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(o.namespace)) throw new InputError(`--namespace must be a DNS-1123 label, got '${o.namespace}'`);
   },
 
