@@ -34,6 +34,11 @@ describe('fwbench schedule --on ssh + collect (real sshd on 127.0.0.1)', () => {
     expect(state.jobs).toHaveLength(1);
     expect(state.jobs[0]!.submittedId).toMatch(/^fwbench-test:\d+$/);
 
+    // Right after submission the job is still starting: --no-wait reports it and merges nothing yet.
+    const early = await fwbench(['collect', dir, '--no-wait']);
+    expect(early.exitCode).toBe(1);
+    expect(early.stderr).toMatch(/job all \(fwbench-test:\d+\): still running; run collect again later/);
+
     const c = await fwbench(['collect', dir, '--poll', '1', '--timeout', '100']);
     expect(c.exitCode, c.stderr).toBe(0);
     expect(c.stderr).toMatch(/job all \(fwbench-test:\d+\): done/);
