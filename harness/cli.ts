@@ -15,6 +15,7 @@ import { checkOutputDir, checkOutputFile, writeOutputFile } from './output.js';
 import { progressHooks } from './progress.js';
 import { registerReportCommands } from './report-commands.js';
 import { probeEngines, runMatrix } from './run.js';
+import { registerScheduleCommands } from './schedule/commands.js';
 import { writeSchemas } from './schemas.js';
 import { registerSetupCommands } from './setup/commands.js';
 import { summaryTable } from './summary.js';
@@ -154,6 +155,7 @@ export function buildProgram(): Command {
   registerSetupCommands(program);
   registerReportCommands(program);
   registerDiagnosticCommands(program);
+  registerScheduleCommands(program);
   return program;
 }
 
