@@ -133,20 +133,22 @@ export function medianInterval(samples: readonly number[], opts: BootstrapOption
 /**
  * Bootstrap confidence interval of the mean of one sample set (classic resampling). The work is
  * n x resamples, so for very large n the resample count is lowered to keep it near 2e7 draws
- * (never below 200).
+ * (never below 200). Resampling draws from the sorted samples, so the interval depends on the
+ * samples and the seed only, not on the order they were recorded in.
  */
 export function meanInterval(samples: readonly number[], opts: BootstrapOptions = {}): Interval {
   const n = samples.length;
   if (n === 0) throw new Error('meanInterval: no samples');
+  const sorted = Float64Array.from(samples).sort();
   const rng = createRng(opts.seed ?? DEFAULT_SEED);
   const wanted = opts.resamples ?? DEFAULT_RESAMPLES;
   const draws = new Float64Array(Math.min(wanted, Math.max(200, Math.floor(2e7 / n))));
   for (let i = 0; i < draws.length; i++) {
     let sum = 0;
-    for (let k = 0; k < n; k++) sum += samples[Math.floor(rng() * n)]!;
+    for (let k = 0; k < n; k++) sum += sorted[Math.floor(rng() * n)]!;
     draws[i] = sum / n;
   }
-  return percentileInterval(samples.reduce((a, b) => a + b, 0) / n, draws, opts.confidence ?? 0.95);
+  return percentileInterval(sorted.reduce((a, b) => a + b, 0) / n, draws, opts.confidence ?? 0.95);
 }
 
 /**

@@ -1,61 +1,27 @@
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { copyFileSync, writeFileSync } from 'node:fs';
+import { Command, CommanderError, Option } from 'commander';
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import si from 'systeminformation';
-import { FAMILIES, FAMILY_NAMES, getFamily, InputError, parseSetText, resolveParams, setsForFamily } from '../workloads/index.js';
+import { FAMILIES, FAMILY_NAMES, getFamily, InputError, parseSetText, resolveParams } from '../workloads/index.js';
 import { materialize } from '../workloads/materialize.js';
 import { loadTensors } from '../workloads/safetensors.js';
 import { detectHost } from './detect/host.js';
+import { FLAG, PRESET_NAMES, runFlag, runSettings } from './config.js';
 import { registerDiagnosticCommands } from './diagnostic-commands.js';
 import { buildOnnxModel } from './engines/onnx/index.js';
-import { checkModes, DEFAULT_ENGINES, ENGINES, getEngine, type ModeSelection } from './engines/registry.js';
-import { DEVICES, ENGINE_IDS, type Device, type EngineId } from './engines/types.js';
+import { DEFAULT_ENGINES, ENGINES } from './engines/registry.js';
+import { DEVICES, ENGINE_IDS } from './engines/types.js';
 import { DEFAULT_MEASURE, PRESET_REPLICATES, QUICK_MEASURE, RIGOROUS_MEASURE } from './measure.js';
+import { checkOutputDir, checkOutputFile, writeOutputFile } from './output.js';
 import { registerReportCommands } from './report-commands.js';
-import type { RunConfig } from './results.js';
 import { runCommand } from './run-command.js';
 import { probeEngines } from './run.js';
+import { registerScheduleCommands } from './schedule/commands.js';
 import { writeSchemas } from './schemas.js';
 import { registerSetupCommands } from './setup/commands.js';
 import { TOOL_VERSION } from './version.js';
 
-/** Exit codes: 0 all cells ok or skipped; 1 some cell failed or parity-failed; 2 bad input; 3 internal error; 130 / 143 run interrupted by SIGINT / SIGTERM (partial run kept, resumable). */
+/** Exit codes: 0 all cells ok or skipped; 1 some cell failed or parity-failed (compare: a regression); 2 bad input; 3 internal error; 130 / 143 run interrupted by SIGINT / SIGTERM (partial run kept, resumable). */
 export const EXIT = { ok: 0, cellsFailed: 1, badInput: 2, internal: 3, SIGINT: 130, SIGTERM: 143 } as const;
-
-const list = (what: string, valid: readonly string[]) => (text: string): string[] => {
-  const items = text.split(',').map((s) => s.trim()).filter(Boolean);
-  if (items.length === 0) throw new InvalidArgumentError(`empty ${what} list; valid ${what}s: ${valid.join(', ')}`);
-  for (const i of items) if (!valid.includes(i)) throw new InvalidArgumentError(`unknown ${what} '${i}'; valid ${what}s: ${valid.join(', ')}`);
-  return [...new Set(items)];
-};
-const positiveInt = (what: string) => (text: string): number => {
-  if (!/^\d+$/.test(text.trim()) || Number(text) < 1) throw new InvalidArgumentError(`${what} must be a positive integer, got '${text}'`);
-  return Number(text);
-};
-const nonNegative = (what: string) => (text: string): number => {
-  const v = Number(text);
-  if (text.trim() === '' || !Number.isFinite(v) || v < 0) throw new InvalidArgumentError(`${what} must be a non-negative number, got '${text}'`);
-  return v;
-};
-const nonNegativeInt = (what: string) => (text: string): number => {
-  if (!/^\d+$/.test(text.trim())) throw new InvalidArgumentError(`${what} must be a non-negative integer, got '${text}'`);
-  return Number(text);
-};
-const modeList = (text: string): ModeSelection => {
-  const items = [...new Set(text.split(',').map((s) => s.trim()).filter(Boolean))];
-  if (items.length === 0) throw new InvalidArgumentError(`empty mode list; give mode names (see fwbench list) or 'all'`);
-  return items.includes('all') && items.length === 1 ? 'all' : items;
-};
-const intList = (what: string) => (text: string): number[] => text.split(',').map((s) => positiveInt(what)(s.trim()));
-
-function presetNames(): string[] {
-  return [...new Set(Object.values(FAMILIES).flatMap((f) => Object.keys(f.presets)))];
-}
-
-async function defaultThreads(): Promise<number> {
-  const cpu = await si.cpu();
-  return Math.max(1, cpu.physicalCores || cpu.cores || 1);
-}
 
 function printJson(v: unknown): void {
   process.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
@@ -125,97 +91,70 @@ export function buildProgram(): Command {
   program
     .command('run')
     .description('run the benchmark matrix (engines x workloads x batch sizes); each cell in its own process')
-    .option('--engines <list>', `comma-separated engines (${ENGINE_IDS.join(', ')})`, list('engine', ENGINE_IDS), DEFAULT_ENGINES)
-    .option('--workloads <list>', `comma-separated workloads (${FAMILY_NAMES.join(', ')})`, list('workload', FAMILY_NAMES), [...FAMILY_NAMES])
-    .option('--modes <list>', "comma-separated execution modes (e.g. eager,compile), or 'all' for every mode of every engine; default: every mode of torch and tensorflow, the first mode of the others; an engine with none of the listed modes runs its first", modeList)
-    .option('--preset <name>', `preset for every workload (${presetNames().join(', ')})`, 'tiny')
-    .option('--batch-sizes <list>', 'comma-separated batch sizes', intList('batch size'), [1, 8])
-    .option('--out <dir>', 'output folder for cells.jsonl and run.json', `results/run-${new Date().toISOString().replace(/[:.]/g, '-')}`)
+    .option('--config <file>', 'YAML or JSON file whose keys are these flags without dashes (engines: [onnxruntime], batch-sizes: [1, 8], target-interval: 1); flags given here override it')
+    .option('--engines <list>', `comma-separated engines (${ENGINE_IDS.join(', ')})`, runFlag('engines'), DEFAULT_ENGINES)
+    .option('--workloads <list>', `comma-separated workloads (${FAMILY_NAMES.join(', ')})`, runFlag('workloads'), [...FAMILY_NAMES])
+    .option('--modes <list>', "comma-separated execution modes (e.g. eager,compile), or 'all' for every mode of every engine; default: every mode of torch and tensorflow, the first mode of the others; an engine with none of the listed modes runs its first", runFlag('modes'))
+    .option('--preset <name>', `preset for every workload (${PRESET_NAMES.join(', ')})`, runFlag('preset'), 'tiny')
+    .option('--batch-sizes <list>', 'comma-separated batch sizes', runFlag('batch-sizes'), [1, 8])
+    .option('--out <dir>', 'output folder for cells.jsonl and run.json', runFlag('out'), `results/run-${new Date().toISOString().replace(/[:.]/g, '-')}`)
     .option('--set <key=value,...>', 'override workload parameters, e.g. seq=37,hidden=96,heads=3 (list values continue after commas: depths=1,1,2,1)', (v: string, prev: Array<[string, string]>) => [...prev, ...parseSetText(v)], [] as Array<[string, string]>)
-    .addOption(new Option('--device <device>', 'device for every cell').choices([...DEVICES]).default('cpu'))
-    .option('--threads <n>', 'intra-op threads for every engine (default: physical cores)', positiveInt('--threads'))
-    .option('--seed <n>', 'seed of weights and inputs', nonNegativeInt('--seed'), 0)
+    .option('--device <device>', `device for every cell (${DEVICES.join(', ')})`, runFlag('device'), 'cpu')
+    .option('--threads <n>', 'intra-op threads for every engine (default: physical cores)', runFlag('threads'))
+    .option('--seed <n>', 'seed of weights and inputs', runFlag('seed'), 0)
     .option('--quick', `measurement preset: ±${QUICK_MEASURE.targetInterval * 100} % target, >= ${QUICK_MEASURE.minSamples} samples, ${QUICK_MEASURE.minTimeMs}-${QUICK_MEASURE.maxTimeMs} ms, ${PRESET_REPLICATES.quick} process per cell`)
     .option('--rigorous', `measurement preset: ±${RIGOROUS_MEASURE.targetInterval * 100} % target, >= ${RIGOROUS_MEASURE.minSamples} samples (p99), ${RIGOROUS_MEASURE.minTimeMs}-${RIGOROUS_MEASURE.maxTimeMs} ms, ${PRESET_REPLICATES.rigorous} processes per cell`)
-    .option('--target-interval <pct>', `stop once the 95 % interval of the median is within ±PCT % of it (default ${DEFAULT_MEASURE.targetInterval * 100}; 0 = run to --max-time)`, nonNegative('--target-interval'))
-    .option('--replicates <n>', `fresh worker processes per cell, interleaved across cells (default ${PRESET_REPLICATES.default})`, positiveInt('--replicates'))
-    .option('--min-samples <n>', `timed loop: at least this many samples (default ${DEFAULT_MEASURE.minSamples}: p90 needs 64, p99 662)`, positiveInt('--min-samples'))
-    .option('--min-time <ms>', `timed loop: at least this long (ms, default ${DEFAULT_MEASURE.minTimeMs})`, nonNegative('--min-time'))
-    .option('--max-time <ms>', `timed loop: at most this long (ms, default ${DEFAULT_MEASURE.maxTimeMs})`, nonNegative('--max-time'))
-    .option('--warmup-max-time <ms>', `warm-up: at most this long (ms, default ${DEFAULT_MEASURE.warmupMaxMs})`, nonNegative('--warmup-max-time'))
-    .option('--timeout <s>', 'kill a cell\'s worker after this many seconds', positiveInt('--timeout'), 600)
+    .option('--target-interval <pct>', `stop once the 95 % interval of the median is within ±PCT % of it (default ${DEFAULT_MEASURE.targetInterval * 100}; 0 = run to --max-time)`, runFlag('target-interval'))
+    .option('--replicates <n>', `fresh worker processes per cell, interleaved across cells (default ${PRESET_REPLICATES.default})`, runFlag('replicates'))
+    .option('--min-samples <n>', `timed loop: at least this many samples (default ${DEFAULT_MEASURE.minSamples}: p90 needs 64, p99 662)`, runFlag('min-samples'))
+    .option('--min-time <ms>', `timed loop: at least this long (ms, default ${DEFAULT_MEASURE.minTimeMs})`, runFlag('min-time'))
+    .option('--max-time <ms>', `timed loop: at most this long (ms, default ${DEFAULT_MEASURE.maxTimeMs})`, runFlag('max-time'))
+    .option('--warmup-max-time <ms>', `warm-up: at most this long (ms, default ${DEFAULT_MEASURE.warmupMaxMs})`, runFlag('warmup-max-time'))
+    .option('--timeout <s>', 'kill a cell\'s worker after this many seconds', runFlag('timeout'), 600)
     .option('--json', 'print run.json on stdout instead of the summary table')
     .option('--resume <dir>', 'continue the interrupted or killed run in DIR: run only its missing cells, with its configuration (flags given again must match it)')
-    .option('--max-memory-mb <n>', "cap each cell worker's private memory (RLIMIT_DATA via prlimit; Node workers also get V8's heap limit); running past it is an out-of-memory cell, and a batch-size sweep stops there", positiveInt('--max-memory-mb'))
-    .action(async (o: { engines: string[]; modes?: ModeSelection; workloads: string[]; preset: string; batchSizes: number[]; out: string; set: Array<[string, string]>; device: Device; threads?: number; seed: number; quick?: boolean; rigorous?: boolean; targetInterval?: number; replicates?: number; minSamples?: number; minTime?: number; maxTime?: number; warmupMaxTime?: number; timeout: number; json?: boolean; resume?: string; maxMemoryMb?: number }, cmd: Command) => {
-      if (o.quick && o.rigorous) throw new InputError('--quick and --rigorous exclude each other');
-      const measurePreset = o.quick ? 'quick' : o.rigorous ? 'rigorous' : 'default';
-      const p = { quick: QUICK_MEASURE, default: DEFAULT_MEASURE, rigorous: RIGOROUS_MEASURE }[measurePreset];
-      const minTimeMs = o.minTime ?? p.minTimeMs;
-      const config: RunConfig = {
-        engines: o.engines.map((e) => getEngine(e).id as EngineId),
-        workloads: o.workloads.map((w) => getFamily(w).name),
-        preset: o.preset,
-        batchSizes: [...new Set(o.batchSizes)],
-        ...(o.modes ? { modes: o.modes } : {}),
-        sets: o.set,
-        device: o.device,
-        threads: o.threads ?? (await defaultThreads()),
-        seed: o.seed,
-        measure: {
-          ...p,
-          minSamples: o.minSamples ?? p.minSamples,
-          minTimeMs,
-          maxTimeMs: Math.max(o.maxTime ?? p.maxTimeMs, minTimeMs),
-          warmupMaxMs: o.warmupMaxTime ?? p.warmupMaxMs,
-          targetInterval: o.targetInterval !== undefined ? o.targetInterval / 100 : p.targetInterval,
-        },
-        replicates: o.replicates ?? PRESET_REPLICATES[measurePreset],
-        measurePreset,
-        cellTimeoutMs: o.timeout * 1000,
-        ...(o.maxMemoryMb ? { maxMemoryMb: o.maxMemoryMb } : {}),
-      };
-      // Validate modes and every workload's parameters before anything starts.
-      checkModes(config.engines.map((e) => getEngine(e)), config.modes);
-      const families = config.workloads.map((w) => getFamily(w));
-      for (const f of families) resolveParams(f, config.preset, setsForFamily(f, config.sets, families));
-      const explicitOptions = Object.keys(o).filter((k) => ![undefined, 'default'].includes(cmd.getOptionValueSource(k)));
-      const end = await runCommand(config, { out: resolve(o.out), ...(o.resume ? { resume: resolve(o.resume) } : {}), explicitOptions, ...(o.json ? { json: true } : {}), command: ['fwbench', ...process.argv.slice(2)] });
+    .option('--max-memory-mb <n>', "cap each cell worker's private memory (RLIMIT_DATA via prlimit; Node workers also get V8's heap limit); running past it is an out-of-memory cell, and a batch-size sweep stops there", runFlag('max-memory-mb'))
+    .action(async (o: Record<string, unknown>, cmd: Command) => {
+      const { config, out, json, given } = await runSettings(o, (key) => cmd.getOptionValueSource(key) === 'cli');
+      const resume = typeof o.resume === 'string' ? { resume: resolve(checkOutputDir(o.resume, '--resume')) } : {};
+      const end = await runCommand(config, { out: resolve(out), ...resume, explicitOptions: given, json, command: ['fwbench', ...process.argv.slice(2)] });
       process.exitCode = EXIT[end];
     });
 
   program
     .command('export')
     .description('write the exact model, canonical weights or inputs a run uses, to reproduce a number outside fwbench')
-    .requiredOption('--workload <name>', `workload (${FAMILY_NAMES.join(', ')})`)
-    .option('--preset <name>', 'preset', 'tiny')
+    .requiredOption('--workload <name>', `workload (${FAMILY_NAMES.join(', ')})`, FLAG.workload)
+    .option('--preset <name>', 'preset', FLAG.preset, 'tiny')
     .option('--set <key=value,...>', 'parameter overrides, as for run', (v: string, prev: Array<[string, string]>) => [...prev, ...parseSetText(v)], [] as Array<[string, string]>)
     .addOption(new Option('--format <format>', 'onnx (ONNX model, opset 17, symbolic batch), weights (canonical safetensors) or inputs (safetensors)').choices(['onnx', 'weights', 'inputs']).makeOptionMandatory())
-    .option('--batch-size <n>', 'batch size of the inputs', positiveInt('--batch-size'), 1)
-    .option('--seed <n>', 'seed of weights and inputs', nonNegativeInt('--seed'), 0)
+    .option('--batch-size <n>', 'batch size of the inputs', FLAG.positiveInt, 1)
+    .option('--seed <n>', 'seed of weights and inputs', FLAG.nonNegativeInt, 0)
     .requiredOption('--out <file>', 'output file')
     .action((o: { workload: string; preset: string; set: Array<[string, string]>; format: 'onnx' | 'weights' | 'inputs'; batchSize: number; seed: number; out: string }) => {
       const family = getFamily(o.workload);
       const params = resolveParams(family, o.preset, o.set);
+      checkOutputFile(o.out, '--out');
       const m = materialize(family, params, o.seed, o.batchSize);
-      if (o.format === 'weights') copyFileSync(m.weightsPath, o.out);
-      else if (o.format === 'inputs') copyFileSync(m.inputsPath, o.out);
-      else writeFileSync(o.out, buildOnnxModel(family.name, params, loadTensors(m.weightsPath).tensors));
+      if (o.format === 'weights') writeOutputFile(o.out, readFileSync(m.weightsPath));
+      else if (o.format === 'inputs') writeOutputFile(o.out, readFileSync(m.inputsPath));
+      else writeOutputFile(o.out, buildOnnxModel(family.name, params, loadTensors(m.weightsPath).tensors));
       process.stderr.write(`fwbench: wrote ${o.format} of ${family.name}/${o.preset} (${JSON.stringify(params)}, seed ${o.seed}) to ${o.out}\n`);
     });
 
   program
     .command('schema')
-    .description('write the JSON Schemas of run.json, cells.jsonl lines and the worker protocol')
+    .description('write the JSON Schemas of run.json, cells.jsonl lines, the worker protocol and the run config file')
     .option('--out <dir>', 'output folder', 'results/schema')
     .action((o: { out: string }) => {
-      writeSchemas(o.out);
-      process.stderr.write(`fwbench: wrote run.schema.json, cell.schema.json, protocol.schema.json to ${o.out}\n`);
+      writeSchemas(checkOutputDir(o.out, '--out'));
+      process.stderr.write(`fwbench: wrote run.schema.json, cell.schema.json, protocol.schema.json, config.schema.json to ${o.out}\n`);
     });
 
   registerSetupCommands(program);
   registerReportCommands(program);
   registerDiagnosticCommands(program);
+  registerScheduleCommands(program);
   return program;
 }
 
@@ -233,7 +172,8 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     if (e instanceof InputError) {
-      process.stderr.write(`fwbench: ${e.message}\n`);
+      // One line, whatever the message quotes (a parser's excerpt of a file may hold newlines).
+      process.stderr.write(`fwbench: ${e.message.replace(/\s*\n\s*/g, ' ')}\n`);
       process.exitCode = EXIT.badInput;
       return;
     }

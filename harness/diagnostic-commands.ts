@@ -1,22 +1,11 @@
-import { type Command, InvalidArgumentError, Option } from 'commander';
+import { type Command, Option } from 'commander';
 import si from 'systeminformation';
 import { detectHost, hostFingerprint } from './detect/host.js';
 import { formatFindings, runDoctor } from './doctor.js';
-import { getEngine } from './engines/registry.js';
+import { FLAG } from './config.js';
 import { DEVICES, ENGINE_IDS, type Device, type EngineId } from './engines/types.js';
 import { formatPeak, measurePeak } from './peak.js';
 import { probeEngines } from './run.js';
-
-const engineList = (text: string): EngineId[] => {
-  const items = [...new Set(text.split(',').map((s) => s.trim()).filter(Boolean))];
-  if (items.length === 0) throw new InvalidArgumentError(`empty engine list; valid engines: ${ENGINE_IDS.join(', ')}`);
-  for (const i of items) if (!(ENGINE_IDS as readonly string[]).includes(i)) throw new InvalidArgumentError(`unknown engine '${i}'; valid engines: ${ENGINE_IDS.join(', ')}`);
-  return items.map((i) => getEngine(i).id);
-};
-const positiveInt = (text: string): number => {
-  if (!/^\d+$/.test(text.trim()) || Number(text) < 1) throw new InvalidArgumentError(`--threads must be a positive integer, got '${text}'`);
-  return Number(text);
-};
 
 async function physicalCores(): Promise<number> {
   const cpu = await si.cpu();
@@ -28,9 +17,9 @@ export function registerDiagnosticCommands(program: Command): void {
   program
     .command('peak')
     .description("measure this machine's achievable FP32 GEMM rate (GFLOP/s) and memory copy bandwidth (GB/s) through each engine, each in its own worker; the best engine's figures are the machine's peak")
-    .option('--engines <list>', 'comma-separated engines (default: every engine available here)', engineList)
+    .option('--engines <list>', 'comma-separated engines (default: every engine available here)', FLAG.engines)
     .addOption(new Option('--device <device>', 'device').choices([...DEVICES]).default('cpu'))
-    .option('--threads <n>', 'intra-op threads (default: physical cores)', positiveInt)
+    .option('--threads <n>', 'intra-op threads (default: physical cores)', FLAG.positiveInt)
     .option('--no-cache', 'measure again instead of reusing cached figures')
     .option('--json', 'print JSON on stdout')
     .action(async (o: { engines?: EngineId[]; device: Device; threads?: number; cache: boolean; json?: boolean }) => {
@@ -47,9 +36,9 @@ export function registerDiagnosticCommands(program: Command): void {
   program
     .command('doctor')
     .description('detect what makes numbers wrong or slow here (reference BLAS, too few threads, CPU governor, busy machine, GPU asked but not used, GPU throttling, pure-JS TF.js), each with its fix')
-    .option('--engines <list>', 'engines you intend to run (default: onnxruntime,tfjs-wasm,tfjs-cpu,torch,tensorflow)', engineList)
+    .option('--engines <list>', 'engines you intend to run (default: onnxruntime,tfjs-wasm,tfjs-cpu,torch,tensorflow)', FLAG.engines)
     .addOption(new Option('--device <device>', 'device you intend to run on').choices([...DEVICES]).default('cpu'))
-    .option('--threads <n>', 'threads you intend to pass to run (default: physical cores)', positiveInt)
+    .option('--threads <n>', 'threads you intend to pass to run (default: physical cores)', FLAG.positiveInt)
     .option('--json', 'print JSON on stdout')
     .action(async (o: { engines?: EngineId[]; device: Device; threads?: number; json?: boolean }) => {
       const host = await detectHost();

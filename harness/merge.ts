@@ -1,6 +1,5 @@
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
 import { InputError } from '../workloads/index.js';
+import { insideDir, pathTaken } from './output.js';
 import { cellHost } from './report/model.js';
 import { ResultsStore, RunSchema, SCHEMA_VERSION, type Run, type RunSource } from './results.js';
 import { TOOL_VERSION } from './version.js';
@@ -15,8 +14,12 @@ import { TOOL_VERSION } from './version.js';
 
 const sourcesOf = (run: Run): RunSource[] => run.sources ?? [run];
 
-/** Merges runs (plain or already merged) in the order given. */
-export function mergeRuns(runs: Run[], command: string[]): Run {
+/**
+ * Merges runs (plain or already merged) in the order given. With `sameFingerprintSameHost`, runs
+ * whose fingerprints are equal count as one kind of machine and their cells are compared side by
+ * side (collect uses it for jobs split by engine, each engine on an identical node).
+ */
+export function mergeRuns(runs: Run[], command: string[], opts: { sameFingerprintSameHost?: boolean } = {}): Run {
   const first = runs[0];
   if (!first) throw new InputError('merge needs at least one run');
   const sources: RunSource[] = [];
@@ -26,8 +29,8 @@ export function mergeRuns(runs: Run[], command: string[]): Run {
     for (const s of sourcesOf(run)) {
       let fingerprint = s.hostFingerprint;
       const clash = (fp: string): boolean => sources.some((o) => o.hostFingerprint === fp);
-      if (clash(fingerprint)) fingerprint = `${s.hostFingerprint} (${s.host.hostname})`;
-      if (clash(fingerprint)) fingerprint = `${s.hostFingerprint} (${s.host.hostname}, ${s.startedAt})`;
+      if (clash(fingerprint) && !opts.sameFingerprintSameHost) fingerprint = `${s.hostFingerprint} (${s.host.hostname})`;
+      if (clash(fingerprint) && !opts.sameFingerprintSameHost) fingerprint = `${s.hostFingerprint} (${s.host.hostname}, ${s.startedAt})`;
       renamed.set(s.hostFingerprint, fingerprint);
       sources.push({ hostFingerprint: fingerprint, host: s.host, tool: s.tool, command: s.command, startedAt: s.startedAt, finishedAt: s.finishedAt, engines: s.engines, config: s.config });
     }
@@ -52,9 +55,9 @@ export function mergeRuns(runs: Run[], command: string[]): Run {
   } satisfies Run);
 }
 
-/** Writes a merged run as a run folder (cells.jsonl + run.json); refuses a folder that already holds a run. */
+/** Writes a merged run as a run folder (cells.jsonl + run.json); refuses a folder that already holds a run, or a link in its place. */
 export function writeMerged(run: Run, dir: string): string {
-  for (const f of ['run.json', 'cells.jsonl']) if (existsSync(join(dir, f))) throw new InputError(`${join(dir, f)} exists: merge writes into a new or empty folder`);
+  for (const f of ['run.json', 'cells.jsonl']) if (pathTaken(insideDir(dir, f))) throw new InputError(`${insideDir(dir, f)} exists: merge writes into a new or empty folder`);
   const store = new ResultsStore(dir);
   for (const c of run.cells) store.appendCell(c);
   return store.writeRun(run);

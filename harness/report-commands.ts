@@ -1,21 +1,22 @@
-import { type Command, InvalidArgumentError, Option } from 'commander';
-import { writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { compareHtml, compareRuns, compareText } from './compare.js';
+import { type Command, Option } from 'commander';
+import { existsSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { InputError } from '../workloads/index.js';
+import { FLAG } from './config.js';
 import { mergeRuns, writeMerged } from './merge.js';
-import { buildReport, REPORT_FORMATS, type ReportFormat } from './report/index.js';
-import { loadRun } from './report/model.js';
+import { checkOutputDir, checkOutputFile, insideDir, writeOutputFile } from './output.js';
+import type { ReportFormat } from './report/index.js';
+import { loadRun } from './results-file.js';
 
 /**
  * The commands that read finished runs: report, compare, merge. They read only run.json files,
- * so they work on runs from any machine and any version of the engines.
+ * so they work on runs from any machine and any version of the engines. The report writers (and
+ * the chart library under them) are loaded when a command needs them, so that every other
+ * command, and every bad-input error, answers without loading them.
  */
 
-const percent = (text: string): number => {
-  const v = Number(text);
-  if (text.trim() === '' || !Number.isFinite(v) || v < 0 || v >= 100) throw new InvalidArgumentError(`threshold must be a percentage in [0, 100), got '${text}'`);
-  return v;
-};
+/** The report formats (harness/report/index.ts REPORT_FORMATS has one writer for each). */
+const FORMATS = ['html', 'md', 'csv', 'json'] as const satisfies readonly ReportFormat[];
 
 /** Writes to a file, or to stdout for '-' (hyperfine's convention), and says where on stderr. */
 function emit(text: string, out: string, what: string): void {
@@ -23,7 +24,7 @@ function emit(text: string, out: string, what: string): void {
     process.stdout.write(text);
     return;
   }
-  writeFileSync(out, text);
+  writeOutputFile(out, text);
   process.stderr.write(`fwbench: wrote ${what} to ${resolve(out)} (${(Buffer.byteLength(text) / 1024).toFixed(0)} KiB)\n`);
 }
 
@@ -33,14 +34,18 @@ export function registerReportCommands(program: Command): void {
     .command('report')
     .description('write a report of a run: self-contained HTML (charts, tables, claim verdicts), Markdown, CSV or JSON')
     .argument('<dir>', 'run folder (or its run.json)')
-    .addOption(new Option('--format <format>', 'report format').choices(Object.keys(REPORT_FORMATS)).default('html'))
+    .addOption(new Option('--format <format>', 'report format').choices(FORMATS).default('html'))
     .option('--out <file>', "output file, '-' for stdout (default: DIR/report.<format>)")
-    .option('--threshold <pct>', 'noise threshold of the claim verdicts (percent)', percent, 5)
+    .option('--threshold <pct>', 'noise threshold of the claim verdicts (percent)', FLAG.percent, 5)
     .option('--claims <file>', 'claims file (default: the bundled harness/report/claims.json)')
-    .action((dir: string, o: { format: ReportFormat; out?: string; threshold: number; claims?: string }) => {
-      const report = buildReport(loadRun(dir), { thresholdPct: o.threshold, ...(o.claims ? { claimsPath: o.claims } : {}) });
-      const runDir = dir.endsWith('.json') ? resolve(dir, '..') : dir;
-      emit(REPORT_FORMATS[o.format](report), o.out ?? join(runDir, `report.${o.format}`), `${o.format} report`);
+    .action(async (dir: string, o: { format: ReportFormat; out?: string; threshold: number; claims?: string }) => {
+      if (o.claims !== undefined && !existsSync(o.claims)) throw new InputError(`--claims ${o.claims}: no such file`);
+      const out = o.out === undefined ? undefined : checkOutputFile(o.out, '--out');
+      const run = loadRun(dir);
+      const { buildReport, REPORT_FORMATS } = await import('./report/index.js');
+      const report = buildReport(run, { thresholdPct: o.threshold, ...(o.claims ? { claimsPath: o.claims } : {}) });
+      const runDir = dir.endsWith('.json') ? dirname(resolve(dir)) : dir;
+      emit(REPORT_FORMATS[o.format](report), out ?? insideDir(runDir, `report.${o.format}`), `${o.format} report`);
     });
 
   program
@@ -48,11 +53,14 @@ export function registerReportCommands(program: Command): void {
     .description('compare two runs cell by cell: ratio of medians B/A with a bootstrap 95% CI; exit 1 when some cell got slower beyond the threshold')
     .argument('<a>', 'baseline run folder (or run.json)')
     .argument('<b>', 'candidate run folder (or run.json)')
-    .option('--threshold <pct>', 'noise threshold (percent): a change needs the whole CI beyond it', percent, 5)
+    .option('--threshold <pct>', 'noise threshold (percent): a change needs the whole CI beyond it', FLAG.percent, 5)
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'json', 'html']).default('text'))
     .option('--out <file>', "output file (default: stdout; '-' for stdout)", '-')
-    .action((a: string, b: string, o: { threshold: number; format: 'text' | 'json' | 'html'; out: string }) => {
-      const c = compareRuns(loadRun(a), loadRun(b), { thresholdPct: o.threshold });
+    .action(async (a: string, b: string, o: { threshold: number; format: 'text' | 'json' | 'html'; out: string }) => {
+      checkOutputFile(o.out, '--out');
+      const [runA, runB] = [loadRun(a), loadRun(b)];
+      const { compareHtml, compareRuns, compareText } = await import('./compare.js');
+      const c = compareRuns(runA, runB, { thresholdPct: o.threshold });
       emit(o.format === 'json' ? `${JSON.stringify(c, null, 2)}\n` : o.format === 'html' ? compareHtml(c) : compareText(c), o.out, `${o.format} comparison`);
       if (c.regressions > 0) process.exitCode = 1;
     });
@@ -63,6 +71,7 @@ export function registerReportCommands(program: Command): void {
     .argument('<dirs...>', 'run folders (or run.json files), plain or merged')
     .requiredOption('--out <dir>', 'output folder for the merged cells.jsonl and run.json')
     .action((dirs: string[], o: { out: string }) => {
+      checkOutputDir(o.out, '--out');
       const merged = mergeRuns(dirs.map(loadRun), ['fwbench', ...process.argv.slice(2)]);
       const path = writeMerged(merged, resolve(o.out));
       process.stderr.write(`fwbench: merged ${merged.cells.length} cells from ${merged.sources?.length ?? 1} runs into ${path}\n`);

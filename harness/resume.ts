@@ -1,6 +1,8 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { InputError } from '../workloads/index.js';
-import { ResultsStore, RunSchema, type Cell, type EngineStatus, type Run, type RunConfig } from './results.js';
+import { loadRun } from './results-file.js';
+import { ResultsStore, type Cell, type EngineStatus, type Run, type RunConfig } from './results.js';
 
 /**
  * `fwbench run --resume DIR`: the run's own configuration (from DIR/run.json, written before its
@@ -64,27 +66,15 @@ export function environmentDifferences(run: Pick<Run, 'hostFingerprint' | 'engin
 
 /** The run to continue in `dir` and its finished cells; a truncated last line of cells.jsonl is dropped through `warn`. */
 export function loadResume(dir: string, warn: (text: string) => void): { run: Run; cells: Cell[] } {
+  if (!existsSync(join(dir, 'run.json'))) throw new InputError(`cannot resume ${dir}: it has no run.json (a run writes it before its first cell; this one never got that far, so start it again)`);
   const store = new ResultsStore(dir);
-  if (!existsSync(store.runPath)) throw new InputError(`cannot resume ${dir}: it has no run.json (a run writes it before its first cell; this one never got that far, so start it again)`);
-  let json: unknown;
   try {
-    json = JSON.parse(readFileSync(store.runPath, 'utf8'));
-  } catch (e) {
-    throw new InputError(`cannot resume ${dir}: run.json is not JSON (${e instanceof Error ? e.message : String(e)})`);
-  }
-  const parsed = RunSchema.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new InputError(`cannot resume ${dir}: run.json is not an fwbench run of this version (${issue ? `${issue.path.join('.') || '(root)'}: ${issue.message}` : 'schema mismatch'})`);
-  }
-  if (parsed.data.sources) throw new InputError(`cannot resume ${dir}: it holds a merged run (fwbench merge), not a run of this machine`);
-  let cells: Cell[];
-  try {
-    cells = store.readCells(warn);
+    const run = loadRun(store.runPath);
+    if (run.sources) throw new Error('it holds a merged run (fwbench merge), not a run of this machine');
+    return { run, cells: store.readCells(warn) };
   } catch (e) {
     throw new InputError(`cannot resume ${dir}: ${e instanceof Error ? e.message : String(e)}`);
   }
-  return { run: parsed.data, cells };
 }
 
 /** The configuration a resumed run continues with (the run's own), or an InputError naming every field the command line sets differently. */

@@ -50,6 +50,16 @@ export function pythonInterpreter(env: NodeJS.ProcessEnv = process.env): { path:
   return onPath ? { path: onPath } : { missing: `no Python interpreter: FWBENCH_PYTHON is unset, ${venv} does not exist and python3 is not on PATH` };
 }
 
+/**
+ * LD_LIBRARY_PATH for one engine's worker: FWBENCH_LD_LIBRARY_PATH_<ENGINE> (engine id upper-cased,
+ * '-' as '_', e.g. FWBENCH_LD_LIBRARY_PATH_TFJS_NODE_GPU) goes in front of it. Each engine runs in
+ * its own process, so tfjs-node-gpu's libtensorflow can load CUDA 11 while the others load CUDA 12.
+ */
+export function engineLibraryEnv(engineId: string, env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const extra = env[`FWBENCH_LD_LIBRARY_PATH_${engineId.toUpperCase().replace(/-/g, '_')}`];
+  return extra ? { LD_LIBRARY_PATH: [extra, env.LD_LIBRARY_PATH].filter(Boolean).join(delimiter) } : {};
+}
+
 /** Environment that pins every framework's thread pools to the same numbers before it starts. */
 export function threadEnv(threads: number): Record<string, string> {
   return {
@@ -121,7 +131,8 @@ export async function runNodeWorker(first: ToWorker, opts: WorkerOptions): Promi
  * runner (`python -m fwbench_runner`). Without a Python interpreter the outcome is an
  * `unavailable` error carrying the setup command, as if the runner had said so itself.
  */
-export async function runEngineWorker(engine: EngineDescriptor, first: ToWorker, opts: WorkerOptions): Promise<WorkerOutcome> {
+export async function runEngineWorker(engine: EngineDescriptor, first: ToWorker, optsIn: WorkerOptions): Promise<WorkerOutcome> {
+  const opts = { ...optsIn, env: { ...optsIn.env, ...engineLibraryEnv(engine.id) } };
   if (engine.language === 'node') return runNodeWorker(first, opts);
   const python = pythonInterpreter();
   if ('missing' in python) {

@@ -1,9 +1,6 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import { InputError } from '../../workloads/index.js';
 import { MIN_SAMPLES_FOR_CI, medianInterval, type Interval } from '../bootstrap.js';
 import type { HostInfo } from '../detect/host.js';
-import { RunSchema, type Cell, type EngineStatus, type Run, type RunConfig } from '../results.js';
+import type { Cell, EngineStatus, Run, RunConfig } from '../results.js';
 
 /**
  * What every report format shows, computed once from run.json: hosts, cells grouped the way
@@ -11,24 +8,6 @@ import { RunSchema, type Cell, type EngineStatus, type Run, type RunConfig } fro
  * of each group, bootstrap intervals of medians, and the claim verdicts. The writers only lay
  * this out.
  */
-
-/** Reads a run: a run folder (its run.json) or a run.json path; malformed input is an InputError (exit 2). */
-export function loadRun(path: string): Run {
-  const file = existsSync(path) && statSync(path).isDirectory() ? join(path, 'run.json') : path;
-  if (!existsSync(file)) throw new InputError(`no run.json at ${file} (a run writes it when it finishes; pass the run's folder or its run.json)`);
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new InputError(`${file} is not JSON: ${e instanceof Error ? e.message : String(e)}`);
-  }
-  const parsed = RunSchema.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new InputError(`${file} is not an fwbench run.json: ${issue ? `${issue.path.join('.') || '(root)'}: ${issue.message}` : 'schema mismatch'}`);
-  }
-  return parsed.data;
-}
 
 /** The host a cell was measured on: its own fingerprint in a merged run, else the run's. */
 export const cellHost = (run: Run, cell: Cell): string => cell.hostFingerprint ?? run.hostFingerprint;

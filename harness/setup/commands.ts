@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { existsSync } from 'node:fs';
+import { InputError } from '../../workloads/index.js';
 import { probeEngine } from '../run.js';
 import { SetupError, setupTfjsNode } from './tfjs-node.js';
 
@@ -12,11 +14,8 @@ export function registerSetupCommands(program: Command): void {
     .option('--python <path>', 'interpreter whose TensorFlow to use (default: FWBENCH_PYTHON, python-runners/.venv, python3)')
     .option('--if-possible', 'exit 0 with a message when it cannot succeed here (for set-up scripts)')
     .action(async (what: string, o: { gpu?: boolean; python?: string; ifPossible?: boolean }) => {
-      if (what !== 'tfjs-node') {
-        process.stderr.write(`fwbench: unknown set-up target '${what}'; valid targets: tfjs-node\n`);
-        process.exitCode = 2;
-        return;
-      }
+      if (what !== 'tfjs-node') throw new InputError(`unknown set-up target '${what}'; valid targets: tfjs-node`);
+      if (o.python?.includes('/') && !existsSync(o.python)) throw new InputError(`--python ${o.python}: no such file; give the path of a Python interpreter`);
       const log = (line: string): void => void process.stderr.write(`fwbench setup: ${line}\n`);
       const id = o.gpu ? 'tfjs-node-gpu' : 'tfjs-node';
       try {

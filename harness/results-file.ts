@@ -1,0 +1,63 @@
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { InputError } from '../workloads/index.js';
+import { RunSchema, SCHEMA_VERSION, type Run } from './results.js';
+import { TOOL_VERSION } from './version.js';
+
+/**
+ * Reading a run.json that report, compare and merge were given. A file may come from another
+ * machine and another fwbench version, so before the schema judges it, it is sorted into: not
+ * JSON (corrupt or truncated), JSON but not an fwbench run (foreign), an fwbench run of a newer
+ * schema version than this tool knows (refused: fields may have changed meaning), or a run of
+ * this or an older compatible version, which is brought up to date and then validated. Every
+ * refusal is one InputError line (exit 2) naming the file.
+ */
+
+/** Oldest run.json schema version this tool reads (older versions are upgraded on reading). */
+export const OLDEST_READABLE_SCHEMA_VERSION = 1;
+
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/**
+ * Fields added to schema version 1 after its first release, filled the way those files were
+ * measured: runs before the stopping rule existed (fwbench 0.1.0 at 34a4747) have no
+ * `measure.targetInterval`; 0 means "no interval target: run to the caps", which is what they did.
+ */
+function upgradeV1(run: Record<string, unknown>): void {
+  const configs = [run.config, ...(Array.isArray(run.sources) ? run.sources.map((s: unknown) => (isObject(s) ? s.config : undefined)) : [])];
+  for (const config of configs) {
+    if (isObject(config) && isObject(config.measure) && config.measure.targetInterval === undefined) config.measure.targetInterval = 0;
+  }
+}
+
+/** The run.json a run folder (or a run.json path) holds, refused with one line when corrupt, foreign or newer. */
+export function loadRun(path: string): Run {
+  const file = existsSync(path) && statSync(path).isDirectory() ? join(path, 'run.json') : path;
+  if (!existsSync(file)) throw new InputError(`no run.json at ${file} (a run writes it before its first cell; pass the run's folder or its run.json)`);
+  if (statSync(file).isDirectory()) throw new InputError(`${file} is a folder, not a run.json`);
+  const text = readFileSync(file, 'utf8');
+  if (text.trim() === '') throw new InputError(`${file} is empty (corrupt or truncated run.json)`);
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new InputError(`${file} is corrupt or truncated: not valid JSON (${e instanceof Error ? e.message : String(e)})`);
+  }
+  if (!isObject(json) || !isObject(json.tool) || json.tool.name !== 'fwbench' || !('schemaVersion' in json)) {
+    throw new InputError(`${file} is not an fwbench run.json: it lacks "tool": {"name": "fwbench"} and "schemaVersion" (a file from another program?)`);
+  }
+  const version = json.schemaVersion;
+  if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) throw new InputError(`${file} has schemaVersion ${JSON.stringify(version)}; fwbench run.json versions are positive integers`);
+  if (version > SCHEMA_VERSION) {
+    throw new InputError(`${file} has schemaVersion ${version} (written by fwbench ${typeof json.tool.version === 'string' ? json.tool.version : '?'}), newer than this fwbench ${TOOL_VERSION} reads (${OLDEST_READABLE_SCHEMA_VERSION}-${SCHEMA_VERSION}); update fwbench to read it`);
+  }
+  if (version < OLDEST_READABLE_SCHEMA_VERSION) throw new InputError(`${file} has schemaVersion ${version}, older than this fwbench ${TOOL_VERSION} reads (${OLDEST_READABLE_SCHEMA_VERSION}-${SCHEMA_VERSION})`);
+  upgradeV1(json);
+  const parsed = RunSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new InputError(`${file} is not a valid fwbench run.json (schema version ${version}): ${issue ? `${issue.path.join('.') || '(root)'}: ${issue.message}` : 'schema mismatch'}`);
+  }
+  return parsed.data;
+}
+
