@@ -30,7 +30,7 @@ interface Entry {
 }
 
 const ENGINES = 'onnxruntime, tfjs-node, tfjs-node-gpu, tfjs-wasm, tfjs-cpu, torch, tensorflow';
-const KEYS = 'engines, workloads, modes, preset, batch-sizes, out, set, device, threads, seed, quick, rigorous, target-interval, replicates, min-samples, min-time, max-time, warmup-max-time, timeout, json';
+const KEYS = 'engines, workloads, modes, preset, batch-sizes, out, set, device, threads, seed, quick, rigorous, target-interval, replicates, min-samples, min-time, max-time, warmup-max-time, timeout, json, max-memory-mb';
 const run = (...args: string[]) => (c: Ctx): string[] => ['run', ...args, '--out', c.never];
 const config = (name: string, content: string, ...more: string[]) => (c: Ctx): string[] => ['run', '--config', c.file(name, content), ...more, '--out', c.never];
 const arg = (flag: string, value: string, message: string): RegExp => new RegExp(`option '${flag} <[a-z=.,]+>' argument '${value.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}' is invalid\\. ${message}`);
@@ -56,6 +56,8 @@ const CORPUS: Record<string, Entry> = {
   'run: fractional seed': { args: run('--seed', '1.5'), message: arg('--seed', '1.5', 'must be a non-negative integer, got 1.5') },
   'run: negative target interval': { args: run('--target-interval', '-1'), message: arg('--target-interval', '-1', 'must be a non-negative number, got -1') },
   'run: target interval as a word': { args: run('--target-interval', 'tight'), message: arg('--target-interval', 'tight', "must be a non-negative number, got 'tight'") },
+  'run: memory cap 0': { args: run('--max-memory-mb', '0'), message: arg('--max-memory-mb', '0', 'must be a positive integer, got 0') },
+  'run: --resume of a folder without a run': { args: (c) => ['run', '--resume', c.dir], message: /^fwbench: cannot resume .*: it has no run\.json \(a run writes it before its first cell; this one never got that far, so start it again\)$/m },
   'run: zero replicates': { args: run('--replicates', '0'), message: arg('--replicates', '0', 'must be a positive integer, got 0') },
   'run: negative min samples': { args: run('--min-samples', '-1'), message: arg('--min-samples', '-1', 'must be a positive integer, got -1') },
   'run: min time as text': { args: run('--min-time', 'abc'), message: arg('--min-time', 'abc', "must be a non-negative number, got 'abc'") },
