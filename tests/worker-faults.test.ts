@@ -143,9 +143,10 @@ describe('batch-size sweep', () => {
     const run = RunSchema.parse(JSON.parse(readFileSync(join(out, 'run.json'), 'utf8')));
     const [b1, b2048, b4096] = run.cells;
     expectOkCells([b1!], 1);
-    expect(b2048).toMatchObject({ status: 'failed', cause: 'out-of-memory', phase: 'parity' });
-    // Which allocation hits the cap first varies: the wasm heap's growth or V8's own heap.
-    expect(b2048!.reason).toMatch(/^out of memory in phase parity \((exit code 1|killed by SIGABRT)\): .*(WebAssembly\.Memory\.grow\(\): Unable to grow instance memory|JavaScript heap out of memory)/);
+    expect(b2048).toMatchObject({ status: 'failed', cause: 'out-of-memory' });
+    // Which allocation hits the cap first, and when, varies with the machine's load: the wasm
+    // heap's growth or V8's own heap, in the first run or the warm-up.
+    expect(b2048!.reason).toMatch(/^out of memory in phase (parity|warmup|measure) \((exit code 1|killed by SIGABRT)\): .*(WebAssembly\.Memory\.grow\(\): Unable to grow instance memory|JavaScript heap out of memory)/);
     expect(b4096).toMatchObject({ status: 'skipped', reason: 'not run: batch 2048 ran out of memory; largest batch that fit: 1' });
     expect(run.largestBatchFit).toEqual([{ engine: 'tfjs-wasm', mode: 'eager', device: 'cpu', workload: 'cnn', largestBatch: 1, outOfMemoryAtBatch: 2048 }]);
   });
