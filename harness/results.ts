@@ -233,6 +233,8 @@ export const RunSchema = z.object({
   state: RunStateSchema.optional(),
   /** Set when state is `interrupted`: the signal and when it came. */
   interruption: z.object({ signal: z.string(), at: z.string() }).optional(),
+  /** The orchestrator process writing this run, so a resume can refuse while it is still going. */
+  orchestrator: z.object({ pid: z.number().int(), hostname: z.string() }).optional(),
   /** Every `fwbench run --resume` that continued this run. */
   resumes: z.array(z.object({ startedAt: z.string(), command: z.array(z.string()), cellsBefore: z.number().int() })).optional(),
   /** Per (engine, mode, device, workload) that ran out of memory: the largest batch that fit. */

@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { getFamily, resolveParams, setsForFamily, type FamilyName, type Params, type WorkloadFamily } from '../workloads/index.js';
 import { cacheDir, materialize, type Materialized } from '../workloads/materialize.js';
@@ -350,6 +351,7 @@ export async function runMatrix(config: RunConfig, outDir: string, command: stri
     hostFingerprint: hostFingerprint(host),
     engines,
     config,
+    orchestrator: { pid: process.pid, hostname: hostname() },
     ...(resume ? { resumes: [...(resume.run.resumes ?? []), { startedAt, command, cellsBefore: done.size }] } : {}),
   };
   const snapshot = (state: NonNullable<Run['state']>): Run => {

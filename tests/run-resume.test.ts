@@ -122,6 +122,8 @@ describe('SIGINT and SIGTERM', () => {
     const child = start(['run', '--engines', 'onnxruntime,tfjs-wasm', '--workloads', 'rnn', '--batch-sizes', '1,2', ...QUICK, '--timeout', '600', '--out', dir], { FWBENCH_FAULT: 'hang@load:tfjs-wasm' });
     await until('the first cell', () => cellLines(dir).length >= 1);
     const hung = await hungWorker(child.pid!);
+    const early = await fwbench(['run', '--resume', dir]);
+    expect(early).toMatchObject({ exitCode: 2, stderr: `fwbench: cannot resume ${dir}: its run is still going (fwbench pid ${child.pid}); stop it first (Ctrl-C, or kill ${child.pid}), then resume` });
     child.kill(signal);
     const r = await child;
     expect(r.exitCode, String(r.stderr)).toBe(code);
