@@ -152,8 +152,13 @@ const CORPUS: Record<string, Entry> = {
   'compare: newer A': { args: (c) => ['compare', c.runJson('newer-a.json', (r) => ({ ...r, schemaVersion: 7 })), c.run], message: /newer-a\.json has schemaVersion 7 .*newer than this fwbench/ },
   'merge: a foreign file': { args: (c) => ['merge', c.run, c.file('foreign.json', '{"tool": {"name": "hyperfine"}, "results": []}'), '--out', join(c.dir, 'merged-never')], message: /foreign\.json is not an fwbench run\.json/ },
   'merge: a truncated file': { args: (c) => ['merge', c.run, c.file('truncated-m.json', '{'), '--out', join(c.dir, 'merged-never')], message: /truncated-m\.json is corrupt or truncated/ },
+  // fwbench schedule / collect: refused before anything is written or submitted
+  'schedule: unknown scheduler': { args: (c) => ['schedule', '--on', 'pbs', '--dry-run', '--out', c.never, '--', '--quick'], message: /option '--on <scheduler>' argument 'pbs' is invalid\. Allowed choices are slurm, k8s, skypilot, ssh\./ },
+  'schedule: --config in the run flags': { args: (c) => ['schedule', '--on', 'slurm', '--dry-run', '--out', c.never, '--', '--config', c.file('job.yaml', 'engines: [onnxruntime]\n')], message: /--config in the run flags: a job cannot read a local config file; give its settings as run flags after --/ },
+  'schedule: an option of another scheduler': { args: (c) => ['schedule', '--on', 'slurm', '--dry-run', '--hosts', 'me@gpu1', '--out', c.never, '--', '--quick'], message: /--hosts does not apply to --on slurm; its options: --results-dir, / },
+  'schedule: zero GPUs': { args: (c) => ['schedule', '--on', 'k8s', '--dry-run', '--gpus', '0', '--out', c.never, '--', '--quick'], message: /option '--gpus <n>' argument '0' is invalid\. --gpus must be a positive integer, got '0'/ },
+  'collect: no state file': { args: (c) => ['collect', join(c.dir, 'no-schedule-here')], message: /no-schedule-here\/state\.json does not exist: give the folder \(or its state\.json\) that fwbench schedule wrote/ },
 };
-
 describe('bad-input corpus: exit 2 and one line naming the field, the value and what is allowed', () => {
   let ctx: Ctx;
   beforeAll(() => {
