@@ -1,5 +1,5 @@
 import Table from 'cli-table3';
-import { classifyRatio, MIN_SAMPLES_FOR_CI, medianRatioInterval, type BootstrapOptions } from './bootstrap.js';
+import { classifyRatio, MIN_SAMPLES_FOR_CI, medianRatioInterval, replicateRatioInterval, type BootstrapOptions } from './bootstrap.js';
 import { esc, htmlDocument, sortableTable, td } from './report/html.js';
 import { cellHost, cellKey, num, paramsText } from './report/model.js';
 import type { Cell, Run } from './results.js';
@@ -10,7 +10,10 @@ import type { Cell, Run } from './results.js';
  * differ: comparing machines is a use). The ratio B/A gets a bootstrap interval from both sides'
  * raw samples, and it is a change only when the whole interval lies beyond the noise threshold
  * (Criterion's rule; an interval that clears the threshold also excludes 1, so the change is
- * significant at the interval's level).
+ * significant at the interval's level). When both cells were measured in several processes the
+ * bootstrap resamples processes, then samples (replicateRatioInterval), so the interval carries
+ * the process-to-process variation a rerun meets; with one process per side it can only reflect
+ * the within-process noise, and the pair says so (`interval: 'samples'`).
  */
 
 /** Verdict on one pair of cells. */
@@ -35,6 +38,8 @@ export interface CellComparison {
   ratio: number;
   /** 95 % bootstrap interval of the ratio; absent with fewer than MIN_SAMPLES_FOR_CI samples on a side. */
   ci?: { lo: number; hi: number };
+  /** What the interval resampled: processes then samples (both sides have >= 2 replicates), or pooled samples only. */
+  interval?: 'replicates' | 'samples';
   verdict: CompareVerdict;
 }
 
@@ -56,6 +61,14 @@ export interface Comparison {
   unmatched: Array<{ cell: string; why: string }>;
   /** Pairs slower beyond the threshold. */
   regressions: number;
+}
+
+/** Each ok replicate's own samples (sliced from the cell's pooled samplesMs), those with enough for an interval. */
+export function replicateSamples(c: Cell): number[][] {
+  const all = c.samplesMs ?? [];
+  return (c.replicates ?? [])
+    .filter((r) => r.status === 'ok' && r.offset !== undefined && (r.n ?? 0) >= MIN_SAMPLES_FOR_CI)
+    .map((r) => all.slice(r.offset!, r.offset! + r.n!));
 }
 
 const describe = (c: Cell, host: string): string => `${c.id} (${paramsText(c.params)}) on ${host}`;
@@ -91,9 +104,12 @@ export function compareRuns(a: Run, b: Run, opts: { thresholdPct: number } & Boo
         pairs.push({ ...base, ratio: cb.stats.medianMs / ca.stats.medianMs, verdict: 'no interval' });
         continue;
       }
-      const ci = medianRatioInterval([sb], [sa], opts);
+      const ga = replicateSamples(ca);
+      const gb = replicateSamples(cb);
+      const byProcess = ga.length >= 2 && gb.length >= 2;
+      const ci = byProcess ? replicateRatioInterval(gb, ga, opts) : medianRatioInterval([sb], [sa], opts);
       const change = classifyRatio(ci, threshold);
-      pairs.push({ ...base, ratio: ci.estimate, ci: { lo: ci.lo, hi: ci.hi }, verdict: change === 'higher' ? 'slower' : change === 'lower' ? 'faster' : 'no significant change' });
+      pairs.push({ ...base, ratio: ci.estimate, ci: { lo: ci.lo, hi: ci.hi }, interval: byProcess ? 'replicates' : 'samples', verdict: change === 'higher' ? 'slower' : change === 'lower' ? 'faster' : 'no significant change' });
     }
   }
   for (const [key, sideB] of cellsB) if (!cellsA.has(key)) for (const c of sideB) unmatched.push({ cell: describe(c, cellHost(b, c)), why: 'only in B' });
@@ -144,7 +160,7 @@ export function compareHtml(c: Comparison): string {
   ]);
   const body = `<h1>fwbench compare</h1>
 <p>A: <code>${esc(c.a.command.join(' '))}</code> (${esc(c.a.startedAt)})<br>B: <code>${esc(c.b.command.join(' '))}</code> (${esc(c.b.startedAt)})</p>
-<p>Ratio = median(B) / median(A) of latency, below 1 is faster; 95 % bootstrap interval from both sides' raw samples; a change needs the whole interval beyond ±${esc(c.thresholdPct)} %. ${c.regressions} regression${c.regressions === 1 ? '' : 's'}.</p>
+<p>Ratio = median(B) / median(A) of latency, below 1 is faster; 95 % bootstrap interval from both sides' raw samples (resampling processes, then samples, where both sides ran several); a change needs the whole interval beyond ±${esc(c.thresholdPct)} %. ${c.regressions} regression${c.regressions === 1 ? '' : 's'}.</p>
 ${sortableTable(['engine', 'mode', 'device', 'workload', 'parameters', 'batch', 'host', 'A median (ms)', 'B median (ms)', 'B/A', 'B/A 95% CI', 'verdict'], rows, 'compare')}
 <h2>Geometric mean of B/A per engine</h2>
 ${sortableTable(['engine', 'cells', 'B/A'], c.geomeans.map((g) => [td(esc(g.engine)), td(String(g.cells), g.cells), td(num(g.ratio), g.ratio)]), 'geomeans')}

@@ -74,14 +74,15 @@ class Worker:
         self.channel.send({"type": "built", "buildMs": (t1 - t0) / 1e6, "settings": model.settings})
         self.phase = "first-run"
         feed = model.prepare(inputs)
-        out = model.run(feed)
-        t2 = time.perf_counter_ns()
-        batch = cell["batchSize"]
-        self.channel.send({"type": "parity", "firstRunMs": (t2 - t1) / 1e6, "shape": [batch, out.size // batch], "values": out.ravel().tolist()})
-        verdict = self.channel.receive()
-        if verdict["type"] == "continue":
-            self.phase = "measure"
-            self.channel.send({"type": "samples", **measure(lambda: model.run(feed), first["measure"])})
+        with model.session():
+            out = model.run(feed)
+            t2 = time.perf_counter_ns()
+            batch = cell["batchSize"]
+            self.channel.send({"type": "parity", "firstRunMs": (t2 - t1) / 1e6, "shape": [batch, out.size // batch], "values": out.ravel().tolist()})
+            verdict = self.channel.receive()
+            if verdict["type"] == "continue":
+                self.phase = "measure"
+                self.channel.send({"type": "samples", **measure(lambda: model.run(feed), first["measure"])})
         self.phase = "memory"
         device_peak = model.peak_device_bytes()
         model.dispose()

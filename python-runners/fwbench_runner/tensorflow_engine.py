@@ -179,10 +179,12 @@ class KerasModel(BuiltModel):
                 return tf.constant(np.ascontiguousarray(np.transpose(inputs["images"], (0, 2, 3, 1))))
             return tf.constant(inputs["tokens"])
 
+    def session(self):
+        return tf.device("/GPU:0" if self.device == "cuda" else "/CPU:0")
+
     def run(self, feed):
-        with tf.device("/GPU:0" if self.device == "cuda" else "/CPU:0"):
-            # .numpy() waits for the result and copies it to host memory: readback is part of the timed work.
-            return self.fn(feed).numpy()
+        # .numpy() waits for the result and copies it to host memory: readback is part of the timed work.
+        return self.fn(feed).numpy()
 
     def peak_device_bytes(self):
         return tf.config.experimental.get_memory_info("GPU:0")["peak"] if self.device == "cuda" else None

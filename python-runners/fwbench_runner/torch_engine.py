@@ -214,13 +214,16 @@ class TorchModel(BuiltModel):
             return torch.from_numpy(np.array(inputs["images"], dtype=np.float32))
         return torch.from_numpy(np.array(inputs["tokens"], dtype=np.int64))
 
+    def session(self):
+        return torch.inference_mode()
+
     def run(self, feed):
-        with torch.inference_mode():
-            # Inputs start on the host each call, as they do for every engine (ORT, tfjs take host arrays).
-            out = self.fn(feed.to(self.device)).cpu()
-        if self.cuda:
-            # .cpu() already waits for the copy; this makes "all queued work finished" explicit before the clock is read.
-            torch.cuda.synchronize(self.device)
+        if not self.cuda:
+            return self.fn(feed).numpy()
+        # Inputs start on the host each call, as they do for every engine (ORT, tfjs take host arrays).
+        out = self.fn(feed.to(self.device)).cpu()
+        # .cpu() already waits for the copy; this makes "all queued work finished" explicit before the clock is read.
+        torch.cuda.synchronize(self.device)
         return out.numpy()
 
     def peak_device_bytes(self):
