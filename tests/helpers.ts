@@ -9,8 +9,8 @@ import { generateInput, generateWeight } from '../workloads/materialize.js';
 import type { TensorMap } from '../workloads/safetensors.js';
 
 /** Runs the real CLI (compiled, as `npx fwbench` does) and returns its exit code and output. */
-export async function fwbench(args: string[], opts: { timeoutMs?: number } = {}): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-  const r = await execa(process.execPath, ['bin/fwbench.js', ...args], { reject: false, timeout: opts.timeoutMs ?? 300_000, env: { FORCE_COLOR: '0' } });
+export async function fwbench(args: string[], opts: { timeoutMs?: number; env?: Record<string, string> } = {}): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  const r = await execa(process.execPath, ['bin/fwbench.js', ...args], { reject: false, timeout: opts.timeoutMs ?? 300_000, env: { FORCE_COLOR: '0', ...opts.env } });
   return { exitCode: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
