@@ -134,7 +134,7 @@ export function buildProgram(): Command {
     .option('--out <dir>', 'output folder for cells.jsonl and run.json', `results/run-${new Date().toISOString().replace(/[:.]/g, '-')}`)
     .option('--set <key=value,...>', 'override workload parameters, e.g. seq=37,hidden=96,heads=3 (list values continue after commas: depths=1,1,2,1)', (v: string, prev: Array<[string, string]>) => [...prev, ...parseSetText(v)], [] as Array<[string, string]>)
     .addOption(new Option('--device <device>', 'device for every cell').choices([...DEVICES]).default('cpu'))
-    .option('--threads <n>', 'intra-op threads for every engine (default: physical cores)', positiveInt('--threads'))
+    .option('--threads <list>', 'intra-op threads, or a comma-separated list to sweep (each count is a matrix dimension: every cell runs at each); default: physical cores', intList('--threads'))
     .option('--seed <n>', 'seed of weights and inputs', nonNegativeInt('--seed'), 0)
     .option('--quick', `measurement preset: ±${QUICK_MEASURE.targetInterval * 100} % target, >= ${QUICK_MEASURE.minSamples} samples, ${QUICK_MEASURE.minTimeMs}-${QUICK_MEASURE.maxTimeMs} ms, ${PRESET_REPLICATES.quick} process per cell`)
     .option('--rigorous', `measurement preset: ±${RIGOROUS_MEASURE.targetInterval * 100} % target, >= ${RIGOROUS_MEASURE.minSamples} samples (p99), ${RIGOROUS_MEASURE.minTimeMs}-${RIGOROUS_MEASURE.maxTimeMs} ms, ${PRESET_REPLICATES.rigorous} processes per cell`)
@@ -146,7 +146,7 @@ export function buildProgram(): Command {
     .option('--warmup-max-time <ms>', `warm-up: at most this long (ms, default ${DEFAULT_MEASURE.warmupMaxMs})`, nonNegative('--warmup-max-time'))
     .option('--timeout <s>', 'kill a cell\'s worker after this many seconds', positiveInt('--timeout'), 600)
     .option('--json', 'print run.json on stdout instead of the summary table')
-    .action(async (o: { engines: string[]; modes?: ModeSelection; workloads: string[]; preset: string; batchSizes: number[]; out: string; set: Array<[string, string]>; device: Device; threads?: number; seed: number; quick?: boolean; rigorous?: boolean; targetInterval?: number; replicates?: number; minSamples?: number; minTime?: number; maxTime?: number; warmupMaxTime?: number; timeout: number; json?: boolean }) => {
+    .action(async (o: { engines: string[]; modes?: ModeSelection; workloads: string[]; preset: string; batchSizes: number[]; out: string; set: Array<[string, string]>; device: Device; threads?: number[]; seed: number; quick?: boolean; rigorous?: boolean; targetInterval?: number; replicates?: number; minSamples?: number; minTime?: number; maxTime?: number; warmupMaxTime?: number; timeout: number; json?: boolean }) => {
       if (o.quick && o.rigorous) throw new InputError('--quick and --rigorous exclude each other');
       const measurePreset = o.quick ? 'quick' : o.rigorous ? 'rigorous' : 'default';
       const p = { quick: QUICK_MEASURE, default: DEFAULT_MEASURE, rigorous: RIGOROUS_MEASURE }[measurePreset];
@@ -159,7 +159,7 @@ export function buildProgram(): Command {
         ...(o.modes ? { modes: o.modes } : {}),
         sets: o.set,
         device: o.device,
-        threads: o.threads ?? (await defaultThreads()),
+        threads: o.threads ? [...new Set(o.threads)] : [await defaultThreads()],
         seed: o.seed,
         measure: {
           ...p,

@@ -1,12 +1,13 @@
 import Table from 'cli-table3';
 import { classifyRatio, MIN_SAMPLES_FOR_CI, medianRatioInterval, replicateRatioInterval, type BootstrapOptions } from './bootstrap.js';
 import { esc, htmlDocument, sortableTable, td } from './report/html.js';
-import { cellHost, cellKey, num, paramsText } from './report/model.js';
+import { cellHost, cellKey, cellThreads, num, paramsText } from './report/model.js';
 import type { Cell, Run } from './results.js';
 
 /**
  * `fwbench compare A B`: cell by cell, how B's median latency relates to A's. A cell of A matches
- * the cell of B with the same engine, mode, device, workload, parameters and batch size (hosts may
+ * the cell of B with the same engine, mode, device, workload, parameters, batch size and thread
+ * count (hosts may
  * differ: comparing machines is a use). The ratio B/A gets a bootstrap interval from both sides'
  * raw samples, and it is a change only when the whole interval lies beyond the noise threshold
  * (Criterion's rule; an interval that clears the threshold also excludes 1, so the change is
@@ -28,6 +29,8 @@ export interface CellComparison {
   preset: string;
   params: string;
   batchSize: number;
+  /** Intra-op threads of both cells. */
+  threads: number;
   hostA: string;
   hostB: string;
   medianAMs: number;
@@ -63,12 +66,16 @@ export interface Comparison {
   regressions: number;
 }
 
-/** Each ok replicate's own samples (sliced from the cell's pooled samplesMs), those with enough for an interval. */
+/**
+ * Each ok replicate's own samples (sliced from the cell's pooled samplesMs), those with enough for
+ * an interval; none when the replicates' offsets and counts do not tile the pooled samples (a
+ * record edited or produced without them), so the caller falls back to the pooled samples.
+ */
 export function replicateSamples(c: Cell): number[][] {
   const all = c.samplesMs ?? [];
-  return (c.replicates ?? [])
-    .filter((r) => r.status === 'ok' && r.offset !== undefined && (r.n ?? 0) >= MIN_SAMPLES_FOR_CI)
-    .map((r) => all.slice(r.offset!, r.offset! + r.n!));
+  const reps = (c.replicates ?? []).filter((r) => r.status === 'ok' && r.offset !== undefined && r.n !== undefined);
+  if (reps.reduce((sum, r) => sum + r.n!, 0) !== all.length || reps.some((r) => r.offset! + r.n! > all.length)) return [];
+  return reps.filter((r) => r.n! >= MIN_SAMPLES_FOR_CI).map((r) => all.slice(r.offset!, r.offset! + r.n!));
 }
 
 const describe = (c: Cell, host: string): string => `${c.id} (${paramsText(c.params)}) on ${host}`;
@@ -78,7 +85,10 @@ export function compareRuns(a: Run, b: Run, opts: { thresholdPct: number } & Boo
   const threshold = opts.thresholdPct / 100;
   const byKey = (run: Run): Map<string, Cell[]> => {
     const m = new Map<string, Cell[]>();
-    for (const c of run.cells) m.set(cellKey(c), [...(m.get(cellKey(c)) ?? []), c]);
+    for (const c of run.cells) {
+      const key = cellKey(c, cellThreads(run, c));
+      m.set(key, [...(m.get(key) ?? []), c]);
+    }
     return m;
   };
   const cellsA = byKey(a);
@@ -99,7 +109,7 @@ export function compareRuns(a: Run, b: Run, opts: { thresholdPct: number } & Boo
       }
       const sa = ca.samplesMs ?? [];
       const sb = cb.samplesMs ?? [];
-      const base = { engine: ca.engine, mode: ca.mode, device: ca.device, workload: ca.workload, preset: ca.preset, params: paramsText(ca.params), batchSize: ca.batchSize, hostA: cellHost(a, ca), hostB: cellHost(b, cb), medianAMs: ca.stats.medianMs, medianBMs: cb.stats.medianMs, samplesA: sa.length, samplesB: sb.length };
+      const base = { engine: ca.engine, mode: ca.mode, device: ca.device, workload: ca.workload, preset: ca.preset, params: paramsText(ca.params), batchSize: ca.batchSize, threads: cellThreads(a, ca), hostA: cellHost(a, ca), hostB: cellHost(b, cb), medianAMs: ca.stats.medianMs, medianBMs: cb.stats.medianMs, samplesA: sa.length, samplesB: sb.length };
       if (sa.length < MIN_SAMPLES_FOR_CI || sb.length < MIN_SAMPLES_FOR_CI) {
         pairs.push({ ...base, ratio: cb.stats.medianMs / ca.stats.medianMs, verdict: 'no interval' });
         continue;
