@@ -44,6 +44,8 @@ async function ortIteration(job: BareJob, inputs: TensorMap): Promise<() => Prom
     intraOpNumThreads: job.threads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
+    enableCpuMemArena: true,
+    enableMemPattern: true,
     executionProviders: ['cpu'],
   });
   const feeds: Record<string, InstanceType<typeof ort.Tensor>> = {};

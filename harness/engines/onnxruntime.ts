@@ -66,6 +66,9 @@ function createRuntime(ort: Ort, buildModel: BuildModel): EngineRuntime {
         // with the intra-op pool for the same cores.
         interOpNumThreads: 1,
         executionMode: 'sequential' as const,
+        // ORT's defaults, set explicitly so the record says what ran: the CPU arena and the memory pattern planner.
+        enableCpuMemArena: true,
+        enableMemPattern: true,
         executionProviders,
       };
       const session = await ort.InferenceSession.create(buildModel(req.family, req.params, req.weights), options);
@@ -78,8 +81,15 @@ function createRuntime(ort: Ort, buildModel: BuildModel): EngineRuntime {
         if (!ids) widened.set(t, (ids = BigInt64Array.from(t.data, (v) => BigInt(v))));
         return new ort.Tensor('int64', ids, t.shape);
       };
+      // Defaults that change speed, recorded so two runs can be told apart: spinning intra-op
+      // threads, and on the CUDA EP its TF32 and cuDNN algorithm search defaults
+      // (NVIDIA_TF32_OVERRIDE=0 forces strict FP32 for all engines).
+      const defaults = {
+        intraOpAllowSpinning: 'ORT default (1)',
+        ...(req.device === 'cuda' ? { cudaUseTf32: 'CUDA EP default (1)', cudnnConvAlgoSearch: 'CUDA EP default (EXHAUSTIVE)', nvidiaTf32Override: process.env.NVIDIA_TF32_OVERRIDE ?? 'unset' } : {}),
+      };
       return {
-        settings: { ...options, executionProviders: executionProviders.join(','), ortVersion: version },
+        settings: { ...options, ...defaults, executionProviders: executionProviders.join(','), ortVersion: version },
         async run(inputs: TensorMap): Promise<Float32Array> {
           const feeds: Record<string, OrtTensor> = {};
           for (const name of session.inputNames) {

@@ -226,6 +226,10 @@ def build(req):
         "interopThreads": tf.config.threading.get_inter_op_parallelism_threads(),
         "requestedThreads": req.threads,
         "jitCompile": req.mode == "xla",
+        # TF32 matters on Ampere+ GPUs (TensorFlow's default is on); oneDNN kernels on x86-64 CPUs.
+        "tf32": tf.config.experimental.tensor_float_32_execution_enabled(),
+        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on for x86-64 Linux builds)"),
+        "nvidiaTf32Override": os.environ.get("NVIDIA_TF32_OVERRIDE", "unset"),
         "placement": f"all variables on {wanted}",
     }
     return KerasModel(model, fn, req.device, settings)
