@@ -23,8 +23,12 @@ import type { BareJob, BareResult } from './bare-loop.js';
  * Criterion (issue 5): |harness median - bare median| <= max(2 µs, 0.5 % of the bare median),
  * judged on the medians over rounds of each side's per-process median.
  *
- * Usage: node dist/bench/overhead.js [--rounds 3] [--threads 1] [--cases onnxruntime,torch,...]
- *        [--suite] [--out DIR]
+ * A second table isolates the loop's own cost from process-to-process variation: one process per
+ * case alternates blocks of the harness's timed loop (the engine's run + harness/measure.ts, or the
+ * runner's session/run/measure) with blocks of the bare loop on the same model (--blocks N each).
+ *
+ * Usage: node dist/bench/overhead.js [--rounds 3] [--blocks 10] [--threads 1]
+ *        [--cases onnxruntime,torch,...] [--suite] [--out DIR]
  * --suite also times the default suite (`fwbench run` with defaults) to its target interval.
  */
 interface Case {
@@ -47,6 +51,7 @@ const ENGINE_CASES: Array<Omit<Case, 'family' | 'preset'> & { presets: Array<[Fa
 const { values: args } = parseArgs({
   options: {
     rounds: { type: 'string', default: '3' },
+    blocks: { type: 'string', default: '10' },
     threads: { type: 'string', default: '1' },
     cases: { type: 'string' },
     suite: { type: 'boolean', default: false },
@@ -54,6 +59,7 @@ const { values: args } = parseArgs({
   },
 });
 const rounds = Number(args.rounds);
+const blockCount = Number(args.blocks);
 const threads = Number(args.threads);
 const out = resolve(args.out);
 const wanted = args.cases?.split(',');
@@ -98,8 +104,8 @@ async function harness(c: Case, dir: string): Promise<{ medianNs: number; n: num
   return { medianNs: cell.stats.medianMs * 1e6, n: cell.stats.n };
 }
 
-/** One bare process: the same model and inputs in a plain loop. */
-async function bare(job: BareJob & { nativeWeightsPath?: string }): Promise<{ medianNs: number; n: number }> {
+/** One bare process: the same model and inputs in a plain loop (or, with `blocks`, alternating with the harness's loop). */
+async function bareProcess(job: BareJob & { nativeWeightsPath?: string }): Promise<BareResult> {
   const python = job.engine === 'torch' || job.engine === 'tensorflow';
   let stdout: string;
   if (python) {
@@ -111,7 +117,11 @@ async function bare(job: BareJob & { nativeWeightsPath?: string }): Promise<{ me
     const r = await execa(process.execPath, [join(root, 'dist', 'bench', 'bare-loop.js'), JSON.stringify(job)], { env: threadEnv(threads) });
     stdout = r.stdout;
   }
-  const res = JSON.parse(stdout.trim().split('\n').at(-1)!) as BareResult;
+  return JSON.parse(stdout.trim().split('\n').at(-1)!) as BareResult;
+}
+
+async function bare(job: BareJob & { nativeWeightsPath?: string }): Promise<{ medianNs: number; n: number }> {
+  const res = await bareProcess(job);
   return { medianNs: medianCi(res.samplesNs).medianNs, n: res.samplesNs.length };
 }
 
@@ -145,8 +155,8 @@ for (let r = 0; r < rounds; r++) {
 }
 
 const fmt = (ns: number): string => (ns >= 1e6 ? `${(ns / 1e6).toFixed(3)} ms` : `${(ns / 1e3).toFixed(1)} µs`);
-const rows = cases.map((c, i) => {
-  const acc = perCase[i]!;
+const judged = (c: Case, harnessNs: number[], bareNs: number[]) => {
+  const acc = { harness: harnessNs, bare: bareNs };
   const h = median(acc.harness);
   const b = median(acc.bare);
   const diff = h - b;
@@ -155,19 +165,32 @@ const rows = cases.map((c, i) => {
   const paired = acc.harness.map((x, k) => ((x - acc.bare[k]!) / acc.bare[k]!) * 100);
   const pass = Math.abs(diff) <= tolerance;
   const verdict = pass ? 'yes' : Math.min(...paired) < 0 && Math.max(...paired) > 0 ? 'no: noise (rounds disagree in sign)' : 'no';
-  return { ...c, batch, harnessNs: h, bareNs: b, diffNs: diff, diffPct: (diff / b) * 100, toleranceNs: tolerance, pass, verdict, pairedPct: paired, roundsHarnessNs: acc.harness, roundsBareNs: acc.bare, n: acc.n };
-});
+  return { ...c, batch, harnessNs: h, bareNs: b, diffNs: diff, diffPct: (diff / b) * 100, toleranceNs: tolerance, pass, verdict, pairedPct: paired, roundsHarnessNs: acc.harness, roundsBareNs: acc.bare };
+};
+const rows = rounds > 0 ? cases.map((c, i) => ({ ...judged(c, perCase[i]!.harness, perCase[i]!.bare), n: perCase[i]!.n })) : [];
 const signed = (x: number, digits: number): string => `${x >= 0 ? '+' : ''}${x.toFixed(digits)}`;
-const lines = [
-  `Threads ${threads}, ${rounds} rounds (harness and bare processes alternating), load average at start ${startLoad}, at end ${load()}.`,
-  '',
-  '| engine | workload/preset | batch | harness median | bare median | difference | per-round differences | pass (≤ max(2 µs, 0.5 %)) |',
+const table = (rs: Array<ReturnType<typeof judged>>, each: string): string[] => [
+  `| engine | workload/preset | batch | harness median | bare median | difference | ${each} | pass (≤ max(2 µs, 0.5 %)) |`,
   '|---|---|---|---|---|---|---|---|',
-  ...rows.map(
+  ...rs.map(
     (r) =>
       `| ${r.engine} ${r.mode} | ${r.family}/${r.preset} | ${r.batch} | ${fmt(r.harnessNs)} | ${fmt(r.bareNs)} | ${signed(r.diffNs / 1e3, 1)} µs (${signed(r.diffPct, 2)} %) | ${r.pairedPct.map((p) => `${signed(p, 1)} %`).join(', ')} | ${r.verdict} |`,
   ),
 ];
+const lines =
+  rounds > 0 ? [`Separate processes: threads ${threads}, ${rounds} rounds (harness and bare processes alternating), load average at start ${startLoad}, at end ${load()}.`, '', ...table(rows, 'per-round differences')] : [];
+
+// Same process, alternating blocks: the harness's loop against the bare loop under the same machine state.
+const blockRows: Array<ReturnType<typeof judged>> = [];
+if (blockCount > 0) {
+  const blockLoad = load();
+  for (const [i, c] of cases.entries()) {
+    const r = await bareProcess({ ...jobs[i]!, samples: 64, warmupMs: 1000, blocks: blockCount });
+    blockRows.push(judged(c, r.harnessBlocksNs!, r.bareBlocksNs!));
+    process.stderr.write(`blocks ${c.engine} ${c.family}/${c.preset}: harness ${fmt(blockRows.at(-1)!.harnessNs)}, bare ${fmt(blockRows.at(-1)!.bareNs)} (load ${load()})\n`);
+  }
+  lines.push('', `Same process, ${blockCount} harness blocks alternating with ${blockCount} bare blocks (medians of the block medians), threads ${threads}, load average at start ${blockLoad}, at end ${load()}.`, '', ...table(blockRows, 'per-pair differences'));
+}
 
 let suite: { wallS: number; cells: number; reached: number } | undefined;
 if (args.suite) {
@@ -180,5 +203,5 @@ if (args.suite) {
   suite = { wallS, cells: run.cells.length, reached: reps.filter((x) => x.stopReason === 'target-interval').length };
   lines.push('', `Default suite (\`fwbench run\`, defaults): ${run.cells.length} cells x ${run.config.replicates ?? 1} replicates in ${wallS.toFixed(1)} s wall; ${suite.reached} of ${reps.length} worker processes stopped on the target interval (±${run.config.measure.targetInterval * 100} %). Load ${load()}.`);
 }
-writeFileSync(join(out, 'overhead.json'), `${JSON.stringify({ threads, rounds, load: startLoad, rows, suite }, null, 1)}\n`);
+writeFileSync(join(out, 'overhead.json'), `${JSON.stringify({ threads, rounds, blocks: blockCount, load: startLoad, rows, blockRows, suite }, null, 1)}\n`);
 process.stdout.write(`${lines.join('\n')}\n`);
