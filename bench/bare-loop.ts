@@ -52,7 +52,7 @@ export interface BareResult {
 }
 
 /** Measurement settings of a harness block in same-process mode: the default rule with shorter bounds. */
-export const BLOCK_MEASURE = { ...DEFAULT_MEASURE, minSamples: 20, minTimeMs: 300, maxTimeMs: 1500 };
+export const BLOCK_MEASURE = { ...DEFAULT_MEASURE, minSamples: 10, minTimeMs: 200, maxTimeMs: 600 };
 
 async function ortIteration(job: BareJob, inputs: TensorMap): Promise<() => Promise<unknown>> {
   const ort = await import('onnxruntime-node');

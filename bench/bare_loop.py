@@ -22,7 +22,7 @@ from fwbench_runner.measure import DEFAULT_MEASURE, measure, median_ci
 from fwbench_runner.safetensors import load_tensors
 
 #: Harness blocks in same-process mode: the default rule with shorter bounds (as BLOCK_MEASURE in bare-loop.ts).
-BLOCK_MEASURE = {**DEFAULT_MEASURE, "minSamples": 20, "minTimeMs": 300, "maxTimeMs": 1500}
+BLOCK_MEASURE = {**DEFAULT_MEASURE, "minSamples": 10, "minTimeMs": 200, "maxTimeMs": 600}
 
 
 def iteration_for(job):

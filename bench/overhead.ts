@@ -27,7 +27,7 @@ import type { BareJob, BareResult } from './bare-loop.js';
  * case alternates blocks of the harness's timed loop (the engine's run + harness/measure.ts, or the
  * runner's session/run/measure) with blocks of the bare loop on the same model (--blocks N each).
  *
- * Usage: node dist/bench/overhead.js [--rounds 3] [--blocks 10] [--threads 1]
+ * Usage: node dist/bench/overhead.js [--rounds 3] [--blocks 16] [--threads 1]
  *        [--cases onnxruntime,torch,...] [--suite] [--out DIR]
  * --suite also times the default suite (`fwbench run` with defaults) to its target interval.
  */
@@ -51,7 +51,7 @@ const ENGINE_CASES: Array<Omit<Case, 'family' | 'preset'> & { presets: Array<[Fa
 const { values: args } = parseArgs({
   options: {
     rounds: { type: 'string', default: '3' },
-    blocks: { type: 'string', default: '10' },
+    blocks: { type: 'string', default: '16' },
     threads: { type: 'string', default: '1' },
     cases: { type: 'string' },
     suite: { type: 'boolean', default: false },

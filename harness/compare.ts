@@ -1,7 +1,7 @@
 import Table from 'cli-table3';
-import { classifyRatio, MIN_SAMPLES_FOR_CI, medianRatioInterval, replicateRatioInterval, type BootstrapOptions } from './bootstrap.js';
+import { classifyRatio, MIN_SAMPLES_FOR_CI, type BootstrapOptions } from './bootstrap.js';
 import { esc, htmlDocument, sortableTable, td } from './report/html.js';
-import { cellHost, cellKey, cellThreads, num, paramsText } from './report/model.js';
+import { cellHost, cellKey, cellRatioInterval, cellThreads, num, paramsText } from './report/model.js';
 import type { Cell, Run } from './results.js';
 
 /**
@@ -66,18 +66,6 @@ export interface Comparison {
   regressions: number;
 }
 
-/**
- * Each ok replicate's own samples (sliced from the cell's pooled samplesMs), those with enough for
- * an interval; none when the replicates' offsets and counts do not tile the pooled samples (a
- * record edited or produced without them), so the caller falls back to the pooled samples.
- */
-export function replicateSamples(c: Cell): number[][] {
-  const all = c.samplesMs ?? [];
-  const reps = (c.replicates ?? []).filter((r) => r.status === 'ok' && r.offset !== undefined && r.n !== undefined);
-  if (reps.reduce((sum, r) => sum + r.n!, 0) !== all.length || reps.some((r) => r.offset! + r.n! > all.length)) return [];
-  return reps.filter((r) => r.n! >= MIN_SAMPLES_FOR_CI).map((r) => all.slice(r.offset!, r.offset! + r.n!));
-}
-
 const describe = (c: Cell, host: string): string => `${c.id} (${paramsText(c.params)}) on ${host}`;
 
 /** Compares two runs; deterministic for given options (seeded bootstrap). */
@@ -114,12 +102,9 @@ export function compareRuns(a: Run, b: Run, opts: { thresholdPct: number } & Boo
         pairs.push({ ...base, ratio: cb.stats.medianMs / ca.stats.medianMs, verdict: 'no interval' });
         continue;
       }
-      const ga = replicateSamples(ca);
-      const gb = replicateSamples(cb);
-      const byProcess = ga.length >= 2 && gb.length >= 2;
-      const ci = byProcess ? replicateRatioInterval(gb, ga, opts) : medianRatioInterval([sb], [sa], opts);
+      const ci = cellRatioInterval(cb, ca, opts);
       const change = classifyRatio(ci, threshold);
-      pairs.push({ ...base, ratio: ci.estimate, ci: { lo: ci.lo, hi: ci.hi }, interval: byProcess ? 'replicates' : 'samples', verdict: change === 'higher' ? 'slower' : change === 'lower' ? 'faster' : 'no significant change' });
+      pairs.push({ ...base, ratio: ci.estimate, ci: { lo: ci.lo, hi: ci.hi }, interval: ci.by, verdict: change === 'higher' ? 'slower' : change === 'lower' ? 'faster' : 'no significant change' });
     }
   }
   for (const [key, sideB] of cellsB) if (!cellsA.has(key)) for (const c of sideB) unmatched.push({ cell: describe(c, cellHost(b, c)), why: 'only in B' });

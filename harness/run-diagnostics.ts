@@ -53,9 +53,26 @@ export function withFractionOfPeak(cell: Cell, d: Pick<RunDiagnostics, 'peak' | 
   return f === undefined ? cell : { ...cell, fractionOfPeak: f };
 }
 
-/** run.json fields: the peak and the doctor findings, with the end-of-run cell check added. */
+/**
+ * Cells above the peak they are judged against: that peak is understated (measured while the
+ * machine was busy, then cached, or through slower engines than the run's), so every fraction of
+ * the run is overstated.
+ */
+export function abovePeakFinding(cells: readonly Cell[]): Finding | undefined {
+  const above = cells.filter((c) => (c.fractionOfPeak ?? 0) > 1);
+  if (above.length === 0) return undefined;
+  const worst = above.reduce((a, b) => (b.fractionOfPeak! > a.fractionOfPeak! ? b : a));
+  return {
+    id: 'above-peak',
+    severity: 'warn',
+    message: `${above.length} cell(s) ran above the measured peak (up to ${(100 * worst.fractionOfPeak!).toFixed(0)} %: ${worst.id}); the peak is understated, so every fractionOfPeak of this run is too high`,
+    fix: 'measure again on an otherwise idle machine: fwbench peak --no-cache (later runs use the best figure any engine has reached on this host)',
+  };
+}
+
+/** run.json fields: the peak and the doctor findings, with the end-of-run cell checks added. */
 export function diagnosticsFields(d: RunDiagnostics, config: Pick<RunConfig, 'device'>, cells: Cell[]): { peak?: MachinePeak; peaks?: MachinePeak[]; doctor: Finding[] } {
   const ids = new Set(d.doctor.map((f) => f.id));
-  const end = deviceFindings(config.device, undefined, cells).filter((f) => !ids.has(f.id));
+  const end = [...deviceFindings(config.device, undefined, cells), abovePeakFinding(cells)].filter((f): f is Finding => f !== undefined && !ids.has(f.id));
   return { ...(d.peak ? { peak: d.peak } : {}), ...(d.peaks ? { peaks: d.peaks } : {}), doctor: [...d.doctor, ...end] };
 }

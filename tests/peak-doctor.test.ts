@@ -8,6 +8,8 @@ import { FindingSchema } from '../harness/diagnostics-schema.js';
 import { fractionOfPeak, machinePeakOf, measurePeak } from '../harness/peak.js';
 import { RunSchema } from '../harness/results.js';
 import { packageRoot } from '../harness/spawn.js';
+import { abovePeakFinding } from '../harness/run-diagnostics.js';
+import type { Cell } from '../harness/results.js';
 import { fwbench, QUICK, tempDir } from './helpers.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
@@ -213,4 +215,15 @@ describe('fwbench doctor against a real reference-BLAS PyTorch (Debian python3-t
     expect(info?.message).toContain(venv);
     expect(info?.message).toMatch(/BLAS: mkl/);
   }, 180_000);
+});
+
+describe('above-peak: a cell faster than the peak it is judged against', () => {
+  const cell = (id: string, fractionOfPeak?: number) => ({ id, fractionOfPeak }) as unknown as Cell;
+  it('warns with the count and the worst cell when a fraction exceeds 1, and stays quiet otherwise', () => {
+    const f = abovePeakFinding([cell('a', 0.4), cell('b', 1.7), cell('c', 2.38), cell('d')]);
+    expect(f?.severity).toBe('warn');
+    expect(f?.message).toMatch(/^2 cell\(s\) ran above the measured peak \(up to 238 %: c\)/);
+    expect(f?.fix).toMatch(/fwbench peak --no-cache/);
+    expect(abovePeakFinding([cell('a', 0.99), cell('b')])).toBeUndefined();
+  });
 });

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { InputError } from '../../workloads/index.js';
-import { MIN_SAMPLES_FOR_CI, medianInterval, type Interval } from '../bootstrap.js';
+import { MIN_SAMPLES_FOR_CI, medianInterval, medianRatioInterval, replicateRatioInterval, type BootstrapOptions, type Interval } from '../bootstrap.js';
 import type { HostInfo } from '../detect/host.js';
 import { RunSchema, type Cell, type EngineStatus, type Run, type RunConfig } from '../results.js';
 
@@ -229,3 +229,27 @@ export function cellRow(v: CellView): CellRow {
 
 /** Number formatting shared by the text formats: 3 significant digits, plain decimals from 100 up. */
 export const num = (v: number | null | undefined, digits = 3): string => (v === null || v === undefined || !Number.isFinite(v) ? '-' : Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(digits));
+
+/**
+ * Each ok replicate's own samples (sliced from the cell's pooled samplesMs), those with enough for
+ * an interval; none when the replicates' offsets and counts do not tile the pooled samples (a
+ * record edited or produced without them), so the caller falls back to the pooled samples.
+ */
+export function replicateSamples(c: Cell): number[][] {
+  const all = c.samplesMs ?? [];
+  const reps = (c.replicates ?? []).filter((r) => r.status === 'ok' && r.offset !== undefined && r.n !== undefined);
+  if (reps.reduce((sum, r) => sum + r.n!, 0) !== all.length || reps.some((r) => r.offset! + r.n! > all.length)) return [];
+  return reps.filter((r) => r.n! >= MIN_SAMPLES_FOR_CI).map((r) => all.slice(r.offset!, r.offset! + r.n!));
+}
+
+/**
+ * 95 % bootstrap interval of median(b) / median(a) for two ok cells with samples: processes, then
+ * samples inside each, when both ran several replicates (replicateRatioInterval); otherwise the
+ * pooled samples, which can only reflect within-process noise. `by` says which.
+ */
+export function cellRatioInterval(b: Cell, a: Cell, opts: BootstrapOptions = {}): Interval & { by: 'replicates' | 'samples' } {
+  const ga = replicateSamples(a);
+  const gb = replicateSamples(b);
+  if (ga.length >= 2 && gb.length >= 2) return { ...replicateRatioInterval(gb, ga, opts), by: 'replicates' };
+  return { ...medianRatioInterval([b.samplesMs ?? []], [a.samplesMs ?? []], opts), by: 'samples' };
+}
