@@ -167,6 +167,8 @@ export function buildProgram(): Command {
           minTimeMs,
           maxTimeMs: Math.max(o.maxTime ?? p.maxTimeMs, minTimeMs),
           warmupMaxMs: o.warmupMaxTime ?? p.warmupMaxMs,
+          // A shorter --warmup-max-time also shortens the preset's minimum warm-up.
+          warmupMinMs: Math.min(p.warmupMinMs ?? 0, o.warmupMaxTime ?? p.warmupMaxMs),
           targetInterval: o.targetInterval !== undefined ? o.targetInterval / 100 : p.targetInterval,
         },
         replicates: o.replicates ?? PRESET_REPLICATES[measurePreset],
