@@ -175,3 +175,28 @@ export function classifyRatio(ci: { lo: number; hi: number }, threshold: number)
   if (ci.hi < 1 - threshold) return 'lower';
   return 'no significant change';
 }
+
+/**
+ * Replicate-aware (two-stage) bootstrap interval of median(B) / median(A) when each side was
+ * measured in several processes: every draw resamples each side's processes with replacement,
+ * then the samples inside each chosen process (its median drawn by MedianResampler), and takes
+ * the mean of those process medians. Pooling the samples instead treats every sample as
+ * independent, so the interval would only reflect within-process noise and miss the larger
+ * process-to-process variation (JIT, memory placement, machine state) that a rerun meets. The
+ * estimate is the ratio of the means of the process medians.
+ */
+export function replicateRatioInterval(numerator: ReadonlyArray<readonly number[]>, denominator: ReadonlyArray<readonly number[]>, opts: BootstrapOptions = {}): Interval {
+  if (numerator.length === 0 || denominator.length === 0) throw new Error('replicateRatioInterval: a side has no processes');
+  const nums = numerator.map((s) => new MedianResampler(s));
+  const dens = denominator.map((s) => new MedianResampler(s));
+  const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const rng = createRng(opts.seed ?? DEFAULT_SEED);
+  const side = (groups: readonly MedianResampler[]): number => {
+    let sum = 0;
+    for (let k = 0; k < groups.length; k++) sum += groups[Math.floor(rng() * groups.length)]!.draw(rng);
+    return sum / groups.length;
+  };
+  const draws = new Float64Array(opts.resamples ?? DEFAULT_RESAMPLES);
+  for (let i = 0; i < draws.length; i++) draws[i] = side(nums) / side(dens);
+  return percentileInterval(mean(nums.map((r) => r.median)) / mean(dens.map((r) => r.median)), draws, opts.confidence ?? 0.95);
+}

@@ -1,16 +1,20 @@
 import Table from 'cli-table3';
-import { classifyRatio, MIN_SAMPLES_FOR_CI, medianRatioInterval, type BootstrapOptions } from './bootstrap.js';
+import { classifyRatio, MIN_SAMPLES_FOR_CI, type BootstrapOptions } from './bootstrap.js';
 import { esc, htmlDocument, sortableTable, td } from './report/html.js';
-import { cellHost, cellKey, num, paramsText } from './report/model.js';
+import { cellHost, cellKey, cellRatioInterval, cellThreads, num, paramsText } from './report/model.js';
 import type { Cell, Run } from './results.js';
 
 /**
  * `fwbench compare A B`: cell by cell, how B's median latency relates to A's. A cell of A matches
- * the cell of B with the same engine, mode, device, workload, parameters and batch size (hosts may
+ * the cell of B with the same engine, mode, device, workload, parameters, batch size and thread
+ * count (hosts may
  * differ: comparing machines is a use). The ratio B/A gets a bootstrap interval from both sides'
  * raw samples, and it is a change only when the whole interval lies beyond the noise threshold
  * (Criterion's rule; an interval that clears the threshold also excludes 1, so the change is
- * significant at the interval's level).
+ * significant at the interval's level). When both cells were measured in several processes the
+ * bootstrap resamples processes, then samples (replicateRatioInterval), so the interval carries
+ * the process-to-process variation a rerun meets; with one process per side it can only reflect
+ * the within-process noise, and the pair says so (`interval: 'samples'`).
  */
 
 /** Verdict on one pair of cells. */
@@ -25,6 +29,8 @@ export interface CellComparison {
   preset: string;
   params: string;
   batchSize: number;
+  /** Intra-op threads of both cells. */
+  threads: number;
   hostA: string;
   hostB: string;
   medianAMs: number;
@@ -35,6 +41,8 @@ export interface CellComparison {
   ratio: number;
   /** 95 % bootstrap interval of the ratio; absent with fewer than MIN_SAMPLES_FOR_CI samples on a side. */
   ci?: { lo: number; hi: number };
+  /** What the interval resampled: processes then samples (both sides have >= 2 replicates), or pooled samples only. */
+  interval?: 'replicates' | 'samples';
   verdict: CompareVerdict;
 }
 
@@ -65,7 +73,10 @@ export function compareRuns(a: Run, b: Run, opts: { thresholdPct: number } & Boo
   const threshold = opts.thresholdPct / 100;
   const byKey = (run: Run): Map<string, Cell[]> => {
     const m = new Map<string, Cell[]>();
-    for (const c of run.cells) m.set(cellKey(c), [...(m.get(cellKey(c)) ?? []), c]);
+    for (const c of run.cells) {
+      const key = cellKey(c, cellThreads(run, c));
+      m.set(key, [...(m.get(key) ?? []), c]);
+    }
     return m;
   };
   const cellsA = byKey(a);
@@ -86,14 +97,14 @@ export function compareRuns(a: Run, b: Run, opts: { thresholdPct: number } & Boo
       }
       const sa = ca.samplesMs ?? [];
       const sb = cb.samplesMs ?? [];
-      const base = { engine: ca.engine, mode: ca.mode, device: ca.device, workload: ca.workload, preset: ca.preset, params: paramsText(ca.params), batchSize: ca.batchSize, hostA: cellHost(a, ca), hostB: cellHost(b, cb), medianAMs: ca.stats.medianMs, medianBMs: cb.stats.medianMs, samplesA: sa.length, samplesB: sb.length };
+      const base = { engine: ca.engine, mode: ca.mode, device: ca.device, workload: ca.workload, preset: ca.preset, params: paramsText(ca.params), batchSize: ca.batchSize, threads: cellThreads(a, ca), hostA: cellHost(a, ca), hostB: cellHost(b, cb), medianAMs: ca.stats.medianMs, medianBMs: cb.stats.medianMs, samplesA: sa.length, samplesB: sb.length };
       if (sa.length < MIN_SAMPLES_FOR_CI || sb.length < MIN_SAMPLES_FOR_CI) {
         pairs.push({ ...base, ratio: cb.stats.medianMs / ca.stats.medianMs, verdict: 'no interval' });
         continue;
       }
-      const ci = medianRatioInterval([sb], [sa], opts);
+      const ci = cellRatioInterval(cb, ca, opts);
       const change = classifyRatio(ci, threshold);
-      pairs.push({ ...base, ratio: ci.estimate, ci: { lo: ci.lo, hi: ci.hi }, verdict: change === 'higher' ? 'slower' : change === 'lower' ? 'faster' : 'no significant change' });
+      pairs.push({ ...base, ratio: ci.estimate, ci: { lo: ci.lo, hi: ci.hi }, interval: ci.by, verdict: change === 'higher' ? 'slower' : change === 'lower' ? 'faster' : 'no significant change' });
     }
   }
   for (const [key, sideB] of cellsB) if (!cellsA.has(key)) for (const c of sideB) unmatched.push({ cell: describe(c, cellHost(b, c)), why: 'only in B' });
@@ -144,7 +155,7 @@ export function compareHtml(c: Comparison): string {
   ]);
   const body = `<h1>fwbench compare</h1>
 <p>A: <code>${esc(c.a.command.join(' '))}</code> (${esc(c.a.startedAt)})<br>B: <code>${esc(c.b.command.join(' '))}</code> (${esc(c.b.startedAt)})</p>
-<p>Ratio = median(B) / median(A) of latency, below 1 is faster; 95 % bootstrap interval from both sides' raw samples; a change needs the whole interval beyond ±${esc(c.thresholdPct)} %. ${c.regressions} regression${c.regressions === 1 ? '' : 's'}.</p>
+<p>Ratio = median(B) / median(A) of latency, below 1 is faster; 95 % bootstrap interval from both sides' raw samples (resampling processes, then samples, where both sides ran several); a change needs the whole interval beyond ±${esc(c.thresholdPct)} %. ${c.regressions} regression${c.regressions === 1 ? '' : 's'}.</p>
 ${sortableTable(['engine', 'mode', 'device', 'workload', 'parameters', 'batch', 'host', 'A median (ms)', 'B median (ms)', 'B/A', 'B/A 95% CI', 'verdict'], rows, 'compare')}
 <h2>Geometric mean of B/A per engine</h2>
 ${sortableTable(['engine', 'cells', 'B/A'], c.geomeans.map((g) => [td(esc(g.engine)), td(String(g.cells), g.cells), td(num(g.ratio), g.ratio)]), 'geomeans')}

@@ -74,7 +74,7 @@ const RUN_FLAGS = {
   out: flag(z.string(must('a folder path')).min(1, must('a folder path')), asText, 'output folder for cells.jsonl and run.json'),
   set: flag(z.union([z.string(), z.record(z.string(), ParamValue)], must("a mapping of workload parameters (seq: 37) or 'key=value,...' text")), asText, "workload parameter overrides: a mapping (seq: 37, depths: [1, 1, 2, 1]) or the flag's 'key=value,...' text"),
   device: flag(oneOf('device', DEVICES), asText, 'device of every cell'),
-  threads: flag(z.union([PositiveInt, z.array(PositiveInt, must('a positive integer or a list of them')).min(1, { error: () => 'empty threads list; give positive integers' })], must('a positive integer or a list of them')), asNumberOrList, 'intra-op threads of every engine (default: physical cores)'),
+  threads: flag(z.union([PositiveInt, z.array(PositiveInt, must('a positive integer or a list of them')).min(1, { error: () => 'empty threads list; give positive integers' })], must('a positive integer or a list of them')), asNumberOrList, 'intra-op threads of every engine, or a list to sweep (each count a matrix dimension); default: physical cores'),
   seed: flag(NonNegativeInt, asNumber, 'seed of weights and inputs'),
   quick: flag(z.boolean(must('true or false')), undefined, 'measurement preset quick (±5 %, 1 process per cell)'),
   rigorous: flag(z.boolean(must('true or false')), undefined, 'measurement preset rigorous (±0.5 %, >= 662 samples, 5 processes per cell)'),
@@ -225,7 +225,6 @@ export async function runSettings(flags: Record<string, unknown>, fromCommandLin
 
   const threadsValue = value('threads') as number | number[] | undefined;
   const threadsList = threadsValue === undefined ? [await defaultThreads()] : [threadsValue].flat();
-  if (threadsList.length > 1) throw new InputError(`${where('threads')}: ${show(threadsValue)}: a threads sweep needs issue 5's threads dimension, which this build does not have yet; give one value`);
 
   const minTimeMs = opt('min-time') ?? p.minTimeMs;
   const targetPct = opt('target-interval');
@@ -241,7 +240,7 @@ export async function runSettings(flags: Record<string, unknown>, fromCommandLin
     ...(modes ? { modes } : {}),
     sets: setPairs(value('set')),
     device: value('device') as RunConfig['device'],
-    threads: threadsList[0]!,
+    threads: [...new Set(threadsList)],
     seed: value('seed') as number,
     measure: {
       ...p,
@@ -249,6 +248,8 @@ export async function runSettings(flags: Record<string, unknown>, fromCommandLin
       minTimeMs,
       maxTimeMs: Math.max(opt('max-time') ?? p.maxTimeMs, minTimeMs),
       warmupMaxMs: opt('warmup-max-time') ?? p.warmupMaxMs,
+      // A shorter --warmup-max-time also shortens the preset's minimum warm-up.
+      warmupMinMs: Math.min(p.warmupMinMs ?? 0, opt('warmup-max-time') ?? p.warmupMaxMs),
       targetInterval: targetPct !== undefined ? targetPct / 100 : p.targetInterval,
     },
     replicates: opt('replicates') ?? PRESET_REPLICATES[measurePreset],

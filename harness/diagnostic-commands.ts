@@ -39,11 +39,12 @@ export function registerDiagnosticCommands(program: Command): void {
     .option('--engines <list>', 'engines you intend to run (default: onnxruntime,tfjs-wasm,tfjs-cpu,torch,tensorflow)', FLAG.engines)
     .addOption(new Option('--device <device>', 'device you intend to run on').choices([...DEVICES]).default('cpu'))
     .option('--threads <n>', 'threads you intend to pass to run (default: physical cores)', FLAG.positiveInt)
+    .option('--python <path>', "interpreter whose PyTorch the BLAS check loads (default: FWBENCH_PYTHON, else python-runners/.venv/bin/python, else python3)")
     .option('--json', 'print JSON on stdout')
-    .action(async (o: { engines?: EngineId[]; device: Device; threads?: number; json?: boolean }) => {
+    .action(async (o: { engines?: EngineId[]; device: Device; threads?: number; python?: string; json?: boolean }) => {
       const host = await detectHost();
       const engines = o.engines ?? ['onnxruntime', 'tfjs-wasm', 'tfjs-cpu', 'torch', 'tensorflow'];
-      const findings = await runDoctor({ engines, threads: o.threads ?? Math.max(1, host.cpu.physicalCores), device: o.device, host });
+      const findings = await runDoctor({ engines, threads: o.threads ?? Math.max(1, host.cpu.physicalCores), device: o.device, host, ...(o.python ? { python: o.python } : {}) });
       if (o.json) process.stdout.write(`${JSON.stringify({ findings }, null, 2)}\n`);
       else process.stdout.write(formatFindings(findings));
     });

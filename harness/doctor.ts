@@ -203,6 +203,8 @@ export interface TorchBlasInfo {
   libs: string[];
   gemm512Gflops: number;
   threads: number;
+  /** The interpreter that ran the check (set by torchBlasCheck). */
+  python?: string;
 }
 
 /** An optimized FP32 BLAS does well over this on one modern core at n=512; netlib's reference BLAS stays around 1-3. */
@@ -213,26 +215,36 @@ export function torchBlasFindings(info: TorchBlasInfo): Finding[] {
   const c = classifyTorchBlas(info.config, info.libs);
   const out: Finding[] = [];
   const fix = 'use the PyTorch wheels from pip (MKL on x86-64, OpenBLAS on ARM): bash python-runners/setup.sh; for a distribution build, install an optimized BLAS (apt install libopenblas0-pthread; update-alternatives --config libblas.so.3-x86_64-linux-gnu)';
+  const where = info.python ? ` (${info.python})` : '';
   if (c.blas === 'reference') {
-    out.push({ id: 'reference-blas', severity: 'warn', message: `torch ${info.version} uses a reference (netlib) BLAS (${c.evidence}): GEMM-bound layers run 10-50x slower than with MKL or OpenBLAS, so torch numbers measure the BLAS, not PyTorch`, fix });
+    out.push({
+      id: 'reference-blas',
+      severity: 'warn',
+      message: `torch ${info.version}${where} uses a reference (netlib) BLAS (${c.evidence}; 512x512 GEMM ${info.gemm512Gflops.toFixed(2)} GFLOP/s on ${info.threads} thread(s)): GEMM-bound layers run 10-50x slower than with MKL or OpenBLAS, so torch numbers measure the BLAS, not PyTorch`,
+      fix,
+    });
   }
   if (info.gemm512Gflops < GEMM512_EXPECTED_MIN_GFLOPS) {
     out.push({ id: 'slow-gemm', severity: 'warn', message: `torch.mm at 512x512 reaches ${info.gemm512Gflops.toFixed(2)} GFLOP/s on ${info.threads} thread(s), far below the >${GEMM512_EXPECTED_MIN_GFLOPS} GFLOP/s an optimized BLAS reaches on one core (BLAS: ${c.blas}, ${c.evidence})`, fix });
   }
-  if (out.length === 0) out.push({ id: 'torch-blas', severity: 'info', message: `torch ${info.version} BLAS: ${c.blas} (${c.evidence}); 512x512 GEMM ${info.gemm512Gflops.toFixed(1)} GFLOP/s on ${info.threads} thread(s)`, fix: 'nothing to do' });
+  if (out.length === 0) out.push({ id: 'torch-blas', severity: 'info', message: `torch ${info.version}${where} BLAS: ${c.blas} (${c.evidence}); 512x512 GEMM ${info.gemm512Gflops.toFixed(1)} GFLOP/s on ${info.threads} thread(s)`, fix: 'nothing to do' });
   return out;
 }
 
-/** Runs fwbench_runner.blas_info in the Python runner's interpreter (loads torch: a few seconds). */
-export async function torchBlasCheck(threads: number): Promise<Finding[]> {
-  const py = pythonInterpreter();
+/**
+ * Runs fwbench_runner.blas_info (standard library + torch only, so it also runs in an interpreter
+ * that lacks the runner's other dependencies, such as a distribution's python3) in `python`, else
+ * the Python runner's interpreter (FWBENCH_PYTHON, the venv, python3); loads torch: a few seconds.
+ */
+export async function torchBlasCheck(threads: number, python?: string): Promise<Finding[]> {
+  const py = pythonInterpreter(python ? { ...process.env, FWBENCH_PYTHON: python } : process.env);
   if ('missing' in py) return [{ id: 'torch-blas-unchecked', severity: 'info', message: `PyTorch's BLAS not checked: ${py.missing}`, fix: 'bash python-runners/setup.sh' }];
   const r = await execa(py.path, ['-m', 'fwbench_runner.blas_info', String(threads)], { reject: false, timeout: 120_000, env: { PYTHONPATH: join(packageRoot(), 'python-runners'), OMP_NUM_THREADS: String(threads) } });
   if (r.failed) {
     const last = `${r.stderr}\n${r.stdout}`.trim().split('\n').pop() ?? '';
-    return [{ id: 'torch-blas-unchecked', severity: 'info', message: `PyTorch's BLAS not checked: ${last}`, fix: 'bash python-runners/setup.sh' }];
+    return [{ id: 'torch-blas-unchecked', severity: 'info', message: `PyTorch's BLAS not checked with ${py.path}: ${last}`, fix: `install torch for ${py.path}, or point --python / FWBENCH_PYTHON at python-runners/.venv/bin/python (bash python-runners/setup.sh)` }];
   }
-  return torchBlasFindings(JSON.parse(r.stdout) as TorchBlasInfo);
+  return torchBlasFindings({ ...(JSON.parse(r.stdout) as TorchBlasInfo), python: py.path });
 }
 
 /** What the doctor looks at. */
@@ -243,6 +255,8 @@ export interface DoctorOptions {
   host: HostInfo;
   /** Cheap checks only (fwbench run): no PyTorch load, shorter load sampling. */
   cheap?: boolean;
+  /** Interpreter whose PyTorch the BLAS check loads (default: the runner's, see pythonInterpreter). */
+  python?: string;
   sysRoot?: string;
   procRoot?: string;
   nvidiaSmi?: string;
@@ -256,7 +270,7 @@ export async function runDoctor(o: DoctorOptions): Promise<Finding[]> {
     governorFindings(o.sysRoot),
     busyFinding({ cores, sampleMs: o.sampleMs ?? (o.cheap ? 300 : 500), ...(o.procRoot ? { procRoot: o.procRoot } : {}) }),
     o.host.gpus.gpus.length > 0 || o.nvidiaSmi ? gpuThrottleFindings(o.nvidiaSmi) : Promise.resolve([]),
-    !o.cheap && o.engines.includes('torch') ? torchBlasCheck(o.threads) : Promise.resolve([]),
+    !o.cheap && o.engines.includes('torch') ? torchBlasCheck(o.threads, o.python) : Promise.resolve([]),
   ]);
   const all = [threadsFinding(o.threads, o.host.cpu.physicalCores), tfjsCpuFinding(o.engines), ...deviceFindings(o.device, o.host), ...gov, busy, ...gpu, ...blas].filter((f): f is Finding => f !== undefined);
   return [...all.filter((f) => f.severity === 'warn'), ...all.filter((f) => f.severity === 'info')];

@@ -5,9 +5,12 @@ import type { MeasureSettings } from './protocol.js';
  * including reading the outputs back to host memory; times are integer nanoseconds from a
  * monotonic clock. python-runners/fwbench_runner/measure.py implements the same rules.
  *
- * Warm-up rule: at least `warmupMinIters` iterations, then until the last `warmupWindow` times
- * are all within ±`warmupTolerance` of their median (stable), capped by `warmupMaxIters` and
- * `warmupMaxMs`.
+ * Warm-up rule: at least `warmupMinIters` iterations and `warmupMinMs`, then until the last
+ * `warmupWindow` times are all within ±`warmupTolerance` of their median (stable), capped by
+ * `warmupMaxIters` (counted once `warmupMinMs` has passed) and `warmupMaxMs`. The minimum time
+ * exists because JavaScript engines keep tiering up: bench/overhead.ts found TF.js cells whose
+ * first fifth of samples ran 15-40 % slower than the rest after a 3-iteration "stable" warm-up,
+ * which moved their medians by 3-9 %.
  *
  * Stopping rule of the timed loop: once at least `minSamples` samples AND `minTimeMs` have
  * elapsed, the 95 % confidence interval of the median (order statistics, binomial / normal
@@ -39,9 +42,10 @@ export interface MedianCi {
 /** Two-sided 95 % standard-normal quantile. */
 export const Z95 = 1.959963984540054;
 
-/** Default settings: >= 64 samples (p90 trustworthy) and >= 1 s, until the median is known to ±1 %, at most 10 s. */
+/** Default settings: warm-up >= 1 s, then >= 64 samples (p90 trustworthy) and >= 1 s, until the median is known to ±1 %, at most 10 s. */
 export const DEFAULT_MEASURE: MeasureSettings = {
   warmupMinIters: 3,
+  warmupMinMs: 1000,
   warmupMaxIters: 50,
   warmupMaxMs: 2000,
   warmupTolerance: 0.1,
@@ -54,9 +58,9 @@ export const DEFAULT_MEASURE: MeasureSettings = {
 };
 
 /** `--quick`: ±5 %, short times, one process per cell. */
-export const QUICK_MEASURE: MeasureSettings = { ...DEFAULT_MEASURE, warmupMaxMs: 200, minSamples: 10, minTimeMs: 100, maxTimeMs: 1000, targetInterval: 0.05 };
+export const QUICK_MEASURE: MeasureSettings = { ...DEFAULT_MEASURE, warmupMinMs: 100, warmupMaxMs: 200, minSamples: 10, minTimeMs: 100, maxTimeMs: 1000, targetInterval: 0.05 };
 /** `--rigorous`: ±0.5 %, >= 662 samples (p99 trustworthy), longer. */
-export const RIGOROUS_MEASURE: MeasureSettings = { ...DEFAULT_MEASURE, warmupMaxMs: 5000, minSamples: 662, minTimeMs: 3000, maxTimeMs: 30000, targetInterval: 0.005 };
+export const RIGOROUS_MEASURE: MeasureSettings = { ...DEFAULT_MEASURE, warmupMinMs: 3000, warmupMaxMs: 5000, minSamples: 662, minTimeMs: 3000, maxTimeMs: 30000, targetInterval: 0.005 };
 /** Processes per cell for each preset. */
 export const PRESET_REPLICATES = { quick: 1, default: 3, rigorous: 5 } as const;
 
@@ -116,15 +120,17 @@ export async function measure(iteration: () => Promise<unknown>, s: MeasureSetti
     await iteration();
     const t1 = clock();
     warmupNs.push(Number(t1 - t0));
-    if (warmupNs.length >= s.warmupMinIters && isStable(warmupNs, s.warmupWindow, s.warmupTolerance)) {
+    const warmedMs = Number(t1 - warmStart) / 1e6;
+    const longEnough = warmedMs >= (s.warmupMinMs ?? 0);
+    if (longEnough && warmupNs.length >= s.warmupMinIters && isStable(warmupNs, s.warmupWindow, s.warmupTolerance)) {
       warmupStopReason = 'stable';
       break;
     }
-    if (warmupNs.length >= s.warmupMaxIters) {
+    if (longEnough && warmupNs.length >= s.warmupMaxIters) {
       warmupStopReason = 'max-iters';
       break;
     }
-    if (Number(t1 - warmStart) / 1e6 >= s.warmupMaxMs && warmupNs.length >= s.warmupMinIters) {
+    if (warmedMs >= s.warmupMaxMs && warmupNs.length >= s.warmupMinIters) {
       warmupStopReason = 'max-time';
       break;
     }

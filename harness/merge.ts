@@ -1,6 +1,6 @@
 import { InputError } from '../workloads/index.js';
 import { insideDir, pathTaken } from './output.js';
-import { cellHost } from './report/model.js';
+import { cellHost, cellThreads } from './report/model.js';
 import { ResultsStore, RunSchema, SCHEMA_VERSION, type Run, type RunSource } from './results.js';
 import { TOOL_VERSION } from './version.js';
 
@@ -36,7 +36,8 @@ export function mergeRuns(runs: Run[], command: string[], opts: { sameFingerprin
     }
     for (const c of run.cells) {
       const host = cellHost(run, c);
-      cells.push({ ...c, hostFingerprint: renamed.get(host) ?? host });
+      // Cells from runs before the --threads sweep get their run's thread count, which the merged header may not carry.
+      cells.push({ ...c, threads: cellThreads(run, c), hostFingerprint: renamed.get(host) ?? host });
     }
   }
   const head = sources[0]!;

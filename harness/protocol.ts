@@ -24,6 +24,8 @@ const Num = z.number();
 export const MeasureSettingsSchema = z.object({
   /** Warm-up: at least this many iterations. */
   warmupMinIters: z.number().int().min(1),
+  /** Warm-up: at least this long (ms; absent = 0) before it may stop as stable or at warmupMaxIters: JIT-compiled engines keep speeding up for a while after three iterations look alike. */
+  warmupMinMs: Num.nonnegative().optional(),
   /** Warm-up: stop after this many iterations even if not stable. */
   warmupMaxIters: z.number().int().min(1),
   /** Warm-up: stop after this much time even if not stable (ms). */

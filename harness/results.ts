@@ -104,6 +104,8 @@ export const CellSchema = z.object({
   preset: z.string(),
   params: z.record(z.string(), z.union([z.number(), z.string(), z.array(z.number())])),
   batchSize: z.number().int(),
+  /** Intra-op threads the cell ran with (one entry of config.threads; absent in runs made before the --threads sweep, where config.threads holds the one count). */
+  threads: z.number().int().min(1).optional(),
   seed: z.number().int(),
   /** `ok` (timed, parity passed), `skipped` (cannot run here), `failed`, `parity-failed` (never timed). */
   status: z.enum(['ok', 'skipped', 'failed', 'parity-failed']),
@@ -175,7 +177,8 @@ export const RunConfigSchema = z.object({
   modes: z.union([z.literal('all'), z.array(z.string())]).optional(),
   sets: z.array(z.tuple([z.string(), z.string()])),
   device: z.enum(['cpu', 'cuda']),
-  threads: z.number().int(),
+  /** `--threads`: the intra-op thread counts, one matrix dimension (each cell runs with one); a single number (older runs) reads as a list of one. */
+  threads: z.union([z.array(z.number().int().min(1)).min(1), z.number().int().min(1).transform((n) => [n])]),
   seed: z.number().int(),
   measure: MeasureSettingsSchema,
   /** Worker processes per cell, run round-robin across the cells of a (workload, batch) group (absent = 1). */
@@ -247,6 +250,8 @@ export const RunSchema = z.object({
   cells: z.array(CellSchema),
   /** This machine's achievable FP32 GEMM rate and copy bandwidth (fwbench peak), measured or cached once per run. */
   peak: MachinePeakSchema.optional(),
+  /** With several thread counts (--threads 1,2): the peak measured at each; a cell's fractionOfPeak uses the one at its own thread count. */
+  peaks: z.array(MachinePeakSchema).optional(),
   /** What `fwbench doctor` found at the start of the run (cheap checks) and about the cells at the end. */
   doctor: z.array(FindingSchema).optional(),
   /** Set by `fwbench merge`: every input run's header, one per host; `host`, `engines` and `config` above are the first one's. */

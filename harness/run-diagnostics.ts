@@ -12,7 +12,10 @@ import type { Cell, EngineStatus, RunConfig } from './results.js';
  */
 export interface RunDiagnostics {
   doctor: Finding[];
+  /** The peak at the largest thread count of the run: the machine's. */
   peak?: MachinePeak;
+  /** With several thread counts: the peak at each. */
+  peaks?: MachinePeak[];
 }
 
 /** The engines whose figures make the machine's peak: ONNX Runtime (always there, multi-threaded MLAS) and the run's engines. */
@@ -27,24 +30,49 @@ export function peakEngines(config: Pick<RunConfig, 'engines'>, engines: Record<
 
 /** Runs the cheap doctor and measures (or reads) the peak; warnings go to `warn` (stderr in the CLI). */
 export async function startDiagnostics(config: RunConfig, host: HostInfo, engines: Record<string, EngineStatus>, note: (t: string) => void = () => undefined, warn: (t: string) => void = (t) => process.stderr.write(t)): Promise<RunDiagnostics> {
-  const doctor = await runDoctor({ engines: config.engines, threads: config.threads, device: config.device, host, cheap: true });
+  // A sweep that reaches the physical cores is deliberate: only warn when every count is below them.
+  const doctor = await runDoctor({ engines: config.engines, threads: Math.max(...config.threads), device: config.device, host, cheap: true });
   const warnings = doctor.filter((f) => f.severity === 'warn');
   if (warnings.length > 0) warn(formatFindings(warnings).replace(/^WARN /gm, 'fwbench: doctor WARN '));
   note('measuring the machine peak (GEMM, copy bandwidth; cached per host and engine version)');
-  const { peak } = await measurePeak({ engines: peakEngines(config, engines), device: config.device, threads: config.threads, hostFingerprint: hostFingerprint(host) });
-  if (peak) note(`peak ${peak.gflops.toFixed(1)} GFLOP/s (${peak.gflopsEngine}), ${peak.gbps.toFixed(1)} GB/s (${peak.gbpsEngine})`);
-  return { doctor, ...(peak ? { peak } : {}) };
+  const peaks: MachinePeak[] = [];
+  for (const threads of [...config.threads].sort((a, b) => b - a)) {
+    const { peak } = await measurePeak({ engines: peakEngines(config, engines), device: config.device, threads, hostFingerprint: hostFingerprint(host) });
+    if (!peak) continue;
+    note(`peak at ${threads} thread(s): ${peak.gflops.toFixed(1)} GFLOP/s (${peak.gflopsEngine}), ${peak.gbps.toFixed(1)} GB/s (${peak.gbpsEngine})`);
+    peaks.push(peak);
+  }
+  const peak = peaks[0];
+  return { doctor, ...(peak ? { peak } : {}), ...(config.threads.length > 1 ? { peaks } : {}) };
 }
 
-/** The cell with fractionOfPeak set when it is ok and the peak is known. */
-export function withFractionOfPeak(cell: Cell, peak: MachinePeak | undefined): Cell {
+/** The cell with fractionOfPeak set when it is ok and the peak at its thread count (else the machine's) is known. */
+export function withFractionOfPeak(cell: Cell, d: Pick<RunDiagnostics, 'peak' | 'peaks'>): Cell {
+  const peak = d.peaks?.find((p) => p.threads === cell.threads) ?? d.peak;
   const f = cell.status === 'ok' ? fractionOfPeak(cell.gflops, peak) : undefined;
   return f === undefined ? cell : { ...cell, fractionOfPeak: f };
 }
 
-/** run.json fields: the peak and the doctor findings, with the end-of-run cell check added. */
-export function diagnosticsFields(d: RunDiagnostics, config: Pick<RunConfig, 'device'>, cells: Cell[]): { peak?: MachinePeak; doctor: Finding[] } {
+/**
+ * Cells above the peak they are judged against: that peak is understated (measured while the
+ * machine was busy, then cached, or through slower engines than the run's), so every fraction of
+ * the run is overstated.
+ */
+export function abovePeakFinding(cells: readonly Cell[]): Finding | undefined {
+  const above = cells.filter((c) => (c.fractionOfPeak ?? 0) > 1);
+  if (above.length === 0) return undefined;
+  const worst = above.reduce((a, b) => (b.fractionOfPeak! > a.fractionOfPeak! ? b : a));
+  return {
+    id: 'above-peak',
+    severity: 'warn',
+    message: `${above.length} cell(s) ran above the measured peak (up to ${(100 * worst.fractionOfPeak!).toFixed(0)} %: ${worst.id}); the peak is understated, so every fractionOfPeak of this run is too high`,
+    fix: 'measure again on an otherwise idle machine: fwbench peak --no-cache (later runs use the best figure any engine has reached on this host)',
+  };
+}
+
+/** run.json fields: the peak and the doctor findings, with the end-of-run cell checks added. */
+export function diagnosticsFields(d: RunDiagnostics, config: Pick<RunConfig, 'device'>, cells: Cell[]): { peak?: MachinePeak; peaks?: MachinePeak[]; doctor: Finding[] } {
   const ids = new Set(d.doctor.map((f) => f.id));
-  const end = deviceFindings(config.device, undefined, cells).filter((f) => !ids.has(f.id));
-  return { ...(d.peak ? { peak: d.peak } : {}), doctor: [...d.doctor, ...end] };
+  const end = [...deviceFindings(config.device, undefined, cells), abovePeakFinding(cells)].filter((f): f is Finding => f !== undefined && !ids.has(f.id));
+  return { ...(d.peak ? { peak: d.peak } : {}), ...(d.peaks ? { peaks: d.peaks } : {}), doctor: [...d.doctor, ...end] };
 }

@@ -32,6 +32,8 @@ export interface PlannedCell {
   family: WorkloadFamily;
   params: Params;
   batchSize: number;
+  /** Intra-op threads (one entry of config.threads). */
+  threads: number;
 }
 
 /** Progress callbacks (the CLI draws a bar or prints lines). */
@@ -42,7 +44,10 @@ export interface RunHooks {
   onNote?(text: string): void;
 }
 
-/** Expands the configuration into cells, grouped by (workload, batch) so each group shares one reference. */
+/**
+ * Expands the configuration into cells, grouped by (workload, batch) so each group shares one
+ * reference; thread counts are a dimension inside a group, so their replicates interleave too.
+ */
 export function planCells(config: RunConfig): PlannedCell[] {
   const families = config.workloads.map((w) => getFamily(w));
   const cells: PlannedCell[] = [];
@@ -52,7 +57,9 @@ export function planCells(config: RunConfig): PlannedCell[] {
       for (const id of config.engines) {
         const engine = getEngine(id);
         for (const mode of modesToRun(engine, config.modes)) {
-          cells.push({ id: `${engine.id}/${mode}/${config.device}/${family.name}/${config.preset}/b${batchSize}`, engine: engine.id, mode, device: config.device, family, params, batchSize });
+          for (const threads of config.threads) {
+            cells.push({ id: `${engine.id}/${mode}/${config.device}/${family.name}/${config.preset}/b${batchSize}/t${threads}`, engine: engine.id, mode, device: config.device, family, params, batchSize, threads });
+          }
         }
       }
     }
@@ -75,12 +82,12 @@ export async function probeEngines(ids: EngineId[]): Promise<Record<string, Engi
 }
 
 /** The job message that runs one cell (or the reference) on the materialized weights and inputs. */
-function jobMessage(c: Pick<PlannedCell, 'engine' | 'mode' | 'device' | 'family' | 'params' | 'batchSize'>, m: Materialized, config: RunConfig): ToWorker {
+function jobMessage(c: Pick<PlannedCell, 'engine' | 'mode' | 'device' | 'family' | 'params' | 'batchSize' | 'threads'>, m: Materialized, config: RunConfig): ToWorker {
   const native = ENGINES[c.engine].nativeWeights?.(c.family, c.params, m);
   return {
     type: 'job',
     protocol: PROTOCOL_VERSION,
-    cell: { engine: c.engine, mode: c.mode, device: c.device, family: c.family.name, params: c.params, batchSize: c.batchSize, threads: config.threads },
+    cell: { engine: c.engine, mode: c.mode, device: c.device, family: c.family.name, params: c.params, batchSize: c.batchSize, threads: c.threads },
     weightsPath: m.weightsPath,
     inputsPath: m.inputsPath,
     ...(native ? { nativeWeightsPath: native } : {}),
@@ -95,7 +102,8 @@ async function referenceOutput(m: Materialized, family: WorkloadFamily, params: 
     const t = loadTensors(path).tensors.get('logits')!;
     return { values: Array.from(t.data), shape: t.shape };
   }
-  const o = await runEngineWorker(ENGINES[REFERENCE.engine], jobMessage({ ...REFERENCE, family, params, batchSize }, m, config), { timeoutMs: config.cellTimeoutMs, env: threadEnv(config.threads), onParity: () => 'stop' });
+  const threads = Math.max(...config.threads);
+  const o = await runEngineWorker(ENGINES[REFERENCE.engine], jobMessage({ ...REFERENCE, family, params, batchSize, threads }, m, config), { timeoutMs: config.cellTimeoutMs, env: threadEnv(threads), onParity: () => 'stop' });
   if (!o.parity) return { error: `reference (${REFERENCE_NAME}) failed: ${describeFailure(o)}` };
   saveTensors(path, new Map([['logits', { dtype: 'F32', shape: o.parity.shape, data: Float32Array.from(o.parity.values) }]]), { reference: REFERENCE_NAME, ortVersion });
   return { values: o.parity.values, shape: o.parity.shape };
@@ -112,6 +120,7 @@ function baseRecord(c: PlannedCell, config: RunConfig, startedAt: string): Omit<
     preset: config.preset,
     params: c.params,
     batchSize: c.batchSize,
+    threads: c.threads,
     seed: config.seed,
     flops: c.family.flopsPerSample(c.params) * c.batchSize,
     startedAt,
@@ -376,7 +385,7 @@ export async function runMatrix(config: RunConfig, outDir: string, command: stri
     groups.set(k, [...(groups.get(k) ?? []), c]);
   }
   const finish = (raw: Cell): void => {
-    const cell = withFractionOfPeak(raw, diagnostics.peak);
+    const cell = withFractionOfPeak(raw, diagnostics);
     store.appendCell(cell);
     done.set(cell.id, cell);
     hooks.onCellDone?.(cell);
@@ -419,7 +428,7 @@ export async function runMatrix(config: RunConfig, outDir: string, command: stri
         let parity: Cell['parity'];
         const o = await runEngineWorker(ENGINES[c.engine], jobMessage(c, m, config), {
           timeoutMs: config.cellTimeoutMs,
-          env: threadEnv(config.threads),
+          env: threadEnv(c.threads),
           ...(config.maxMemoryMb ? { maxMemoryMb: config.maxMemoryMb } : {}),
           onParity: (pm) => {
             const f = compareOutputs(ref.values, ref.shape, pm.values, pm.shape);

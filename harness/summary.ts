@@ -8,8 +8,9 @@ const WARNINGS_SHOWN = 8;
 
 /** The human summary of a run: one row per cell, for stdout. */
 export function summaryTable(run: Run): string {
+  const sweep = run.config.threads.length > 1;
   const t = new Table({
-    head: ['engine', 'mode', 'workload', 'batch', 'status', 'median ms', '±CI %', 'p99 ms', 'n', 'samples/s', 'GFLOP/s', '% peak', 'peak MiB', 'cold ms', 'relL2', 'warn'],
+    head: ['engine', 'mode', 'workload', sweep ? 'batch/threads' : 'batch', 'status', 'median ms', '±CI %', 'p99 ms', 'n', 'samples/s', 'GFLOP/s', '% peak', 'peak MiB', 'cold ms', 'relL2', 'warn'],
     style: { head: [], border: [], compact: true },
     // No rule between rows: a run has many cells and the table must stay readable in a terminal.
     chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
@@ -19,7 +20,7 @@ export function summaryTable(run: Run): string {
       c.engine,
       c.mode,
       `${c.workload}/${c.preset}`,
-      c.batchSize,
+      sweep ? `${c.batchSize}/t${c.threads ?? '?'}` : c.batchSize,
       c.status,
       fmt(c.stats?.medianMs),
       c.stats?.medianCi && c.stats.medianMs > 0 ? (((c.stats.medianCi.hi - c.stats.medianCi.lo) / 2 / c.stats.medianMs) * 100).toFixed(2) : '-',

@@ -1,3 +1,4 @@
+import { execa } from 'execa';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -6,6 +7,9 @@ import { busyCores, classifyTorchBlas, deviceFindings, governorFindings, gpuThro
 import { FindingSchema } from '../harness/diagnostics-schema.js';
 import { fractionOfPeak, machinePeakOf, measurePeak } from '../harness/peak.js';
 import { RunSchema } from '../harness/results.js';
+import { packageRoot } from '../harness/spawn.js';
+import { abovePeakFinding } from '../harness/run-diagnostics.js';
+import type { Cell } from '../harness/results.js';
 import { fwbench, QUICK, tempDir } from './helpers.js';
 
 const FIXTURES = fileURLToPath(new URL('./fixtures/', import.meta.url));
@@ -167,7 +171,7 @@ describe('doctor checks', () => {
       expect(classifyTorchBlas('BLAS_INFO=generic', ['/usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3']).blas).toBe('openblas');
     });
 
-    it('reference-BLAS build (reconstructed Debian python3-torch text, not recorded here): warns reference-blas and slow-gemm', () => {
+    it('parser unit test on reconstructed Debian python3-torch text (the real condition is tested below): warns reference-blas and slow-gemm', () => {
       const text = fixture('torch-config/debian-python3-torch-reference-blas.reconstructed.txt');
       const libs = ['/usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0'];
       const c = classifyTorchBlas(text, libs);
@@ -179,5 +183,47 @@ describe('doctor checks', () => {
         ['slow-gemm', 'warn'],
       ]);
     });
+  });
+});
+
+describe('fwbench doctor against a real reference-BLAS PyTorch (Debian python3-torch, /usr/bin/python3)', () => {
+  const debianPython = '/usr/bin/python3';
+
+  it('FWBENCH_PYTHON=/usr/bin/python3: flags the reference BLAS with the measured GEMM rate', async () => {
+    // Not a skip: without Debian's torch this condition cannot be built, and the test says how to build it.
+    const probe = await execa(debianPython, ['-c', 'import torch'], { reject: false });
+    expect(probe.exitCode, `${debianPython} cannot import torch (${probe.stderr.trim().split('\n').pop()}); install it with: apt-get install --no-install-recommends python3-torch`).toBe(0);
+    const r = await fwbench(['doctor', '--engines', 'torch', '--threads', '1', '--json'], { env: { FWBENCH_PYTHON: debianPython } });
+    expect(r.exitCode, r.stderr).toBe(0);
+    const findings = (JSON.parse(r.stdout) as { findings: unknown[] }).findings.map((f) => FindingSchema.parse(f));
+    const ref = findings.find((f) => f.id === 'reference-blas');
+    expect(ref?.severity, JSON.stringify(findings)).toBe('warn');
+    expect(ref!.message).toContain(debianPython);
+    expect(ref!.message).toMatch(/BLAS_INFO=generic/);
+    expect(ref!.message).toMatch(/512x512 GEMM \d+\.\d+ GFLOP\/s on 1 thread/);
+    const rate = Number(/512x512 GEMM (\d+\.\d+) GFLOP/.exec(ref!.message)![1]);
+    expect(rate).toBeGreaterThan(0);
+  }, 180_000);
+
+  it('the venv\'s pip torch (MKL) is not flagged, and --python picks the interpreter over FWBENCH_PYTHON', async () => {
+    const venv = join(packageRoot(), 'python-runners', '.venv', 'bin', 'python');
+    const r = await fwbench(['doctor', '--engines', 'torch', '--threads', '1', '--json', '--python', venv], { env: { FWBENCH_PYTHON: debianPython } });
+    expect(r.exitCode, r.stderr).toBe(0);
+    const findings = (JSON.parse(r.stdout) as { findings: unknown[] }).findings.map((f) => FindingSchema.parse(f));
+    expect(findings.filter((f) => f.id === 'reference-blas' || f.id === 'slow-gemm' || f.id === 'torch-blas-unchecked'), JSON.stringify(findings)).toEqual([]);
+    const info = findings.find((f) => f.id === 'torch-blas');
+    expect(info?.message).toContain(venv);
+    expect(info?.message).toMatch(/BLAS: mkl/);
+  }, 180_000);
+});
+
+describe('above-peak: a cell faster than the peak it is judged against', () => {
+  const cell = (id: string, fractionOfPeak?: number) => ({ id, fractionOfPeak }) as unknown as Cell;
+  it('warns with the count and the worst cell when a fraction exceeds 1, and stays quiet otherwise', () => {
+    const f = abovePeakFinding([cell('a', 0.4), cell('b', 1.7), cell('c', 2.38), cell('d')]);
+    expect(f?.severity).toBe('warn');
+    expect(f?.message).toMatch(/^2 cell\(s\) ran above the measured peak \(up to 238 %: c\)/);
+    expect(f?.fix).toMatch(/fwbench peak --no-cache/);
+    expect(abovePeakFinding([cell('a', 0.99), cell('b')])).toBeUndefined();
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { classifyRatio, createRng, MedianResampler, medianInterval, medianRatioInterval, sortedMedian } from '../harness/bootstrap.js';
+import { classifyRatio, createRng, MedianResampler, medianInterval, medianRatioInterval, replicateRatioInterval, sortedMedian } from '../harness/bootstrap.js';
 import { tukeyBox } from '../harness/report/charts.js';
 
 /** The textbook bootstrap: resample with replacement, sort, take the median. */
@@ -51,5 +51,33 @@ describe('bootstrap of the median (order-statistic sampling)', () => {
 
   it('box plot: quartiles and Tukey whiskers', () => {
     expect(tukeyBox([1, 2, 3, 4, 5, 6, 7, 8, 9, 100])).toEqual([1, 3.25, 5.5, 7.75, 9]);
+  });
+});
+
+describe('replicate-aware bootstrap of a ratio (processes, then samples)', () => {
+  /** One process: n samples around `level` with 2 % within-process noise. */
+  const process = (rng: () => number, level: number, n = 400): number[] => Array.from({ length: n }, () => level * (1 + 0.02 * (rng() - 0.5)));
+
+  it('an A/A pair whose processes differ by a few % is no change, where pooling the samples calls it one', () => {
+    const rng = createRng(21);
+    // The same configuration twice; each process lands on its own level (spread ±4 %), as reruns do.
+    const a = [0.97, 1.0, 1.04].map((l) => process(rng, l));
+    const b = [1.01, 1.04, 1.05].map((l) => process(rng, l));
+    const pooled = medianRatioInterval([b.flat()], [a.flat()]);
+    const byProcess = replicateRatioInterval(b, a);
+    expect(pooled.hi - pooled.lo).toBeLessThan(0.02);
+    expect(classifyRatio(pooled, 0.01)).toBe('higher');
+    expect(byProcess.lo).toBeLessThan(1.01);
+    expect(classifyRatio(byProcess, 0.01)).toBe('no significant change');
+  });
+
+  it('still finds a 20 % slowdown when processes agree within 1 %, and is reproducible from its seed', () => {
+    const rng = createRng(5);
+    const a = [1.0, 1.01, 0.995].map((l) => process(rng, l));
+    const b = [1.2, 1.21, 1.195].map((l) => process(rng, l));
+    const ci = replicateRatioInterval(b, a, { seed: 9 });
+    expect(ci.estimate).toBeCloseTo(1.2, 2);
+    expect(classifyRatio(ci, 0.05)).toBe('higher');
+    expect(replicateRatioInterval(b, a, { seed: 9 })).toEqual(ci);
   });
 });

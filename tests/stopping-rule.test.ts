@@ -90,8 +90,8 @@ describe('outliers and bootstrap intervals', () => {
 
 describe('replicates and warnings in the cell record', () => {
   const family = getFamily('rnn');
-  const planned: PlannedCell = { id: 'x', engine: 'tfjs-cpu', mode: 'eager', device: 'cpu', family, params: resolveParams(family, 'tiny'), batchSize: 1 };
-  const config: RunConfig = { engines: ['tfjs-cpu'], workloads: ['rnn'], preset: 'tiny', batchSizes: [1], sets: [], device: 'cpu', threads: 1, seed: 0, measure: DEFAULT_MEASURE, replicates: 2, cellTimeoutMs: 1000 };
+  const planned: PlannedCell = { id: 'x', engine: 'tfjs-cpu', mode: 'eager', device: 'cpu', family, params: resolveParams(family, 'tiny'), batchSize: 1, threads: 1 };
+  const config: RunConfig = { engines: ['tfjs-cpu'], workloads: ['rnn'], preset: 'tiny', batchSizes: [1], sets: [], device: 'cpu', threads: [1], seed: 0, measure: DEFAULT_MEASURE, replicates: 2, cellTimeoutMs: 1000 };
   const passed = { reference: 'onnxruntime/disabled/cpu', relL2: 1e-7, maxAbs: 1e-7, tolerance: 1e-4, pass: true };
   const outcome = (pid: number, samplesMs: number[], o: Partial<{ firstWarmupMs: number; stop: 'target-interval' | 'max-time'; resNs: number; mem: number; spawnMs: number }> = {}): WorkerOutcome => {
     const ci = medianCi(samplesMs.map((v) => v * 1e6));

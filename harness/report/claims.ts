@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { InputError } from '../../workloads/index.js';
 import { classifyRatio, MIN_SAMPLES_FOR_CI, medianRatioInterval } from '../bootstrap.js';
 import bundledClaims from './claims.json' with { type: 'json' };
-import type { CellGroup, CellView, RunModel, WorkloadSection } from './model.js';
+import { cellRatioInterval, type CellGroup, type CellView, type RunModel, type WorkloadSection } from './model.js';
 
 /**
  * Turns the claims of the PyTorch-vs-TensorFlow literature (claims.json, one entry per claim of
@@ -129,8 +129,9 @@ function pairwise(claim: Claim, comparison: string, sel: Claim['comparisons'][nu
   const sides = { subject: label(subject), baseline: label(baseline) };
   if (claim.metric === 'latency') {
     if (!hasSamples(subject) || !hasSamples(baseline)) return { ...at, ...sides, verdict: 'not measured', note: `fewer than ${MIN_SAMPLES_FOR_CI} timed samples on a side: no interval` };
-    const ci = medianRatioInterval([subject.cell.samplesMs!], [baseline.cell.samplesMs!]);
-    return { ...at, ...sides, ratio: ci.estimate, ci: { lo: ci.lo, hi: ci.hi }, verdict: judge(claim, ci.estimate, ci, threshold), note: 'ratio of medians, 95 % bootstrap interval' };
+    const ci = cellRatioInterval(subject.cell, baseline.cell);
+    const note = ci.by === 'replicates' ? 'ratio of medians, 95 % bootstrap interval (processes, then samples)' : 'ratio of medians, 95 % bootstrap interval';
+    return { ...at, ...sides, ratio: ci.estimate, ci: { lo: ci.lo, hi: ci.hi }, verdict: judge(claim, ci.estimate, ci, threshold), note };
   }
   const ratio = metricOf(subject, claim.metric)! / metricOf(baseline, claim.metric)!;
   return { ...at, ...sides, ratio, ci: null, verdict: judge(claim, ratio, null, threshold), note: 'one measurement per cell: point ratio against the threshold, no interval' };

@@ -17,6 +17,7 @@ export function csvReport(report: Report): string {
 // The header must not depend on the run having cells; a skeleton cell gives the column names.
 const emptyView = {
   host: '',
+  threads: 0,
   fastest: false,
   cell: { id: '', engine: '', framework: '', mode: '', device: 'cpu', workload: 'cnn', preset: '', params: {}, batchSize: 0, seed: 0, status: 'skipped', reason: null, flops: 0, startedAt: '', durationMs: 0 },
 } as const satisfies Parameters<typeof cellRow>[0];

@@ -102,7 +102,7 @@ function hostBlock(h: HostView, cells: CellView[]): string {
     ['Memory', gib(x.memory.totalBytes)],
     ['GPUs', gpus],
     ['OS', `${x.os.distro} ${x.os.release} (${x.os.platform} ${x.os.arch}, kernel ${x.os.kernel}), Node ${x.node}, host name ${x.hostname}`],
-    ['Threads', `${h.config.threads} intra-op threads for every engine`],
+    ['Threads', h.config.threads.length > 1 ? `${h.config.threads.join(', ')} intra-op threads: every cell at each count` : `${h.config.threads[0]} intra-op threads for every engine`],
     ['Run', `${h.startedAt} → ${h.finishedAt}, fwbench ${h.toolVersion}`],
   ];
   const settingsOf = (engine: string): string => {

@@ -22,7 +22,7 @@ export function markdownReport(report: Report): string {
   for (const h of model.hosts) {
     const gpus = h.host.gpus.gpus.map((g) => g.name).join(', ') || 'no GPU';
     out.push(
-      `- **Host** ${md(h.fingerprint)}: ${md(h.host.cpu.brand)}, ${h.host.cpu.physicalCores} physical / ${h.host.cpu.logicalCores} logical cores, ${num(h.host.memory.totalBytes / 2 ** 30)} GiB, ${md(gpus)}; ${md(h.host.os.distro)} ${md(h.host.os.release)}, Node ${md(h.host.node)}; threads ${h.config.threads}; run ${md(h.startedAt)}`,
+      `- **Host** ${md(h.fingerprint)}: ${md(h.host.cpu.brand)}, ${h.host.cpu.physicalCores} physical / ${h.host.cpu.logicalCores} logical cores, ${num(h.host.memory.totalBytes / 2 ** 30)} GiB, ${md(gpus)}; ${md(h.host.os.distro)} ${md(h.host.os.release)}, Node ${md(h.host.node)}; threads ${h.config.threads.join(', ')}; run ${md(h.startedAt)}`,
       // A code span shows markup as text; a backtick would end it and a blank line the list item.
       `  - command: \`${h.command.join(' ').replace(/`/g, "'").replace(/[\r\n]+/g, ' ')}\``,
       `  - engines: ${Object.entries(h.engines).map(([id, e]) => md(`${id} ${e.available ? e.version ?? '' : `unavailable (${e.reason ?? ''})`}`)).join('; ')}`,

@@ -1,4 +1,4 @@
-import { MIN_SAMPLES_FOR_CI, medianInterval, type Interval } from '../bootstrap.js';
+import { MIN_SAMPLES_FOR_CI, medianInterval, medianRatioInterval, replicateRatioInterval, type BootstrapOptions, type Interval } from '../bootstrap.js';
 import type { HostInfo } from '../detect/host.js';
 import type { Cell, EngineStatus, Run, RunConfig } from '../results.js';
 
@@ -22,8 +22,11 @@ export const paramsText = (params: Cell['params']): string =>
     })
     .join(' ');
 
-/** Identity of a cell apart from its host: engine, mode, device, workload, parameters, batch size. */
-export const cellKey = (c: Cell): string => [c.engine, c.mode, c.device, c.workload, paramsText(c.params), c.batchSize].join('|');
+/** The thread count a cell ran with: its own field, else (runs before the --threads sweep) the run's single count. */
+export const cellThreads = (run: Pick<Run, 'config'>, c: Cell): number => c.threads ?? run.config.threads[0]!;
+
+/** Identity of a cell apart from its host: engine, mode, device, workload, parameters, batch size, threads. */
+export const cellKey = (c: Cell, threads: number): string => [c.engine, c.mode, c.device, c.workload, paramsText(c.params), c.batchSize, `t${threads}`].join('|');
 
 /** Series label of a cell in tables and charts. */
 export const engineMode = (c: Cell): string => `${c.engine}/${c.mode}`;
@@ -50,6 +53,8 @@ export function hostsOf(run: Run): HostView[] {
 export interface CellView {
   cell: Cell;
   host: string;
+  /** Intra-op threads it ran with (cellThreads). */
+  threads: number;
   /** Bootstrap 95 % interval of the median latency (ms); absent with fewer than MIN_SAMPLES_FOR_CI samples. */
   medianCi?: Interval;
   /** Median / the fastest median of its group (1 = fastest); ok cells only. */
@@ -58,7 +63,7 @@ export interface CellView {
   fastest: boolean;
 }
 
-/** Cells that readers compare with each other: same host, device, workload, parameters and batch size. */
+/** Cells that readers compare with each other: same host, device, workload, parameters, thread count and batch size. */
 export interface CellGroup {
   host: string;
   device: string;
@@ -69,7 +74,7 @@ export interface CellGroup {
   cells: CellView[];
 }
 
-/** One workload (with its parameters) on one host and device, all batch sizes. */
+/** One workload (with its parameters) on one host, device and thread count, all batch sizes. */
 export interface WorkloadSection {
   id: string;
   host: string;
@@ -77,6 +82,10 @@ export interface WorkloadSection {
   workload: string;
   preset: string;
   params: string;
+  /** Intra-op threads of its cells (readers compare engines at the same thread count). */
+  threads: number;
+  /** The run swept several thread counts, so titles name this one. */
+  threadSweep: boolean;
   /** Analytic FLOPs per sample. */
   flopsPerSample: number;
   groups: CellGroup[];
@@ -94,13 +103,15 @@ export interface RunModel {
 export function buildModel(run: Run): RunModel {
   const sections = new Map<string, WorkloadSection>();
   const cells: CellView[] = [];
+  const threadSweep = new Set(run.cells.map((c) => cellThreads(run, c))).size > 1;
   for (const cell of run.cells) {
     const host = cellHost(run, cell);
     const params = paramsText(cell.params);
-    const sectionId = [host, cell.device, cell.workload, params].join('|');
+    const threads = cellThreads(run, cell);
+    const sectionId = [host, cell.device, cell.workload, params, `t${threads}`].join('|');
     let section = sections.get(sectionId);
     if (!section) {
-      section = { id: sectionId, host, device: cell.device, workload: cell.workload, preset: cell.preset, params, flopsPerSample: cell.flops / cell.batchSize, groups: [] };
+      section = { id: sectionId, host, device: cell.device, workload: cell.workload, preset: cell.preset, params, threads, threadSweep, flopsPerSample: cell.flops / cell.batchSize, groups: [] };
       sections.set(sectionId, section);
     }
     let group = section.groups.find((g) => g.batchSize === cell.batchSize);
@@ -109,7 +120,7 @@ export function buildModel(run: Run): RunModel {
       section.groups.push(group);
     }
     const samples = cell.status === 'ok' ? cell.samplesMs : undefined;
-    const view: CellView = { cell, host, fastest: false, ...(samples && samples.length >= MIN_SAMPLES_FOR_CI ? { medianCi: medianInterval(samples) } : {}) };
+    const view: CellView = { cell, host, threads, fastest: false, ...(samples && samples.length >= MIN_SAMPLES_FOR_CI ? { medianCi: medianInterval(samples) } : {}) };
     group.cells.push(view);
     cells.push(view);
   }
@@ -128,7 +139,7 @@ export function buildModel(run: Run): RunModel {
 }
 
 /** Section heading, e.g. `cnn/tiny (cpu)` plus the host when a run has several. */
-export const sectionTitle = (s: WorkloadSection, multiHost: boolean): string => `${s.workload}/${s.preset} (${s.device})${multiHost ? ` on ${s.host}` : ''}`;
+export const sectionTitle = (s: WorkloadSection, multiHost: boolean): string => `${s.workload}/${s.preset} (${s.device}${s.threadSweep ? `, ${s.threads} threads` : ''})${multiHost ? ` on ${s.host}` : ''}`;
 
 /** One flat row per cell, units in the names: what the CSV, JSON and Markdown reports list. */
 export interface CellRow {
@@ -140,6 +151,7 @@ export interface CellRow {
   preset: string;
   params: string;
   batchSize: number;
+  threads: number;
   status: string;
   medianMs: number | null;
   medianCiLoMs: number | null;
@@ -173,6 +185,7 @@ export function cellRow(v: CellView): CellRow {
     preset: c.preset,
     params: paramsText(c.params),
     batchSize: c.batchSize,
+    threads: v.threads,
     status: c.status,
     medianMs: c.stats?.medianMs ?? null,
     medianCiLoMs: v.medianCi?.lo ?? null,
@@ -195,3 +208,27 @@ export function cellRow(v: CellView): CellRow {
 
 /** Number formatting shared by the text formats: 3 significant digits, plain decimals from 100 up. */
 export const num = (v: number | null | undefined, digits = 3): string => (v === null || v === undefined || !Number.isFinite(v) ? '-' : Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(digits));
+
+/**
+ * Each ok replicate's own samples (sliced from the cell's pooled samplesMs), those with enough for
+ * an interval; none when the replicates' offsets and counts do not tile the pooled samples (a
+ * record edited or produced without them), so the caller falls back to the pooled samples.
+ */
+export function replicateSamples(c: Cell): number[][] {
+  const all = c.samplesMs ?? [];
+  const reps = (c.replicates ?? []).filter((r) => r.status === 'ok' && r.offset !== undefined && r.n !== undefined);
+  if (reps.reduce((sum, r) => sum + r.n!, 0) !== all.length || reps.some((r) => r.offset! + r.n! > all.length)) return [];
+  return reps.filter((r) => r.n! >= MIN_SAMPLES_FOR_CI).map((r) => all.slice(r.offset!, r.offset! + r.n!));
+}
+
+/**
+ * 95 % bootstrap interval of median(b) / median(a) for two ok cells with samples: processes, then
+ * samples inside each, when both ran several replicates (replicateRatioInterval); otherwise the
+ * pooled samples, which can only reflect within-process noise. `by` says which.
+ */
+export function cellRatioInterval(b: Cell, a: Cell, opts: BootstrapOptions = {}): Interval & { by: 'replicates' | 'samples' } {
+  const ga = replicateSamples(a);
+  const gb = replicateSamples(b);
+  if (ga.length >= 2 && gb.length >= 2) return { ...replicateRatioInterval(gb, ga, opts), by: 'replicates' };
+  return { ...medianRatioInterval([b.samplesMs ?? []], [a.samplesMs ?? []], opts), by: 'samples' };
+}

@@ -1,6 +1,7 @@
 """What every framework module provides to the runner loop (the Python twin of
 harness/engines/types.ts): `probe()` and `build(BuildRequest) -> BuiltModel`, raising
 EngineUnavailable with the fix when the engine cannot run here."""
+import contextlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,11 @@ class BuiltModel:
     of the logits back to host memory."""
 
     settings: dict
+
+    def session(self):
+        """Context entered once around the first run and the whole timed loop (grad mode, device
+        scope): entering it per iteration costs microseconds a user's loop does not pay."""
+        return contextlib.nullcontext()
 
     def prepare(self, inputs):
         raise NotImplementedError

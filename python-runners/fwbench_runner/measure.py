@@ -1,7 +1,8 @@
 """The warm-up and timed loop, the same rules and defaults as harness/measure.ts (see there).
 
-Warm-up: at least warmupMinIters iterations, then until the last warmupWindow times all lie
-within +-warmupTolerance of their median (stable), capped by warmupMaxIters and warmupMaxMs.
+Warm-up: at least warmupMinIters iterations and warmupMinMs (absent = 0), then until the last
+warmupWindow times all lie within +-warmupTolerance of their median (stable), capped by
+warmupMaxIters (counted once warmupMinMs has passed) and warmupMaxMs.
 Timed loop: once minSamples samples AND minTimeMs elapsed, the 95 % order-statistic interval of
 the median is checked at n, then every ~10 % more samples; it stops with 'target-interval' when
 the half-width is <= targetInterval x median, else at maxSamples ('max-samples') or maxTimeMs
@@ -15,6 +16,7 @@ Z95 = 1.959963984540054
 
 DEFAULT_MEASURE = {
     "warmupMinIters": 3,
+    "warmupMinMs": 1000,
     "warmupMaxIters": 50,
     "warmupMaxMs": 2000,
     "warmupTolerance": 0.1,
@@ -81,13 +83,15 @@ def measure(iteration, s=DEFAULT_MEASURE, clock=time.perf_counter_ns, on_timed_l
         iteration()
         t1 = clock()
         warmup_ns.append(t1 - t0)
-        if len(warmup_ns) >= s["warmupMinIters"] and is_stable(warmup_ns, s["warmupWindow"], s["warmupTolerance"]):
+        warmed_ms = (t1 - warm_start) / 1e6
+        long_enough = warmed_ms >= s.get("warmupMinMs", 0)
+        if long_enough and len(warmup_ns) >= s["warmupMinIters"] and is_stable(warmup_ns, s["warmupWindow"], s["warmupTolerance"]):
             warmup_stop = "stable"
             break
-        if len(warmup_ns) >= s["warmupMaxIters"]:
+        if long_enough and len(warmup_ns) >= s["warmupMaxIters"]:
             warmup_stop = "max-iters"
             break
-        if (t1 - warm_start) / 1e6 >= s["warmupMaxMs"] and len(warmup_ns) >= s["warmupMinIters"]:
+        if warmed_ms >= s["warmupMaxMs"] and len(warmup_ns) >= s["warmupMinIters"]:
             warmup_stop = "max-time"
             break
     on_timed_loop()

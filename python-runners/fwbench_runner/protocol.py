@@ -1,9 +1,16 @@
 """The worker protocol on fd 3: line-delimited JSON, every message validated against
 results/schema/protocol.schema.json (generated from harness/protocol.ts, the single definition)."""
 import json
+import sys
 from pathlib import Path
 
-import jsonschema
+try:
+    import jsonschema
+except ModuleNotFoundError as e:  # e.g. a distribution's python3 chosen through FWBENCH_PYTHON
+    raise SystemExit(
+        f"fwbench runner: {sys.executable} lacks the Python package '{e.name}' (the runner validates every protocol message); "
+        "install python-runners/requirements-cpu.txt into it, or unset FWBENCH_PYTHON to use python-runners/.venv (bash python-runners/setup.sh)"
+    ) from e
 
 PROTOCOL_VERSION = 1
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "results" / "schema" / "protocol.schema.json"

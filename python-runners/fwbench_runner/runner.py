@@ -92,14 +92,15 @@ class Worker:
         at("parity")
         t1 = time.perf_counter_ns()
         feed = model.prepare(inputs)
-        out = model.run(feed)
-        t2 = time.perf_counter_ns()
-        batch = cell["batchSize"]
-        self.channel.send({"type": "parity", "firstRunMs": (t2 - t1) / 1e6, "shape": [batch, out.size // batch], "values": out.ravel().tolist()})
-        verdict = self.channel.receive()
-        if verdict["type"] == "continue":
-            at("warmup")
-            self.channel.send({"type": "samples", **measure(lambda: model.run(feed), first["measure"], on_timed_loop=lambda: at("measure"))})
+        with model.session():
+            out = model.run(feed)
+            t2 = time.perf_counter_ns()
+            batch = cell["batchSize"]
+            self.channel.send({"type": "parity", "firstRunMs": (t2 - t1) / 1e6, "shape": [batch, out.size // batch], "values": out.ravel().tolist()})
+            verdict = self.channel.receive()
+            if verdict["type"] == "continue":
+                at("warmup")
+                self.channel.send({"type": "samples", **measure(lambda: model.run(feed), first["measure"], on_timed_loop=lambda: at("measure"))})
         at("memory")
         device_peak = model.peak_device_bytes()
         model.dispose()

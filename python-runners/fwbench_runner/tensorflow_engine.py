@@ -179,10 +179,12 @@ class KerasModel(BuiltModel):
                 return tf.constant(np.ascontiguousarray(np.transpose(inputs["images"], (0, 2, 3, 1))))
             return tf.constant(inputs["tokens"])
 
+    def session(self):
+        return tf.device("/GPU:0" if self.device == "cuda" else "/CPU:0")
+
     def run(self, feed):
-        with tf.device("/GPU:0" if self.device == "cuda" else "/CPU:0"):
-            # .numpy() waits for the result and copies it to host memory: readback is part of the timed work.
-            return self.fn(feed).numpy()
+        # .numpy() waits for the result and copies it to host memory: readback is part of the timed work.
+        return self.fn(feed).numpy()
 
     def peak_device_bytes(self):
         return tf.config.experimental.get_memory_info("GPU:0")["peak"] if self.device == "cuda" else None
@@ -224,6 +226,10 @@ def build(req):
         "interopThreads": tf.config.threading.get_inter_op_parallelism_threads(),
         "requestedThreads": req.threads,
         "jitCompile": req.mode == "xla",
+        # TF32 matters on Ampere+ GPUs (TensorFlow's default is on); oneDNN kernels on x86-64 CPUs.
+        "tf32": tf.config.experimental.tensor_float_32_execution_enabled(),
+        "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on for x86-64 Linux builds)"),
+        "nvidiaTf32Override": os.environ.get("NVIDIA_TF32_OVERRIDE", "unset"),
         "placement": f"all variables on {wanted}",
     }
     return KerasModel(model, fn, req.device, settings)

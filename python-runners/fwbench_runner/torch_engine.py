@@ -6,6 +6,7 @@ PyTorch's module paths, apart from nn.LSTM's flat parameter names and nn.Embeddi
 Modes: `eager` (torch.inference_mode), `torchscript` (torch.jit.trace + torch.jit.freeze, done in
 build), `compile` (torch.compile; it compiles on the first call, so its cost lands in the cold
 start's first run, never in the timed loop)."""
+import os
 import re
 import shutil
 from collections import OrderedDict
@@ -214,13 +215,16 @@ class TorchModel(BuiltModel):
             return torch.from_numpy(np.array(inputs["images"], dtype=np.float32))
         return torch.from_numpy(np.array(inputs["tokens"], dtype=np.int64))
 
+    def session(self):
+        return torch.inference_mode()
+
     def run(self, feed):
-        with torch.inference_mode():
-            # Inputs start on the host each call, as they do for every engine (ORT, tfjs take host arrays).
-            out = self.fn(feed.to(self.device)).cpu()
-        if self.cuda:
-            # .cpu() already waits for the copy; this makes "all queued work finished" explicit before the clock is read.
-            torch.cuda.synchronize(self.device)
+        if not self.cuda:
+            return self.fn(feed).numpy()
+        # Inputs start on the host each call, as they do for every engine (ORT, tfjs take host arrays).
+        out = self.fn(feed.to(self.device)).cpu()
+        # .cpu() already waits for the copy; this makes "all queued work finished" explicit before the clock is read.
+        torch.cuda.synchronize(self.device)
         return out.numpy()
 
     def peak_device_bytes(self):
@@ -260,11 +264,22 @@ def build(req):
         "requestedThreads": req.threads,
         "blas": blas(),
         "mkldnn": torch.backends.mkldnn.is_available(),
+        "mkldnnEnabled": torch.backends.mkldnn.enabled,
+        # "highest" is strict FP32; "high"/"medium" let matmuls use TF32 or bf16 passes.
+        "float32MatmulPrecision": torch.get_float32_matmul_precision(),
         "gradMode": "inference_mode",
         "placement": f"all parameters and buffers on {device}",
     }
+    if req.mode == "compile":
+        settings["compileBackend"] = "inductor"
     if device.type == "cuda":
-        settings.update(gpu=torch.cuda.get_device_name(device), tf32Matmul=torch.backends.cuda.matmul.allow_tf32, tf32Conv=torch.backends.cudnn.allow_tf32)
+        settings.update(
+            gpu=torch.cuda.get_device_name(device),
+            tf32Matmul=torch.backends.cuda.matmul.allow_tf32,
+            tf32Conv=torch.backends.cudnn.allow_tf32,
+            cudnnBenchmark=torch.backends.cudnn.benchmark,
+            nvidiaTf32Override=os.environ.get("NVIDIA_TF32_OVERRIDE", "unset"),
+        )
     return TorchModel(fn, device, settings)
 
 

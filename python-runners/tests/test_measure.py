@@ -35,7 +35,7 @@ def test_defaults_equal_harness_measure_ts():
 def test_warms_up_until_stable_then_samples_until_min_samples_and_min_time():
     times = iter([50, 30, 20, 10, 10, 10])
     c = FakeClock(lambda: next(times, 10) * 10**6)
-    r = measure(c.tick, settings(warmupMaxMs=1e6, minSamples=5, minTimeMs=100, maxTimeMs=1e6, maxSamples=10**6, targetInterval=0.01), c)
+    r = measure(c.tick, settings(warmupMinMs=0, warmupMaxMs=1e6, minSamples=5, minTimeMs=100, maxTimeMs=1e6, maxSamples=10**6, targetInterval=0.01), c)
     assert r["warmupStopReason"] == "stable"
     assert [v / 1e6 for v in r["warmupNs"]] == [50, 30, 20, 10, 10, 10]
     # 10 ms each: 5 samples reach only 50 ms, so the 100 ms minimum decides.
