@@ -1,5 +1,6 @@
 import { InvalidArgumentError } from 'commander';
 import { existsSync, readFileSync, statSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import si from 'systeminformation';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
@@ -168,10 +169,14 @@ export function readConfigFile(path: string): RunConfigFile {
   return parsed.data;
 }
 
-/** Intra-op threads when none are given: the physical cores. */
-async function defaultThreads(): Promise<number> {
+/**
+ * Intra-op threads when none are given: the physical cores, but no more than the CPUs this process
+ * may run on (a Slurm task, a container or `taskset` can allow fewer than the host has, and more
+ * threads than CPUs makes OpenMP pools collapse).
+ */
+export async function defaultThreads(): Promise<number> {
   const cpu = await si.cpu();
-  return Math.max(1, cpu.physicalCores || cpu.cores || 1);
+  return Math.max(1, Math.min(cpu.physicalCores || cpu.cores || 1, availableParallelism()));
 }
 
 /** `--set` as key/value pairs, from the flag's text(s) or a config file's mapping; a key given twice keeps its last value. */

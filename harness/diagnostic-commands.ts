@@ -1,16 +1,10 @@
 import { type Command, Option } from 'commander';
-import si from 'systeminformation';
 import { detectHost, hostFingerprint } from './detect/host.js';
 import { formatFindings, runDoctor } from './doctor.js';
-import { FLAG } from './config.js';
+import { defaultThreads, FLAG } from './config.js';
 import { DEVICES, ENGINE_IDS, type Device, type EngineId } from './engines/types.js';
 import { formatPeak, measurePeak } from './peak.js';
 import { probeEngines } from './run.js';
-
-async function physicalCores(): Promise<number> {
-  const cpu = await si.cpu();
-  return Math.max(1, cpu.physicalCores || cpu.cores || 1);
-}
 
 /** Registers `fwbench peak` and `fwbench doctor`. */
 export function registerDiagnosticCommands(program: Command): void {
@@ -24,7 +18,7 @@ export function registerDiagnosticCommands(program: Command): void {
     .option('--json', 'print JSON on stdout')
     .action(async (o: { engines?: EngineId[]; device: Device; threads?: number; cache: boolean; json?: boolean }) => {
       const ids = o.engines ?? [...ENGINE_IDS];
-      const [host, statuses, threads] = await Promise.all([detectHost(), probeEngines(ids), o.threads ?? physicalCores()]);
+      const [host, statuses, threads] = await Promise.all([detectHost(), probeEngines(ids), o.threads ?? defaultThreads()]);
       const engines = ids.map((id) => (statuses[id]?.available ? { id, ...(statuses[id].version ? { version: statuses[id].version } : {}) } : { id, unavailable: statuses[id]?.reason ?? 'not probed' }));
       const onEngine = o.json ? undefined : (p: { engine: string; ok: boolean }): void => void process.stderr.write(`fwbench: peak ${p.engine} ${p.ok ? 'done' : 'skipped'}\n`);
       const r = await measurePeak({ engines, device: o.device, threads, hostFingerprint: hostFingerprint(host), cache: o.cache, ...(onEngine ? { onEngine } : {}) });
@@ -44,7 +38,7 @@ export function registerDiagnosticCommands(program: Command): void {
     .action(async (o: { engines?: EngineId[]; device: Device; threads?: number; python?: string; json?: boolean }) => {
       const host = await detectHost();
       const engines = o.engines ?? ['onnxruntime', 'tfjs-wasm', 'tfjs-cpu', 'torch', 'tensorflow'];
-      const findings = await runDoctor({ engines, threads: o.threads ?? Math.max(1, host.cpu.physicalCores), device: o.device, host, ...(o.python ? { python: o.python } : {}) });
+      const findings = await runDoctor({ engines, threads: o.threads ?? (await defaultThreads()), device: o.device, host, ...(o.python ? { python: o.python } : {}) });
       if (o.json) process.stdout.write(`${JSON.stringify({ findings }, null, 2)}\n`);
       else process.stdout.write(formatFindings(findings));
     });
