@@ -1,5 +1,5 @@
 import { execa } from 'execa';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -37,7 +37,10 @@ for (const side of ['a', 'b']) {
   if (args.reuse && existsSync(join(dir, 'run.json'))) continue;
   const t0 = performance.now();
   process.stderr.write(`aa: run ${side} (load ${load()})\n`);
-  await execa(process.execPath, [cli, 'run', '--out', dir, ...positionals], { reject: false, stdio: ['ignore', 'ignore', 'inherit'] });
+  // fwbench refuses to run into a run's folder: start clean, and never compare a stale run.json.
+  rmSync(dir, { recursive: true, force: true });
+  const r = await execa(process.execPath, [cli, 'run', '--out', dir, ...positionals], { reject: false, stdio: ['ignore', 'ignore', 'inherit'] });
+  if (r.exitCode !== 0 && r.exitCode !== 1) throw new Error(`aa: run ${side}: fwbench run exited ${r.exitCode}`);
   process.stderr.write(`aa: run ${side} took ${((performance.now() - t0) / 1000).toFixed(1)} s (load ${load()})\n`);
 }
 

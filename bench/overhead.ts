@@ -1,5 +1,5 @@
 import { execa } from 'execa';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -97,7 +97,10 @@ async function exportCase(c: Case): Promise<Omit<BareJob, 'samples' | 'warmupMs'
 /** One `fwbench run` of the cell in one worker process; its reported median and sample count. */
 async function harness(c: Case, dir: string): Promise<{ medianNs: number; n: number }> {
   const argv = [cli, 'run', '--engines', c.engine, '--modes', c.mode, '--workloads', c.family, '--preset', c.preset, '--batch-sizes', String(batch), '--replicates', '1', '--threads', String(threads), '--out', dir];
-  await execa(process.execPath, argv, { reject: false });
+  // fwbench refuses to run into a run's folder: start clean, and never read a stale run.json.
+  rmSync(dir, { recursive: true, force: true });
+  const r = await execa(process.execPath, argv, { reject: false });
+  if (r.exitCode !== 0) throw new Error(`${c.engine} ${c.preset}: fwbench run exited ${r.exitCode}: ${r.stderr.trim().split('\n').at(-1) ?? ''}`);
   const run = RunSchema.parse(JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')));
   const cell = run.cells[0];
   if (!cell?.stats || cell.status !== 'ok') throw new Error(`${c.engine} ${c.preset}: cell ${cell?.status ?? 'missing'}: ${cell?.reason ?? ''}`);
