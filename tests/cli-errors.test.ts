@@ -156,7 +156,7 @@ const CORPUS: Record<string, Entry> = {
   'schedule: unknown scheduler': { args: (c) => ['schedule', '--on', 'pbs', '--dry-run', '--out', c.never, '--', '--quick'], message: /option '--on <scheduler>' argument 'pbs' is invalid\. Allowed choices are slurm, k8s, skypilot, ssh\./ },
   'schedule: --config in the run flags': { args: (c) => ['schedule', '--on', 'slurm', '--dry-run', '--out', c.never, '--', '--config', c.file('job.yaml', 'engines: [onnxruntime]\n')], message: /--config in the run flags: a job cannot read a local config file; give its settings as run flags after --/ },
   'schedule: an option of another scheduler': { args: (c) => ['schedule', '--on', 'slurm', '--dry-run', '--hosts', 'me@gpu1', '--out', c.never, '--', '--quick'], message: /--hosts does not apply to --on slurm; its options: --results-dir, / },
-  'schedule: zero GPUs': { args: (c) => ['schedule', '--on', 'k8s', '--dry-run', '--gpus', '0', '--out', c.never, '--', '--quick'], message: /option '--gpus <n>' argument '0' is invalid\. --gpus must be a positive integer, got '0'/ },
+  'schedule: zero GPUs': { args: (c) => ['schedule', '--on', 'k8s', '--dry-run', '--gpus', '0', '--out', c.never, '--', '--quick'], message: arg('--gpus', '0', 'must be a positive integer, got 0') },
   'collect: no state file': { args: (c) => ['collect', join(c.dir, 'no-schedule-here')], message: /no-schedule-here\/state\.json does not exist: give the folder \(or its state\.json\) that fwbench schedule wrote/ },
 };
 describe('bad-input corpus: exit 2 and one line naming the field, the value and what is allowed', () => {

@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } 
 import { join, resolve } from 'node:path';
 import { InputError } from '../../workloads/index.js';
 import { buildProgram } from '../cli.js';
-import { runSettings } from '../config.js';
+import { FLAG, runSettings } from '../config.js';
 import { mergeRuns, writeMerged } from '../merge.js';
 import { loadRun } from '../results-file.js';
 import type { Run, RunConfig } from '../results.js';
@@ -28,10 +28,6 @@ const COMMON_OPTIONS = new Set<keyof ScheduleOptions>(['on', 'split', 'image', '
 const FLAG_OF: Partial<Record<keyof ScheduleOptions, string>> = { resultsDir: '--results-dir', gpuType: '--gpu-type', pvcSize: '--pvc-size', sshConfig: '--ssh-config' };
 const flagOf = (k: keyof ScheduleOptions): string => FLAG_OF[k] ?? `--${k}`;
 
-const positiveInt = (what: string) => (text: string): number => {
-  if (!/^\d+$/.test(text.trim()) || Number(text) < 1) throw new InvalidArgumentError(`${what} must be a positive integer, got '${text}'`);
-  return Number(text);
-};
 const hostList = (text: string): string[] => {
   const hosts = text.split(',').map((s) => s.trim()).filter(Boolean);
   if (hosts.length === 0) throw new InvalidArgumentError('empty host list; give user@host[,user@host...]');
@@ -218,12 +214,12 @@ export function registerScheduleCommands(program: Command): void {
     .option('--results-dir <path>', 'where jobs write on the machines that run them (slurm: a shared-filesystem path, default <out>/results; ssh, skypilot: default fwbench-results/<id> under the home folder)')
     .option('--image <ref>', 'container image with fwbench (see the Dockerfile); without it jobs run a checkout')
     .option('--workdir <path>', 'slurm, ssh: the fwbench checkout on the machines (slurm default: this checkout); skypilot: the local checkout to sync (default: this one)')
-    .option('--gpus <n>', 'GPUs per job', positiveInt('--gpus'))
+    .option('--gpus <n>', 'GPUs per job', FLAG.positiveInt)
     .option('--gpu-type <name>', 'slurm: gres type; skypilot: accelerator (H100, A100-80GB, L4, ...)')
     .addOption(new Option('--container <runtime>', 'slurm: how to run --image').choices(['pyxis', 'apptainer']))
     .option('--partition <name>', 'slurm: partition')
     .option('--time <limit>', 'slurm: time limit (MINUTES, HH:MM:SS or D-HH:MM:SS)')
-    .option('--cpus <n>', 'slurm, k8s, skypilot: CPUs per job', positiveInt('--cpus'))
+    .option('--cpus <n>', 'slurm, k8s, skypilot: CPUs per job', FLAG.positiveInt)
     .option('--mem <size>', 'slurm (16G), k8s (16Gi), skypilot (GB, 16 or 16+): memory per job')
     .option('--namespace <ns>', 'k8s: namespace')
     .option('--pvc <claim>', 'k8s: existing PersistentVolumeClaim for the results (default: one new claim per job)')
@@ -238,8 +234,8 @@ export function registerScheduleCommands(program: Command): void {
     .description('wait for the jobs of a schedule, fetch their results and merge them into one run (then: fwbench report)')
     .argument('<state>', 'the folder fwbench schedule wrote (or its state.json)')
     .option('--out <dir>', 'folder for the merged run (default: <state folder>/merged)')
-    .option('--poll <s>', 'seconds between polls', positiveInt('--poll'), 10)
-    .option('--timeout <s>', 'stop waiting after this many seconds and merge what finished', positiveInt('--timeout'))
+    .option('--poll <s>', 'seconds between polls', FLAG.positiveInt, 10)
+    .option('--timeout <s>', 'stop waiting after this many seconds and merge what finished', FLAG.positiveInt)
     .option('--no-wait', 'poll once and merge what has finished')
     .action(async (target: string, f: CollectFlags) => collect(target, f));
 }
