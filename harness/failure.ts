@@ -45,13 +45,17 @@ export function classifyFailure(o: WorkerOutcome): { cause: FailureCause; reason
   if (o.interrupted) return { cause: 'interrupted', reason: `stopped ${phase}: the run was interrupted` };
   if (o.timedOut) return { cause: 'timeout', reason: `timed out after ${(o.timeoutMs ?? 0) / 1000} s ${phase}; the worker's process group was killed${tail}` };
   const message = o.error?.message.split('\n')[0];
-  const heapAbort = o.logTail.find((l) => isOutOfMemoryText(l));
-  if ((message && isOutOfMemoryText(message)) || (!message && heapAbort)) {
-    return { cause: 'out-of-memory', reason: `out of memory ${phase}${status ? ` (${status})` : ''}: ${message ?? heapAbort!.trim().slice(0, 200)}` };
+  // The first out-of-memory line the worker printed (runner output may not record it: older outcomes, tests).
+  const oomLine = o.outOfMemoryLine ?? o.logTail.find((l) => isOutOfMemoryText(l))?.trim().slice(0, 200);
+  if ((message && isOutOfMemoryText(message)) || (!message && oomLine)) {
+    return { cause: 'out-of-memory', reason: `out of memory ${phase}${status ? ` (${status})` : ''}: ${message ?? oomLine!}` };
   }
   if (o.signal === 'SIGKILL' && o.oomKillSeen) return { cause: 'out-of-memory', reason: `out of memory ${phase}: killed by SIGKILL while the kernel's OOM killer fired (memory cgroup oom_kill count rose)${tail}` };
   if (message) return { cause: 'exception', reason: `${message} (${phase})` };
-  if (o.protocolError) return { cause: 'protocol', reason: `${o.protocolError} ${phase}; the worker was stopped` };
-  if (status) return { cause: o.signal ? 'signal' : 'exit-code', reason: `worker ${status} ${phase}${tail}` };
+  if (o.protocolError && !o.protocolCutOff) return { cause: 'protocol', reason: `${o.protocolError} ${phase}; the worker was stopped` };
+  // A worker that died mid-message: its death is the cause, the cut-off line a consequence.
+  const cut = o.protocolCutOff ? '; its last protocol line was cut off' : '';
+  if (status) return { cause: o.signal ? 'signal' : 'exit-code', reason: `worker ${status} ${phase}${cut}${tail}` };
+  if (o.protocolError) return { cause: 'protocol', reason: `${o.protocolError} ${phase}, then the worker exited` };
   return { cause: 'protocol', reason: `worker ended without completing the protocol ${phase}${tail}` };
 }

@@ -4,7 +4,7 @@ import { delimiter, join } from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { EngineDescriptor } from './engines/types.js';
-import { classifyFailure } from './failure.js';
+import { classifyFailure, isOutOfMemoryText } from './failure.js';
 import { FromWorkerSchema, type FromWorker, type Phase, type ToWorker } from './protocol.js';
 
 /**
@@ -101,6 +101,16 @@ export interface WorkerOutcome {
   logTail: string[];
   /** A protocol violation (unparseable or invalid line). */
   protocolError?: string;
+  /**
+   * The invalid line was the channel's last, cut off when the worker's end closed (it died or
+   * exited mid-message): how it ended says why, not the cut-off line.
+   */
+  protocolCutOff?: boolean;
+  /**
+   * The first out-of-memory message in anything the worker printed, kept even when a long native
+   * stack trace after it scrolls it out of `logTail`.
+   */
+  outOfMemoryLine?: string;
 }
 
 /** Options for one worker. */
@@ -220,12 +230,18 @@ export async function runWorkerProcess(file: string, args: string[], first: ToWo
     if (pid !== undefined) terminateGroup(pid);
   }, opts.timeoutMs);
   const keepTail = (line: string): void => {
+    if (out.outOfMemoryLine === undefined && isOutOfMemoryText(line)) out.outOfMemoryLine = line.trim().slice(0, 200);
     out.logTail.push(line);
     if (out.logTail.length > LOG_TAIL_LINES) out.logTail.shift();
   };
   for (const stream of [child.stdout, child.stderr]) readline.createInterface({ input: stream }).on('line', keepTail);
   const channel = child.stdio[3] as unknown as NodeJS.ReadWriteStream;
   channel.on('error', () => undefined); // a dead worker closes the socket; the exit status says why
+  // Registered before readline's own 'end' handler, which hands on an unterminated last line.
+  let channelEnded = false;
+  channel.on('end', () => {
+    channelEnded = true;
+  });
   const write = (m: ToWorker): void => {
     channel.write(`${JSON.stringify(m)}\n`);
   };
@@ -253,7 +269,10 @@ export async function runWorkerProcess(file: string, args: string[], first: ToWo
       msg = FromWorkerSchema.parse(JSON.parse(line));
     } catch (e) {
       out.protocolError = `invalid protocol line ${JSON.stringify(line.slice(0, 80))} (${e instanceof Error ? e.message.split('\n')[0]!.slice(0, 120) : String(e)})`;
-      if (pid !== undefined) terminateGroup(pid);
+      // A line cut off by the worker's end (a large parity line while it dies of out-of-memory)
+      // is not a live worker talking nonsense: there is nothing left to stop.
+      if (channelEnded) out.protocolCutOff = true;
+      else if (pid !== undefined) terminateGroup(pid);
       return true;
     }
     opts.onMessage?.(msg);
