@@ -31,6 +31,26 @@ async function ortRun(x: Instance, mode = 'disabled'): Promise<Float32Array> {
   }
 }
 
+describe('onnxruntime engine run', () => {
+  it("returns logits the next run does not overwrite (onnxruntime-node's outputs are fresh buffers, so run copies nothing)", async () => {
+    runtime ??= await onnxruntime.load();
+    const x = instance('cnn');
+    const model = await runtime.build({ family: x.family, params: x.params, batchSize: BATCH, weights: x.weights, device: 'cpu', mode: 'all', threads: 1 });
+    try {
+      const first = await model.run(x.inputs);
+      const kept = Float32Array.from(first);
+      const images = x.inputs.get('images')!;
+      const negated = new Map([['images', { ...images, data: Float32Array.from(images.data, (v) => -v) }]]);
+      const second = await model.run(negated as typeof x.inputs);
+      expect(second.buffer).not.toBe(first.buffer);
+      expect(Array.from(second)).not.toEqual(Array.from(kept));
+      expect(Array.from(first)).toEqual(Array.from(kept));
+    } finally {
+      await model.dispose();
+    }
+  });
+});
+
 function relL2(a: ArrayLike<number>, ref: ArrayLike<number>): number {
   let num = 0;
   let den = 0;

@@ -101,12 +101,14 @@ function createRuntime(ort: Ort, buildModel: BuildModel): EngineRuntime {
         async run(inputs: TensorMap): Promise<Float32Array> {
           const logits = (await session.run(feedsOf(inputs))).logits;
           if (!logits) throw new Error('onnxruntime: the model returned no logits');
-          // Copy: the result may alias memory the session reuses on the next run.
-          return (logits.data as Float32Array).slice();
+          // onnxruntime-node copies each CPU output into a fresh ArrayBuffer, so the next run
+          // cannot overwrite this one (tests/onnx-builder.test.ts checks it): no second copy.
+          return logits.data as Float32Array;
         },
         async dispose(): Promise<void> {
           await session.release();
         },
+        native: { kind: 'onnxruntime', session },
       };
     },
   };
