@@ -75,7 +75,7 @@ const RUN_FLAGS = {
   out: flag(z.string(must('a folder path')).min(1, must('a folder path')), asText, 'output folder for cells.jsonl and run.json'),
   set: flag(z.union([z.string(), z.record(z.string(), ParamValue)], must("a mapping of workload parameters (seq: 37) or 'key=value,...' text")), asText, "workload parameter overrides: a mapping (seq: 37, depths: [1, 1, 2, 1]) or the flag's 'key=value,...' text"),
   device: flag(oneOf('device', DEVICES), asText, 'device of every cell'),
-  threads: flag(z.union([PositiveInt, z.array(PositiveInt, must('a positive integer or a list of them')).min(1, { error: () => 'empty threads list; give positive integers' })], must('a positive integer or a list of them')), asNumberOrList, 'intra-op threads of every engine, or a list to sweep (each count a matrix dimension); default: physical cores'),
+  threads: flag(z.union([PositiveInt, z.array(PositiveInt, must('a positive integer or a list of them')).min(1, { error: () => 'empty threads list; give positive integers' })], must('a positive integer or a list of them')), asNumberOrList, 'intra-op threads of every engine, or a list to sweep (each count a matrix dimension); default: physical cores, capped at the CPUs allowed'),
   seed: flag(NonNegativeInt, asNumber, 'seed of weights and inputs'),
   quick: flag(z.boolean(must('true or false')), undefined, 'measurement preset quick (±5 %, 1 process per cell)'),
   rigorous: flag(z.boolean(must('true or false')), undefined, 'measurement preset rigorous (±0.5 %, >= 662 samples, 5 processes per cell)'),

@@ -13,7 +13,7 @@ export function registerDiagnosticCommands(program: Command): void {
     .description("measure this machine's achievable FP32 GEMM rate (GFLOP/s) and memory copy bandwidth (GB/s) through each engine, each in its own worker; the best engine's figures are the machine's peak")
     .option('--engines <list>', 'comma-separated engines (default: every engine available here)', FLAG.engines)
     .addOption(new Option('--device <device>', 'device').choices([...DEVICES]).default('cpu'))
-    .option('--threads <n>', 'intra-op threads (default: physical cores)', FLAG.positiveInt)
+    .option('--threads <n>', 'intra-op threads (default: physical cores, capped at the CPUs allowed)', FLAG.positiveInt)
     .option('--no-cache', 'measure again instead of reusing cached figures')
     .option('--json', 'print JSON on stdout')
     .action(async (o: { engines?: EngineId[]; device: Device; threads?: number; cache: boolean; json?: boolean }) => {
@@ -32,7 +32,7 @@ export function registerDiagnosticCommands(program: Command): void {
     .description('detect what makes numbers wrong or slow here (reference BLAS, too few threads, CPU governor, busy machine, GPU asked but not used, GPU throttling, pure-JS TF.js), each with its fix')
     .option('--engines <list>', 'engines you intend to run (default: onnxruntime,tfjs-wasm,tfjs-cpu,torch,tensorflow)', FLAG.engines)
     .addOption(new Option('--device <device>', 'device you intend to run on').choices([...DEVICES]).default('cpu'))
-    .option('--threads <n>', 'threads you intend to pass to run (default: physical cores)', FLAG.positiveInt)
+    .option('--threads <n>', 'threads you intend to pass to run (default: physical cores, capped at the CPUs allowed)', FLAG.positiveInt)
     .option('--python <path>', "interpreter whose PyTorch the BLAS check loads (default: FWBENCH_PYTHON, else python-runners/.venv/bin/python, else python3)")
     .option('--json', 'print JSON on stdout')
     .action(async (o: { engines?: EngineId[]; device: Device; threads?: number; python?: string; json?: boolean }) => {

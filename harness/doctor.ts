@@ -1,5 +1,6 @@
 import { execa } from 'execa';
 import { readdir, readFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { HostInfo } from './detect/host.js';
 import type { Finding } from './diagnostics-schema.js';
@@ -13,14 +14,19 @@ import { packageRoot, pythonInterpreter } from './spawn.js';
 
 export { FindingSchema, type Finding } from './diagnostics-schema.js';
 
-/** `--threads` below the physical cores of a multi-core machine leaves cores idle. */
-export function threadsFinding(requested: number, physicalCores: number): Finding | undefined {
-  if (physicalCores <= 1 || requested >= physicalCores) return undefined;
+/**
+ * `--threads` below the cores this process may use (the physical cores, capped at the CPUs its
+ * affinity allows: what the default --threads is) leaves cores idle.
+ */
+export function threadsFinding(requested: number, physicalCores: number, usableCpus = physicalCores): Finding | undefined {
+  const usable = Math.min(physicalCores, usableCpus);
+  if (usable <= 1 || requested >= usable) return undefined;
+  const capped = usable < physicalCores ? ` (${physicalCores} physical, ${usableCpus} allowed to this process)` : ' physical';
   return {
     id: 'threads-below-cores',
     severity: 'warn',
-    message: `--threads ${requested} on a machine with ${physicalCores} physical cores: every multi-threaded engine runs on ${requested} of ${physicalCores} cores, so throughput and GFLOP/s understate what this machine does`,
-    fix: `omit --threads (default: the ${physicalCores} physical cores), or keep it only to measure single-thread behaviour on purpose`,
+    message: `--threads ${requested} where ${usable}${capped} cores are usable: every multi-threaded engine runs on ${requested} of them, so throughput and GFLOP/s understate what this machine does`,
+    fix: `omit --threads (default: ${usable}, the physical cores this process may run on), or keep it only to measure single-thread behaviour on purpose`,
   };
 }
 
@@ -272,7 +278,7 @@ export async function runDoctor(o: DoctorOptions): Promise<Finding[]> {
     o.host.gpus.gpus.length > 0 || o.nvidiaSmi ? gpuThrottleFindings(o.nvidiaSmi) : Promise.resolve([]),
     !o.cheap && o.engines.includes('torch') ? torchBlasCheck(o.threads, o.python) : Promise.resolve([]),
   ]);
-  const all = [threadsFinding(o.threads, o.host.cpu.physicalCores), tfjsCpuFinding(o.engines), ...deviceFindings(o.device, o.host), ...gov, busy, ...gpu, ...blas].filter((f): f is Finding => f !== undefined);
+  const all = [threadsFinding(o.threads, o.host.cpu.physicalCores, availableParallelism()), tfjsCpuFinding(o.engines), ...deviceFindings(o.device, o.host), ...gov, busy, ...gpu, ...blas].filter((f): f is Finding => f !== undefined);
   return [...all.filter((f) => f.severity === 'warn'), ...all.filter((f) => f.severity === 'info')];
 }
 

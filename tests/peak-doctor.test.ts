@@ -1,5 +1,6 @@
 import { execa } from 'execa';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -74,7 +75,7 @@ describe('fwbench run: peak, fractionOfPeak and the doctor at start (real run, -
     }
     const ids = run.doctor!.map((f) => f.id);
     expect(ids).toContain('tfjs-pure-js-backend');
-    if (run.host.cpu.physicalCores > 1) {
+    if (Math.min(run.host.cpu.physicalCores, availableParallelism()) > 1) {
       expect(ids).toContain('threads-below-cores');
       expect(r.stderr).toMatch(/doctor WARN threads-below-cores/);
     }
@@ -86,7 +87,7 @@ describe('fwbench run: peak, fractionOfPeak and the doctor at start (real run, -
     expect(r.exitCode, r.stderr).toBe(0);
     const findings = (JSON.parse(r.stdout) as { findings: unknown[] }).findings.map((f) => FindingSchema.parse(f));
     const cores = (await import('systeminformation')).default;
-    if ((await cores.cpu()).physicalCores > 1) expect(findings.find((f) => f.id === 'threads-below-cores')?.severity).toBe('warn');
+    if (Math.min((await cores.cpu()).physicalCores, availableParallelism()) > 1) expect(findings.find((f) => f.id === 'threads-below-cores')?.severity).toBe('warn');
     expect(findings.every((f) => f.fix.length > 0)).toBe(true);
   }, 60_000);
 });
@@ -96,6 +97,9 @@ describe('doctor checks', () => {
     expect(threadsFinding(1, 2)?.severity).toBe('warn');
     expect(threadsFinding(2, 2)).toBeUndefined();
     expect(threadsFinding(1, 1)).toBeUndefined();
+    // A Slurm task or taskset allowing 1 CPU of a 4-core machine: 1 thread uses all it may.
+    expect(threadsFinding(1, 4, 1)).toBeUndefined();
+    expect(threadsFinding(2, 4, 3)?.fix).toMatch(/^omit --threads \(default: 3, the physical cores this process may run on\)/);
   });
 
   it('flags tfjs-cpu (pure-JS backend) only when selected', () => {
