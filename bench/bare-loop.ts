@@ -15,8 +15,9 @@ import type { FamilyName, Params } from '../workloads/types.js';
  *
  * With `blocks`, one process alternates blocks of the harness's own timed loop (the engine's
  * BuiltModel.run under harness/measure.ts, stopping rule included) with blocks of the bare loop
- * on the same model and inputs, so both meet the same machine state; this isolates the loop's
- * cost from process-to-process variation.
+ * written against the framework objects of that same built model (BuiltModel.native) and the
+ * same inputs, so both meet the same machine state, process and memory layout; this isolates
+ * the loop's cost from process-to-process variation.
  *
  * Usage: node dist/bench/bare-loop.js '<JSON job>'; prints one JSON line: the per-iteration times.
  */
@@ -54,18 +55,15 @@ export interface BareResult {
 /** Measurement settings of a harness block in same-process mode: the default rule with shorter bounds. */
 export const BLOCK_MEASURE = { ...DEFAULT_MEASURE, minSamples: 10, minTimeMs: 200, maxTimeMs: 600 };
 
-async function ortIteration(job: BareJob, inputs: TensorMap): Promise<() => Promise<unknown>> {
+type Ort = typeof import('onnxruntime-node');
+type Session = Awaited<ReturnType<Ort['InferenceSession']['create']>>;
+type Tf = typeof import('@tensorflow/tfjs');
+type TfjsModel = import('../harness/engines/tfjs/index.js').TfjsModel;
+
+/** One bare iteration against ONNX Runtime: `session.run` on feeds made once, then the logits' host array. */
+async function ortIteration(session: Session, inputs: TensorMap): Promise<() => Promise<unknown>> {
   const ort = await import('onnxruntime-node');
-  const session = await ort.InferenceSession.create(job.onnxPath!, {
-    graphOptimizationLevel: 'all',
-    intraOpNumThreads: job.threads,
-    interOpNumThreads: 1,
-    executionMode: 'sequential',
-    enableCpuMemArena: true,
-    enableMemPattern: true,
-    executionProviders: ['cpu'],
-  });
-  const feeds: Record<string, InstanceType<typeof ort.Tensor>> = {};
+  const feeds: Record<string, InstanceType<Ort['Tensor']>> = {};
   for (const name of session.inputNames) {
     const t: Tensor = inputs.get(name)!;
     feeds[name] = t.dtype === 'F32' ? new ort.Tensor('float32', t.data as Float32Array, t.shape) : new ort.Tensor('int64', BigInt64Array.from(t.data, (v) => BigInt(v)), t.shape);
@@ -73,7 +71,31 @@ async function ortIteration(job: BareJob, inputs: TensorMap): Promise<() => Prom
   return async () => (await session.run(feeds)).logits!.data;
 }
 
-async function tfjsIteration(job: BareJob, inputs: TensorMap): Promise<() => Promise<unknown>> {
+/** One bare iteration against TensorFlow.js: `predict` under `tf.tidy`, then `await data()`. */
+function tfjsIteration(tf: Tf, model: TfjsModel, inputs: TensorMap): () => Promise<unknown> {
+  return async () => {
+    const y = tf.tidy(() => model.predict(inputs));
+    const data = await y.data();
+    y.dispose();
+    return data;
+  };
+}
+
+/** Separate-process mode: the bare side's own model, from the exported files. */
+async function ownIteration(job: BareJob, inputs: TensorMap): Promise<() => Promise<unknown>> {
+  if (job.engine === 'onnxruntime') {
+    const ort = await import('onnxruntime-node');
+    const session = await ort.InferenceSession.create(job.onnxPath!, {
+      graphOptimizationLevel: 'all',
+      intraOpNumThreads: job.threads,
+      interOpNumThreads: 1,
+      executionMode: 'sequential',
+      enableCpuMemArena: true,
+      enableMemPattern: true,
+      executionProviders: ['cpu'],
+    });
+    return ortIteration(session, inputs);
+  }
   const tf = await import('@tensorflow/tfjs');
   if (job.engine === 'tfjs-wasm') {
     const wasm = await import('@tensorflow/tfjs-backend-wasm');
@@ -92,13 +114,7 @@ async function tfjsIteration(job: BareJob, inputs: TensorMap): Promise<() => Pro
     rnn: async () => (await import('../harness/engines/tfjs/rnn.js')).buildRnn,
     transformer: async () => (await import('../harness/engines/tfjs/transformer.js')).buildTransformer,
   };
-  const model = (await builders[job.family]())(weights, job.params);
-  return async () => {
-    const y = tf.tidy(() => model.predict(inputs));
-    const data = await y.data();
-    y.dispose();
-    return data;
-  };
+  return tfjsIteration(tf, (await builders[job.family]())(weights, job.params), inputs);
 }
 
 /** The plain timed loop. */
@@ -113,11 +129,19 @@ async function bareLoop(iteration: () => Promise<unknown>, samples: number): Pro
   return samplesNs;
 }
 
-/** Same-process mode: harness blocks (engine model + harness/measure.ts) alternating with bare blocks. */
-async function blocks(job: BareJob, inputs: TensorMap, iteration: () => Promise<unknown>): Promise<Pick<BareResult, 'harnessBlocksNs' | 'bareBlocksNs'>> {
+/**
+ * Same-process mode: harness blocks (the engine's BuiltModel.run under harness/measure.ts)
+ * alternating with bare blocks, both on the one model the engine built, so neither the process
+ * nor the model's place in memory differs between the two sides: only the loop around the forward pass.
+ */
+async function blocks(job: BareJob, inputs: TensorMap): Promise<Pick<BareResult, 'harnessBlocksNs' | 'bareBlocksNs' | 'warmupIters'>> {
   const runtime = await getNodeEngine(job.engine).load();
   const weights = loadTensors(job.weightsPath!).tensors;
   const model = await runtime.build({ family: job.family, params: job.params, batchSize: inputs.values().next().value!.shape[0]!, weights, device: 'cpu', mode: job.mode!, threads: job.threads });
+  const native = model.native;
+  if (!native) throw new Error(`${job.engine}: its BuiltModel exposes no framework objects (native) for a bare loop`);
+  const iteration = native.kind === 'onnxruntime' ? await ortIteration(native.session as Session, inputs) : tfjsIteration(native.tf as Tf, native.model as TfjsModel, inputs);
+  const warmupIters = await warmUp(iteration, job.warmupMs);
   const harnessBlocksNs: number[] = [];
   const bareBlocksNs: number[] = [];
   let n = job.samples;
@@ -138,20 +162,31 @@ async function blocks(job: BareJob, inputs: TensorMap, iteration: () => Promise<
       await harness();
     }
   }
-  return { harnessBlocksNs, bareBlocksNs };
+  return { harnessBlocksNs, bareBlocksNs, warmupIters };
+}
+
+/** Runs `iteration` for at least `ms` and 3 iterations; returns the count. */
+async function warmUp(iteration: () => Promise<unknown>, ms: number): Promise<number> {
+  let iters = 0;
+  const start = process.hrtime.bigint();
+  while (iters < 3 || Number(process.hrtime.bigint() - start) < ms * 1e6) {
+    await iteration();
+    iters++;
+  }
+  return iters;
 }
 
 async function main(): Promise<void> {
   const job = JSON.parse(process.argv[2] ?? '') as BareJob;
   const inputs = loadTensors(job.inputsPath).tensors;
-  const iteration = job.engine === 'onnxruntime' ? await ortIteration(job, inputs) : await tfjsIteration(job, inputs);
-  let warmupIters = 0;
-  const warmStart = process.hrtime.bigint();
-  while (warmupIters < 3 || Number(process.hrtime.bigint() - warmStart) < job.warmupMs * 1e6) {
-    await iteration();
-    warmupIters++;
+  let result: BareResult;
+  if (job.blocks) {
+    result = { samplesNs: [], ...(await blocks(job, inputs)) };
+  } else {
+    const iteration = await ownIteration(job, inputs);
+    const warmupIters = await warmUp(iteration, job.warmupMs);
+    result = { samplesNs: await bareLoop(iteration, job.samples), warmupIters };
   }
-  const result: BareResult = job.blocks ? { samplesNs: [], warmupIters, ...(await blocks(job, inputs, iteration)) } : { samplesNs: await bareLoop(iteration, job.samples), warmupIters };
   process.stdout.write(`${JSON.stringify(result)}\n`);
   // Framework thread pools may keep the process alive; the result is written.
   process.exit(0);

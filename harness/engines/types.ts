@@ -41,6 +41,12 @@ export interface BuiltModel {
   run(inputs: TensorMap): Promise<Float32Array>;
   /** Releases framework resources. */
   dispose(): Promise<void>;
+  /**
+   * The framework's own objects behind `run`: bench/bare-loop.ts times a loop written directly
+   * against them on the very model the harness times (the Python runners' models expose `fn`
+   * the same way). Never used by the harness itself.
+   */
+  native?: { kind: 'onnxruntime'; session: unknown } | { kind: 'tfjs'; tf: unknown; model: unknown };
 }
 
 /** What an engine says about itself when probed inside a worker. */

@@ -174,6 +174,7 @@ function createRuntime(spec: BackendSpec): EngineRuntime {
         async dispose() {
           model.dispose();
         },
+        native: { kind: 'tfjs', tf, model },
       } satisfies BuiltModel;
     },
   };
