@@ -36,7 +36,10 @@ export interface PeakOptions {
   threads: number;
   /** Cache key part: the host fingerprint. */
   hostFingerprint: string;
-  /** Use and fill the per-host cache (default true). */
+  /**
+   * Reuse cached figures (default true). False measures again and replaces them, so runs after
+   * `fwbench peak --no-cache` on a quiet machine divide by the new figures.
+   */
   cache?: boolean;
   timeoutMs?: number;
   onEngine?(p: EnginePeak): void;
@@ -76,7 +79,7 @@ export async function measurePeak(o: PeakOptions): Promise<{ peak?: MachinePeak;
       if (cached?.success) r = { ...cached.data, cached: true };
       else {
         r = { ...(await measureEnginePeak(e.id, o.device, o.threads, o.timeoutMs)), ...(e.version ? { version: e.version } : {}) };
-        if (r.ok && o.cache !== false) {
+        if (r.ok) {
           const tmp = `${path}.${process.pid}.tmp`;
           writeFileSync(tmp, `${JSON.stringify(r)}\n`);
           renameSync(tmp, path);

@@ -39,6 +39,10 @@ describe('fwbench peak (real ONNX Runtime and TensorFlow.js wasm workers)', () =
     expect(later.peak!.gflopsEngine).toBe(r.peak!.gflopsEngine);
     const otherThreads = await measurePeak({ engines: [], device: 'cpu', threads: 1, hostFingerprint: 'test' });
     expect(otherThreads.peak).toBeUndefined();
+    // Measuring again (--no-cache) replaced the cached figures: a run of the same engine reads
+    // the new ones, not those of an earlier, perhaps busier, moment.
+    const reused = await measurePeak({ engines: [{ id: 'onnxruntime' }], device: 'cpu', threads: 2, hostFingerprint: 'test' });
+    expect(reused.engines[0]).toMatchObject({ engine: 'onnxruntime', cached: true, gemmGflops: r.engines[0]!.gemmGflops, copyGBps: r.engines[0]!.copyGBps });
   }, 120_000);
 
   it('takes the best GEMM and the best bandwidth separately, ignores engines without figures, and divides by the GEMM peak', () => {
