@@ -45,8 +45,8 @@ export function classifyFailure(o: WorkerOutcome): { cause: FailureCause; reason
   if (o.interrupted) return { cause: 'interrupted', reason: `stopped ${phase}: the run was interrupted` };
   if (o.timedOut) return { cause: 'timeout', reason: `timed out after ${(o.timeoutMs ?? 0) / 1000} s ${phase}; the worker's process group was killed${tail}` };
   const message = o.error?.message.split('\n')[0];
-  // The first out-of-memory line the worker printed (runner output may not record it: older outcomes, tests).
-  const oomLine = o.outOfMemoryLine ?? o.logTail.find((l) => isOutOfMemoryText(l))?.trim().slice(0, 200);
+  // runWorkerProcess keeps the first out-of-memory line of all the worker printed, tail or not.
+  const oomLine = o.outOfMemoryLine;
   if ((message && isOutOfMemoryText(message)) || (!message && oomLine)) {
     return { cause: 'out-of-memory', reason: `out of memory ${phase}${status ? ` (${status})` : ''}: ${message ?? oomLine!}` };
   }
