@@ -27,7 +27,8 @@ import type { BareJob, BareResult } from './bare-loop.js';
  * - Same process (--blocks N, judged): one process per case alternates N blocks of the harness's
  *   timed loop (the engine's BuiltModel.run + harness/measure.ts, or the runner's
  *   session/run/measure) with N blocks of a bare loop written against the framework objects of
- *   that same built model; medians of the block medians. Only the loop around the forward pass
+ *   that same built model; each side's median is the median of its block medians, the verdict
+ *   the median of the paired differences. Only the loop around the forward pass
  *   differs, so this is the harness's own cost.
  * - Separate processes (--rounds R): the median `fwbench run` reports for the cell against a bare
  *   process on the exported files, alternating. Each process's median also carries that
@@ -123,18 +124,16 @@ async function harness(c: Case, dir: string): Promise<{ medianNs: number; n: num
  * kernel's autogroup scheduling a session is its own scheduling group.
  */
 async function bareProcess(job: BareJob & { nativeWeightsPath?: string }): Promise<BareResult> {
-  const python = job.engine === 'torch' || job.engine === 'tensorflow';
-  let stdout: string;
-  if (python) {
+  let command = process.execPath;
+  let script = join(root, 'dist', 'bench', 'bare-loop.js');
+  let env = threadEnv(threads);
+  if (job.engine === 'torch' || job.engine === 'tensorflow') {
     const py = pythonInterpreter();
     if ('missing' in py) throw new Error(py.missing);
-    const r = await execa(py.path, [join(root, 'bench', 'bare_loop.py'), JSON.stringify(job)], { env: { ...threadEnv(threads), PYTHONPATH: join(root, 'python-runners') }, detached: true });
-    stdout = r.stdout;
-  } else {
-    const r = await execa(process.execPath, [join(root, 'dist', 'bench', 'bare-loop.js'), JSON.stringify(job)], { env: threadEnv(threads), detached: true });
-    stdout = r.stdout;
+    [command, script, env] = [py.path, join(root, 'bench', 'bare_loop.py'), { ...env, PYTHONPATH: join(root, 'python-runners') }];
   }
-  return JSON.parse(stdout.trim().split('\n').at(-1)!) as BareResult;
+  const r = await execa(command, [script, JSON.stringify(job)], { env, detached: true });
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as BareResult;
 }
 
 async function bare(job: BareJob & { nativeWeightsPath?: string }): Promise<{ medianNs: number; n: number }> {
@@ -232,7 +231,7 @@ if (blockCount > 0) {
     blockRows.push(judged(c, r.harnessBlocksNs!, r.bareBlocksNs!));
     process.stderr.write(`blocks ${c.engine} ${c.family}/${c.preset}: harness ${fmt(blockRows.at(-1)!.harnessNs)}, bare ${fmt(blockRows.at(-1)!.bareNs)} (load ${load()})\n`);
   }
-  lines.push('', `Same process, ${blockCount} harness blocks alternating with ${blockCount} bare blocks (medians of the block medians), threads ${threads}, load average at start ${blockLoad}, at end ${load()}.`, '', ...table(blockRows, ...SAME));
+  lines.push('', `Same process, ${blockCount} harness blocks alternating with ${blockCount} bare blocks (each side: the median of its block medians), threads ${threads}, load average at start ${blockLoad}, at end ${load()}.`, '', ...table(blockRows, ...SAME));
 }
 
 let suite: { wallS: number; cells: number; reached: number } | undefined;
