@@ -4,7 +4,7 @@ import { availableParallelism } from 'node:os';
 import si from 'systeminformation';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import { FAMILIES, FAMILY_NAMES, getFamily, InputError, parseSetText, resolveParams, setsForFamily } from '../workloads/index.js';
+import { FAMILIES, FAMILY_NAMES, getFamily, InputError, parseSetText, resolveParams, setsForFamily, SIZES, type FamilyName, type Size } from '../workloads/index.js';
 import { checkModes, getEngine } from './engines/registry.js';
 import { DEVICES, ENGINE_IDS, type EngineId } from './engines/types.js';
 import { DEFAULT_MEASURE, PRESET_REPLICATES, QUICK_MEASURE, RIGOROUS_MEASURE } from './measure.js';
@@ -46,6 +46,30 @@ const nameList = <T extends string>(what: string, valid: readonly T[]) =>
 /** Every preset name of any workload family (each family's own list is checked once the workloads are known). */
 export const PRESET_NAMES = [...new Set(Object.values(FAMILIES).flatMap((f) => Object.keys(f.presets)))];
 
+/** An example of one preset per workload, for messages and help. */
+export const PRESET_PER_FAMILY_EXAMPLE = FAMILY_NAMES.map((f) => `${f}=${FAMILIES[f].sizes.small}`).join(',');
+
+const PresetName = oneOf('preset', PRESET_NAMES);
+/** Why a `--preset` value is refused, naming the workload or preset at fault. */
+const presetError = (iss: { code?: string; input?: unknown; keys?: string[] }): string => {
+  const v = iss.input;
+  if (iss.code === 'unrecognized_keys') return `unknown workload ${show(iss.keys?.[0])} in workload=preset; valid workloads: ${FAMILY_NAMES.join(', ')}`;
+  if (typeof v === 'string') return `unknown preset ${show(v)}; valid presets: ${PRESET_NAMES.join(', ')}; or one per workload: ${PRESET_PER_FAMILY_EXAMPLE}`;
+  if (v && typeof v === 'object' && !Array.isArray(v)) {
+    for (const [k, x] of Object.entries(v)) {
+      if (!(FAMILY_NAMES as string[]).includes(k)) return `unknown workload ${show(k)} in workload=preset; valid workloads: ${FAMILY_NAMES.join(', ')}`;
+      if (typeof x !== 'string' || !PRESET_NAMES.includes(x)) return `unknown preset ${show(x)} for ${k}; valid presets: ${Object.keys(FAMILIES[k as FamilyName].presets).join(', ')}`;
+    }
+  }
+  return `must be a preset name or workload=preset pairs (${PRESET_PER_FAMILY_EXAMPLE}), got ${show(v)}`;
+};
+/**
+ * `--preset`: one preset name for every workload (it must exist in each), or one per workload
+ * (`cnn=resnet18,rnn=small`; a config file may also hold a mapping). Workloads it does not name
+ * take the preset of `--size`.
+ */
+const PresetChoice = z.union([PresetName, z.partialRecord(z.enum(FAMILY_NAMES as [FamilyName, ...FamilyName[]]), PresetName, { error: presetError })], { error: presetError });
+
 const ParamValue = z.union([z.number(), z.string(), z.array(z.number())], must('a number, a string or a list of numbers'));
 
 /** How a flag's text becomes the value a config file would hold: numbers where the text is one, lists split at commas. */
@@ -55,6 +79,8 @@ const asList = (text: string): unknown => items(text);
 const asNumberList = (text: string): unknown => items(text).map(asNumber);
 const asNumberOrList = (text: string): unknown => (items(text).length === 1 ? asNumber(text) : asNumberList(text));
 const asText = (text: string): unknown => text;
+/** `--preset` text: a name, or `workload=preset` pairs. */
+const asPreset = (text: string): unknown => (text.includes('=') ? Object.fromEntries(items(text).map((i) => [i.split('=')[0]!.trim(), i.includes('=') ? i.slice(i.indexOf('=') + 1).trim() : undefined])) : text.trim());
 
 /** A flag: the schema of its value and how its command-line text becomes such a value (absent for switches). */
 interface Flag<S extends z.ZodType = z.ZodType> {
@@ -70,14 +96,15 @@ const RUN_FLAGS = {
   engines: flag(nameList('engine', ENGINE_IDS), asList, 'engines to run'),
   workloads: flag(nameList('workload', FAMILY_NAMES), asList, 'workload families to run'),
   modes: flag(z.union([z.literal('all'), z.array(z.string(must('a mode name')).min(1, must('a mode name')), must("a list of mode names or 'all'")).min(1, { error: () => "empty mode list; give mode names (see fwbench list) or 'all'" })], must("a list of mode names or 'all'")), (t) => (t.trim() === 'all' ? 'all' : asList(t)), "execution modes (e.g. [eager, compile]) or 'all'"),
-  preset: flag(oneOf('preset', PRESET_NAMES), asText, 'preset of every workload (must exist for each)'),
-  'batch-sizes': flag(z.array(PositiveInt, must('a list of positive integers')).min(1, { error: () => 'empty batch size list; give positive integers' }), asNumberList, 'batch sizes'),
+  preset: flag(PresetChoice, asPreset, `preset of every workload (must exist for each), or one per workload (${PRESET_PER_FAMILY_EXAMPLE}); overrides size`),
+  size: flag(oneOf('size', SIZES), asText, 'size class of every workload: tiny, small (resnet18, rnn small, bert-mini) or base (resnet50, rnn large, bert-base); default small, tiny with quick'),
+  'batch-sizes': flag(z.array(PositiveInt, must('a list of positive integers')).min(1, { error: () => 'empty batch size list; give positive integers' }), asNumberList, 'batch sizes (default [1, 8]; [1] with quick)'),
   out: flag(z.string(must('a folder path')).min(1, must('a folder path')), asText, 'output folder for cells.jsonl and run.json'),
   set: flag(z.union([z.string(), z.record(z.string(), ParamValue)], must("a mapping of workload parameters (seq: 37) or 'key=value,...' text")), asText, "workload parameter overrides: a mapping (seq: 37, depths: [1, 1, 2, 1]) or the flag's 'key=value,...' text"),
   device: flag(oneOf('device', DEVICES), asText, 'device of every cell'),
   threads: flag(z.union([PositiveInt, z.array(PositiveInt, must('a positive integer or a list of them')).min(1, { error: () => 'empty threads list; give positive integers' })], must('a positive integer or a list of them')), asNumberOrList, 'intra-op threads of every engine, or a list to sweep (each count a matrix dimension); default: physical cores, capped at the CPUs allowed'),
   seed: flag(NonNegativeInt, asNumber, 'seed of weights and inputs'),
-  quick: flag(z.boolean(must('true or false')), undefined, 'measurement preset quick (±5 %, 1 process per cell)'),
+  quick: flag(z.boolean(must('true or false')), undefined, 'smoke run: size tiny and batch 1 unless given, measured to ±5 % in short loops'),
   rigorous: flag(z.boolean(must('true or false')), undefined, 'measurement preset rigorous (±0.5 %, >= 662 samples, 5 processes per cell)'),
   'target-interval': flag(NonNegative, asNumber, 'stop once the 95 % interval of the median is within ±this % of it (0 = run to max-time)'),
   replicates: flag(PositiveInt, asNumber, 'fresh worker processes per cell'),
@@ -132,7 +159,7 @@ export const FLAG = {
   percent: parserOf(Percent, asNumber),
   engines: runFlag('engines'),
   workload: parserOf(oneOf('workload', FAMILY_NAMES)),
-  preset: runFlag('preset'),
+  preset: parserOf(PresetName),
 } as const;
 
 const camel = (key: string): string => key.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -177,6 +204,31 @@ export function readConfigFile(path: string): RunConfigFile {
 export async function defaultThreads(): Promise<number> {
   const cpu = await si.cpu();
   return Math.max(1, Math.min(cpu.physicalCores || cpu.cores || 1, availableParallelism()));
+}
+
+/** `--preset` as validated: one name, or names by workload. */
+type PresetValue = string | Partial<Record<FamilyName, string>>;
+
+/**
+ * Each workload's preset: `--preset` where it names one (a single name names every workload),
+ * else the workload's preset of the `--size` class (default `small`, `tiny` with --quick). The
+ * size is returned when some workload took its preset from it.
+ */
+function presetsOf(workloads: FamilyName[], preset: PresetValue | undefined, size: Size | undefined, quick: boolean, where: (key: RunFlag) => string): { preset: Record<string, string>; size?: Size } {
+  if (typeof preset === 'string' && size !== undefined) throw new InputError(`${where('preset')} ${preset} names the preset of every workload, so ${where('size')} would pick none: give one of them, or one preset per workload (${PRESET_PER_FAMILY_EXAMPLE}) to override the size for those`);
+  const named = typeof preset === 'string' ? Object.fromEntries(workloads.map((w) => [w, preset])) : (preset ?? {});
+  const unrun = Object.keys(named).filter((w) => !workloads.includes(w as FamilyName));
+  if (unrun.length) throw new InputError(`${where('preset')} names ${unrun.join(', ')}, which ${where('workloads')} does not run (${workloads.join(', ')}); drop it there or add it to workloads`);
+  const sizeClass = size ?? (quick ? 'tiny' : 'small');
+  const fromSize = workloads.filter((w) => named[w] === undefined);
+  for (const w of workloads) {
+    const p = named[w];
+    if (p !== undefined && !(p in FAMILIES[w].presets)) {
+      const hint = typeof preset === 'string' ? `; give one preset per workload (${PRESET_PER_FAMILY_EXAMPLE}) or a --size (${SIZES.join(', ')})` : '';
+      throw new InputError(`${where('preset')}: unknown preset '${p}' for workload '${w}'; valid presets: ${Object.keys(FAMILIES[w].presets).join(', ')}${hint}`);
+    }
+  }
+  return { preset: Object.fromEntries(workloads.map((w) => [w, named[w] ?? FAMILIES[w].sizes[sizeClass]])), ...(fromSize.length ? { size: sizeClass } : {}) };
 }
 
 /** `--set` as key/value pairs, from the flag's text(s) or a config file's mapping; a key given twice keeps its last value. */
@@ -237,11 +289,17 @@ export async function runSettings(flags: Record<string, unknown>, fromCommandLin
   // [all] in a file is the flag's `--modes all`.
   const modes = Array.isArray(listedModes) ? (listedModes.length === 1 && listedModes[0] === 'all' ? 'all' : [...new Set(listedModes)]) : listedModes;
   const unique = <T>(key: RunFlag): T[] => [...new Set(value(key) as T[])];
+  const workloads = unique<string>('workloads').map((w) => getFamily(w).name);
+  const { preset, size } = presetsOf(workloads, value('preset') as PresetValue | undefined, value('size') as Size | undefined, quick, where);
+  const enginesNamed = fromCommandLine('engines') || file.engines !== undefined;
   const config: RunConfig = {
     engines: unique<string>('engines').map((e) => getEngine(e).id as EngineId),
-    workloads: unique<string>('workloads').map((w) => getFamily(w).name),
-    preset: value('preset') as string,
-    batchSizes: unique<number>('batch-sizes'),
+    ...(enginesNamed ? {} : { onlyAvailable: true }),
+    workloads,
+    preset,
+    ...(size ? { size } : {}),
+    // --quick is a smoke run: batch 1 unless batch sizes are given.
+    batchSizes: quick && !fromCommandLine('batchSizes') && file['batch-sizes'] === undefined ? [1] : unique<number>('batch-sizes'),
     ...(modes ? { modes } : {}),
     sets: setPairs(value('set')),
     device: value('device') as RunConfig['device'],
@@ -266,9 +324,9 @@ export async function runSettings(flags: Record<string, unknown>, fromCommandLin
   checked('modes', () => checkModes(config.engines.map((e) => getEngine(e)), config.modes));
   const families = config.workloads.map((w) => getFamily(w));
   for (const f of families) {
-    checked('preset', () => resolveParams(f, config.preset));
+    checked('preset', () => resolveParams(f, config.preset[f.name]!));
     const sets = checked('set', () => setsForFamily(f, config.sets, families));
-    checked('set', () => resolveParams(f, config.preset, sets));
+    checked('set', () => resolveParams(f, config.preset[f.name]!, sets));
   }
   const given = RUN_FLAG_NAMES.filter((k) => fromCommandLine(camel(k)) || file[k] !== undefined).map(camel);
   return { config, out: checkOutputDir(value('out') as string, where('out')), json: value('json') === true, given };

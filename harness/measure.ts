@@ -42,7 +42,13 @@ export interface MedianCi {
 /** Two-sided 95 % standard-normal quantile. */
 export const Z95 = 1.959963984540054;
 
-/** Default settings: warm-up >= 1 s, then >= 64 samples (p90 trustworthy) and >= 1 s, until the median is known to ±1 %, at most 10 s. */
+/**
+ * Default settings, sized so the default run (every engine, real-model-sized presets, batch 1
+ * and 8) ends within about 6 minutes on 2 cores: warm-up >= 1 s, then >= 20 samples and >= 0.5 s,
+ * until the median is known to ±2 %, at most 3 s, in one process per cell. Most of a cell's time
+ * is its process's start (framework import, build, compilation), so more precision costs little
+ * per cell: --rigorous, or --replicates 3 for intervals across processes.
+ */
 export const DEFAULT_MEASURE: MeasureSettings = {
   warmupMinIters: 3,
   warmupMinMs: 1000,
@@ -50,11 +56,11 @@ export const DEFAULT_MEASURE: MeasureSettings = {
   warmupMaxMs: 2000,
   warmupTolerance: 0.1,
   warmupWindow: 3,
-  minSamples: 64,
-  minTimeMs: 1000,
-  maxTimeMs: 10000,
+  minSamples: 20,
+  minTimeMs: 500,
+  maxTimeMs: 3000,
   maxSamples: 100000,
-  targetInterval: 0.01,
+  targetInterval: 0.02,
 };
 
 /** `--quick`: ±5 %, short times, one process per cell. */
@@ -62,7 +68,7 @@ export const QUICK_MEASURE: MeasureSettings = { ...DEFAULT_MEASURE, warmupMinMs:
 /** `--rigorous`: ±0.5 %, >= 662 samples (p99 trustworthy), longer. */
 export const RIGOROUS_MEASURE: MeasureSettings = { ...DEFAULT_MEASURE, warmupMinMs: 3000, warmupMaxMs: 5000, minSamples: 662, minTimeMs: 3000, maxTimeMs: 30000, targetInterval: 0.005 };
 /** Processes per cell for each preset. */
-export const PRESET_REPLICATES = { quick: 1, default: 3, rigorous: 5 } as const;
+export const PRESET_REPLICATES = { quick: 1, default: 1, rigorous: 5 } as const;
 
 /**
  * 0-based indices of the order statistics bounding a 95 % interval of the median of n sorted

@@ -22,11 +22,15 @@ const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'obj
  * Fields added to schema version 1 after its first release, filled the way those files were
  * measured: runs before the stopping rule existed (fwbench 0.1.0 at 34a4747) have no
  * `measure.targetInterval`; 0 means "no interval target: run to the caps", which is what they did.
+ * Runs before presets per workload hold one preset name, which every workload of theirs ran.
  */
 function upgradeV1(run: Record<string, unknown>): void {
   const configs = [run.config, ...(Array.isArray(run.sources) ? run.sources.map((s: unknown) => (isObject(s) ? s.config : undefined)) : [])];
   for (const config of configs) {
-    if (isObject(config) && isObject(config.measure) && config.measure.targetInterval === undefined) config.measure.targetInterval = 0;
+    if (!isObject(config)) continue;
+    if (isObject(config.measure) && config.measure.targetInterval === undefined) config.measure.targetInterval = 0;
+    // One preset name for every workload, as runs held it before presets per workload.
+    if (typeof config.preset === 'string' && Array.isArray(config.workloads)) config.preset = Object.fromEntries(config.workloads.map((w: unknown) => [String(w), config.preset]));
   }
 }
 

@@ -1,6 +1,7 @@
 import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, truncateSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { SIZES } from '../workloads/index.js';
 import { HostInfoSchema } from './detect/host.js';
 import { FindingSchema, MachinePeakSchema } from './diagnostics-schema.js';
 import { FAILURE_CAUSES } from './failure.js';
@@ -170,8 +171,16 @@ export type EngineStatus = z.infer<typeof EngineStatusSchema>;
 /** The run's configuration, mirroring the CLI flags. */
 export const RunConfigSchema = z.object({
   engines: z.array(z.string()),
+  /**
+   * The engines were the default list, not named: a run leaves out those not available here (or
+   * not on its device) instead of giving them skipped cells, and stores the engines it ran.
+   */
+  onlyAvailable: z.boolean().optional(),
   workloads: z.array(z.enum(['cnn', 'rnn', 'transformer'])),
-  preset: z.string(),
+  /** Each workload's preset (runs before per-workload presets held one name for all; they are read as this). */
+  preset: z.record(z.string(), z.string()),
+  /** `--size`: the size class the workloads without a `--preset` of their own took their preset from. */
+  size: z.enum(SIZES).optional(),
   batchSizes: z.array(z.number().int()),
   /** `--modes`: mode names or 'all'; absent = each engine's default modes. */
   modes: z.union([z.literal('all'), z.array(z.string())]).optional(),

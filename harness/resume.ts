@@ -17,6 +17,7 @@ const FLAG_FIELDS: Record<string, { flag: string; fields: string[] }> = {
   workloads: { flag: '--workloads', fields: ['workloads'] },
   modes: { flag: '--modes', fields: ['modes'] },
   preset: { flag: '--preset', fields: ['preset'] },
+  size: { flag: '--size', fields: ['preset'] },
   batchSizes: { flag: '--batch-sizes', fields: ['batchSizes'] },
   set: { flag: '--set', fields: ['sets'] },
   device: { flag: '--device', fields: ['device'] },

@@ -6,7 +6,9 @@ import type { RunConfig } from './results.js';
 import { loadResume, resumeConfig } from './resume.js';
 import { InterruptedBeforeStart, planCells, runMatrix } from './run.js';
 import { prlimitPath, stopAllWorkers } from './spawn.js';
-import { summaryTable } from './summary.js';
+import { answerBlock, summaryTable } from './summary.js';
+import { insideDir, writeOutputFile } from './output.js';
+import { DEFAULT_THRESHOLD_PCT } from './report/verdict.js';
 
 /** How `fwbench run` ended; the CLI maps it to an exit code (0, 1, 130, 143). */
 export type RunEnd = 'ok' | 'cellsFailed' | 'SIGINT' | 'SIGTERM';
@@ -57,8 +59,15 @@ export async function runCommand(given: RunConfig, req: RunRequest): Promise<Run
       warn(`interrupted by ${run.interruption?.signal}: ${run.cells.length} of ${planCells(run.config).length} cells finished and kept in ${outDir} (run.json state "interrupted"). Continue with: fwbench run --resume ${outDir}`);
       return run.interruption?.signal === 'SIGTERM' ? 'SIGTERM' : 'SIGINT';
     }
-    if (req.json) process.stdout.write(`${JSON.stringify(run, null, 2)}\n`);
-    else process.stdout.write(`${summaryTable(run)}Results: ${outDir}/run.json\n`);
+    // The HTML report is written beside run.json, and the run ends with its opening answer in words.
+    const { buildReport, REPORT_FORMATS } = await import('./report/index.js');
+    const report = buildReport(run, { thresholdPct: DEFAULT_THRESHOLD_PCT });
+    const reportPath = insideDir(outDir, 'report.html');
+    writeOutputFile(reportPath, REPORT_FORMATS.html(report));
+    if (req.json) {
+      process.stdout.write(`${JSON.stringify(run, null, 2)}\n`);
+      warn(`report: ${reportPath}`);
+    } else process.stdout.write(`${summaryTable(run)}${answerBlock(run, report.model)}Report:  ${reportPath}\nResults: ${outDir}/run.json\n`);
     return run.cells.some((c) => c.status === 'failed' || c.status === 'parity-failed') ? 'cellsFailed' : 'ok';
   } catch (e) {
     if (!(e instanceof InterruptedBeforeStart)) throw e;

@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { getFamily, resolveParams, setsForFamily, type FamilyName, type Params, type WorkloadFamily } from '../workloads/index.js';
+import { getFamily, resolveParams, setsForFamily, type Params, type WorkloadFamily } from '../workloads/index.js';
 import { cacheDir, materialize, type Materialized } from '../workloads/materialize.js';
 import { loadTensors, saveTensors } from '../workloads/safetensors.js';
 import { detectHost, hostFingerprint } from './detect/host.js';
@@ -30,6 +30,8 @@ export interface PlannedCell {
   mode: string;
   device: Device;
   family: WorkloadFamily;
+  /** The family's preset (before `--set` overrides). */
+  preset: string;
   params: Params;
   batchSize: number;
   /** Intra-op threads (one entry of config.threads). */
@@ -52,13 +54,14 @@ export function planCells(config: RunConfig): PlannedCell[] {
   const families = config.workloads.map((w) => getFamily(w));
   const cells: PlannedCell[] = [];
   for (const family of families) {
-    const params = resolveParams(family, config.preset, setsForFamily(family, config.sets, families));
+    const preset = config.preset[family.name]!;
+    const params = resolveParams(family, preset, setsForFamily(family, config.sets, families));
     for (const batchSize of config.batchSizes) {
       for (const id of config.engines) {
         const engine = getEngine(id);
         for (const mode of modesToRun(engine, config.modes)) {
           for (const threads of config.threads) {
-            cells.push({ id: `${engine.id}/${mode}/${config.device}/${family.name}/${config.preset}/b${batchSize}/t${threads}`, engine: engine.id, mode, device: config.device, family, params, batchSize, threads });
+            cells.push({ id: `${engine.id}/${mode}/${config.device}/${family.name}/${preset}/b${batchSize}/t${threads}`, engine: engine.id, mode, device: config.device, family, preset, params, batchSize, threads });
           }
         }
       }
@@ -117,7 +120,7 @@ function baseRecord(c: PlannedCell, config: RunConfig, startedAt: string): Omit<
     mode: c.mode,
     device: c.device,
     workload: c.family.name,
-    preset: config.preset,
+    preset: c.preset,
     params: c.params,
     batchSize: c.batchSize,
     threads: c.threads,
@@ -326,23 +329,38 @@ function sweepSkip(c: PlannedCell, done: Iterable<Cell>): string | undefined {
 }
 
 /**
+ * The configuration a run carries out: as asked, except that a run on the default engine list
+ * leaves out the engines that are not available here or not on its device (run.json `engines`
+ * keeps their reasons and fixes, and the end of the run lists them once).
+ */
+export function runnableConfig(asked: RunConfig, engines: Record<string, EngineStatus>): RunConfig {
+  if (!asked.onlyAvailable) return asked;
+  return { ...asked, engines: asked.engines.filter((id) => engines[id]?.available && ENGINES[id as EngineId].devices.includes(asked.device)) };
+}
+
+/**
  * Runs the whole matrix. run.json is written first (state `running`, with the configuration), each
  * cell is appended to DIR/cells.jsonl the moment it is final (its last replicate ran, or one was
  * not ok), and run.json is rewritten at the end (`complete`) or on interruption (`interrupted`).
  * A killed orchestrator therefore loses only the cells in flight: with `--replicates N` the
  * unfinished cells of the current (workload, batch) group, whose replicates are interleaved.
  */
-export async function runMatrix(config: RunConfig, outDir: string, command: string[], hooks: RunHooks = {}, opts: RunOptions = {}): Promise<Run> {
+export async function runMatrix(asked: RunConfig, outDir: string, command: string[], hooks: RunHooks = {}, opts: RunOptions = {}): Promise<Run> {
   const { signal, resume } = opts;
   const stop = (): void => stopAllWorkers();
   if (signal?.aborted) throw new InterruptedBeforeStart(String(signal.reason));
   signal?.addEventListener('abort', stop, { once: true });
   const startedAt = new Date().toISOString();
-  const cells = planCells(config);
   const store = new ResultsStore(outDir);
   hooks.onNote?.('detecting host and probing engines');
-  const probeIds = [...new Set<EngineId>([...config.engines.map((e) => getEngine(e).id), REFERENCE.engine])];
+  const probeIds = [...new Set<EngineId>([...asked.engines.map((e) => getEngine(e).id), REFERENCE.engine])];
   const [host, engines] = await Promise.all([detectHost(), probeEngines(probeIds)]);
+  const config = runnableConfig(asked, engines);
+  if (config.engines.length === 0) {
+    const why = asked.engines.map((id) => `${id}: ${engines[id]?.available ? `does not run on ${asked.device}` : (engines[id]?.reason ?? 'unavailable')}`).join('; ');
+    throw new InputError(`no engine can run on ${asked.device} here (${why}); see fwbench detect`);
+  }
+  const cells = planCells(config);
   if (resume) {
     const differences = environmentDifferences(resume.run, hostFingerprint(host), engines);
     if (differences.length) throw new InputError(`cannot resume ${outDir}: the machine or its engines changed since the run started (${differences.join('; ')}); start a new run with --out`);
@@ -450,6 +468,3 @@ export async function runMatrix(config: RunConfig, outDir: string, command: stri
   store.writeRun(run);
   return run;
 }
-
-/** The families named in a config, for callers that need the objects. */
-export const familiesOf = (names: FamilyName[]): WorkloadFamily[] => names.map((n) => getFamily(n));

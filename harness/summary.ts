@@ -1,4 +1,6 @@
 import Table from 'cli-table3';
+import type { RunModel } from './report/model.js';
+import { answerText, DEFAULT_THRESHOLD_PCT, runAnswers } from './report/verdict.js';
 import type { Run } from './results.js';
 
 const fmt = (v: number | undefined | null, digits = 3): string => (v === undefined || v === null ? '-' : v >= 100 ? v.toFixed(1) : v.toPrecision(digits));
@@ -35,7 +37,13 @@ export function summaryTable(run: Run): string {
       c.warnings?.length ?? '-',
     ]);
   }
-  const problems = run.cells.filter((c) => c.status !== 'ok').map((c) => `  ${c.id}: ${c.status} - ${c.reason}${c.fix ? ` (fix: ${c.fix})` : ''}`);
+  // Cells that are not ok for the same reason (an engine unavailable here, say) share one line.
+  const notOk = new Map<string, string[]>();
+  for (const c of run.cells.filter((x) => x.status !== 'ok')) {
+    const why = `${c.status} - ${c.reason}${c.fix ? ` (fix: ${c.fix})` : ''}`;
+    notOk.set(why, [...(notOk.get(why) ?? []), c.id]);
+  }
+  const problems = [...notOk].map(([why, ids]) => `  ${ids.length === 1 ? ids[0] : `${ids[0]} and ${ids.length - 1} more cell${ids.length > 2 ? 's' : ''}`}: ${why}`);
   const warnings = run.cells.flatMap((c) => (c.warnings ?? []).map((w) => `  ${c.id}: ${w.code} - ${w.message}`));
   const starred = run.cells.some((c) => c.stats?.reliablePercentiles && !c.stats.reliablePercentiles.includes('p99'));
   // Counts per kind, then the first few lines: run.json keeps every warning.
@@ -46,4 +54,25 @@ export function summaryTable(run: Run): string {
     ? `Warnings (${warnings.length}: ${[...byCode].map(([k, n]) => `${k} ${n}`).join(', ')}; all in run.json):\n${shown.join('\n')}\n${warnings.length > shown.length ? `  ... ${warnings.length - shown.length} more\n` : ''}`
     : '';
   return `${t.toString()}\n${starred ? '* p99 from fewer than 662 samples: not trustworthy\n' : ''}${warningText}${problems.length ? `Not ok:\n${problems.join('\n')}\n` : ''}`;
+}
+
+/**
+ * The end of a run in words: per workload and batch size, the fastest engine and mode with its
+ * ratio to the next and that ratio's interval, the lowest-memory one, the fastest cold start and
+ * any parity failure; then the default engines this run left out because they cannot run here,
+ * each once with its fix.
+ */
+export function answerBlock(run: Run, model: RunModel): string {
+  const lines = runAnswers(model).map((a) => `  ${answerText(a)}`);
+  const leftOut = run.config.onlyAvailable
+    ? Object.entries(run.engines)
+        .filter(([id]) => !run.config.engines.includes(id))
+        .map(([id, e]) => `  ${id}: ${e.available ? `available, but not on ${run.config.device}` : e.reason}${e.fix ? `\n    fix: ${e.fix}` : ''}`)
+    : [];
+  return [
+    `Answer (median latency per forward pass; ratios with 95 % bootstrap intervals, ${DEFAULT_THRESHOLD_PCT} % noise threshold; details in the report):`,
+    ...lines,
+    ...(leftOut.length ? ['Left out (not available here; ask for them with --engines once fixed):', ...leftOut] : []),
+    '',
+  ].join('\n');
 }

@@ -8,8 +8,8 @@ import type { WorkerOutcome } from '../harness/spawn.js';
 
 /** How worker outcomes become cell records: the status rules, independent of any engine. */
 const family = getFamily('rnn');
-const planned: PlannedCell = { id: 'x', engine: 'tfjs-cpu', mode: 'eager', device: 'cpu', family, params: resolveParams(family, 'tiny'), batchSize: 2, threads: 2 };
-const config: RunConfig = { engines: ['tfjs-cpu'], workloads: ['rnn'], preset: 'tiny', batchSizes: [2], sets: [], device: 'cpu', threads: [2], seed: 0, measure: DEFAULT_MEASURE, cellTimeoutMs: 1000 };
+const planned: PlannedCell = { id: 'x', engine: 'tfjs-cpu', mode: 'eager', device: 'cpu', family, preset: 'tiny', params: resolveParams(family, 'tiny'), batchSize: 2, threads: 2 };
+const config: RunConfig = { engines: ['tfjs-cpu'], workloads: ['rnn'], preset: { rnn: 'tiny' }, batchSizes: [2], sets: [], device: 'cpu', threads: [2], seed: 0, measure: DEFAULT_MEASURE, cellTimeoutMs: 1000 };
 const complete: WorkerOutcome = {
   done: true,
   exitCode: 0,

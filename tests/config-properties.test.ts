@@ -9,7 +9,7 @@ import { buildProgram } from '../harness/cli.js';
 import { readConfigFile, RUN_FLAG_NAMES, runFlag, runSettings, type RunFlag, type RunSettings } from '../harness/config.js';
 import { ENGINES } from '../harness/engines/registry.js';
 import { DEVICES, ENGINE_IDS } from '../harness/engines/types.js';
-import { FAMILIES, FAMILY_NAMES, InputError } from '../workloads/index.js';
+import { FAMILIES, FAMILY_NAMES, InputError, SIZES } from '../workloads/index.js';
 import { tempDir } from './helpers.js';
 
 /**
@@ -46,7 +46,7 @@ function toFlags(cfg: Config): string[] {
   for (const [key, v] of Object.entries(cfg)) {
     if (v === undefined || v === false) continue;
     if (v === true) args.push(`--${key}`);
-    else if (key === 'set' && typeof v === 'object') args.push('--set', Object.entries(v as Record<string, unknown>).map(([k, x]) => `${k}=${Array.isArray(x) ? x.join(',') : String(x)}`).join(','));
+    else if ((key === 'set' || key === 'preset') && typeof v === 'object') args.push(`--${key}`, Object.entries(v as Record<string, unknown>).map(([k, x]) => `${k}=${Array.isArray(x) ? x.join(',') : String(x)}`).join(','));
     else args.push(`--${key}`, Array.isArray(v) ? v.join(',') : String(v));
   }
   return args;
@@ -75,7 +75,8 @@ const validConfig = (opts: { switches: fc.Arbitrary<boolean> }): fc.Arbitrary<Co
         device: fc.constantFrom(...DEVICES),
         threads: fc.oneof(fc.integer({ min: 1, max: 64 }), fc.tuple(fc.integer({ min: 1, max: 64 }))),
         seed: fc.integer({ min: 0, max: 2 ** 31 }),
-        preset: fc.boolean(),
+        preset: fc.constantFrom('one', 'per-workload', 'size'),
+        size: fc.constantFrom(...SIZES),
         modes: fc.boolean(),
         set: fc.oneof(fc.record({ classes: fc.integer({ min: 2, max: 50 }) }), fc.integer({ min: 2, max: 50 }).map((n) => `classes=${n}`)),
         measurePreset: fc.constantFrom('quick', 'rigorous', 'none'),
@@ -97,10 +98,15 @@ const validConfig = (opts: { switches: fc.Arbitrary<boolean> }): fc.Arbitrary<Co
       const workloads = r.workloads ?? FAMILY_NAMES;
       const presets = Object.keys(FAMILIES[workloads[0]!].presets).filter((p) => workloads.every((w) => p in FAMILIES[w].presets));
       const modes = [...new Set(engines.flatMap((e) => ENGINES[e].modes))];
-      return fc.record({ preset: fc.constantFrom(...presets), modes: fc.oneof(fc.constant('all'), fc.uniqueArray(fc.constantFrom(...modes), { minLength: 1 })) }).map((dep) => {
-        const { measurePreset, switch: on, preset, modes: withModes, ...rest } = r;
+      // Some workloads named with a preset of their own; the rest take the size's.
+      const perWorkload = fc.record(Object.fromEntries(workloads.map((w) => [w, fc.constantFrom(...Object.keys(FAMILIES[w].presets))])), { requiredKeys: [] });
+      return fc.record({ preset: fc.constantFrom(...presets), perWorkload, modes: fc.oneof(fc.constant('all'), fc.uniqueArray(fc.constantFrom(...modes), { minLength: 1 })) }).map((dep) => {
+        const { measurePreset, switch: on, preset, size, modes: withModes, ...rest } = r;
         const cfg: Config = { ...rest };
-        if (preset) cfg.preset = dep.preset;
+        // One preset for every workload leaves no workload to a size: the two are refused together.
+        if (preset === 'one') cfg.preset = dep.preset;
+        else if (size !== undefined) cfg.size = size;
+        if (preset === 'per-workload' && Object.keys(dep.perWorkload).length > 0) cfg.preset = dep.perWorkload;
         if (withModes) cfg.modes = dep.modes;
         if (measurePreset === 'quick' || measurePreset === 'rigorous') cfg[measurePreset] = on ?? true;
         return cfg;
@@ -152,7 +158,8 @@ describe('config file properties (fast-check)', () => {
     engines: fc.oneof(fc.constant([]), word.filter((w) => !(ENGINE_IDS as readonly string[]).includes(w)).map((w) => ['onnxruntime', w]), fc.constantFrom('onnxruntime', 1, null)),
     workloads: fc.oneof(fc.constant([]), word.filter((w) => !(FAMILY_NAMES as string[]).includes(w)).map((w) => [w]), fc.constantFrom('cnn', true)),
     modes: fc.oneof(fc.constant([]), fc.constant(['']), fc.constantFrom(5, true, 'eager', null)),
-    preset: fc.oneof(word.filter((w) => !Object.values(FAMILIES).some((f) => w in f.presets)), fc.constantFrom(1, [], null)),
+    preset: fc.oneof(word.filter((w) => !Object.values(FAMILIES).some((f) => w in f.presets)), fc.constantFrom(1, [], null, { cnn: 'bert-mini-x' }, { gan: 'tiny' })),
+    size: fc.oneof(word.filter((w) => !(SIZES as readonly string[]).includes(w)), fc.constantFrom(1, ['small'], null)),
     'batch-sizes': fc.oneof(fc.constant([]), fc.integer({ max: 0 }).map((v) => [1, v]), fc.constantFrom('1,8', 8, [1.5], ['8'])),
     out: fc.constantFrom('', 5, [], null, true),
     set: fc.constantFrom(5, true, [1], { classes: true }, { seq: null }, null),
@@ -196,7 +203,8 @@ describe('config file properties (fast-check)', () => {
   const badText: Partial<Record<RunFlag, fc.Arbitrary<string>>> = {
     engines: word.filter((w) => !(ENGINE_IDS as readonly string[]).includes(w)),
     workloads: word.filter((w) => !(FAMILY_NAMES as string[]).includes(w)),
-    preset: word.filter((w) => !Object.values(FAMILIES).some((f) => w in f.presets)),
+    preset: fc.oneof(word.filter((w) => !Object.values(FAMILIES).some((f) => w in f.presets)), word.map((w) => `cnn=resnet18,${w}=tiny`).filter((t) => !FAMILY_NAMES.some((f) => t.endsWith(`,${f}=tiny`)))),
+    size: word.filter((w) => !(SIZES as readonly string[]).includes(w)),
     'batch-sizes': fc.oneof(fc.integer({ max: 0 }).map(String), word, fc.constant(',')),
     device: word.filter((w) => !(DEVICES as readonly string[]).includes(w)),
     threads: fc.oneof(fc.integer({ max: 0 }).map(String), word, fc.constant('1.5')),

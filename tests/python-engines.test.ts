@@ -13,7 +13,7 @@ const hasVenv = existsSync(VENV);
 const readRun = (dir: string): Run => RunSchema.parse(JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')));
 
 describe('--modes: which modes become cells', () => {
-  const config = { engines: ['onnxruntime', 'torch', 'tensorflow'], workloads: ['rnn' as const], preset: 'tiny', batchSizes: [1], sets: [], device: 'cpu' as const, threads: [1], seed: 0, measure: DEFAULT_MEASURE, cellTimeoutMs: 1000 };
+  const config = { engines: ['onnxruntime', 'torch', 'tensorflow'], workloads: ['rnn' as const], preset: { rnn: 'tiny' }, batchSizes: [1], sets: [], device: 'cpu' as const, threads: [1], seed: 0, measure: DEFAULT_MEASURE, cellTimeoutMs: 1000 };
   const modes = (sel?: string[] | 'all'): string[] => planCells({ ...config, ...(sel ? { modes: sel } : {}) }).map((c) => `${c.engine}/${c.mode}`);
 
   it('defaults to every mode of the Python engines and the first mode of the others', () => {

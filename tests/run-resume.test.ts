@@ -197,6 +197,6 @@ function readRunFixture(): Pick<Run, 'config' | 'engines' | 'hostFingerprint'> {
   return {
     hostFingerprint: 'Intel Xeon, 2 cores',
     engines: { onnxruntime: { available: true, framework: 'ONNX Runtime', version: '1.30.0' } },
-    config: { engines: ['onnxruntime'], workloads: ['rnn'], preset: 'tiny', batchSizes: [1], sets: [], device: 'cpu', threads: [2], seed: 0, measure: { warmupMinIters: 3, warmupMaxIters: 50, warmupMaxMs: 200, warmupTolerance: 0.1, warmupWindow: 3, minSamples: 5, minTimeMs: 50, maxTimeMs: 1000, maxSamples: 100000, targetInterval: 0.05 }, replicates: 1, cellTimeoutMs: 600000 },
+    config: { engines: ['onnxruntime'], workloads: ['rnn'], preset: { rnn: 'tiny' }, batchSizes: [1], sets: [], device: 'cpu', threads: [2], seed: 0, measure: { warmupMinIters: 3, warmupMaxIters: 50, warmupMaxMs: 200, warmupTolerance: 0.1, warmupWindow: 3, minSamples: 5, minTimeMs: 50, maxTimeMs: 1000, maxSamples: 100000, targetInterval: 0.05 }, replicates: 1, cellTimeoutMs: 600000 },
   };
 }

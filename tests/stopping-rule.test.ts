@@ -52,8 +52,8 @@ describe('stopping rule on a fake clock (shared cases with pytest)', () => {
     expect(r.interval.halfWidthPct).toBeCloseTo(c.halfWidthPct, 12);
     expect(r.clockResolutionNs).toBe(0);
   });
-  it('the defaults need 64 samples (p90) and a ±1 % interval', () => {
-    expect(DEFAULT_MEASURE).toMatchObject({ minSamples: 64, targetInterval: 0.01 });
+  it('the default needs 20 samples and a ±2 % interval; p90 needs 64 samples and p99 662', () => {
+    expect(DEFAULT_MEASURE).toMatchObject({ minSamples: 20, targetInterval: 0.02 });
     expect(reliablePercentiles(63)).toEqual(['p50']);
     expect(reliablePercentiles(64)).toEqual(['p50', 'p90']);
     expect(reliablePercentiles(662)).toEqual(['p50', 'p90', 'p99']);
@@ -90,8 +90,8 @@ describe('outliers and bootstrap intervals', () => {
 
 describe('replicates and warnings in the cell record', () => {
   const family = getFamily('rnn');
-  const planned: PlannedCell = { id: 'x', engine: 'tfjs-cpu', mode: 'eager', device: 'cpu', family, params: resolveParams(family, 'tiny'), batchSize: 1, threads: 1 };
-  const config: RunConfig = { engines: ['tfjs-cpu'], workloads: ['rnn'], preset: 'tiny', batchSizes: [1], sets: [], device: 'cpu', threads: [1], seed: 0, measure: DEFAULT_MEASURE, replicates: 2, cellTimeoutMs: 1000 };
+  const planned: PlannedCell = { id: 'x', engine: 'tfjs-cpu', mode: 'eager', device: 'cpu', family, preset: 'tiny', params: resolveParams(family, 'tiny'), batchSize: 1, threads: 1 };
+  const config: RunConfig = { engines: ['tfjs-cpu'], workloads: ['rnn'], preset: { rnn: 'tiny' }, batchSizes: [1], sets: [], device: 'cpu', threads: [1], seed: 0, measure: DEFAULT_MEASURE, replicates: 2, cellTimeoutMs: 1000 };
   const passed = { reference: 'onnxruntime/disabled/cpu', relL2: 1e-7, maxAbs: 1e-7, tolerance: 1e-4, pass: true };
   const outcome = (pid: number, samplesMs: number[], o: Partial<{ firstWarmupMs: number; stop: 'target-interval' | 'max-time'; resNs: number; mem: number; spawnMs: number }> = {}): WorkerOutcome => {
     const ci = medianCi(samplesMs.map((v) => v * 1e6));

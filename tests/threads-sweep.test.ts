@@ -7,7 +7,7 @@ import { planCells } from '../harness/run.js';
 import { fwbench, QUICK, tempDir } from './helpers.js';
 import { readRun } from './report-helpers.js';
 
-const config: RunConfig = { engines: ['onnxruntime', 'tfjs-wasm'], workloads: ['rnn'], preset: 'tiny', batchSizes: [1, 4], sets: [], device: 'cpu', threads: [1, 2], seed: 0, measure: DEFAULT_MEASURE, cellTimeoutMs: 1000 };
+const config: RunConfig = { engines: ['onnxruntime', 'tfjs-wasm'], workloads: ['rnn'], preset: { rnn: 'tiny' }, batchSizes: [1, 4], sets: [], device: 'cpu', threads: [1, 2], seed: 0, measure: DEFAULT_MEASURE, cellTimeoutMs: 1000 };
 
 describe('--threads as a matrix dimension: planning and the config field', () => {
   it('plans every engine/mode/batch at each thread count, with the count in the id and the planned cell', () => {

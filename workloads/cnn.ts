@@ -139,6 +139,7 @@ export const cnn: WorkloadFamily = {
     resnet18: { block: 'basic', depths: [2, 2, 2, 2], width: 64, image: 224, channels: 3, classes: 1000 },
     resnet50: { block: 'bottleneck', depths: [3, 4, 6, 3], width: 64, image: 224, channels: 3, classes: 1000 },
   },
+  sizes: { tiny: 'tiny', small: 'resnet18', base: 'resnet50' },
   check(p) {
     if (ints(p, 'depths').length !== 4) return `depths must list 4 stages (got ${ints(p, 'depths').length})`;
     return undefined;

@@ -26,6 +26,7 @@ export const rnn: WorkloadFamily = {
     small: { seq: 64, hidden: 256, layers: 2, embed: 128, vocab: 10000, classes: 2 },
     large: { seq: 128, hidden: 1024, layers: 2, embed: 256, vocab: 10000, classes: 2 },
   },
+  sizes: { tiny: 'tiny', small: 'small', base: 'large' },
   check: () => undefined,
   weights(p) {
     const H = int(p, 'hidden');

@@ -37,6 +37,7 @@ export const transformer: WorkloadFamily = {
     'bert-mini': { seq: 128, hidden: 256, heads: 4, layers: 4, ffn: 1024, vocab: 30522, classes: 2 },
     'bert-base': { seq: 128, hidden: 768, heads: 12, layers: 12, ffn: 3072, vocab: 30522, classes: 2 },
   },
+  sizes: { tiny: 'tiny', small: 'bert-mini', base: 'bert-base' },
   check(p) {
     if (int(p, 'hidden') % int(p, 'heads') !== 0) return `heads=${int(p, 'heads')} must divide hidden=${int(p, 'hidden')}`;
     return undefined;

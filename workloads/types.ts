@@ -62,6 +62,8 @@ export interface WorkloadFamily {
   params: ParamDef[];
   /** Named parameter sets; `tiny` exists for every family. */
   presets: Record<string, Params>;
+  /** The preset of each size class, so one `--size` picks comparable models across families. */
+  sizes: Record<Size, string>;
   /** Cross-field checks (e.g. heads divides hidden); returns an error message or undefined. */
   check(p: Params): string | undefined;
   /** Canonical weights in a fixed order. */
@@ -76,6 +78,15 @@ export interface WorkloadFamily {
 
 /** The workload families. */
 export type FamilyName = 'cnn' | 'rnn' | 'transformer';
+
+/**
+ * Size classes that span families: `tiny` (smoke tests, sub-millisecond), `small` (models the size
+ * of ResNet-18, a 2x256 LSTM, BERT-mini: the default run), `base` (ResNet-50, a 2x1024 LSTM,
+ * BERT-base).
+ */
+export const SIZES = ['tiny', 'small', 'base'] as const;
+/** A size class. */
+export type Size = (typeof SIZES)[number];
 
 /** Typed accessors: parameters are validated before use, so these only narrow types. */
 export const int = (p: Params, k: string): number => p[k] as number;

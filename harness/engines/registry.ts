@@ -16,8 +16,11 @@ export const ENGINES: Record<EngineId, EngineDescriptor> = {
   tensorflow,
 };
 
-/** Engines that need nothing but npm: the default of `fwbench run`. */
-export const DEFAULT_ENGINES: EngineId[] = ['onnxruntime', 'tfjs-wasm', 'tfjs-cpu'];
+/**
+ * The default of `fwbench run`: every engine but the fallbacks. A run that did not name its
+ * engines leaves out those that are not available here (each listed once, with its fix).
+ */
+export const DEFAULT_ENGINES: EngineId[] = ENGINE_IDS.filter((id) => ENGINES[id].inDefaultRun !== false);
 
 /** Looks an engine up by id, or throws an InputError listing the valid ids. */
 export function getEngine(id: string): EngineDescriptor {

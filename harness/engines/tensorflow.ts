@@ -26,14 +26,14 @@ export function writeKerasWeights(path: string, layers: KerasLayerWeights[], met
   writeSafetensors(path, entries.map((e) => ({ name: e.name, dtype: e.tensor.dtype, shape: e.tensor.shape })), (i) => entries[i]!.tensor.data, metadata);
 }
 
-/** TensorFlow with Keras on the CPU or CUDA; every mode runs by default. */
+/** TensorFlow with Keras on the CPU or CUDA; by default its own default (eager) and its best-known graph mode (tf.function) run, `--modes all` adds XLA. */
 export const tensorflow: PythonEngineDescriptor = {
   id: 'tensorflow',
   framework: 'TensorFlow',
   language: 'python',
   devices: ['cpu', 'cuda'],
   modes: ['eager', 'function', 'xla'],
-  defaultModes: ['eager', 'function', 'xla'],
+  defaultModes: ['eager', 'function'],
   description: 'TensorFlow / Keras (Python runner): Keras models, NHWC, weights via the shared Keras mapping; modes eager, function (tf.function), xla (jit_compile)',
   nativeWeights(family: WorkloadFamily, params, m) {
     const path = join(cacheDir(), `${family.name}-${m.key}.keras-v${KERAS_FILE_VERSION}.safetensors`);

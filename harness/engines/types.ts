@@ -117,6 +117,8 @@ interface EngineDescriptorBase {
   modes: string[];
   /** Modes a run gets when `--modes` is not given (default: the first mode only). */
   defaultModes?: string[];
+  /** False for an engine the default run leaves out (it must be asked for with --engines). */
+  inDefaultRun?: false;
   /** One line for `fwbench list`. */
   description: string;
   /**

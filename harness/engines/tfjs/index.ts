@@ -180,8 +180,8 @@ function createRuntime(spec: BackendSpec): EngineRuntime {
   };
 }
 
-function descriptor(spec: BackendSpec, description: string): NodeEngineDescriptor {
-  return { id: spec.id, framework: 'TensorFlow.js', language: 'node', devices: [spec.device], modes: ['eager'], description, load: async () => createRuntime(spec) };
+function descriptor(spec: BackendSpec, description: string, extra: Pick<NodeEngineDescriptor, 'inDefaultRun'> = {}): NodeEngineDescriptor {
+  return { id: spec.id, framework: 'TensorFlow.js', language: 'node', devices: [spec.device], modes: ['eager'], description, load: async () => createRuntime(spec), ...extra };
 }
 
 /** TF.js on native libtensorflow (CPU), via @tensorflow/tfjs-node. */
@@ -196,5 +196,5 @@ export const tfjsNodeGpu = descriptor(
 );
 /** TF.js WebAssembly backend (XNNPACK kernels). */
 export const tfjsWasm = descriptor({ id: 'tfjs-wasm', backend: 'wasm', device: 'cpu' }, 'TensorFlow.js WebAssembly backend (XNNPACK; single-threaded under Node); tf.layers / tf ops, eager');
-/** TF.js pure-JavaScript CPU backend. */
-export const tfjsCpu = descriptor({ id: 'tfjs-cpu', backend: 'cpu', device: 'cpu' }, 'TensorFlow.js pure-JavaScript CPU backend (one thread); tf.layers / tf ops, eager');
+/** TF.js pure-JavaScript CPU backend: a fallback (the doctor says so), run only when asked for. */
+export const tfjsCpu = descriptor({ id: 'tfjs-cpu', backend: 'cpu', device: 'cpu' }, 'TensorFlow.js pure-JavaScript CPU backend (one thread; a fallback, run only when asked for); tf.layers / tf ops, eager', { inDefaultRun: false });
