@@ -95,7 +95,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--engines <list>', `comma-separated engines (${ENGINE_IDS.join(', ')})`).argParser(runFlag('engines')).default(DEFAULT_ENGINES, `every engine available here but ${ENGINE_IDS.filter((id) => !DEFAULT_ENGINES.includes(id)).join(', ')}`))
     .option('--workloads <list>', `comma-separated workloads (${FAMILY_NAMES.join(', ')})`, runFlag('workloads'), [...FAMILY_NAMES])
     .option('--modes <list>', `comma-separated execution modes (e.g. eager,compile), or 'all' for every mode of every engine; default: ${ENGINE_IDS.filter((id) => ENGINES[id].defaultModes).map((id) => `${ENGINES[id].defaultModes!.join(' and ')} of ${id}`).join(', ')}, the first mode of the others; an engine with none of the listed modes runs its first`, runFlag('modes'))
-    .option('--preset <name|workload=name,...>', `preset of every workload (${PRESET_NAMES.join(', ')}), or one per workload (${PRESET_PER_FAMILY_EXAMPLE}); workloads it does not name take their --size preset`, runFlag('preset'))
+    .option('--preset <presets>', `preset of every workload (${PRESET_NAMES.join(', ')}), or one per workload (${PRESET_PER_FAMILY_EXAMPLE}); workloads it does not name take their --size preset`, runFlag('preset'))
     .option('--size <class>', `size class of every workload's preset (${SIZES.join(', ')}); default small (${PRESET_PER_FAMILY_EXAMPLE}), tiny with --quick`, runFlag('size'))
     .addOption(new Option('--batch-sizes <list>', 'comma-separated batch sizes').argParser(runFlag('batch-sizes')).default([1, 8], '1,8; 1 with --quick'))
     .option('--out <dir>', 'output folder for cells.jsonl and run.json', runFlag('out'), `results/run-${new Date().toISOString().replace(/[:.]/g, '-')}`)

@@ -225,7 +225,8 @@ function presetsOf(workloads: FamilyName[], preset: PresetValue | undefined, siz
     const p = named[w];
     if (p !== undefined && !(p in FAMILIES[w].presets)) {
       const hint = typeof preset === 'string' ? `; give one preset per workload (${PRESET_PER_FAMILY_EXAMPLE}) or a --size (${SIZES.join(', ')})` : '';
-      throw new InputError(`${where('preset')}: unknown preset '${p}' for workload '${w}'; valid presets: ${Object.keys(FAMILIES[w].presets).join(', ')}${hint}`);
+      // Named as a later check of a flag's value is: the file and key prefix it, the flag does not.
+      throw new InputError(`${where('preset').startsWith('--') ? '' : `${where('preset')}: `}unknown preset '${p}' for workload '${w}'; valid presets: ${Object.keys(FAMILIES[w].presets).join(', ')}${hint}`);
     }
   }
   return { preset: Object.fromEntries(workloads.map((w) => [w, named[w] ?? FAMILIES[w].sizes[sizeClass]])), ...(fromSize.length ? { size: sizeClass } : {}) };

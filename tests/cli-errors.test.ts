@@ -30,7 +30,7 @@ interface Entry {
 }
 
 const ENGINES = 'onnxruntime, tfjs-node, tfjs-node-gpu, tfjs-wasm, tfjs-cpu, torch, tensorflow';
-const KEYS = 'engines, workloads, modes, preset, batch-sizes, out, set, device, threads, seed, quick, rigorous, target-interval, replicates, min-samples, min-time, max-time, warmup-max-time, timeout, json, max-memory-mb';
+const KEYS = 'engines, workloads, modes, preset, size, batch-sizes, out, set, device, threads, seed, quick, rigorous, target-interval, replicates, min-samples, min-time, max-time, warmup-max-time, timeout, json, max-memory-mb';
 const run = (...args: string[]) => (c: Ctx): string[] => ['run', ...args, '--out', c.never];
 const config = (name: string, content: string, ...more: string[]) => (c: Ctx): string[] => ['run', '--config', c.file(name, content), ...more, '--out', c.never];
 const arg = (flag: string, value: string, message: string): RegExp => new RegExp(`option '${flag} <[a-z=.,]+>' argument '${value.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}' is invalid\\. ${message}`);
@@ -40,10 +40,15 @@ const CORPUS: Record<string, Entry> = {
   'run: unknown engine': { args: run('--engines', 'onnxruntime,pytorch'), message: arg('--engines', 'onnxruntime,pytorch', `unknown engine 'pytorch'; valid engines: ${ENGINES}`) },
   'run: empty engine list': { args: run('--engines', ','), message: /argument ',' is invalid\. empty engine list; valid engines: onnxruntime/ },
   'run: unknown workload': { args: run('--workloads', 'mlp'), message: arg('--workloads', 'mlp', "unknown workload 'mlp'; valid workloads: cnn, rnn, transformer") },
-  'run: unknown preset': { args: run('--preset', 'resnet101'), message: arg('--preset', 'resnet101', "unknown preset 'resnet101'; valid presets: tiny, resnet18, resnet50, small, large, bert-mini, bert-base") },
-  'run: preset missing in one family': { args: run('--workloads', 'cnn,rnn', '--preset', 'resnet18'), message: /^fwbench: unknown preset 'resnet18' for workload 'rnn'; valid presets: tiny, small, large$/m },
+  'run: unknown preset': { args: run('--preset', 'resnet101'), message: arg('--preset', 'resnet101', "unknown preset 'resnet101'; valid presets: tiny, resnet18, resnet50, small, large, bert-mini, bert-base; or one per workload: cnn=resnet18,rnn=small,transformer=bert-mini") },
+  'run: unknown workload in per-workload presets': { args: run('--preset', 'cnn=resnet18,gan=tiny'), message: arg('--preset', 'cnn=resnet18,gan=tiny', "unknown workload 'gan' in workload=preset; valid workloads: cnn, rnn, transformer") },
+  'run: per-workload preset of another family': { args: run('--preset', 'rnn=bert-mini'), message: /^fwbench: unknown preset 'bert-mini' for workload 'rnn'; valid presets: tiny, small, large$/m },
+  'run: per-workload preset for a workload not run': { args: run('--workloads', 'cnn', '--preset', 'rnn=small'), message: /^fwbench: --preset names rnn, which --workloads does not run \(cnn\); drop it there or add it to workloads$/m },
+  'run: unknown size': { args: run('--size', 'huge'), message: arg('--size', 'huge', "unknown size 'huge'; valid sizes: tiny, small, base") },
+  'run: one preset for all and a size': { args: run('--preset', 'tiny', '--size', 'base'), message: /^fwbench: --preset tiny names the preset of every workload, so --size would pick none: give one of them, or one preset per workload \(cnn=resnet18,rnn=small,transformer=bert-mini\) to override the size for those$/m },
+  'run: preset missing in one family': { args: run('--workloads', 'cnn,rnn', '--preset', 'resnet18'), message: /^fwbench: unknown preset 'resnet18' for workload 'rnn'; valid presets: tiny, small, large; give one preset per workload \(cnn=resnet18,rnn=small,transformer=bert-mini\) or a --size \(tiny, small, base\)$/m },
   'run: unknown --set parameter': { args: run('--workloads', 'rnn', '--set', 'depth=3'), message: /unknown parameter 'depth'.*valid parameters: .*seq/ },
-  'run: --set value breaks a rule': { args: run('--workloads', 'transformer', '--set', 'heads=5'), message: /heads=5 must divide hidden=32/ },
+  'run: --set value breaks a rule': { args: run('--workloads', 'transformer', '--preset', 'tiny', '--set', 'heads=5'), message: /heads=5 must divide hidden=32/ },
   'run: --set value not an integer': { args: run('--workloads', 'rnn', '--set', 'seq=long'), message: /--set seq=long \(rnn\): 'long' is not an integer; seq is sequence length/ },
   'run: --set item without key': { args: run('--set', '=3'), message: /--set item '=3' is not key=value/ },
   'run: batch size 0': { args: run('--batch-sizes', '1,0'), message: arg('--batch-sizes', '1,0', 'must be a positive integer, got 0') },
@@ -87,9 +92,9 @@ const CORPUS: Record<string, Entry> = {
   'config: a list, not a mapping': { args: config('j.yaml', '- engines\n'), message: /j\.yaml: must be a mapping of run flags \(engines, .*\), got a list$/m },
   'config: empty file': { args: config('k.yaml', ''), message: /k\.yaml: empty config file; give a mapping of run flags/ },
   'config: duplicate key': { args: config('l.yaml', 'engines: [onnxruntime]\nengines: [tfjs-wasm]\n'), message: /l\.yaml: not valid YAML: Map keys must be unique at line 2/ },
-  'config: set breaks a rule': { args: config('m.yaml', 'workloads: [transformer]\nset: {heads: 5}\n'), message: /m\.yaml: set: invalid parameters for workload 'transformer': heads=5 must divide hidden=32$/m },
+  'config: set breaks a rule': { args: config('m.yaml', 'workloads: [transformer]\npreset: tiny\nset: {heads: 5}\n'), message: /m\.yaml: set: invalid parameters for workload 'transformer': heads=5 must divide hidden=32$/m },
   'config: set value of the wrong type': { args: config('n.yaml', 'set: {seq: [1, "x"]}\n'), message: /n\.yaml: set: must be a mapping of workload parameters \(seq: 37\) or 'key=value,\.\.\.' text, got \{"seq":\[1,"x"\]\}$/m },
-  'config: preset missing in one family': { args: config('o.yaml', 'preset: resnet18\nworkloads: [rnn]\n'), message: /o\.yaml: preset: unknown preset 'resnet18' for workload 'rnn'; valid presets: tiny, small, large$/m },
+  'config: preset missing in one family': { args: config('o.yaml', 'preset: resnet18\nworkloads: [rnn]\n'), message: /o\.yaml: preset: unknown preset 'resnet18' for workload 'rnn'; valid presets: tiny, small, large; give one preset per workload \(cnn=resnet18,rnn=small,transformer=bert-mini\) or a --size \(tiny, small, base\)$/m },
   'config: quick and rigorous': { args: config('p.yaml', 'quick: true\nrigorous: true\n'), message: /p\.yaml: quick and rigorous exclude each other$/m },
   'config: unknown mode': { args: config('q.yaml', 'engines: [onnxruntime]\nmodes: [turbo]\n'), message: /q\.yaml: modes: unknown mode 'turbo' for engines onnxruntime/ },
   'config: unknown device': { args: config('r.yaml', 'device: tpu\n'), message: /r\.yaml: device: unknown device 'tpu'; valid devices: cpu, cuda$/m },
