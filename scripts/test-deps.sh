@@ -18,7 +18,7 @@ declare -A HAS=(
   [openssh-server]='[ -x /usr/sbin/sshd ] && command -v ssh-keygen'
   # Debian's PyTorch on the reference BLAS: the condition `fwbench doctor` must flag (installed
   # without recommends, which would bring OpenBLAS).
-  [python3-torch]='dpkg -s python3-torch'
+  [python3-torch]='[ -f /usr/lib/python3/dist-packages/torch/__init__.py ]'
   # node-gyp builds the tfjs-node addon against the TensorFlow wheel.
   [g++]='command -v g++'
   [make]='command -v make'
