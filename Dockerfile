@@ -18,8 +18,10 @@ ARG VARIANT=cpu
 FROM ${NODE_IMAGE} AS node
 
 FROM ${NODE_IMAGE} AS base-cpu
-# The CPU wheel of torch (PyPI's default Linux wheel is the CUDA build).
-ENV PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
+# The CPU wheel of torch (PyPI's default Linux wheel is the CUDA build). The image's npm 10 does
+# not read allowScripts in package.json: skip onnxruntime-node's CUDA download explicitly.
+ENV PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu \
+    ONNXRUNTIME_NODE_INSTALL=skip
 
 FROM ${CUDA_IMAGE} AS base-cuda
 # Node 20 from the official image (the same build as the cpu variant).
@@ -27,8 +29,9 @@ COPY --from=node /usr/local/bin/node /usr/local/bin/node
 COPY --from=node /usr/local/lib/node_modules /usr/local/lib/node_modules
 RUN ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \
  && ln -s ../lib/node_modules/npm/bin/npx-cli.js /usr/local/bin/npx
-# onnxruntime-node's install fetches its CUDA 12 execution provider; tfjs-node-gpu's fetches
-# libtensorflow 2.9.1 for GPU (both need the internet the build has).
+# onnxruntime-node's install script fetches its CUDA 12 execution provider (setup.sh runs it for
+# the cuda variant); tfjs-node-gpu's fetches libtensorflow 2.9.1 for GPU during npm ci (both need
+# the internet the build has).
 ENV FWBENCH_SETUP_DEVICE=cuda \
     ONNXRUNTIME_NODE_INSTALL=cuda12 \
     FWBENCH_LD_LIBRARY_PATH_TFJS_NODE_GPU=/opt/fwbench/python-runners/.cuda11/nvidia/cuda_runtime/lib:/opt/fwbench/python-runners/.cuda11/nvidia/cublas/lib:/opt/fwbench/python-runners/.cuda11/nvidia/cudnn/lib:/opt/fwbench/python-runners/.cuda11/nvidia/cufft/lib:/opt/fwbench/python-runners/.cuda11/nvidia/curand/lib:/opt/fwbench/python-runners/.cuda11/nvidia/cusolver/lib:/opt/fwbench/python-runners/.cuda11/nvidia/cusparse/lib

@@ -2,8 +2,9 @@
 # Creates python-runners/.venv and installs the CPU requirements into it. Idempotent: an existing
 # venv is reused and pip skips what is already satisfied. FWBENCH_SETUP_PYTHON picks the base
 # interpreter (default python3; 3.11 is what the pinned wheels are built for here).
-# FWBENCH_SETUP_DEVICE=cuda (the Dockerfile's cuda variant) installs the CUDA builds instead, and the
-# CUDA 11 libraries tfjs-node-gpu needs into python-runners/.cuda11.
+# FWBENCH_SETUP_DEVICE=cuda (the Dockerfile's cuda variant) installs the CUDA builds instead, the
+# CUDA 11 libraries tfjs-node-gpu needs into python-runners/.cuda11, and onnxruntime-node's CUDA 12
+# execution provider.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 venv="$here/.venv"
@@ -25,6 +26,13 @@ echo "setup.sh: installing $here/requirements-$device.txt (torch, tensorflow, nu
 if [[ "$device" == cuda ]]; then
   echo "setup.sh: installing $here/requirements-cuda11.txt into $here/.cuda11 (CUDA 11 for tfjs-node-gpu only)"
   "$venv/bin/python" -m pip install --progress-bar off --upgrade --target "$here/.cuda11" -r "$here/requirements-cuda11.txt"
+  # npm ci does not run onnxruntime-node's install script (allowScripts in package.json): fetch its
+  # CUDA 12 execution provider here, unless npm (before 11) already ran it.
+  ort="$here/../node_modules/onnxruntime-node"
+  if [[ ! -e "$ort/bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so" ]]; then
+    echo "setup.sh: fetching onnxruntime-node's CUDA 12 execution provider (its own install script)"
+    ONNXRUNTIME_NODE_INSTALL="${ONNXRUNTIME_NODE_INSTALL:-cuda12}" node "$ort/script/install.js"
+  fi
   echo "setup.sh: for tfjs-node-gpu: export FWBENCH_LD_LIBRARY_PATH_TFJS_NODE_GPU=$(ls -d "$here"/.cuda11/nvidia/*/lib | paste -sd:)"
 fi
 echo "setup.sh: checking the frameworks import"

@@ -162,6 +162,7 @@ const CORPUS: Record<string, Entry> = {
   'schedule: --config in the run flags': { args: (c) => ['schedule', '--on', 'slurm', '--dry-run', '--out', c.never, '--', '--config', c.file('job.yaml', 'engines: [onnxruntime]\n')], message: /--config in the run flags: a job cannot read a local config file; give its settings as run flags after --/ },
   'schedule: an option of another scheduler': { args: (c) => ['schedule', '--on', 'slurm', '--dry-run', '--hosts', 'me@gpu1', '--out', c.never, '--', '--quick'], message: /--hosts does not apply to --on slurm; its options: --results-dir, / },
   'schedule: zero GPUs': { args: (c) => ['schedule', '--on', 'k8s', '--dry-run', '--gpus', '0', '--out', c.never, '--', '--quick'], message: arg('--gpus', '0', 'must be a positive integer, got 0') },
+  'schedule: GPUs for a CPU-only run': { args: (c) => ['schedule', '--on', 'slurm', '--dry-run', '--gpus', '1', '--out', c.never, '--', '--engines', 'torch', '--quick'], message: /^fwbench: --gpus 1 but the run flags select no GPU device \(--device cpu\): add --device cuda to the run flags after -- \(or drop --gpus\)$/ },
   'collect: no state file': { args: (c) => ['collect', join(c.dir, 'no-schedule-here')], message: /no-schedule-here\/state\.json does not exist: give the folder \(or its state\.json\) that fwbench schedule wrote/ },
 };
 describe('bad-input corpus: exit 2 and one line naming the field, the value and what is allowed', () => {

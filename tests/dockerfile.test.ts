@@ -83,8 +83,12 @@ describe('Dockerfile (static check: no Docker engine here to build it)', () => {
   it('uses the same set-up as the README and CI, and setup.sh has the requirements the cuda target asks for', () => {
     const setup = (JSON.parse(readFileSync('package.json', 'utf8')) as { scripts: Record<string, string> }).scripts['setup']!;
     expect(setup).toMatch(/^bash python-runners\/setup.sh && node bin\/fwbench.js setup tfjs-node/);
-    expect(readFileSync('.ci/run', 'utf8')).toMatch(/^npm run setup$/m);
-    expect(readFileSync('README.md', 'utf8')).toContain('npm run setup');
+    // CI runs the README's quick-start commands, line for line, and installs nothing itself.
+    const quickStart = /## Quick start[\s\S]*?```sh\n([\s\S]*?)```/.exec(readFileSync('README.md', 'utf8'))![1]!.trim().split('\n');
+    expect(quickStart).toEqual(['npm ci && npm run setup && npx fwbench run', 'npm test']);
+    const ci = readFileSync('.ci/run', 'utf8').split('\n');
+    for (const line of quickStart) expect(ci).toContain(line);
+    expect(ci.join('\n')).not.toMatch(/apt-get/);
     expect(readFileSync('python-runners/setup.sh', 'utf8')).toContain('requirements-$device.txt');
     for (const device of ['cpu', 'cuda']) expect(existsSync(`python-runners/requirements-${device}.txt`)).toBe(true);
   });

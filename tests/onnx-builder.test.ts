@@ -307,7 +307,7 @@ describe('onnxruntime engine', () => {
     const x = instance('rnn');
     const err = await runtime.build({ family: 'rnn', params: x.params, batchSize: BATCH, weights: x.weights, device: 'cuda', mode: 'all', threads: 1 }).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(EngineUnavailable);
-    expect((err as EngineUnavailable).fix).toMatch(/ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node/);
+    expect((err as EngineUnavailable).fix).toMatch(/ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules\/onnxruntime-node\/script\/install\.js/);
     expect((await runtime.probe()).devices).toEqual(['cpu']);
   });
 

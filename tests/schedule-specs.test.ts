@@ -1,7 +1,7 @@
 import { Ajv } from 'ajv';
 import { execa } from 'execa';
 import fc from 'fast-check';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Job as K8sJob } from 'kubernetes-models/batch/v1/Job';
 import { PersistentVolumeClaim } from 'kubernetes-models/v1/PersistentVolumeClaim';
@@ -126,7 +126,7 @@ describe('fwbench schedule --on skypilot --dry-run (no cloud here: checked again
   });
 
   it('refuses --gpus without --gpu-type', async () => {
-    const r = await fwbench(['schedule', '--on', 'skypilot', '--gpus', '1', '--dry-run', '--', '--quick']);
+    const r = await fwbench(['schedule', '--on', 'skypilot', '--gpus', '1', '--dry-run', '--', '--device', 'cuda', '--quick']);
     expect(r.exitCode).toBe(2);
     expect(r.stderr).toMatch(/--gpus on SkyPilot needs --gpu-type/);
   });
@@ -175,6 +175,23 @@ describe('schedule and collect refuse what cannot work, in one line', () => {
     const r = await execa(process.execPath, ['bin/fwbench.js', 'schedule', '--on', 'k8s', '--image', 'x/fwbench:cuda', '--out', dir, '--', '--quick'], { reject: false, env: { PATH: '/nonexistent' } });
     expect(r.exitCode).toBe(2);
     expect(r.stderr).toMatch(/^fwbench: --on k8s needs kubectl on PATH; install the scheduler's client \(or use --dry-run/m);
+  });
+
+  it('refuses --gpus when the run flags measure the CPU only, on every scheduler, writing nothing', async () => {
+    // Without --device and with --device cpu alike; the GPU runs of the dry runs above are accepted.
+    const cases: Array<[string, string[], string[]]> = [
+      ['slurm', [], ['--quick']],
+      ['k8s', ['--image', 'x/fwbench:cuda'], ['--device', 'cpu']],
+      ['skypilot', ['--gpu-type', 'H100'], ['--quick']],
+      ['ssh', ['--hosts', 'gpu1', '--image', 'x/fwbench:cuda'], ['--engines', 'torch', '--device', 'cpu']],
+    ];
+    for (const [on, extra, runFlags] of cases) {
+      const dir = join(tempDir('fwbench-spec-'), 'sched');
+      const r = await fwbench(['schedule', '--on', on, ...extra, '--gpus', '2', '--out', dir, '--dry-run', '--', ...runFlags]);
+      expect(r.exitCode, `${on}: ${r.stderr}`).toBe(2);
+      expect(r.stderr).toBe('fwbench: --gpus 2 but the run flags select no GPU device (--device cpu): add --device cuda to the run flags after -- (or drop --gpus)');
+      expect(existsSync(dir), on).toBe(false);
+    }
   });
 
   it('refuses to collect a dry run or a folder without a state file', async () => {

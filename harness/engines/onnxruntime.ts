@@ -14,7 +14,7 @@ const MODES = ['all', 'extended', 'basic', 'disabled'] as const;
 type Mode = (typeof MODES)[number];
 
 const CUDA_FIX =
-  'ONNXRUNTIME_NODE_INSTALL=cuda12 npm rebuild onnxruntime-node (the environment variable overrides the skip in .npmrc; needs CUDA 12 + cuDNN 9 and access to the NuGet feed at api.nuget.org)';
+  'ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js (the package\'s own install script, which npm ci does not run; needs CUDA 12 + cuDNN 9 and access to the NuGet feed at api.nuget.org)';
 
 /**
  * Why the CUDA execution provider cannot be used here, or undefined when its libraries are present.
@@ -29,7 +29,7 @@ function cudaMissing(): string | undefined {
   const bin = join(dirname(pkg), 'bin', 'napi-v6', 'linux', 'x64');
   const missing = ['libonnxruntime_providers_cuda.so', 'libonnxruntime_providers_shared.so'].filter((f) => !existsSync(join(bin, f)));
   if (missing.length === 0) return undefined;
-  return `CUDA execution provider not installed (${missing.join(', ')} missing in ${bin}; the default install skips its download: .npmrc sets onnxruntime-node-install=skip)`;
+  return `CUDA execution provider not installed (${missing.join(', ')} missing in ${bin}; npm ci does not run the install script that downloads it: allowScripts in package.json)`;
 }
 
 function createRuntime(ort: Ort, buildModel: BuildModel): EngineRuntime {

@@ -72,6 +72,8 @@ async function schedule(runFlags: string[], f: ScheduleFlags, cmd: Command): Pro
   }
   if (runFlags.length === 0) progress('no run flags after --: every job runs the default matrix');
   const config = await checkRunFlags(runFlags);
+  // GPUs reserved for a run that measures only the CPU would be paid for and left idle.
+  if (f.gpus && config.device !== 'cuda') throw new InputError(`--gpus ${f.gpus} but the run flags select no GPU device (--device ${config.device}): add --device cuda to the run flags after -- (or drop --gpus)`);
   if (config.device === 'cuda' && !f.gpus && f.on !== 'ssh') progress('warning: the run asks --device cuda but no --gpus: the job may land on a machine without a GPU');
 
   const id = scheduleId();

@@ -1,4 +1,4 @@
-"""The loop rules, on a fake clock, with the same cases as tests/stats-parity-measure.test.ts."""
+"""The loop rules, on a fake clock, with the same cases as tests/stats-parity-measure.unit.test.ts."""
 import json
 import re
 from pathlib import Path
