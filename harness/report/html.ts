@@ -1,14 +1,16 @@
 import { sectionCharts } from './charts.js';
 import { claimSummary } from './claims.js';
+import { summarizeDistribution } from './distribution.js';
 import type { Report } from './index.js';
-import { engineMode, num, sectionTitle, type CellView, type HostView } from './model.js';
+import { engineMode, num, sectionTitle, type CellView, type HostView, type RunModel } from './model.js';
 
 /**
  * The HTML report: one self-contained file that works offline and from a mail attachment. No
  * request of any kind leaves the page (charts are inline SVG rendered at report time, styles and
  * the few lines of table-sorting script are inline, and a Content-Security-Policy forbids every
- * fetch). Every string from run.json is escaped; run.json itself is embedded for anyone who wants
- * the raw samples.
+ * fetch). Every string from run.json is escaped. run.json itself is embedded with each cell's raw
+ * samples replaced by fixed-size summaries, so the page stays small however long the cells ran
+ * (`--embed-samples` embeds it whole).
  */
 
 /** Escapes text for HTML content and quoted attribute values. */
@@ -221,6 +223,7 @@ ${charts.length === 0 ? '<p class="muted">No cell of this workload ran.</p>' : `
   const body = `<header><h1>fwbench report</h1>
 <p>fwbench ${esc(model.run.tool.version)} · run ${esc(model.run.startedAt)} · report generated ${esc(report.generatedAt)} · ${model.cells.length} cells on ${model.hosts.length} host${multiHost ? 's' : ''}</p>
 <p>Command: <code>${esc(model.run.command.join(' '))}</code></p>
+<p id="raw-samples">${report.embedSamples ? 'This page embeds the run\'s run.json whole, every raw sample included (<code>script#fwbench-run</code>).' : 'Raw samples are in the run folder\'s run.json, not in this page: its embedded copy (<code>script#fwbench-run</code>) carries each cell\'s quantiles and box instead (<code>samplesMsSummary</code>, <code>warmupMsSummary</code>); <code>fwbench report DIR --embed-samples</code> embeds them all.'}</p>
 <nav><a href="#hosts">Hosts</a><a href="#overview">Overview</a>${model.sections.map((s, i) => `<a href="#workload-${i}">${esc(`${s.workload}/${s.preset}`)}</a>`).join('')}<a href="#cold-start">Cold start</a><a href="#parity">Parity</a><a href="#claims">Claims</a><a href="#not-ok">Skipped / failed</a></nav></header>
 <section id="hosts"><h2>Host${multiHost ? 's' : ''} and engines</h2>${model.hosts.map((h) => hostBlock(h, model.cells)).join('\n')}</section>
 <section id="overview"><h2>Overview</h2>
@@ -235,5 +238,25 @@ ${sortableTable(['cell', 'spawn (ms)', 'build (ms)', 'first run (ms)', 'total (m
 ${sortableTable(['cell', 'reference', 'relL2', 'max abs', 'tolerance (relL2)', 'result'], parity, 'parity-table')}</section>
 <section id="claims"><h2>Claims</h2>${claimsSection(report)}</section>
 <section id="not-ok"><h2>Skipped and failed cells</h2>${notOk.length === 0 ? '<p>Every cell ran and passed parity.</p>' : sortableTable(['cell', ...(multiHost ? ['host'] : []), 'status', 'phase', 'reason', 'fix'], notOk, 'not-ok-table')}</section>`;
-  return htmlDocument(`fwbench report — ${model.hosts.map((h) => h.fingerprint).join(', ')}`, body, { id: 'fwbench-run', data: model.run });
+  return htmlDocument(`fwbench report — ${model.hosts.map((h) => h.fingerprint).join(', ')}`, body, { id: 'fwbench-run', data: report.embedSamples ? model.run : leanRun(model) });
+}
+
+/**
+ * The run as the page embeds it by default: each cell's samplesMs and warmupMs replaced by their
+ * summaries (samplesMsSummary, warmupMsSummary), and its outlier indices, which point into
+ * samplesMs, by their counts.
+ */
+function leanRun(model: RunModel): unknown {
+  return {
+    ...model.run,
+    cells: model.cells.map(({ cell, latency }) => {
+      const { samplesMs, warmupMs, outliers, ...rest } = cell;
+      return {
+        ...rest,
+        ...(outliers ? { outliers: { mild: outliers.mild, severe: outliers.severe, mad: outliers.mad } } : {}),
+        ...(latency ? { samplesMsSummary: latency } : {}),
+        ...(warmupMs?.length ? { warmupMsSummary: summarizeDistribution(warmupMs) } : {}),
+      };
+    }),
+  };
 }
