@@ -112,4 +112,32 @@ describe('the HTML report carries summaries, not raw samples', () => {
     expect(r.stdout).toBe('');
     expect(r.stderr.trim().split('\n')).toEqual([expect.stringMatching(/--embed-samples: only --format html embeds the run/)]);
   });
+
+  it('at 1280 px the cell table scrolls inside its own box and its first column stays in view', async () => {
+    const page = await open(lean.path);
+    const scroller = page.locator('.scroll:has(#cells)');
+    const doc = (await page.evaluate('({ clientWidth: document.documentElement.clientWidth, scrollWidth: document.documentElement.scrollWidth })')) as { clientWidth: number; scrollWidth: number };
+    const box = (await scroller.boundingBox())!;
+    expect(doc.scrollWidth).toBeLessThanOrEqual(doc.clientWidth);
+    expect(box.x + box.width).toBeLessThanOrEqual(doc.clientWidth);
+    const overflow = await scroller.evaluate((el) => el.scrollWidth - el.clientWidth);
+    expect(overflow).toBeGreaterThan(0);
+
+    const firstCell = page.locator('#cells tbody tr:first-child td:first-child');
+    const secondCell = page.locator('#cells tbody tr:first-child td:nth-child(2)');
+    const firstHead = page.locator('#cells thead th:first-child');
+    await firstCell.scrollIntoViewIfNeeded();
+    const before = { cell: (await firstCell.boundingBox())!, second: (await secondCell.boundingBox())!, head: (await firstHead.boundingBox())! };
+    await scroller.evaluate((el) => el.scrollTo({ left: el.scrollWidth }));
+    const after = { cell: (await firstCell.boundingBox())!, second: (await secondCell.boundingBox())!, head: (await firstHead.boundingBox())! };
+    // The other columns moved left by the scroll; the first column (cells and header) did not.
+    expect(after.second.x).toBeLessThan(before.second.x - overflow / 2);
+    expect(after.cell.x).toBe(before.cell.x);
+    expect(after.head.x).toBe(before.head.x);
+    expect(after.cell.x).toBeGreaterThanOrEqual(box.x);
+    // Nothing scrolled over it: the element on top at its centre (in the viewport) is the cell itself.
+    const onTop = await page.evaluate(`document.elementFromPoint(${after.cell.x + after.cell.width / 2}, ${after.cell.y + after.cell.height / 2})?.closest('td')?.textContent`);
+    expect(onTop).toBe(run.cells[0]!.id);
+    await page.close();
+  });
 });

@@ -28,14 +28,18 @@ export const td = (text: string, sortValue?: number | null, cls?: string): strin
 export const sortableTable = (head: string[], rows: string[][], id?: string): string =>
   `<div class="scroll"><table class="sortable"${id ? ` id="${id}"` : ''}><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${rows.map((r) => `<tr>${r.join('')}</tr>`).join('')}</tbody></table></div>`;
 
+// Separate borders: collapsed ones stay behind when the sticky first column scrolls over the
+// others; the left border belongs to the first column so that it stays with it. Every cell has a
+// background so that scrolled cells do not show through it.
 const STYLE = `
 body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:0 16px 40px;color:#1d1d1f}
 h1{margin:20px 0 4px}h2{margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
 nav a{margin-right:12px}
-table{border-collapse:collapse;margin:8px 0 16px;font-size:13px;font-variant-numeric:tabular-nums}
-.scroll{overflow-x:auto}
-th,td{border:1px solid #ddd;padding:3px 7px;text-align:left;vertical-align:top}
+table{border-collapse:separate;border-spacing:0;margin:8px 0 16px;font-size:13px;font-variant-numeric:tabular-nums;border-top:1px solid #ddd}
+.scroll{overflow-x:auto;max-width:100%}
+th,td{border:solid #ddd;border-width:0 1px 1px 0;padding:3px 7px;text-align:left;vertical-align:top;background:#fff}
 th{background:#f4f4f6;cursor:pointer;user-select:none;white-space:nowrap}
+th:first-child,td:first-child{position:sticky;left:0;z-index:1;border-left-width:1px}
 th[data-dir=asc]::after{content:" \\25B2"}th[data-dir=desc]::after{content:" \\25BC"}
 td[data-v]{text-align:right}
 .best{background:#d9f2dc;font-weight:600}
@@ -155,12 +159,9 @@ function cellTable(report: Report): string {
     const ci = v.medianCi ? `${num(v.medianCi.lo)} – ${num(v.medianCi.hi)}` : '-';
     const parity = c.parity ? `${c.parity.relL2 === null ? '-' : c.parity.relL2.toExponential(1)} ${c.parity.pass ? 'pass' : 'FAIL'}` : '-';
     return [
+      td(esc(c.id)),
       ...(multiHost ? [td(esc(v.host))] : []),
-      td(esc(`${c.workload}/${c.preset}`)),
       td(String(c.batchSize), c.batchSize),
-      td(esc(c.engine)),
-      td(esc(c.mode)),
-      td(esc(c.device)),
       td(esc(c.status), undefined, c.status === 'ok' ? undefined : 'bad'),
       td(num(c.stats?.medianMs), c.stats?.medianMs ?? null, v.fastest ? 'best' : undefined),
       td(ci, v.medianCi?.lo ?? null),
@@ -175,7 +176,8 @@ function cellTable(report: Report): string {
       td(v.relativeToFastest === undefined ? '-' : `${num(v.relativeToFastest)}×`, v.relativeToFastest ?? null),
     ];
   });
-  return sortableTable([...(multiHost ? ['host'] : []), 'workload', 'batch', 'engine', 'mode', 'device', 'status', 'median (ms)', 'median 95% CI (ms)', 'p99 (ms)', 'samples', 'throughput (samples/s)', 'GFLOP/s', '% of machine peak GEMM', 'peak host memory (MiB)', ...(device ? ['peak GPU memory (MiB)'] : []), 'parity relL2', '× fastest'], rows, 'cells');
+  // The cell id (engine/mode/device/workload/preset/batch/threads) comes first: the column that stays in view when the table scrolls sideways.
+  return sortableTable(['cell', ...(multiHost ? ['host'] : []), 'batch', 'status', 'median (ms)', 'median 95% CI (ms)', 'p99 (ms)', 'samples', 'throughput (samples/s)', 'GFLOP/s', '% of machine peak GEMM', 'peak host memory (MiB)', ...(device ? ['peak GPU memory (MiB)'] : []), 'parity relL2', '× fastest'], rows, 'cells');
 }
 
 function claimsSection(report: Report): string {
