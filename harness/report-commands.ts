@@ -38,12 +38,14 @@ export function registerReportCommands(program: Command): void {
     .option('--out <file>', "output file, '-' for stdout (default: DIR/report.<format>)")
     .option('--threshold <pct>', 'noise threshold of the claim verdicts (percent)', FLAG.percent, 5)
     .option('--claims <file>', 'claims file (default: the bundled harness/report/claims.json)')
-    .action(async (dir: string, o: { format: ReportFormat; out?: string; threshold: number; claims?: string }) => {
+    .option('--embed-samples', "html: embed every raw sample (the whole run.json) in the page, not per-cell quantiles; the page grows with the samples (MBs)")
+    .action(async (dir: string, o: { format: ReportFormat; out?: string; threshold: number; claims?: string; embedSamples?: boolean }) => {
       if (o.claims !== undefined && !existsSync(o.claims)) throw new InputError(`--claims ${o.claims}: no such file`);
+      if (o.embedSamples && o.format !== 'html') throw new InputError(`--embed-samples: only --format html embeds the run (the ${o.format} report never carries raw samples)`);
       const out = o.out === undefined ? undefined : checkOutputFile(o.out, '--out');
       const run = loadRun(dir);
       const { buildReport, REPORT_FORMATS } = await import('./report/index.js');
-      const report = buildReport(run, { thresholdPct: o.threshold, ...(o.claims ? { claimsPath: o.claims } : {}) });
+      const report = buildReport(run, { thresholdPct: o.threshold, embedSamples: o.embedSamples ?? false, ...(o.claims ? { claimsPath: o.claims } : {}) });
       const runDir = dir.endsWith('.json') ? dirname(resolve(dir)) : dir;
       emit(REPORT_FORMATS[o.format](report), out ?? insideDir(runDir, `report.${o.format}`), `${o.format} report`);
     });

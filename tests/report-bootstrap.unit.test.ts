@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { classifyRatio, createRng, MedianResampler, medianInterval, medianRatioInterval, replicateRatioInterval, sortedMedian } from '../harness/bootstrap.js';
-import { tukeyBox } from '../harness/report/charts.js';
+import { tukeyBox } from '../harness/report/distribution.js';
 
 /** The textbook bootstrap: resample with replacement, sort, take the median. */
 function naiveMedians(samples: number[], draws: number, seed: number): number[] {

@@ -1,5 +1,6 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { chromium, type Browser } from 'playwright-core';
 import { RunSchema, type Run } from '../harness/results.js';
 import { summarize } from '../harness/stats.js';
 import { fwbench, tempDir } from './helpers.js';
@@ -45,3 +46,13 @@ export const HOSTILE = {
   svg: '</svg><b id="injected">x</b>',
   scriptEnd: '</script><script>window.__pwned=3</script>',
 } as const;
+
+const CHROMIUM = '/usr/bin/chromium';
+// environment.md's recipe; Playwright adds --headless and a fresh profile of its own.
+const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+
+/** Real headless Chromium (Debian's), to open reports in. */
+export async function launchChromium(): Promise<Browser> {
+  if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} missing: install Debian's chromium (apt-get install -y chromium)`);
+  return chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+}

@@ -1,15 +1,11 @@
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Run } from '../harness/results.js';
 import { fwbench, tempDir } from './helpers.js';
-import { HOSTILE, realRun, writeRunDir } from './report-helpers.js';
-
-const CHROMIUM = '/usr/bin/chromium';
-// environment.md's recipe; Playwright adds --headless and a fresh profile of its own.
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+import { HOSTILE, launchChromium, realRun, writeRunDir } from './report-helpers.js';
 
 /** A real run with hostile strings planted where reports print text: host name, fingerprint, command, a mode label, an engine's reason, a skipped cell's reason and fix. */
 function plantHostile(run: Run): Run {
@@ -36,7 +32,7 @@ describe('fwbench report --format html in real headless Chromium', () => {
   let generationMs: number;
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} missing: install Debian's chromium (apt-get install -y chromium)`);
+    browser = await launchChromium();
     run = plantHostile((await realRun()).run);
     const dir = writeRunDir(run);
     reportPath = join(dir, 'report.html');
@@ -45,7 +41,6 @@ describe('fwbench report --format html in real headless Chromium', () => {
     generationMs = performance.now() - t0;
     expect(r.exitCode, r.stderr).toBe(0);
     html = readFileSync(reportPath, 'utf8');
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
   });
   afterAll(async () => {
     await browser?.close();
@@ -91,17 +86,31 @@ describe('fwbench report --format html in real headless Chromium', () => {
     expect(seen.scripts).toBe(2);
     for (const s of Object.values(HOSTILE)) expect(seen.text).toContain(s);
     expect(seen.chartText).toContain(`tfjs-wasm/${HOSTILE.script}`);
-    expect(seen.embedded).toEqual(JSON.parse(JSON.stringify(run)));
+    // The embedded copy is run.json with each cell's raw samples replaced by their summaries.
+    const plain = JSON.parse(JSON.stringify(run)) as Run;
+    const embedded = seen.embedded as Omit<Run, 'cells'> & { cells: Array<Run['cells'][number] & { samplesMsSummary?: { n: number }; warmupMsSummary?: { n: number } }> };
+    const withoutSamples = ({ samplesMs, warmupMs, outliers, ...rest }: Record<string, unknown>): Record<string, unknown> => rest;
+    const withoutSummaries = ({ samplesMsSummary, warmupMsSummary, outliers, ...rest }: Record<string, unknown>): Record<string, unknown> => rest;
+    expect({ ...embedded, cells: [] }).toEqual({ ...plain, cells: [] });
+    expect(embedded.cells.map(withoutSummaries)).toEqual(plain.cells.map(withoutSamples));
+    embedded.cells.forEach((c, i) => {
+      expect(c.samplesMsSummary?.n).toBe(plain.cells[i]!.samplesMs?.length);
+      expect(c.warmupMsSummary?.n).toBe(plain.cells[i]!.warmupMs?.length);
+      expect(c).not.toHaveProperty('samplesMs');
+      const o = plain.cells[i]!.outliers;
+      expect(c.outliers).toEqual(o ? { mild: o.mild, severe: o.severe, mad: o.mad } : undefined);
+    });
+    expect(seen.text).toContain("Raw samples are in the run folder's run.json, not in this page");
 
     // The sortable tables sort: latency column of the cell table, ascending then descending.
     const medians = async (): Promise<number[]> => {
-      const values = await Promise.all((await page.locator('#cells tbody td:nth-child(8)').all()).map((td) => td.getAttribute('data-v')));
+      const values = await Promise.all((await page.locator('#cells tbody td:nth-child(4)').all()).map((td) => td.getAttribute('data-v')));
       return values.filter((v) => v !== '').map(Number);
     };
-    await page.click('#cells th:nth-child(8)');
+    await page.click('#cells th:nth-child(4)');
     const asc = await medians();
     expect(asc).toEqual([...asc].sort((a, b) => a - b));
-    await page.click('#cells th:nth-child(8)');
+    await page.click('#cells th:nth-child(4)');
     expect(await medians()).toEqual([...asc].reverse());
 
     const shot = join(tempDir(), 'report.png');

@@ -28,24 +28,6 @@ function render(option: echarts.EChartsCoreOption, height: number): string {
   }
 }
 
-/** Linear-interpolated quantile of sorted values. */
-function quantile(sorted: Float64Array, q: number): number {
-  const pos = (sorted.length - 1) * q;
-  const lo = Math.floor(pos);
-  const hi = Math.min(sorted.length - 1, lo + 1);
-  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
-}
-
-/** Tukey box: quartiles, whiskers at the furthest samples within 1.5 IQR of the box. */
-export function tukeyBox(samples: readonly number[]): [number, number, number, number, number] {
-  const s = Float64Array.from(samples).sort();
-  const q1 = quantile(s, 0.25);
-  const q3 = quantile(s, 0.75);
-  const fence = 1.5 * (q3 - q1);
-  const inside = s.filter((v) => v >= q1 - fence && v <= q3 + fence);
-  return [inside[0]!, q1, quantile(s, 0.5), q3, inside[inside.length - 1]!];
-}
-
 const grid = { left: 70, right: 20, top: 40, bottom: 70, containLabel: false };
 const legend = { top: 5, type: 'scroll' as const, itemGap: 18 };
 const categoryAxis = (data: string[], name: string) => ({ type: 'category' as const, data, name, nameLocation: 'middle' as const, nameGap: 45, axisLabel: { interval: 0, rotate: data.length > 4 ? 20 : 0 } });
@@ -96,10 +78,7 @@ export function sectionCharts(s: WorkloadSection, sectionIndex: number): Chart[]
         series: s.groups.map((g) => ({
           name: `batch ${g.batchSize}`,
           type: 'boxplot' as const,
-          data: names.map((name) => {
-            const samples = find(g.batchSize, name)?.cell.samplesMs;
-            return samples && samples.length > 0 ? tukeyBox(samples) : [];
-          }),
+          data: names.map((name) => find(g.batchSize, name)?.latency?.tukeyBoxMs ?? []),
         })),
       },
       360,

@@ -1,14 +1,16 @@
 import { sectionCharts } from './charts.js';
 import { claimSummary } from './claims.js';
+import { summarizeDistribution } from './distribution.js';
 import type { Report } from './index.js';
-import { engineMode, num, sectionTitle, type CellView, type HostView } from './model.js';
+import { engineMode, num, sectionTitle, type CellView, type HostView, type RunModel } from './model.js';
 
 /**
  * The HTML report: one self-contained file that works offline and from a mail attachment. No
  * request of any kind leaves the page (charts are inline SVG rendered at report time, styles and
  * the few lines of table-sorting script are inline, and a Content-Security-Policy forbids every
- * fetch). Every string from run.json is escaped; run.json itself is embedded for anyone who wants
- * the raw samples.
+ * fetch). Every string from run.json is escaped. run.json itself is embedded with each cell's raw
+ * samples replaced by fixed-size summaries, so the page stays small however long the cells ran
+ * (`--embed-samples` embeds it whole).
  */
 
 /** Escapes text for HTML content and quoted attribute values. */
@@ -26,14 +28,18 @@ export const td = (text: string, sortValue?: number | null, cls?: string): strin
 export const sortableTable = (head: string[], rows: string[][], id?: string): string =>
   `<div class="scroll"><table class="sortable"${id ? ` id="${id}"` : ''}><thead><tr>${head.map((h) => `<th>${esc(h)}</th>`).join('')}</tr></thead><tbody>${rows.map((r) => `<tr>${r.join('')}</tr>`).join('')}</tbody></table></div>`;
 
+// Separate borders: collapsed ones stay behind when the sticky first column scrolls over the
+// others; the left border belongs to the first column so that it stays with it. Every cell has a
+// background so that scrolled cells do not show through it.
 const STYLE = `
 body{font:14px/1.45 system-ui,sans-serif;margin:0 auto;max-width:1200px;padding:0 16px 40px;color:#1d1d1f}
 h1{margin:20px 0 4px}h2{margin-top:32px;border-bottom:1px solid #ddd;padding-bottom:4px}
 nav a{margin-right:12px}
-table{border-collapse:collapse;margin:8px 0 16px;font-size:13px;font-variant-numeric:tabular-nums}
-.scroll{overflow-x:auto}
-th,td{border:1px solid #ddd;padding:3px 7px;text-align:left;vertical-align:top}
+table{border-collapse:separate;border-spacing:0;margin:8px 0 16px;font-size:13px;font-variant-numeric:tabular-nums;border-top:1px solid #ddd}
+.scroll{overflow-x:auto;max-width:100%}
+th,td{border:solid #ddd;border-width:0 1px 1px 0;padding:3px 7px;text-align:left;vertical-align:top;background:#fff}
 th{background:#f4f4f6;cursor:pointer;user-select:none;white-space:nowrap}
+th:first-child,td:first-child{position:sticky;left:0;z-index:1;border-left-width:1px}
 th[data-dir=asc]::after{content:" \\25B2"}th[data-dir=desc]::after{content:" \\25BC"}
 td[data-v]{text-align:right}
 .best{background:#d9f2dc;font-weight:600}
@@ -153,12 +159,9 @@ function cellTable(report: Report): string {
     const ci = v.medianCi ? `${num(v.medianCi.lo)} – ${num(v.medianCi.hi)}` : '-';
     const parity = c.parity ? `${c.parity.relL2 === null ? '-' : c.parity.relL2.toExponential(1)} ${c.parity.pass ? 'pass' : 'FAIL'}` : '-';
     return [
+      td(esc(c.id)),
       ...(multiHost ? [td(esc(v.host))] : []),
-      td(esc(`${c.workload}/${c.preset}`)),
       td(String(c.batchSize), c.batchSize),
-      td(esc(c.engine)),
-      td(esc(c.mode)),
-      td(esc(c.device)),
       td(esc(c.status), undefined, c.status === 'ok' ? undefined : 'bad'),
       td(num(c.stats?.medianMs), c.stats?.medianMs ?? null, v.fastest ? 'best' : undefined),
       td(ci, v.medianCi?.lo ?? null),
@@ -173,7 +176,8 @@ function cellTable(report: Report): string {
       td(v.relativeToFastest === undefined ? '-' : `${num(v.relativeToFastest)}×`, v.relativeToFastest ?? null),
     ];
   });
-  return sortableTable([...(multiHost ? ['host'] : []), 'workload', 'batch', 'engine', 'mode', 'device', 'status', 'median (ms)', 'median 95% CI (ms)', 'p99 (ms)', 'samples', 'throughput (samples/s)', 'GFLOP/s', '% of machine peak GEMM', 'peak host memory (MiB)', ...(device ? ['peak GPU memory (MiB)'] : []), 'parity relL2', '× fastest'], rows, 'cells');
+  // The cell id (engine/mode/device/workload/preset/batch/threads) comes first: the column that stays in view when the table scrolls sideways.
+  return sortableTable(['cell', ...(multiHost ? ['host'] : []), 'batch', 'status', 'median (ms)', 'median 95% CI (ms)', 'p99 (ms)', 'samples', 'throughput (samples/s)', 'GFLOP/s', '% of machine peak GEMM', 'peak host memory (MiB)', ...(device ? ['peak GPU memory (MiB)'] : []), 'parity relL2', '× fastest'], rows, 'cells');
 }
 
 function claimsSection(report: Report): string {
@@ -221,6 +225,7 @@ ${charts.length === 0 ? '<p class="muted">No cell of this workload ran.</p>' : `
   const body = `<header><h1>fwbench report</h1>
 <p>fwbench ${esc(model.run.tool.version)} · run ${esc(model.run.startedAt)} · report generated ${esc(report.generatedAt)} · ${model.cells.length} cells on ${model.hosts.length} host${multiHost ? 's' : ''}</p>
 <p>Command: <code>${esc(model.run.command.join(' '))}</code></p>
+<p id="raw-samples">${report.embedSamples ? 'This page embeds the run\'s run.json whole, every raw sample included (<code>script#fwbench-run</code>).' : 'Raw samples are in the run folder\'s run.json, not in this page: its embedded copy (<code>script#fwbench-run</code>) carries each cell\'s quantiles and box instead (<code>samplesMsSummary</code>, <code>warmupMsSummary</code>); <code>fwbench report DIR --embed-samples</code> embeds them all.'}</p>
 <nav><a href="#hosts">Hosts</a><a href="#overview">Overview</a>${model.sections.map((s, i) => `<a href="#workload-${i}">${esc(`${s.workload}/${s.preset}`)}</a>`).join('')}<a href="#cold-start">Cold start</a><a href="#parity">Parity</a><a href="#claims">Claims</a><a href="#not-ok">Skipped / failed</a></nav></header>
 <section id="hosts"><h2>Host${multiHost ? 's' : ''} and engines</h2>${model.hosts.map((h) => hostBlock(h, model.cells)).join('\n')}</section>
 <section id="overview"><h2>Overview</h2>
@@ -235,5 +240,25 @@ ${sortableTable(['cell', 'spawn (ms)', 'build (ms)', 'first run (ms)', 'total (m
 ${sortableTable(['cell', 'reference', 'relL2', 'max abs', 'tolerance (relL2)', 'result'], parity, 'parity-table')}</section>
 <section id="claims"><h2>Claims</h2>${claimsSection(report)}</section>
 <section id="not-ok"><h2>Skipped and failed cells</h2>${notOk.length === 0 ? '<p>Every cell ran and passed parity.</p>' : sortableTable(['cell', ...(multiHost ? ['host'] : []), 'status', 'phase', 'reason', 'fix'], notOk, 'not-ok-table')}</section>`;
-  return htmlDocument(`fwbench report — ${model.hosts.map((h) => h.fingerprint).join(', ')}`, body, { id: 'fwbench-run', data: model.run });
+  return htmlDocument(`fwbench report — ${model.hosts.map((h) => h.fingerprint).join(', ')}`, body, { id: 'fwbench-run', data: report.embedSamples ? model.run : leanRun(model) });
+}
+
+/**
+ * The run as the page embeds it by default: each cell's samplesMs and warmupMs replaced by their
+ * summaries (samplesMsSummary, warmupMsSummary), and its outlier indices, which point into
+ * samplesMs, by their counts.
+ */
+function leanRun(model: RunModel): unknown {
+  return {
+    ...model.run,
+    cells: model.cells.map(({ cell, latency }) => {
+      const { samplesMs, warmupMs, outliers, ...rest } = cell;
+      return {
+        ...rest,
+        ...(outliers ? { outliers: { mild: outliers.mild, severe: outliers.severe, mad: outliers.mad } } : {}),
+        ...(latency ? { samplesMsSummary: latency } : {}),
+        ...(warmupMs?.length ? { warmupMsSummary: summarizeDistribution(warmupMs) } : {}),
+      };
+    }),
+  };
 }

@@ -14,6 +14,8 @@ export interface Report {
   thresholdPct: number;
   /** When the report was made (ISO). */
   generatedAt: string;
+  /** The HTML page embeds run.json with every raw sample (`--embed-samples`), not per-cell summaries of them. */
+  embedSamples: boolean;
 }
 
 /** Report formats: one writer per file in this folder. */
@@ -22,7 +24,7 @@ export const REPORT_FORMATS = { html: htmlReport, md: markdownReport, csv: csvRe
 export type ReportFormat = keyof typeof REPORT_FORMATS;
 
 /** Builds the report of a run: grouped cells, intervals and claim verdicts. */
-export function buildReport(run: Run, opts: { thresholdPct: number; claimsPath?: string }): Report {
+export function buildReport(run: Run, opts: { thresholdPct: number; claimsPath?: string; embedSamples?: boolean }): Report {
   const model = buildModel(run);
-  return { model, claims: evaluateClaims(model, loadClaims(opts.claimsPath), opts.thresholdPct / 100), thresholdPct: opts.thresholdPct, generatedAt: new Date().toISOString() };
+  return { model, claims: evaluateClaims(model, loadClaims(opts.claimsPath), opts.thresholdPct / 100), thresholdPct: opts.thresholdPct, generatedAt: new Date().toISOString(), embedSamples: opts.embedSamples ?? false };
 }

@@ -1,6 +1,7 @@
 import { MIN_SAMPLES_FOR_CI, medianInterval, medianRatioInterval, replicateRatioInterval, type BootstrapOptions, type Interval } from '../bootstrap.js';
 import type { HostInfo } from '../detect/host.js';
 import type { Cell, EngineStatus, Run, RunConfig } from '../results.js';
+import { summarizeDistribution, type DistributionSummary } from './distribution.js';
 
 /**
  * What every report format shows, computed once from run.json: hosts, cells grouped the way
@@ -57,6 +58,8 @@ export interface CellView {
   threads: number;
   /** Bootstrap 95 % interval of the median latency (ms); absent with fewer than MIN_SAMPLES_FOR_CI samples. */
   medianCi?: Interval;
+  /** Fixed-size summary of the timed samples (what charts draw); absent without samples. */
+  latency?: DistributionSummary;
   /** Median / the fastest median of its group (1 = fastest); ok cells only. */
   relativeToFastest?: number;
   /** The fastest ok cell of its group. */
@@ -120,7 +123,14 @@ export function buildModel(run: Run): RunModel {
       section.groups.push(group);
     }
     const samples = cell.status === 'ok' ? cell.samplesMs : undefined;
-    const view: CellView = { cell, host, threads, fastest: false, ...(samples && samples.length >= MIN_SAMPLES_FOR_CI ? { medianCi: medianInterval(samples) } : {}) };
+    const view: CellView = {
+      cell,
+      host,
+      threads,
+      fastest: false,
+      ...(samples && samples.length >= MIN_SAMPLES_FOR_CI ? { medianCi: medianInterval(samples) } : {}),
+      ...(cell.samplesMs?.length ? { latency: summarizeDistribution(cell.samplesMs) } : {}),
+    };
     group.cells.push(view);
     cells.push(view);
   }
