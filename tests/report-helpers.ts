@@ -16,12 +16,13 @@ export function writeRunDir(run: Run): string {
 }
 
 /**
- * A real run for the report tests: ONNX Runtime and TensorFlow.js (wasm), two workloads, two
- * batch sizes, at least 200 samples per cell so intervals are narrow enough to see a 20 % change.
+ * A real run for the report tests: ONNX Runtime and TensorFlow.js (wasm), two tiny workloads, two
+ * batch sizes, 3 processes per cell and at least 200 samples in each, so intervals are narrow
+ * enough to see a 20 % change.
  */
 export async function realRun(): Promise<{ dir: string; run: Run }> {
   const dir = tempDir();
-  const r = await fwbench(['run', '--engines', 'onnxruntime,tfjs-wasm', '--workloads', 'rnn,transformer', '--batch-sizes', '1,2', '--min-samples', '200', '--min-time', '100', '--max-time', '3000', '--warmup-max-time', '200', '--out', dir]);
+  const r = await fwbench(['run', '--engines', 'onnxruntime,tfjs-wasm', '--workloads', 'rnn,transformer', '--size', 'tiny', '--batch-sizes', '1,2', '--replicates', '3', '--min-samples', '200', '--min-time', '100', '--max-time', '3000', '--warmup-max-time', '200', '--out', dir]);
   if (r.exitCode !== 0) throw new Error(`fwbench run failed (${r.exitCode}): ${r.stderr}`);
   return { dir, run: readRun(dir) };
 }

@@ -3,6 +3,7 @@ import { claimSummary } from './claims.js';
 import { summarizeDistribution } from './distribution.js';
 import type { Report } from './index.js';
 import { engineMode, num, sectionTitle, type CellView, type HostView, type RunModel } from './model.js';
+import { answerText, runAnswers } from './verdict.js';
 
 /**
  * The HTML report: one self-contained file that works offline and from a mail attachment. No
@@ -226,7 +227,10 @@ ${charts.length === 0 ? '<p class="muted">No cell of this workload ran.</p>' : `
 <p>fwbench ${esc(model.run.tool.version)} · run ${esc(model.run.startedAt)} · report generated ${esc(report.generatedAt)} · ${model.cells.length} cells on ${model.hosts.length} host${multiHost ? 's' : ''}</p>
 <p>Command: <code>${esc(model.run.command.join(' '))}</code></p>
 <p id="raw-samples">${report.embedSamples ? 'This page embeds the run\'s run.json whole, every raw sample included (<code>script#fwbench-run</code>).' : 'Raw samples are in the run folder\'s run.json, not in this page: its embedded copy (<code>script#fwbench-run</code>) carries each cell\'s quantiles and box instead (<code>samplesMsSummary</code>, <code>warmupMsSummary</code>); <code>fwbench report DIR --embed-samples</code> embeds them all.'}</p>
-<nav><a href="#hosts">Hosts</a><a href="#overview">Overview</a>${model.sections.map((s, i) => `<a href="#workload-${i}">${esc(`${s.workload}/${s.preset}`)}</a>`).join('')}<a href="#cold-start">Cold start</a><a href="#parity">Parity</a><a href="#claims">Claims</a><a href="#not-ok">Skipped / failed</a></nav></header>
+<nav><a href="#answer">Answer</a><a href="#hosts">Hosts</a><a href="#overview">Overview</a>${model.sections.map((s, i) => `<a href="#workload-${i}">${esc(`${s.workload}/${s.preset}`)}</a>`).join('')}<a href="#cold-start">Cold start</a><a href="#parity">Parity</a><a href="#claims">Claims</a><a href="#not-ok">Skipped / failed</a></nav></header>
+<section id="answer"><h2>Answer</h2>
+<p>Per workload and batch size: the fastest engine/mode by median latency, its ratio to the next fastest with the 95 % bootstrap interval of that ratio (a difference within the ${report.thresholdPct} % noise threshold, or not significant, is said so), the lowest peak memory, the fastest cold start, and any parity failure.</p>
+<ul>${runAnswers(model, report.thresholdPct).map((a) => `<li${a.parityFailed.length || a.failed.length ? ' class="bad"' : ''}>${esc(answerText(a, report.thresholdPct))}</li>`).join('')}</ul></section>
 <section id="hosts"><h2>Host${multiHost ? 's' : ''} and engines</h2>${model.hosts.map((h) => hostBlock(h, model.cells)).join('\n')}</section>
 <section id="overview"><h2>Overview</h2>
 <p>Median latency per engine/mode (columns) for each workload and batch size (rows); the fastest of each row is highlighted, × = median / that fastest median. Click a header to sort.</p>

@@ -1,6 +1,7 @@
 import { claimSummary } from './claims.js';
 import type { Report } from './index.js';
 import { engineMode, num, sectionTitle } from './model.js';
+import { answerText, runAnswers } from './verdict.js';
 
 /** Table-cell text: pipes and line breaks would end the cell; < > & are escaped so no HTML renders from data. */
 const md = (s: string | number): string =>
@@ -18,7 +19,10 @@ const table = (head: string[], rows: Array<Array<string | number>>): string =>
 export function markdownReport(report: Report): string {
   const { model } = report;
   const multiHost = model.hosts.length > 1;
-  const out: string[] = [`# fwbench report`, '', `fwbench ${md(model.run.tool.version)}, generated ${md(report.generatedAt)}.`, ''];
+  const out: string[] = [`# fwbench report`, '', `fwbench ${md(model.run.tool.version)}, generated ${md(report.generatedAt)}.`, '', '## Answer', ''];
+  // Per workload and batch: fastest with its ratio to the next and interval, least memory, fastest cold start, parity failures.
+  for (const a of runAnswers(model, report.thresholdPct)) out.push(`- ${md(answerText(a, report.thresholdPct))}`);
+  out.push('');
   for (const h of model.hosts) {
     const gpus = h.host.gpus.gpus.map((g) => g.name).join(', ') || 'no GPU';
     out.push(
