@@ -138,13 +138,14 @@ export function sectionCharts(s: WorkloadSection, sectionIndex: number): Chart[]
       'Cold start (ms), spawn to first output: process spawn to hello; framework import (and TensorFlow.js backend initialisation); reading the weight files; model build (ORT: session creation with its graph optimizations); compile / trace where the mode has one; first inference; messages = what the measured segments leave of the total (protocol messages between them).',
     svg: render(
       {
-        legend,
-        grid: { ...grid, left: 170, bottom: 50 },
+        // Every segment's name in view (a plain legend wraps to a second row; a scrolling one would hide some).
+        legend: { ...legend, type: 'plain' as const },
+        grid: { ...grid, left: 170, top: 60, bottom: 50 },
         yAxis: { type: 'category' as const, data: labels },
         xAxis: { type: 'value' as const, name: 'ms', nameLocation: 'middle' as const, nameGap: 30 },
         series: [...COLD_START_SEGMENTS.map((s) => part(s.name, s.ms)), ...rests.map(restOf)],
       },
-      Math.max(200, 90 + 26 * labels.length),
+      Math.max(220, 110 + 26 * labels.length),
     ),
   });
   return charts;
