@@ -60,7 +60,7 @@ export function expectColdStartAddsUp(c: Cell, compiles: boolean): void {
   if (compiles) expect(s.compileMs, `${c.id} compileMs`).toBeGreaterThan(0);
   else expect(s.compileMs, `${c.id} compileMs`).toBeUndefined();
   const rest = s.totalMs - (s.spawnMs + s.importMs! + s.weightsMs! + s.buildMs + (s.compileMs ?? 0) + s.firstRunMs);
-  // The hello's transfer counts in spawn while the worker already imports: a little below zero is possible.
-  expect(rest, `${c.id}: ${JSON.stringify(s)}`).toBeGreaterThan(-20);
+  // spawnMs ends when the orchestrator reads the hello, while the worker already imports: on a busy machine a little below zero.
+  expect(rest, `${c.id}: ${JSON.stringify(s)}`).toBeGreaterThan(-50);
   expect(rest, `${c.id}: ${JSON.stringify(s)}`).toBeLessThan(100 + 0.05 * s.totalMs);
 }
