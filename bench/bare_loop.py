@@ -2,9 +2,9 @@
 uses, timed by a plain loop written directly against PyTorch or TensorFlow, with none of the
 runner's code (stopping rule, protocol, BuiltModel.run) in or around the loop.
 
-The model is built with the engine's own builder module (building is not measured); each timed
-iteration is one forward pass on the host input plus the copy of the logits to a NumPy array, as
-the runner does: torch `fn(x).numpy()` under inference_mode, TensorFlow `fn(x).numpy()`.
+The model is built (and traced or compiled, as the runner does) with the engine's own builder
+module (neither is measured); each timed iteration is one forward pass on the host input plus the
+copy of the logits to a NumPy array, as the runner does: torch `fn(x).numpy()` under inference_mode, TensorFlow `fn(x).numpy()`.
 
 With "blocks", one process alternates blocks of the runner's own timed loop (BuiltModel.run
 under fwbench_runner.measure, stopping rule included, inside BuiltModel.session) with blocks of
@@ -45,7 +45,11 @@ def iteration_for(job):
 
         built = tensorflow_engine.build(req)
         guard = lambda: tf.device("/CPU:0")  # noqa: E731
-    return built, built.prepare(inputs), guard
+    x = built.prepare(inputs)
+    if built.compiles:
+        with built.session():
+            built.compile(x)
+    return built, x, guard
 
 
 def bare_loop(fn, x, n):

@@ -114,6 +114,27 @@ export const ToWorkerSchema = z.discriminatedUnion('type', [
 /** A message to a worker. */
 export type ToWorker = z.infer<typeof ToWorkerSchema>;
 
+/**
+ * The measured segments of a worker's cold start between its hello and its first run, in order
+ * (worker's monotonic clock, ms). This object is their one declaration: results.ts, the reports and
+ * the Python runner (through the generated schema, where it is closed to other names) take the
+ * names from here.
+ */
+export const ColdStartPhasesSchema = z.strictObject({
+  /** Framework import: Python `import torch` / `import tensorflow` (with Keras); Node the dynamic import of onnxruntime-node or TensorFlow.js and, for TensorFlow.js, the backend's initialisation (`setBackend`, wasm module). */
+  importMs: Num.nonnegative(),
+  /** Reading the safetensors files (weights, the engine's native-layout weights where it has them, and the small inputs file) into host memory. */
+  weightsMs: Num.nonnegative(),
+  /** Constructing the model with the weights in it: torch nn.Module + load_state_dict, Keras model + set_weights, TensorFlow.js layers + setWeights, ONNX graph + InferenceSession creation (ORT's graph optimizations run there). */
+  buildMs: Num.nonnegative(),
+  /** Tracing / compilation, for modes that have one: torchscript trace + freeze, torch.compile's and tf.function's (XLA's) first call on the parity batch. Absent for modes without one. */
+  compileMs: Num.nonnegative().optional(),
+});
+/** The cold-start segments a worker measured. */
+export type ColdStartPhases = z.infer<typeof ColdStartPhasesSchema>;
+/** Names of the cold-start segments, in the order they happen. */
+export const COLD_START_PHASES = Object.keys(ColdStartPhasesSchema.shape) as Array<keyof ColdStartPhases>;
+
 /** Messages from a worker to the orchestrator. */
 export const FromWorkerSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('hello'), protocol: z.number().int(), pid: z.number().int(), language: z.enum(['node', 'python']), runtime: z.string() }),
@@ -123,7 +144,8 @@ export const FromWorkerSchema = z.discriminatedUnion('type', [
     devices: z.array(z.enum(['cpu', 'cuda'])),
     details: z.record(z.string(), z.string()),
   }),
-  z.object({ type: z.literal('built'), buildMs: Num, settings: z.record(z.string(), z.union([z.string(), Num, z.boolean()])) }),
+  z.object({ type: z.literal('built'), phases: ColdStartPhasesSchema, settings: z.record(z.string(), z.union([z.string(), Num, z.boolean()])) }),
+  /** `firstRunMs`: making the inputs what a user of the framework holds, then the first inference after build (and compile) with readback. */
   z.object({ type: z.literal('parity'), firstRunMs: Num, shape: z.array(z.number().int()), values: z.array(Num) }),
   z.object({
     type: z.literal('samples'),

@@ -5,7 +5,7 @@ import { SIZES } from '../workloads/index.js';
 import { HostInfoSchema } from './detect/host.js';
 import { FindingSchema, MachinePeakSchema } from './diagnostics-schema.js';
 import { FAILURE_CAUSES } from './failure.js';
-import { MeasureSettingsSchema } from './protocol.js';
+import { ColdStartPhasesSchema, MeasureSettingsSchema } from './protocol.js';
 
 /**
  * The files a run writes: `DIR/cells.jsonl` (one cell per line, each line carrying the schema
@@ -47,8 +47,23 @@ export const ParitySchema = z.object({
   pass: z.boolean(),
 });
 
-/** Cold-start breakdown (ms): process spawn -> hello, model build, first inference, and spawn -> first output. */
-export const ColdStartSchema = z.object({ spawnMs: z.number(), buildMs: z.number(), firstRunMs: z.number(), totalMs: z.number() });
+/**
+ * Cold-start breakdown (ms): process spawn -> hello (orchestrator's clock), the worker's measured
+ * segments (harness/protocol.ts ColdStartPhasesSchema), the first inference, and spawn -> first
+ * output (orchestrator's clock). Runs made before the segments were measured have no importMs,
+ * weightsMs or compileMs: there import and weight loading are only inside totalMs, torchscript's
+ * trace is in buildMs and torch.compile's / tf.function's compilation in firstRunMs.
+ */
+export const ColdStartSchema = z.object({
+  spawnMs: z.number(),
+  ...ColdStartPhasesSchema.partial().shape,
+  buildMs: z.number(),
+  /** Input preparation and the first inference after build (and compile), with readback. */
+  firstRunMs: z.number(),
+  totalMs: z.number(),
+});
+/** A cold-start record. */
+export type ColdStart = z.infer<typeof ColdStartSchema>;
 
 /** 95 % order-statistic interval of the median as the worker's stopping rule saw it (ms). */
 export const AchievedIntervalSchema = z.object({ medianMs: z.number(), loMs: z.number(), hiMs: z.number(), halfWidthPct: z.number() });

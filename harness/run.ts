@@ -10,7 +10,7 @@ import type { Device, EngineId } from './engines/types.js';
 import { compareOutputs, FP32_REL_L2_TOLERANCE } from './parity.js';
 import { PROTOCOL_VERSION, type ToWorker } from './protocol.js';
 import { diagnosticsFields, startDiagnostics, withFractionOfPeak } from './run-diagnostics.js';
-import { ResultsStore, SCHEMA_VERSION, type BatchFit, type Cell, type EngineStatus, type Replicate, type Run, type RunConfig } from './results.js';
+import { ResultsStore, SCHEMA_VERSION, type BatchFit, type Cell, type ColdStart, type EngineStatus, type Replicate, type Run, type RunConfig } from './results.js';
 import { classifyFailure, type FailureCause } from './failure.js';
 import { environmentDifferences } from './resume.js';
 import { describeFailure, runEngineWorker, stopAllWorkers, threadEnv, type WorkerOutcome } from './spawn.js';
@@ -187,7 +187,7 @@ function replicateRecord(index: number, r: ReplicateOutcome, st: RepStatus, offs
       : {}),
     ...(o.memory ? { memory: { peakHostBytes: o.memory.peakHostBytes, ...(o.memory.peakDeviceBytes !== undefined ? { peakDeviceBytes: o.memory.peakDeviceBytes } : {}) } } : {}),
     ...(o.built && o.parity && o.spawnMs !== undefined && o.toFirstOutputMs !== undefined
-      ? { coldStart: { spawnMs: o.spawnMs, buildMs: o.built.buildMs, firstRunMs: o.parity.firstRunMs, totalMs: o.toFirstOutputMs } }
+      ? { coldStart: { spawnMs: o.spawnMs, ...o.built.phases, firstRunMs: o.parity.firstRunMs, totalMs: o.toFirstOutputMs } }
       : {}),
   };
 }
@@ -210,6 +210,12 @@ export function cellWarnings(stats: Stats, reps: Replicate[], samplesMs: number[
     if (r.stopReason !== undefined && r.stopReason !== 'target-interval') w.push({ code: 'target-not-reached', message: `${tag(r)}stopped at ${r.stopReason} with ±${r.interval?.halfWidthPct.toFixed(2) ?? '?'} % (n ${r.n})` });
   }
   return w;
+}
+
+/** Each cold-start field's median over the replicates that have it (compileMs only where the mode compiles; old records lack the segments). */
+function medianColdStart(cold: ColdStart[]): ColdStart {
+  const fields = [...new Set(cold.flatMap((x) => Object.keys(x) as Array<keyof ColdStart>))];
+  return Object.fromEntries(fields.map((k) => [k, medianOf(cold.flatMap((x) => (x[k] === undefined ? [] : [x[k]])))])) as ColdStart;
 }
 
 /** Turns the outcomes of a cell's replicates (worker processes, in run order) into one cell record. */
@@ -237,7 +243,7 @@ export function cellFromReplicates(c: PlannedCell, config: RunConfig, startedAt:
     ...(built ? { settings: built.settings } : {}),
     ...(mem.length ? { memory: { peakHostBytes: medianOf(mem.map((m) => m.peakHostBytes)), ...(dev.length ? { peakDeviceBytes: medianOf(dev) } : {}) } } : {}),
     ...(cold.length
-      ? { coldStart: { spawnMs: medianOf(cold.map((x) => x.spawnMs)), buildMs: medianOf(cold.map((x) => x.buildMs)), firstRunMs: medianOf(cold.map((x) => x.firstRunMs)), totalMs: medianOf(cold.map((x) => x.totalMs)) } }
+      ? { coldStart: medianColdStart(cold) }
       : {}),
     replicates: reps,
     worker,

@@ -19,7 +19,7 @@ const complete: WorkerOutcome = {
   spawnMs: 100,
   toFirstOutputMs: 300,
   hello: { type: 'hello', protocol: 1, pid: 42, language: 'node', runtime: 'node v20' },
-  built: { type: 'built', buildMs: 50, settings: { threads: 1 } },
+  built: { type: 'built', phases: { importMs: 60, weightsMs: 5, buildMs: 50 }, settings: { threads: 1 } },
   parity: { type: 'parity', firstRunMs: 20, shape: [2, 2], values: [1, 2, 3, 4] },
   samples: { type: 'samples', warmupNs: [3e6], samplesNs: [2e6, 4e6, 3e6], stopReason: 'target-interval', warmupStopReason: 'stable', interval: { medianNs: 3e6, loNs: 2e6, hiNs: 4e6, halfWidthPct: 100 / 3 }, clockResolutionNs: 30 },
   memory: { type: 'memory', peakHostBytes: 1e8 },
@@ -34,7 +34,7 @@ describe('cell records from worker outcomes', () => {
     expect(c.stats).toMatchObject({ n: 3, medianMs: 3 });
     expect(c.throughput).toBeCloseTo(2 / 0.003, 6);
     expect(c.gflops).toBeCloseTo((family.flopsPerSample(planned.params) * 2) / 0.003 / 1e9, 9);
-    expect(c.coldStart).toEqual({ spawnMs: 100, buildMs: 50, firstRunMs: 20, totalMs: 300 });
+    expect(c.coldStart).toEqual({ spawnMs: 100, importMs: 60, weightsMs: 5, buildMs: 50, firstRunMs: 20, totalMs: 300 });
     expect(c.memory).toEqual({ peakHostBytes: 1e8 });
   });
   it('a parity failure is parity-failed and never carries timings', () => {

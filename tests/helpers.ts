@@ -47,3 +47,20 @@ export function expectOkCells(cells: Cell[], count: number): void {
     expect(c.parity!.relL2!).toBeLessThan(1e-4);
   }
 }
+
+/**
+ * Asserts that a cell's cold start is named end to end: import, weight loading and build measured
+ * (> 0), a compile segment exactly where the mode has one, and spawn + those + first run within
+ * 100 ms + 5 % of totalMs (what is left is the protocol messages between the segments; an
+ * unmeasured import or build would leave far more).
+ */
+export function expectColdStartAddsUp(c: Cell, compiles: boolean): void {
+  const s = c.coldStart!;
+  for (const [name, ms] of Object.entries({ spawnMs: s.spawnMs, importMs: s.importMs, weightsMs: s.weightsMs, buildMs: s.buildMs, firstRunMs: s.firstRunMs })) expect(ms, `${c.id} ${name}`).toBeGreaterThan(0);
+  if (compiles) expect(s.compileMs, `${c.id} compileMs`).toBeGreaterThan(0);
+  else expect(s.compileMs, `${c.id} compileMs`).toBeUndefined();
+  const rest = s.totalMs - (s.spawnMs + s.importMs! + s.weightsMs! + s.buildMs + (s.compileMs ?? 0) + s.firstRunMs);
+  // spawnMs ends when the orchestrator reads the hello, while the worker already imports: on a busy machine a little below zero.
+  expect(rest, `${c.id}: ${JSON.stringify(s)}`).toBeGreaterThan(-50);
+  expect(rest, `${c.id}: ${JSON.stringify(s)}`).toBeLessThan(100 + 0.05 * s.totalMs);
+}

@@ -76,6 +76,12 @@ export class EngineUnavailable extends Error {
 export interface EngineRuntime {
   /** Checks the framework loads here and which devices it can use; throws EngineUnavailable. */
   probe(): Promise<ProbeResult>;
+  /**
+   * Initialises the framework's backend for a cell before its weights are read (TensorFlow.js:
+   * registers the backend with its thread count and waits until it is ready), so the cold start
+   * counts it with the framework's import, not with the build; optional.
+   */
+  init?(req: Pick<BuildRequest, 'device' | 'threads'>): Promise<void>;
   /** Builds the model in the framework's native idiom from canonical weights. */
   build(req: BuildRequest): Promise<BuiltModel>;
   /** Measures the achievable GEMM rate and copy bandwidth through this framework (`fwbench peak`); optional. */

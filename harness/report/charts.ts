@@ -1,5 +1,6 @@
 import * as echarts from 'echarts';
-import { engineMode, type CellView, type WorkloadSection } from './model.js';
+import type { ColdStart } from '../results.js';
+import { COLD_START_MESSAGES, COLD_START_SEGMENTS, COLD_START_UNSPLIT, coldStartRest, engineMode, type CellView, type WorkloadSection } from './model.js';
 
 /**
  * Charts as inline SVG, rendered when the report is made (ECharts' server-side SVG renderer, no
@@ -104,25 +105,26 @@ export function sectionCharts(s: WorkloadSection, sectionIndex: number): Chart[]
   charts.push({ id: id('gflops'), caption: 'Achieved GFLOP/s (analytic FLOPs / median latency, log scale).', svg: barsByBatch(s, (v) => v.cell.gflops, 'GFLOP/s', true) });
 
   const coldCells = cells.filter((v) => v.cell.coldStart);
+  const colds = coldCells.map((v) => v.cell.coldStart!);
   const labels = coldCells.map((v) => `${engineMode(v.cell)} b${v.cell.batchSize}`);
-  const part = (name: string, f: (c: NonNullable<CellView['cell']['coldStart']>) => number) => ({
-    name,
-    type: 'bar' as const,
-    stack: 'cold',
-    data: coldCells.map((v) => Math.max(0, f(v.cell.coldStart!))),
-  });
+  const part = (name: string, ms: (c: ColdStart) => number | undefined) => ({ name, type: 'bar' as const, stack: 'cold', data: colds.map((c) => Math.max(0, ms(c) ?? 0)) });
+  const restOf = (name: string) => part(name, (c) => (coldStartRest(c).name === name ? coldStartRest(c).ms : 0));
+  // The unsplit rest only appears for records from before the segments were measured.
+  const rests = colds.some((c) => coldStartRest(c).name === COLD_START_UNSPLIT) ? [COLD_START_MESSAGES, COLD_START_UNSPLIT] : [COLD_START_MESSAGES];
   charts.push({
     id: id('cold-start'),
-    caption: 'Cold start (ms): process spawn to hello, model build, first inference, and the rest of spawn-to-first-output (weight loading, messages).',
+    caption:
+      'Cold start (ms), spawn to first output: process spawn to hello; framework import (and TensorFlow.js backend initialisation); reading the weight files; model build (ORT: session creation with its graph optimizations); compile / trace where the mode has one; first inference; messages = what the measured segments leave of the total (protocol messages between them).',
     svg: render(
       {
-        legend,
-        grid: { ...grid, left: 170, bottom: 50 },
+        // Every segment's name in view (a plain legend wraps to a second row; a scrolling one would hide some).
+        legend: { ...legend, type: 'plain' as const },
+        grid: { ...grid, left: 170, top: 60, bottom: 50 },
         yAxis: { type: 'category' as const, data: labels },
         xAxis: { type: 'value' as const, name: 'ms', nameLocation: 'middle' as const, nameGap: 30 },
-        series: [part('spawn', (c) => c.spawnMs), part('build', (c) => c.buildMs), part('first run', (c) => c.firstRunMs), part('other', (c) => c.totalMs - c.spawnMs - c.buildMs - c.firstRunMs)],
+        series: [...COLD_START_SEGMENTS.map((s) => part(s.name, s.ms)), ...rests.map(restOf)],
       },
-      Math.max(200, 90 + 26 * labels.length),
+      Math.max(220, 110 + 26 * labels.length),
     ),
   });
   return charts;

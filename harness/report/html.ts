@@ -2,7 +2,7 @@ import { sectionCharts } from './charts.js';
 import { claimSummary } from './claims.js';
 import { summarizeDistribution } from './distribution.js';
 import type { Report } from './index.js';
-import { engineMode, num, sectionTitle, type CellView, type HostView, type RunModel } from './model.js';
+import { COLD_START_LEGEND, COLD_START_MESSAGES, COLD_START_SEGMENTS, COLD_START_UNSPLIT, coldStartRest, engineMode, num, sectionTitle, type CellView, type HostView, type RunModel } from './model.js';
 import { answerText, runAnswers } from './verdict.js';
 
 /**
@@ -216,7 +216,13 @@ ${charts.length === 0 ? '<p class="muted">No cell of this workload ran.</p>' : `
   });
   const cold = model.cells.filter((v) => v.cell.coldStart).map((v) => {
     const c = v.cell.coldStart!;
-    return [td(esc(`${engineMode(v.cell)} ${v.cell.workload}/${v.cell.preset} b${v.cell.batchSize}${multiHost ? ` on ${v.host}` : ''}`)), td(num(c.spawnMs), c.spawnMs), td(num(c.buildMs), c.buildMs), td(num(c.firstRunMs), c.firstRunMs), td(num(c.totalMs), c.totalMs)];
+    const rest = coldStartRest(c);
+    return [
+      td(esc(`${engineMode(v.cell)} ${v.cell.workload}/${v.cell.preset} b${v.cell.batchSize}${multiHost ? ` on ${v.host}` : ''}`)),
+      ...COLD_START_SEGMENTS.map((s) => td(num(s.ms(c)), s.ms(c))),
+      td(`${num(rest.ms)}${rest.name === COLD_START_UNSPLIT ? ' (incl. import + weights)' : ''}`, rest.ms),
+      td(num(c.totalMs), c.totalMs),
+    ];
   });
   const parity = model.cells.filter((v) => v.cell.parity).map((v) => {
     const p = v.cell.parity!;
@@ -238,8 +244,8 @@ ${overviewMatrix(report)}
 <p>Every cell: median latency with its 95 % bootstrap confidence interval (2000 seeded resamples; cells with fewer than 10 samples have none), p99, throughput = batch / median, achieved GFLOP/s = analytic FLOPs / median, peak resident memory of the worker process, parity against the reference output.</p>
 ${cellTable(report)}</section>
 ${sections.join('\n')}
-<section id="cold-start"><h2>Cold start</h2><p>Per cell, in ms: spawn = process start to the worker's hello; build = model build inside the worker; first run = first inference; total = spawn to first output (includes weight loading).</p>
-${sortableTable(['cell', 'spawn (ms)', 'build (ms)', 'first run (ms)', 'total (ms)'], cold, 'cold-start-table')}</section>
+<section id="cold-start"><h2>Cold start</h2><p>${esc(COLD_START_LEGEND)}</p>
+${sortableTable(['cell', ...COLD_START_SEGMENTS.map((s) => `${s.name} (ms)`), `${COLD_START_MESSAGES} (ms)`, 'total (ms)'], cold, 'cold-start-table')}</section>
 <section id="parity"><h2>Parity</h2><p>Each engine's output on the parity batch against the reference output: relative L2 error and max absolute error; a cell over the tolerance is never timed.</p>
 ${sortableTable(['cell', 'reference', 'relL2', 'max abs', 'tolerance (relL2)', 'result'], parity, 'parity-table')}</section>
 <section id="claims"><h2>Claims</h2>${claimsSection(report)}</section>

@@ -1,6 +1,6 @@
 import { claimSummary } from './claims.js';
 import type { Report } from './index.js';
-import { engineMode, num, sectionTitle } from './model.js';
+import { COLD_START_LEGEND, COLD_START_MESSAGES, COLD_START_SEGMENTS, COLD_START_UNSPLIT, coldStartRest, engineMode, num, sectionTitle } from './model.js';
 import { answerText, runAnswers } from './verdict.js';
 
 /** Table-cell text: pipes and line breaks would end the cell; < > & are escaped so no HTML renders from data. */
@@ -55,6 +55,20 @@ export function markdownReport(report: Report): string {
       }),
     );
     out.push(table(['batch', 'engine/mode', 'status', 'median ms [95% CI]', 'p99 ms', 'samples/s', 'GFLOP/s', 'peak MiB', 'cold start ms', 'parity relL2', '× fastest'], rows), '');
+  }
+  const cold = model.cells.filter((v) => v.cell.coldStart);
+  if (cold.length > 0) {
+    const rows = cold.map((v) => {
+      const c = v.cell.coldStart!;
+      const rest = coldStartRest(c);
+      return [
+        `${engineMode(v.cell)} ${v.cell.workload}/${v.cell.preset} b${v.cell.batchSize}${multiHost ? ` on ${v.host}` : ''}`,
+        ...COLD_START_SEGMENTS.map((s) => num(s.ms(c))),
+        `${num(rest.ms)}${rest.name === COLD_START_UNSPLIT ? ' (incl. import + weights)' : ''}`,
+        num(c.totalMs),
+      ];
+    });
+    out.push('## Cold start', '', COLD_START_LEGEND, '', table(['cell', ...COLD_START_SEGMENTS.map((s) => `${s.name} ms`), `${COLD_START_MESSAGES} ms`, 'total ms'], rows), '');
   }
   out.push('## Claims', '', `Ratio = subject / baseline; a verdict needs the whole 95 % interval beyond ±${report.thresholdPct} %.`, '');
   out.push(table(['claim', 'says', 'verdict'], report.claims.map((r) => [r.claim.id, r.claim.claim, claimSummary(r)])), '');

@@ -1,6 +1,7 @@
 import { MIN_SAMPLES_FOR_CI, medianInterval, medianRatioInterval, replicateRatioInterval, type BootstrapOptions, type Interval } from '../bootstrap.js';
 import type { HostInfo } from '../detect/host.js';
-import type { Cell, EngineStatus, Run, RunConfig } from '../results.js';
+import { COLD_START_PHASES } from '../protocol.js';
+import type { Cell, ColdStart, EngineStatus, Run, RunConfig } from '../results.js';
 import { summarizeDistribution, type DistributionSummary } from './distribution.js';
 
 /**
@@ -215,6 +216,33 @@ export function cellRow(v: CellView): CellRow {
     fix: c.fix ?? '',
   };
 }
+
+/** A named, stacked part of a cold start (ms; undefined where the record has no such segment). */
+export interface ColdStartSegment {
+  name: string;
+  ms: (c: ColdStart) => number | undefined;
+}
+
+/** The measured cold-start segments in the order they happen: spawn, the worker's phases (harness/protocol.ts), first run. */
+export const COLD_START_SEGMENTS: ColdStartSegment[] = [
+  { name: 'spawn', ms: (c) => c.spawnMs },
+  ...COLD_START_PHASES.map((k) => ({ name: k === 'compileMs' ? 'compile / trace' : k.slice(0, -'Ms'.length), ms: (c: ColdStart) => c[k] })),
+  { name: 'first run', ms: (c) => c.firstRunMs },
+];
+
+/** What the segments leave of totalMs: the protocol messages between them (a few ms), or in runs made before import and weight loading were measured, those too. */
+export function coldStartRest(c: ColdStart): { name: string; ms: number } {
+  const measured = COLD_START_SEGMENTS.reduce((sum, s) => sum + (s.ms(c) ?? 0), 0);
+  return { name: c.importMs === undefined ? COLD_START_UNSPLIT : COLD_START_MESSAGES, ms: c.totalMs - measured };
+}
+/** The rest of a cold start that has every segment: messages between the worker's phases, the parity output's transfer. */
+export const COLD_START_MESSAGES = 'messages';
+/** The rest of a cold start recorded before the segments were measured. */
+export const COLD_START_UNSPLIT = 'import + weights (older run, not split)';
+
+/** What each cold-start column means, for the HTML and Markdown reports. */
+export const COLD_START_LEGEND =
+  "Per cell, in ms (medians over replicates): spawn = process start to the worker's hello (interpreter and runner start); import = the framework's import (TensorFlow.js: with its backend's initialisation); weights = reading the safetensors files into memory; build = constructing the model with its weights (ORT: InferenceSession creation, where its graph optimizations run); compile / trace = torchscript trace + freeze, or the first call of torch.compile / tf.function / XLA, which compiles (- where the mode has none); first run = the first inference after those, with input preparation and readback; messages = total minus all of these (protocol messages between the segments); total = spawn to first output on the orchestrator's clock.";
 
 /** Number formatting shared by the text formats: 3 significant digits, plain decimals from 100 up. */
 export const num = (v: number | null | undefined, digits = 3): string => (v === null || v === undefined || !Number.isFinite(v) ? '-' : Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(digits));

@@ -53,6 +53,14 @@ class BuiltModel:
     of the logits back to host memory."""
 
     settings: dict
+    #: Whether the mode has a tracing / compilation step (`compile`), timed as its own cold-start segment.
+    compiles = False
+
+    def compile(self, feed):
+        """The mode's tracing / compilation on the prepared inputs, inside `session` (torchscript's
+        trace and freeze; torch.compile's and tf.function's first call, which compiles), so the
+        first run after it is a plain inference. Only called when `compiles`."""
+        raise NotImplementedError
 
     def session(self):
         """Context entered once around the first run and the whole timed loop (grad mode, device

@@ -24,7 +24,8 @@ def test_every_message_the_runner_sends_validates():
     for msg in [
         {"type": "hello", "protocol": 1, "pid": os.getpid(), "language": "python", "runtime": "python 3.11"},
         {"type": "probe-result", "version": "2.13.0", "devices": ["cpu"], "details": {"blas": "mkl"}},
-        {"type": "built", "buildMs": 1.5, "settings": {"threads": 2, "mode": "eager", "mkldnn": True}},
+        {"type": "built", "phases": {"importMs": 900.0, "weightsMs": 2.0, "buildMs": 1.5}, "settings": {"threads": 2, "mode": "eager", "mkldnn": True}},
+        {"type": "built", "phases": {"importMs": 900.0, "weightsMs": 2.0, "buildMs": 1.5, "compileMs": 4000.0}, "settings": {}},
         {"type": "parity", "firstRunMs": 3.0, "shape": [2, 2], "values": [0.1, -0.2, 0.3, 0.4]},
         {"type": "samples", **samples},
         {"type": "memory", "peakHostBytes": 123 * 2**20, "peakDeviceBytes": 2**20},
@@ -42,6 +43,16 @@ def test_invalid_messages_are_rejected_both_ways():
     with pytest.raises(jsonschema.ValidationError):
         TO_WORKER.validate({"type": "probe", "protocol": 2, "engine": "torch"})
     TO_WORKER.validate({"type": "continue"})
+
+
+def test_cold_start_phases_are_the_ones_harness_protocol_declares():
+    """The runner's phase names are checked against the schema: unknown, missing or negative ones are refused."""
+    built = lambda phases: {"type": "built", "phases": phases, "settings": {}}  # noqa: E731
+    ok = {"importMs": 1.0, "weightsMs": 1.0, "buildMs": 1.0}
+    FROM_WORKER.validate(built(ok))
+    for bad in [{**ok, "traceMs": 1.0}, {"weightsMs": 1.0, "buildMs": 1.0}, {**ok, "compileMs": -1.0}]:
+        with pytest.raises(jsonschema.ValidationError):
+            FROM_WORKER.validate(built(bad))
 
 
 def test_channel_refuses_to_send_an_invalid_message_and_nan():

@@ -140,19 +140,26 @@ async function builder(family: FamilyName): Promise<(w: TensorMap, p: Params, m?
 
 /** The worker-side runtime of one TF.js backend. */
 function createRuntime(spec: BackendSpec): EngineRuntime {
+  const checkDevice = (device: Device): void => {
+    if (device !== spec.device) throw new EngineUnavailable(`${spec.id} runs on ${spec.device} only, not ${device}`, `use device ${spec.device} for ${spec.id}`);
+  };
   return {
     async probe() {
       const loaded = await ready(spec, undefined);
       return { version: loaded.version, devices: [spec.device], details: { tfjs: loaded.tf.version.tfjs, ...loaded.details } };
     },
     async peak(req) {
-      if (req.device !== spec.device) throw new EngineUnavailable(`${spec.id} runs on ${spec.device} only, not ${req.device}`, `use device ${spec.device} for ${spec.id}`);
+      checkDevice(req.device);
       const { tf, details } = await ready(spec, req.threads);
       const { tfjsPeak } = await import('./peak.js');
       return tfjsPeak(tf, req, { ...details, tfjsVersion: tf.version.tfjs });
     },
+    async init(req) {
+      checkDevice(req.device);
+      await ready(spec, req.threads);
+    },
     async build(req) {
-      if (req.device !== spec.device) throw new EngineUnavailable(`${spec.id} runs on ${spec.device} only, not ${req.device}`, `use device ${spec.device} for ${spec.id}`);
+      checkDevice(req.device);
       if (req.mode !== 'eager') throw new Error(`${spec.id} has only mode 'eager' (got '${req.mode}')`);
       const { tf, threads, details } = await ready(spec, req.threads);
       const model = (await builder(req.family))(req.weights, req.params);
