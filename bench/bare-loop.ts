@@ -53,7 +53,7 @@ export interface BareResult {
 }
 
 /** Measurement settings of a harness block in same-process mode: the default rule with shorter bounds. */
-export const BLOCK_MEASURE = { ...DEFAULT_MEASURE, minSamples: 10, minTimeMs: 200, maxTimeMs: 600, targetInterval: 0.01 };
+export const BLOCK_MEASURE = { ...DEFAULT_MEASURE, warmupMinMs: 1000, minSamples: 10, minTimeMs: 200, maxTimeMs: 600, targetInterval: 0.01 };
 
 type Ort = typeof import('onnxruntime-node');
 type Session = Awaited<ReturnType<Ort['InferenceSession']['create']>>;

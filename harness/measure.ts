@@ -44,21 +44,23 @@ export const Z95 = 1.959963984540054;
 
 /**
  * Default settings, sized so the default run (every engine, real-model-sized presets, batch 1
- * and 8) ends within about 6 minutes on 2 cores: warm-up >= 1 s, then >= 20 samples and >= 0.5 s,
- * until the median is known to ±2 %, at most 3 s, in one process per cell. Most of a cell's time
+ * and 8) ends within about 6 minutes on 2 cores: warm-up >= 0.5 s, then >= 20 samples and >= 0.5 s,
+ * until the median is known to ±2 %, at most 2 s, in one process per cell. Most of a cell's time
  * is its process's start (framework import, build, compilation), so more precision costs little
- * per cell: --rigorous, or --replicates 3 for intervals across processes.
+ * per cell: --rigorous, or --replicates 3 for intervals across processes. (The warm-up minimum
+ * exists for TF.js, whose JIT keeps tiering up: on tiny models 1 s was needed; these presets run
+ * tens to hundreds of ops per iteration, so half of that sees as many JS calls.)
  */
 export const DEFAULT_MEASURE: MeasureSettings = {
   warmupMinIters: 3,
-  warmupMinMs: 1000,
+  warmupMinMs: 500,
   warmupMaxIters: 50,
   warmupMaxMs: 2000,
   warmupTolerance: 0.1,
   warmupWindow: 3,
   minSamples: 20,
   minTimeMs: 500,
-  maxTimeMs: 3000,
+  maxTimeMs: 2000,
   maxSamples: 100000,
   targetInterval: 0.02,
 };
