@@ -237,7 +237,7 @@ describe('config file properties (fast-check)', () => {
     const example = 'docs/config.example.yaml';
     expect(publishedSchema(parse(readFileSync(example, 'utf8')))).toBe(true);
     const s = await settingsFrom(['--config', example]);
-    expect(s.config).toMatchObject({ engines: ['onnxruntime', 'tfjs-wasm'], workloads: ['cnn', 'transformer'], batchSizes: [1, 8], sets: [['classes', '10']], threads: [2], replicates: 3 });
+    expect(s.config).toMatchObject({ engines: ['onnxruntime', 'tfjs-wasm'], workloads: ['cnn', 'transformer'], batchSizes: [1, 8], sets: [['classes', '10']], threads: [2], replicates: 3, preset: { cnn: 'resnet50', transformer: 'bert-mini' }, size: 'small' });
     expect(s.out).toBe('results/nightly');
   });
 
