@@ -57,7 +57,16 @@ describe('the answer in words (end of run, HTML and Markdown reports)', () => {
     const run = runOf([cell('onnxruntime', 'all', 1, 250, 900), cell('tfjs-wasm', 'eager', 1.01, 200, 800)]);
     const [a] = runAnswers(buildModel(run));
     expect(a!.next!.significant).toBe(false);
-    expect(answerText(a!)).toMatch(/fastest onnxruntime\/all .*, but not told apart from tfjs-wasm\/eager .*: ratio 1\.01x/);
+    expect(answerText(a!)).toMatch(/fastest onnxruntime\/all .*, not told apart from tfjs-wasm\/eager .*: ratio 1\.01x \(95 % interval [\d.]+-[\d.]+x, within-process\) is not beyond the 5 % noise threshold/);
+  });
+
+  it('gives no interval, and says why, when a side has fewer than 10 samples', () => {
+    const few = (c: Cell): Cell => ({ ...c, samplesMs: c.samplesMs!.slice(0, 5), stats: summarize(c.samplesMs!.slice(0, 5)) });
+    const run = runOf([few(cell('onnxruntime', 'all', 1, 250, 900)), few(cell('torch', 'compile', 1.4, 300, 9000))]);
+    const [a] = runAnswers(buildModel(run));
+    expect(a!.next!.interval).toBeUndefined();
+    expect(a!.next!.significant).toBe(false);
+    expect(answerText(a!)).toMatch(/fastest onnxruntime\/all .*, 1\.40x faster than the next, torch\/compile .* \(no interval: fewer than 10 samples on a side; a longer --max-time gives more\)/);
   });
 
   it('names every cell that failed parity or failed, and leaves them out of the ranking', () => {

@@ -91,12 +91,16 @@ export function answerText(a: GroupAnswer, thresholdPct = DEFAULT_THRESHOLD_PCT)
   else if (!a.next) parts.push(`only ${a.fastest.who} produced a timing (${ms(a.fastest.medianMs)})`);
   else {
     const n = a.next;
-    const iv = n.interval ? ` (95 % interval ${num(n.interval.lo)}-${num(n.interval.hi)}x${n.interval.by === 'samples' ? ', within-process' : ''})` : ' (too few samples for an interval)';
-    parts.push(
-      n.significant
-        ? `fastest ${a.fastest.who} ${ms(a.fastest.medianMs)}, ${num(n.ratio)}x faster than the next, ${n.who} ${ms(n.medianMs)}${iv}`
-        : `fastest ${a.fastest.who} ${ms(a.fastest.medianMs)}, but not told apart from ${n.who} ${ms(n.medianMs)}: ratio ${num(n.ratio)}x${iv}, within the ${thresholdPct} % noise threshold or not significant`,
-    );
+    const fastest = `fastest ${a.fastest.who} ${ms(a.fastest.medianMs)}`;
+    if (!n.interval) parts.push(`${fastest}, ${num(n.ratio)}x faster than the next, ${n.who} ${ms(n.medianMs)} (no interval: fewer than ${MIN_SAMPLES_FOR_CI} samples on a side; a longer --max-time gives more)`);
+    else {
+      const iv = `95 % interval ${num(n.interval.lo)}-${num(n.interval.hi)}x${n.interval.by === 'samples' ? ', within-process' : ''}`;
+      parts.push(
+        n.significant
+          ? `${fastest}, ${num(n.ratio)}x faster than the next, ${n.who} ${ms(n.medianMs)} (${iv})`
+          : `${fastest}, not told apart from ${n.who} ${ms(n.medianMs)}: ratio ${num(n.ratio)}x (${iv}) is not beyond the ${thresholdPct} % noise threshold`,
+      );
+    }
   }
   if (a.leastMemory) parts.push(`least memory ${a.leastMemory.who} (${num(a.leastMemory.peakHostMiB)} MiB peak${a.leastMemory.nextWho ? `; next ${a.leastMemory.nextWho} ${num(a.leastMemory.nextPeakHostMiB)} MiB` : ''})`);
   if (a.fastestColdStart) parts.push(`fastest cold start ${a.fastestColdStart.who} (${ms(a.fastestColdStart.totalMs)})`);
