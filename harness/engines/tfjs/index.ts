@@ -47,7 +47,7 @@ function notInstalled(pkg: NativePackage): EngineUnavailable {
   const gpu = pkg === '@tensorflow/tfjs-node-gpu' ? '; it also needs CUDA 11.2 + cuDNN 8.1 and an NVIDIA GPU' : '';
   return new EngineUnavailable(
     `${pkg} is not installed: its install script downloads libtensorflow from storage.googleapis.com, which failed, so npm dropped this optional dependency`,
-    `npx fwbench setup ${pkg.replace('@tensorflow/', '')}${pkg.endsWith('-gpu') ? ' --gpu' : ''} (builds it offline against the TensorFlow Python wheel; run bash python-runners/setup.sh first), or npm install ${pkg}@4.22.0 on a machine that can reach storage.googleapis.com (or set TFJS_NODE_CDN_STORAGE to a mirror)${gpu}`,
+    `npx fwbench setup tfjs-node${pkg.endsWith('-gpu') ? ' --gpu' : ''} (builds it offline against the TensorFlow Python wheel; run bash python-runners/setup.sh first), or npm install ${pkg}@4.22.0 on a machine that can reach storage.googleapis.com (or set TFJS_NODE_CDN_STORAGE to a mirror)${gpu}`,
   );
 }
 
