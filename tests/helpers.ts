@@ -1,5 +1,6 @@
 import { execa } from 'execa';
 import { expect } from 'vitest';
+import { FP32_REL_L2_TOLERANCE } from '../harness/parity.js';
 import type { Cell } from '../harness/results.js';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -38,13 +39,13 @@ export function workloadInstance(family: FamilyName, sets: Array<[string, string
   return { family, params, weights, inputs, classes: int(params, 'classes') };
 }
 
-/** Asserts a run's cells: the expected count, every one ok and parity-passing (relL2 < 1e-4). */
+/** Asserts a run's cells: the expected count, every one ok and parity-passing (relL2 below the fp32 tolerance). */
 export function expectOkCells(cells: Cell[], count: number): void {
   expect(cells).toHaveLength(count);
   for (const c of cells) {
     expect(c.status, `${c.id}: ${c.reason}`).toBe('ok');
     expect(c.parity!.pass).toBe(true);
-    expect(c.parity!.relL2!).toBeLessThan(1e-4);
+    expect(c.parity!.relL2!).toBeLessThan(FP32_REL_L2_TOLERANCE);
   }
 }
 
