@@ -4,12 +4,12 @@
  */
 
 /**
- * fp32 tolerance on relative L2, set from measurement (docs/parity.md): about 5x above the worst
- * error of any correct engine x mode x shipped preset on CPU (3.9e-6), about 5x below the smallest
- * error of a transformer whose GELU is the tanh approximation (1.0e-4), the subtlest planted bug;
- * layout mistakes (a transposed kernel, a swapped LSTM gate) fail by orders of magnitude.
+ * fp32 tolerance on relative L2, set from measurement (docs/parity.md): 4x above the worst error
+ * of any correct engine x mode x shipped preset on CPU (7.5e-6), 3x below the smallest error of a
+ * transformer whose GELU is the tanh approximation (9.7e-5), the subtlest planted bug; layout
+ * mistakes (a transposed kernel, a swapped LSTM gate) fail by orders of magnitude.
  */
-export const FP32_REL_L2_TOLERANCE = 2e-5;
+export const FP32_REL_L2_TOLERANCE = 3e-5;
 
 /** Result of one comparison. */
 export interface ParityFigures {
