@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { FP32_REL_L2_TOLERANCE } from '../harness/parity.js';
 import { RunSchema, type Run } from '../harness/results.js';
 import { expectColdStartAddsUp, expectOkCells, fwbench, QUICK, tempDir } from './helpers.js';
 
@@ -19,7 +20,7 @@ describe('fwbench run on the npm-only engines (real ONNX Runtime and TensorFlow.
     for (const c of run.cells) {
       expect(c.status, `${c.id}: ${c.reason}`).toBe('ok');
       expect(c.parity!.pass).toBe(true);
-      expect(c.parity!.relL2!).toBeLessThan(1e-4);
+      expect(c.parity!.relL2!).toBeLessThan(FP32_REL_L2_TOLERANCE);
       expect(c.parity!.reference).toBe('onnxruntime/disabled/cpu');
       expect(c.stats!.n).toBeGreaterThanOrEqual(5);
       expect(c.stats!.medianMs).toBeGreaterThan(0);

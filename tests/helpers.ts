@@ -1,12 +1,13 @@
 import { execa } from 'execa';
 import { expect } from 'vitest';
+import { FP32_REL_L2_TOLERANCE } from '../harness/parity.js';
 import type { Cell } from '../harness/results.js';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getFamily, int, resolveParams, type FamilyName, type Params } from '../workloads/index.js';
 import { generateInput, generateWeight } from '../workloads/materialize.js';
-import type { TensorMap } from '../workloads/safetensors.js';
+import type { Tensor, TensorMap } from '../workloads/safetensors.js';
 
 /** Runs the real CLI (compiled, as `npx fwbench` does) and returns its exit code and output. */
 export async function fwbench(args: string[], opts: { timeoutMs?: number; env?: Record<string, string> } = {}): Promise<{ exitCode: number; stdout: string; stderr: string }> {
@@ -29,22 +30,22 @@ export interface WorkloadInstance {
   classes: number;
 }
 
-/** Builds a WorkloadInstance from the deterministic generators (what a run would materialize). */
-export function workloadInstance(family: FamilyName, sets: Array<[string, string]>, opts: { seed: number; batch: number }): WorkloadInstance {
+/** Builds a WorkloadInstance from the deterministic generators (what a run would materialize); preset `tiny` unless given. */
+export function workloadInstance(family: FamilyName, sets: Array<[string, string]>, opts: { seed: number; batch: number; preset?: string }): WorkloadInstance {
   const f = getFamily(family);
-  const params = resolveParams(f, 'tiny', sets);
+  const params = resolveParams(f, opts.preset ?? 'tiny', sets);
   const weights: TensorMap = new Map(f.weights(params).map((s) => [s.name, { dtype: 'F32', shape: s.shape, data: generateWeight(s, opts.seed) }]));
   const inputs: TensorMap = new Map(f.inputs(params, opts.batch).map((s) => [s.name, { dtype: s.dtype, shape: s.shape, data: generateInput(s, opts.seed) }]));
   return { family, params, weights, inputs, classes: int(params, 'classes') };
 }
 
-/** Asserts a run's cells: the expected count, every one ok and parity-passing (relL2 < 1e-4). */
+/** Asserts a run's cells: the expected count, every one ok and parity-passing (relL2 below the fp32 tolerance). */
 export function expectOkCells(cells: Cell[], count: number): void {
   expect(cells).toHaveLength(count);
   for (const c of cells) {
     expect(c.status, `${c.id}: ${c.reason}`).toBe('ok');
     expect(c.parity!.pass).toBe(true);
-    expect(c.parity!.relL2!).toBeLessThan(1e-4);
+    expect(c.parity!.relL2!).toBeLessThan(FP32_REL_L2_TOLERANCE);
   }
 }
 
@@ -63,4 +64,17 @@ export function expectColdStartAddsUp(c: Cell, compiles: boolean): void {
   // spawnMs ends when the orchestrator reads the hello, while the worker already imports: on a busy machine a little below zero.
   expect(rest, `${c.id}: ${JSON.stringify(s)}`).toBeGreaterThan(-50);
   expect(rest, `${c.id}: ${JSON.stringify(s)}`).toBeLessThan(100 + 0.05 * s.totalMs);
+}
+
+/** Swaps two gate blocks along the last axis of a Keras LSTM weight. */
+export function swapBlocks(t: Tensor, H: number, a: number, b: number): Tensor {
+  const data = Float32Array.from(t.data);
+  const cols = t.shape[t.shape.length - 1]!;
+  for (let r = 0; r < data.length / cols; r++) {
+    for (let j = 0; j < H; j++) {
+      data[r * cols + a * H + j] = t.data[r * cols + b * H + j]!;
+      data[r * cols + b * H + j] = t.data[r * cols + a * H + j]!;
+    }
+  }
+  return { ...t, data };
 }

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { checkModes, ENGINES, modesToRun } from '../harness/engines/registry.js';
 import { DEFAULT_MEASURE } from '../harness/measure.js';
+import { FP32_REL_L2_TOLERANCE } from '../harness/parity.js';
 import { RunSchema, type Run } from '../harness/results.js';
 import { planCells, probeEngine } from '../harness/run.js';
 import { pythonInterpreter } from '../harness/spawn.js';
@@ -59,7 +60,7 @@ describe.skipIf(!hasVenv)(
       for (const c of run.cells) {
         expect(c.status, `${c.id}: ${c.reason}`).toBe('ok');
         expect(c.parity!.pass, c.id).toBe(true);
-        expect(c.parity!.relL2!, c.id).toBeLessThan(1e-4);
+        expect(c.parity!.relL2!, c.id).toBeLessThan(FP32_REL_L2_TOLERANCE);
         expect(c.parity!.reference).toBe('onnxruntime/disabled/cpu');
         expect(c.stats!.n).toBeGreaterThanOrEqual(5);
         expect(c.memory!.peakHostBytes).toBeGreaterThan(100 * 2 ** 20);

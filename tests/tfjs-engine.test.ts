@@ -9,7 +9,7 @@ import { buildRnn } from '../harness/engines/tfjs/rnn.js';
 import { EngineUnavailable, type BuiltModel, type NodeEngineDescriptor } from '../harness/engines/types.js';
 import { int, type FamilyName } from '../workloads/index.js';
 import type { Tensor, TensorMap } from '../workloads/safetensors.js';
-import { workloadInstance, type WorkloadInstance } from './helpers.js';
+import { swapBlocks, workloadInstance, type WorkloadInstance } from './helpers.js';
 
 const BATCH = 2;
 const SEED = 0;
@@ -212,19 +212,6 @@ function lstmReference(inst: Instance): Float64Array {
     }
   }
   return out;
-}
-
-/** Swaps two gate blocks along the last axis of a Keras LSTM weight. */
-function swapBlocks(t: Tensor, H: number, a: number, b: number): Tensor {
-  const data = Float32Array.from(t.data);
-  const cols = t.shape[t.shape.length - 1]!;
-  for (let r = 0; r < data.length / cols; r++) {
-    for (let j = 0; j < H; j++) {
-      data[r * cols + a * H + j] = t.data[r * cols + b * H + j]!;
-      data[r * cols + b * H + j] = t.data[r * cols + a * H + j]!;
-    }
-  }
-  return { ...t, data };
 }
 
 describe('mapping correctness', () => {

@@ -11,8 +11,15 @@ import { KERAS_MAPPING, kerasName, transformerKerasWeights, type KerasMapping } 
  * created once at build time; every forward pass runs inside the caller's tf.tidy.
  */
 
-/** Builds the encoder classifier for `params` from canonical weights; `mapping` is injectable for tests. */
-export function buildTransformer(weights: TensorMap, params: Params, mapping: KerasMapping = KERAS_MAPPING): TfjsModel {
+// Exact GELU, 0.5 x (1 + erf(x / sqrt 2)), as BERT defines it (not the tanh approximation).
+/** The feed-forward activation every engine uses. */
+export const geluExact = (x: tf.Tensor2D): tf.Tensor2D => x.mul(tf.erf(x.mul(Math.SQRT1_2)).add(1)).mul(0.5);
+
+/**
+ * Builds the encoder classifier for `params` from canonical weights; `mapping` and `gelu` are
+ * injectable so tests can plant a wrong layout or activation and check that parity catches it.
+ */
+export function buildTransformer(weights: TensorMap, params: Params, mapping: KerasMapping = KERAS_MAPPING, gelu: (x: tf.Tensor2D) => tf.Tensor2D = geluExact): TfjsModel {
   const [H, heads, layers] = [int(params, 'hidden'), int(params, 'heads'), int(params, 'layers')];
   const headDim = H / heads;
   const vars = new Map<string, tf.Tensor[]>();
@@ -30,9 +37,6 @@ export function buildTransformer(weights: TensorMap, params: Params, mapping: Ke
     const { mean, variance } = tf.moments(x, -1, true);
     return x.sub(mean).mul(tf.rsqrt(variance.add(LAYER_NORM_EPS))).mul(gamma).add(beta);
   };
-  // Exact GELU, 0.5 x (1 + erf(x / sqrt 2)), as BERT defines it (not the tanh approximation).
-  const gelu = (x: tf.Tensor2D): tf.Tensor2D => x.mul(tf.erf(x.mul(Math.SQRT1_2)).add(1)).mul(0.5);
-
   /** Self-attention over rows [batch * seq, H]: heads split contiguously, scaled dot product, softmax. */
   const attention = (x: tf.Tensor2D, batch: number, seq: number, prefix: string): tf.Tensor2D => {
     const split = (t: tf.Tensor2D): tf.Tensor4D => t.reshape([batch, seq, heads, headDim]).transpose([0, 2, 1, 3]);
