@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { writeFileAtomic } from './files.js';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { cacheDir } from '../workloads/materialize.js';
@@ -80,9 +81,7 @@ export async function measurePeak(o: PeakOptions): Promise<{ peak?: MachinePeak;
       else {
         r = { ...(await measureEnginePeak(e.id, o.device, o.threads, o.timeoutMs)), ...(e.version ? { version: e.version } : {}) };
         if (r.ok) {
-          const tmp = `${path}.${process.pid}.tmp`;
-          writeFileSync(tmp, `${JSON.stringify(r)}\n`);
-          renameSync(tmp, path);
+          writeFileAtomic(path, `${JSON.stringify(r)}\n`);
         }
       }
     }
@@ -105,9 +104,7 @@ function rememberHostPeaks(o: Pick<PeakOptions, 'hostFingerprint' | 'device' | '
   const stored = existsSync(path) ? z.record(z.string(), EnginePeakSchema).safeParse(JSON.parse(readFileSync(path, 'utf8'))) : undefined;
   const byEngine: Record<string, EnginePeak> = stored?.success ? stored.data : {};
   for (const r of results) if (r.ok) byEngine[r.engine] = { ...r, cached: true };
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(byEngine)}\n`);
-  renameSync(tmp, path);
+  writeFileAtomic(path, `${JSON.stringify(byEngine)}\n`);
   const measuredNow = new Set(results.map((r) => r.engine));
   return [...results, ...Object.values(byEngine).filter((e) => !measuredNow.has(e.engine))];
 }

@@ -1,10 +1,11 @@
-import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, truncateSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { SIZES } from '../workloads/index.js';
 import { HostInfoSchema } from './detect/host.js';
 import { FindingSchema, MachinePeakSchema } from './diagnostics-schema.js';
 import { FAILURE_CAUSES } from './failure.js';
+import { appendDurable, FileError, fsCause, writeFileAtomic } from './files.js';
 import { ColdStartPhasesSchema, MeasureSettingsSchema } from './protocol.js';
 
 /**
@@ -290,7 +291,11 @@ export const CellLineSchema = CellSchema.extend({ schemaVersion: z.literal(SCHEM
 /** Output folder writer and reader. */
 export class ResultsStore {
   constructor(readonly dir: string) {
-    mkdirSync(dir, { recursive: true });
+    try {
+      mkdirSync(dir, { recursive: true });
+    } catch (e) {
+      throw new FileError(`cannot create ${dir}: ${fsCause(e)}`);
+    }
   }
 
   /** Path of cells.jsonl. */
@@ -303,9 +308,9 @@ export class ResultsStore {
     return join(this.dir, 'run.json');
   }
 
-  /** Appends one finished cell to cells.jsonl: one line, one write, never rewritten. */
+  /** Appends one finished cell to cells.jsonl: one line, one write, fsynced, never rewritten. */
   appendCell(cell: Cell): void {
-    appendFileSync(this.cellsPath, `${JSON.stringify({ schemaVersion: SCHEMA_VERSION, ...cell })}\n`);
+    appendDurable(this.cellsPath, `${JSON.stringify({ schemaVersion: SCHEMA_VERSION, ...cell })}\n`);
   }
 
   /**
@@ -348,16 +353,7 @@ export class ResultsStore {
 
   /** Writes run.json atomically (temporary file, fsync, rename): a reader never sees half a file. */
   writeRun(run: Run): string {
-    const text = `${JSON.stringify(RunSchema.parse(run), null, 1)}\n`;
-    const tmp = `${this.runPath}.${process.pid}.tmp`;
-    const fd = openSync(tmp, 'w');
-    try {
-      writeSync(fd, text);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, this.runPath);
+    writeFileAtomic(this.runPath, `${JSON.stringify(RunSchema.parse(run), null, 1)}\n`);
     return this.runPath;
   }
 }

@@ -1,5 +1,6 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { writeFileAtomic } from '../files.js';
 import { join, resolve } from 'node:path';
 import { InputError } from '../../workloads/index.js';
 import { buildProgram } from '../cli.js';
@@ -87,7 +88,7 @@ async function schedule(runFlags: string[], f: ScheduleFlags, cmd: Command): Pro
   const state: ScheduleState = { stateVersion: 1, id, createdAt: new Date().toISOString(), dryRun: !!f.dryRun, options, specFiles: [], submitCommands: [], jobs: splitJobs(options, config.engines, runFlags) };
   const { files, submitCommands } = impl.render(state, dir);
   for (const file of files) {
-    writeFileSync(join(dir, file.name), file.text);
+    writeFileAtomic(join(dir, file.name), file.text);
     if (file.executable) chmodSync(join(dir, file.name), 0o755);
   }
   state.specFiles = files.map((x) => x.name);

@@ -1,4 +1,5 @@
-import { accessSync, constants, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../files.js';
 import { delimiter, join, posix } from 'node:path';
 import { z } from 'zod';
 import { InputError } from '../../workloads/index.js';
@@ -189,8 +190,7 @@ export const STATE_FILE = 'state.json';
 /** Writes the state file atomically. */
 export function writeState(dir: string, state: ScheduleState): string {
   const path = join(dir, STATE_FILE);
-  writeFileSync(`${path}.tmp`, `${JSON.stringify(state, null, 2)}\n`);
-  renameSync(`${path}.tmp`, path);
+  writeFileAtomic(path, `${JSON.stringify(state, null, 2)}\n`);
   return path;
 }
 
