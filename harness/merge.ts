@@ -1,4 +1,5 @@
 import { InputError } from '../workloads/index.js';
+import { lockFolder } from './lock.js';
 import { insideDir, pathTaken } from './output.js';
 import { cellHost, cellThreads } from './report/model.js';
 import { ResultsStore, RunSchema, SCHEMA_VERSION, type Run, type RunSource } from './results.js';
@@ -58,8 +59,13 @@ export function mergeRuns(runs: Run[], command: string[], opts: { sameFingerprin
 
 /** Writes a merged run as a run folder (cells.jsonl + run.json); refuses a folder that already holds a run, or a link in its place. */
 export function writeMerged(run: Run, dir: string): string {
-  for (const f of ['run.json', 'cells.jsonl']) if (pathTaken(insideDir(dir, f))) throw new InputError(`${insideDir(dir, f)} exists: merge writes into a new or empty folder`);
-  const store = new ResultsStore(dir);
-  for (const c of run.cells) store.appendCell(c);
-  return store.writeRun(run);
+  const release = lockFolder(dir, run.command, (t) => process.stderr.write(`fwbench: ${t}\n`));
+  try {
+    for (const f of ['run.json', 'cells.jsonl']) if (pathTaken(insideDir(dir, f))) throw new InputError(`${insideDir(dir, f)} exists: merge writes into a new or empty folder`);
+    const store = new ResultsStore(dir);
+    for (const c of run.cells) store.appendCell(c);
+    return store.writeRun(run);
+  } finally {
+    release();
+  }
 }

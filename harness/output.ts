@@ -66,3 +66,15 @@ export function pathTaken(path: string): boolean {
     return false;
   }
 }
+
+/**
+ * `path` as a folder fwbench may delete inside: a real folder (or none yet), never a symbolic
+ * link, which would make the deletion happen wherever it points.
+ */
+export function ownFolder(path: string): string {
+  if (!pathTaken(path)) return path;
+  const st = lstatSync(path);
+  if (st.isSymbolicLink()) throw new InputError(`${path} is a symbolic link; fwbench deletes and writes only inside its own folders (remove the link)`);
+  if (!st.isDirectory()) throw new InputError(`${path} is not a folder; fwbench expected its own folder there (remove it)`);
+  return path;
+}

@@ -1,6 +1,8 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { writeFileAtomic } from '../files.js';
+import { lockFolder } from '../lock.js';
+import { ownFolder } from '../output.js';
 import { join, resolve } from 'node:path';
 import { InputError } from '../../workloads/index.js';
 import { buildProgram } from '../cli.js';
@@ -124,6 +126,9 @@ async function schedule(runFlags: string[], f: ScheduleFlags, cmd: Command): Pro
 /** A job as collect names it: its name and the scheduler's id. */
 const label = (job: Job): string => `${job.name} (${job.submittedId ?? 'not submitted'})`;
 
+/** The files a collect writes into its default merged/ folder (merge: cells.jsonl, run.json; report: report.*), the only ones a later collect removes. */
+const MERGED_FILES = ['cells.jsonl', 'run.json', 'report.html', 'report.md', 'report.csv', 'report.json'];
+
 interface CollectFlags { out?: string; poll: number; timeout?: number; wait: boolean }
 
 /** How many failed polls in a row make a job failed: a scheduler restarting or a network blip should not. */
@@ -131,6 +136,20 @@ const POLL_ATTEMPTS = 30;
 
 async function collect(target: string, f: CollectFlags): Promise<void> {
   const { state, dir } = readState(resolve(target));
+  // collect writes collected/ and merged/ here: one collect of a schedule at a time.
+  const release = lockFolder(dir, ['fwbench', ...process.argv.slice(2)], progress);
+  try {
+    await collectLocked(state, dir, f);
+  } finally {
+    release();
+  }
+}
+
+async function collectLocked(state: ScheduleState, dir: string, f: CollectFlags): Promise<void> {
+  // Checked before any waiting: collect deletes inside these two folders, so neither may be a link elsewhere.
+  const localRoot = ownFolder(join(dir, 'collected'));
+  const defaultOut = ownFolder(join(dir, 'merged'));
+  const out = resolve(f.out ?? defaultOut);
   if (state.dryRun) throw new InputError(`${join(dir, STATE_FILE)} is from a dry run: nothing was submitted (submit the spec files yourself, or run schedule without --dry-run)`);
   const impl = SCHEDULER_IMPLS[state.options.on];
   requireClients(impl.clients.collect, `collect for ${state.options.on}`);
@@ -166,7 +185,6 @@ async function collect(target: string, f: CollectFlags): Promise<void> {
     await new Promise((r) => setTimeout(r, f.poll * 1000));
   }
 
-  const localRoot = join(dir, 'collected');
   const runs: Run[] = [];
   const problems: string[] = [];
   for (const job of state.jobs) {
@@ -191,10 +209,8 @@ async function collect(target: string, f: CollectFlags): Promise<void> {
     process.exitCode = 1;
     return;
   }
-  const defaultOut = join(dir, 'merged');
-  const out = resolve(f.out ?? defaultOut);
-  // The default folder is collect's own: a later collect replaces it with the newer picture.
-  if (out === defaultOut && existsSync(out)) for (const name of readdirSync(out)) rmSync(join(out, name), { recursive: true, force: true });
+  // The default folder is collect's own: a later collect replaces the files it wrote there (and nothing else) with the newer picture.
+  if (out === defaultOut) for (const name of MERGED_FILES) rmSync(join(out, name), { force: true });
   // Jobs split by engine ran one engine each on machines of one kind: compare them side by side.
   const merged = mergeRuns(runs, ['fwbench', ...process.argv.slice(2)], { sameFingerprintSameHost: state.options.split === 'engine' });
   const path = writeMerged(merged, out);
