@@ -7,6 +7,7 @@ import { loadResume, requireRunFolder, resumeConfig } from './resume.js';
 import { InterruptedBeforeStart, planCells, runMatrix } from './run.js';
 import { prlimitPath, stopAllWorkers } from './spawn.js';
 import { answerBlock, summaryTable } from './summary.js';
+import { escapeControl } from './escape.js';
 import { lockFolder } from './lock.js';
 import { insideDir, writeOutputFile } from './output.js';
 import { DEFAULT_THRESHOLD_PCT } from './report/verdict.js';
@@ -34,7 +35,7 @@ export interface RunRequest {
  * to continue; a second one quits at once (cells.jsonl still holds every finished cell).
  */
 export async function runCommand(given: RunConfig, req: RunRequest): Promise<RunEnd> {
-  const warn = (t: string): boolean => process.stderr.write(`fwbench: ${t}\n`);
+  const warn = (t: string): boolean => process.stderr.write(`fwbench: ${escapeControl(t)}\n`);
   if (req.resume && req.explicitOptions.includes('out')) throw new InputError('--resume DIR continues the run in DIR: leave --out out');
   if (req.resume) requireRunFolder(req.resume);
   // The lock comes first: a second run or resume of this folder is refused before it reads or writes anything.

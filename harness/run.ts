@@ -75,6 +75,10 @@ export async function probeEngine(id: EngineId, timeoutMs = 60_000): Promise<Eng
   const e = ENGINES[id];
   const o = await runEngineWorker(e, { type: 'probe', protocol: PROTOCOL_VERSION, engine: id }, { timeoutMs });
   if (o.probe) return { available: true, framework: e.framework, version: o.probe.version, devices: o.probe.devices, details: o.probe.details };
+  // An interpreter that never started the runner is the cause, not the engine.
+  if (e.language === 'python' && process.env.FWBENCH_PYTHON && !o.hello) {
+    return { available: false, framework: e.framework, reason: `FWBENCH_PYTHON=${process.env.FWBENCH_PYTHON} did not start the Python runner: ${describeFailure(o)}`, fix: 'point FWBENCH_PYTHON at the Python that python-runners/setup.sh set up (python-runners/.venv/bin/python), or unset it' };
+  }
   return { available: false, framework: e.framework, reason: describeFailure(o), ...(o.error?.fix ? { fix: o.error.fix } : {}) };
 }
 

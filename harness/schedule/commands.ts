@@ -1,6 +1,7 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { chmodSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { writeFileAtomic } from '../files.js';
+import { escapeControl } from '../escape.js';
 import { lockFolder } from '../lock.js';
 import { ownFolder } from '../output.js';
 import { join, resolve } from 'node:path';
@@ -61,7 +62,7 @@ async function checkRunFlags(flags: string[]): Promise<RunConfig> {
 
 const scheduleId = (): string => new Date().toISOString().replace(/\.\d+Z$/, '').replace(/[-:]/g, '').replace('T', '-');
 
-const progress = (line: string): void => void process.stderr.write(`fwbench: ${line}\n`);
+const progress = (line: string): void => void process.stderr.write(`fwbench: ${line.split('\n').map(escapeControl).join('\n')}\n`);
 
 interface ScheduleFlags { on: SchedulerName; split: 'host' | 'engine'; hosts?: string[]; out?: string; resultsDir?: string; image?: string; workdir?: string; gpus?: number; gpuType?: string; container?: 'pyxis' | 'apptainer'; partition?: string; time?: string; cpus?: number; mem?: string; namespace?: string; pvc?: string; pvcSize: string; cloud?: string; sshConfig?: string; dryRun?: boolean }
 
