@@ -1,5 +1,6 @@
 import { execa } from 'execa';
-import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -135,7 +136,14 @@ const LOG_TAIL_LINES = 20;
 export async function runNodeWorker(first: ToWorker, opts: WorkerOptions): Promise<WorkerOutcome> {
   // V8's own heap limit makes a JavaScript-heap exhaustion a clean "heap out of memory" abort.
   const heap = opts.maxMemoryMb ? [`--max-old-space-size=${opts.maxMemoryMb}`] : [];
-  return runWorkerProcess(process.execPath, [...heap, nodeWorkerScript()], first, opts);
+  // ONNX Runtime's telemetry layer creates an empty mat-debug-<pid>.log in the temp folder of
+  // every process that loads it; the worker gets a temp folder of its own, removed when it ends.
+  const tmp = mkdtempSync(join(tmpdir(), 'fwbench-worker-'));
+  try {
+    return await runWorkerProcess(process.execPath, [...heap, nodeWorkerScript()], first, { ...opts, env: { ...opts.env, TMPDIR: tmp } });
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 }
 
 /**
