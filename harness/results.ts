@@ -315,10 +315,11 @@ export class ResultsStore {
 
   /**
    * The cells of cells.jsonl. A last line without its newline or unparseable (the orchestrator was
-   * killed while writing it) is dropped, cut from the file, and reported through `warn`; a bad line
+   * killed while writing it) is dropped, cut from the file (unless `repair` is false: readers that
+   * only report leave the file alone), and reported through `warn`; a bad line
    * anywhere else means the file is not ours or was edited, and throws.
    */
-  readCells(warn: (text: string) => void): Cell[] {
+  readCells(warn: (text: string) => void, opts: { repair?: boolean } = {}): Cell[] {
     if (!existsSync(this.cellsPath)) return [];
     const text = readFileSync(this.cellsPath, 'utf8');
     const lines = text.split('\n');
@@ -340,6 +341,7 @@ export class ResultsStore {
           const issue = parsed?.error.issues[0];
           throw new Error(`${this.cellsPath}:${i + 1} is not a cell record of schema version ${SCHEMA_VERSION}${issue ? ` (${issue.path.join('.') || '(root)'}: ${issue.message})` : ' (not JSON)'}`);
         }
+        if (opts.repair === false) break;
         warn(`${this.cellsPath}: dropped a truncated last line (${Buffer.byteLength(line)} bytes, line ${i + 1}); that cell will run again`);
         truncateSync(this.cellsPath, goodBytes);
         break;

@@ -9,7 +9,7 @@ import { InputError } from '../../workloads/index.js';
 import { buildProgram } from '../cli.js';
 import { FLAG, runSettings } from '../config.js';
 import { mergeRuns, writeMerged } from '../merge.js';
-import { loadRun } from '../results-file.js';
+import { loadRunWithCells } from '../results-file.js';
 import type { Run, RunConfig } from '../results.js';
 import { summaryTable } from '../summary.js';
 import { k8s } from './k8s.js';
@@ -197,7 +197,7 @@ async function collectLocked(state: ScheduleState, dir: string, f: CollectFlags)
     if (!s.ok) problems.push(`${label(job)}: ${s.detail}`);
     try {
       const local = await impl.fetch(state, job, localRoot);
-      runs.push(loadRun(join(local, 'run')));
+      runs.push(loadRunWithCells(join(local, 'run'), progress));
     } catch (e) {
       // A failed job may have written no run at all; its reason is already listed.
       if (s.ok) problems.push(`${label(job)}: ${(e as Error).message}`);
@@ -213,7 +213,7 @@ async function collectLocked(state: ScheduleState, dir: string, f: CollectFlags)
   // The default folder is collect's own: a later collect replaces the files it wrote there (and nothing else) with the newer picture.
   if (out === defaultOut) for (const name of MERGED_FILES) rmSync(join(out, name), { force: true });
   // Jobs split by engine ran one engine each on machines of one kind: compare them side by side.
-  const merged = mergeRuns(runs, ['fwbench', ...process.argv.slice(2)], { sameFingerprintSameHost: state.options.split === 'engine' });
+  const merged = mergeRuns(runs, ['fwbench', ...process.argv.slice(2)], { sameFingerprintSameHost: state.options.split === 'engine', note: progress });
   const path = writeMerged(merged, out);
   process.stdout.write(`${summaryTable(merged)}Results: ${path}\n`);
   progress(`merged ${merged.cells.length} cells from ${runs.length} of ${state.jobs.length} job(s) into ${path}; report with: fwbench report ${out}`);
