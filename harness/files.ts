@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fstatSync, fsyncSync, ftruncateSync, lstatSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, fsyncSync, ftruncateSync, lstatSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { InputError } from '../workloads/index.js';
 
@@ -148,5 +148,24 @@ export function appendDurable(path: string, text: string): void {
     throw new FileError(`cannot write ${path}: ${fsCause(e)}`);
   } finally {
     if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** Creates `dir` and its missing parents; a failure is a FileError with the real cause. */
+export function makeFolder(dir: string, what = dir): void {
+  try {
+    mkdirSync(dir, { recursive: true });
+  } catch (e) {
+    // A recursive mkdir reports ENOENT for a parent it could not create (on a read-only file
+    // system, say); creating the first missing folder alone tells the real cause.
+    let first = dir;
+    while (!existsSync(dirname(first)) && dirname(first) !== first) first = dirname(first);
+    let cause: unknown = e;
+    try {
+      mkdirSync(first);
+    } catch (inner) {
+      cause = inner;
+    }
+    throw new FileError(`cannot create ${what}: ${fsCause(cause)}`);
   }
 }

@@ -1,9 +1,9 @@
-import { linkSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { linkSync, readFileSync, unlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { InputError } from '../workloads/index.js';
-import { FileError, fsCause, writeFileAtomic } from './files.js';
+import { FileError, fsCause, makeFolder, writeFileAtomic } from './files.js';
 
 /**
  * One writer per output folder: `run`, `run --resume`, `merge` and `collect` hold DIR/.fwbench.lock
@@ -43,11 +43,7 @@ function readLock(path: string): z.infer<typeof LockSchema> | undefined {
  * process exits (a second Ctrl-C, process.exit).
  */
 export function lockFolder(dir: string, command: string[], note: (text: string) => void): () => void {
-  try {
-    mkdirSync(dir, { recursive: true });
-  } catch (e) {
-    throw new FileError(`cannot create ${dir}: ${fsCause(e)}`);
-  }
+  makeFolder(dir);
   const path = join(dir, LOCK_FILE);
   const mine = { pid: process.pid, hostname: hostname(), command, since: new Date().toISOString() };
   // Written whole under a temporary name, then linked into place: link fails if a lock exists, so

@@ -1,11 +1,11 @@
-import { existsSync, mkdirSync, readFileSync, truncateSync } from 'node:fs';
+import { existsSync, readFileSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { SIZES } from '../workloads/index.js';
 import { HostInfoSchema } from './detect/host.js';
 import { FindingSchema, MachinePeakSchema } from './diagnostics-schema.js';
 import { FAILURE_CAUSES } from './failure.js';
-import { appendDurable, FileError, fsCause, writeFileAtomic } from './files.js';
+import { appendDurable, makeFolder, writeFileAtomic } from './files.js';
 import { ColdStartPhasesSchema, MeasureSettingsSchema } from './protocol.js';
 
 /**
@@ -291,11 +291,7 @@ export const CellLineSchema = CellSchema.extend({ schemaVersion: z.literal(SCHEM
 /** Output folder writer and reader. */
 export class ResultsStore {
   constructor(readonly dir: string) {
-    try {
-      mkdirSync(dir, { recursive: true });
-    } catch (e) {
-      throw new FileError(`cannot create ${dir}: ${fsCause(e)}`);
-    }
+    makeFolder(dir);
   }
 
   /** Path of cells.jsonl. */

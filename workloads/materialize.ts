@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { FileError, fsCause } from '../harness/files.js';
+import { makeFolder } from '../harness/files.js';
 import { cachedFile } from './cache.js';
 import { InputError } from './index.js';
 import { Stream } from './rng.js';
@@ -17,11 +17,7 @@ export function cacheDir(): string {
   const dir = process.env.FWBENCH_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'fwbench');
   const from = process.env.FWBENCH_CACHE ? `FWBENCH_CACHE=${dir}` : `cache folder ${dir}`;
   if (existsSync(dir) && !statSync(dir).isDirectory()) throw new InputError(`${from} is a file, not a folder; point FWBENCH_CACHE at a folder`);
-  try {
-    mkdirSync(dir, { recursive: true });
-  } catch (e) {
-    throw new FileError(`cannot create ${from}: ${fsCause(e)}`);
-  }
+  makeFolder(dir, from);
   return dir;
 }
 
