@@ -197,6 +197,35 @@ describe('the cache checks itself', () => {
   });
 });
 
+describe('an interrupted run', () => {
+  it('report uses the finished cells of cells.jsonl when run.json lists fewer, and says incomplete: N of M', async () => {
+    const dir = join(tempDir('fwbench-interrupted-'), 'run');
+    mkdirSync(dir);
+    const r0 = JSON.parse(readFileSync(join(run, 'run.json'), 'utf8')) as { cells: unknown[]; state: string };
+    // As a run killed between appending its cell and rewriting run.json leaves it.
+    writeFileSync(join(dir, 'run.json'), JSON.stringify({ ...r0, cells: [], state: 'running' }));
+    writeFileSync(join(dir, 'cells.jsonl'), readFileSync(join(run, 'cells.jsonl')));
+    const r = await fwbench(['report', dir, '--format', 'csv', '--out', '-']);
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`${dir}: run.json lists 0 cells, cells.jsonl 1: using every finished cell of cells.jsonl (fwbench run --resume ${dir} rewrites run.json from it)`);
+    expect(r.stderr).toContain(`incomplete: 1 of 1 cells (run state running); continue it with fwbench run --resume ${dir}`);
+    expect(r.stdout.trim().split('\n')).toHaveLength(2);
+  });
+});
+
+describe('a broken FWBENCH_PYTHON', () => {
+  it('is named as the cause of the Python engines being unavailable', async () => {
+    const r = await fwbench(['detect', '--json'], { env: { FWBENCH_PYTHON: '/bin/true' } });
+    expect(r.exitCode, r.stderr).toBe(0);
+    const { engines } = JSON.parse(r.stdout) as { engines: Record<string, { available: boolean; reason?: string; fix?: string }> };
+    for (const id of ['torch', 'tensorflow']) {
+      expect(engines[id]!.available).toBe(false);
+      expect(engines[id]!.reason).toMatch(/^FWBENCH_PYTHON=\/bin\/true did not start the Python runner: /);
+      expect(engines[id]!.fix).toMatch(/python-runners\/\.venv\/bin\/python/);
+    }
+  });
+});
+
 describe('CSV injection', () => {
   it('text that a spreadsheet would run as a formula starts with an apostrophe', async () => {
     const dir = tempDir('fwbench-csv-');
