@@ -226,6 +226,17 @@ describe('a broken FWBENCH_PYTHON', () => {
   });
 });
 
+describe('a memory cap too small for the runtime', () => {
+  it('is named as the cause of the cell failing, not the engine', async () => {
+    const out = join(tempDir('fwbench-cap-'), 'run');
+    const r = await fwbench([...RUN.map((a) => (a === 'onnxruntime' ? 'torch' : a)), '--max-memory-mb', '20', '--out', out], { env: { FWBENCH_CACHE: cache } });
+    expect(r.exitCode, r.stderr).toBe(1);
+    const [cell] = loadRun(out).cells;
+    expect(cell).toMatchObject({ engine: 'torch', status: 'failed', cause: 'out-of-memory' });
+    expect(cell!.reason).toMatch(/^the worker could not start under --max-memory-mb 20: too little memory for the runtime itself \(.*\); raise --max-memory-mb$/);
+  });
+});
+
 describe('CSV injection', () => {
   it('text that a spreadsheet would run as a formula starts with an apostrophe', async () => {
     const dir = tempDir('fwbench-csv-');
