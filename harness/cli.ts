@@ -1,7 +1,7 @@
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { FAMILIES, FAMILY_NAMES, getFamily, InputError, parseSetText, resolveParams, SIZES } from '../workloads/index.js';
+import { checkTensorSizes, FAMILIES, FAMILY_NAMES, getFamily, InputError, parseSetText, resolveParams, SIZES } from '../workloads/index.js';
 import { materialize } from '../workloads/materialize.js';
 import { loadTensors } from '../workloads/safetensors.js';
 import { detectHost } from './detect/host.js';
@@ -11,6 +11,8 @@ import { buildOnnxModel } from './engines/onnx/index.js';
 import { DEFAULT_ENGINES, ENGINES } from './engines/registry.js';
 import { DEVICES, ENGINE_IDS } from './engines/types.js';
 import { DEFAULT_MEASURE, PRESET_REPLICATES, QUICK_MEASURE, RIGOROUS_MEASURE } from './measure.js';
+import { escapeControl } from './escape.js';
+import { fsCause } from './files.js';
 import { checkOutputDir, checkOutputFile, writeOutputFile } from './output.js';
 import { registerReportCommands } from './report-commands.js';
 import { runCommand } from './run-command.js';
@@ -33,7 +35,8 @@ export function buildProgram(): Command {
     .description('Cross-framework deep-learning benchmarks: identical models and weights on every engine, verified equal, then timed.')
     .version(TOOL_VERSION)
     .showSuggestionAfterError(true)
-    .configureOutput({ outputError: (s, write) => write(`fwbench: ${s.replace(/^error: /, '')}`) });
+    .option('--debug', 'print the stack trace of an internal error')
+    .configureOutput({ outputError: (s, write) => write(`fwbench: ${s.replace(/^error: /, '').trimEnd().split('\n').map(escapeControl).join('\n')}\n`) });
 
   program
     .command('detect')
@@ -135,6 +138,7 @@ export function buildProgram(): Command {
     .action((o: { workload: string; preset: string; set: Array<[string, string]>; format: 'onnx' | 'weights' | 'inputs'; batchSize: number; seed: number; out: string }) => {
       const family = getFamily(o.workload);
       const params = resolveParams(family, o.preset, o.set);
+      checkTensorSizes(family, params, o.batchSize);
       checkOutputFile(o.out, '--out');
       const m = materialize(family, params, o.seed, o.batchSize);
       if (o.format === 'weights') writeOutputFile(o.out, readFileSync(m.weightsPath));
@@ -174,11 +178,20 @@ export async function main(argv: string[]): Promise<void> {
     }
     if (e instanceof InputError) {
       // One line, whatever the message quotes (a parser's excerpt of a file may hold newlines).
-      process.stderr.write(`fwbench: ${e.message.replace(/\s*\n\s*/g, ' ')}\n`);
+      process.stderr.write(`fwbench: ${escapeControl(e.message.replace(/\s*\n\s*/g, ' '))}\n`);
       process.exitCode = EXIT.badInput;
       return;
     }
-    process.stderr.write(`fwbench: internal error: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+    // A file-system fault that escaped the file helpers is still the machine's, not fwbench's: one line.
+    const code = (e as NodeJS.ErrnoException | undefined)?.code;
+    if (code && /^E[A-Z]+$/.test(code) && e instanceof Error) {
+      process.stderr.write(`fwbench: ${escapeControl(`${fsCause(e)}: ${e.message.replace(/^E[A-Z]+: /, '')}`)}\n`);
+      process.exitCode = EXIT.badInput;
+      return;
+    }
+    const debug = program.opts<{ debug?: boolean }>().debug === true;
+    const text = e instanceof Error ? (debug ? (e.stack ?? e.message) : `${e.message} (fwbench --debug ... prints the stack trace)`) : String(e);
+    process.stderr.write(`fwbench: internal error: ${text.split('\n').map(escapeControl).join('\n')}\n`);
     process.exitCode = EXIT.internal;
   }
 }

@@ -4,7 +4,7 @@ import { availableParallelism } from 'node:os';
 import si from 'systeminformation';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import { FAMILIES, FAMILY_NAMES, getFamily, InputError, parseSetText, resolveParams, setsForFamily, SIZES, type FamilyName, type Size } from '../workloads/index.js';
+import { checkTensorSizes, FAMILIES, FAMILY_NAMES, getFamily, InputError, parseSetText, resolveParams, setsForFamily, SIZES, type FamilyName, type Size } from '../workloads/index.js';
 import { checkModes, getEngine } from './engines/registry.js';
 import { DEVICES, ENGINE_IDS, type EngineId } from './engines/types.js';
 import { DEFAULT_MEASURE, PRESET_REPLICATES, QUICK_MEASURE, RIGOROUS_MEASURE } from './measure.js';
@@ -29,6 +29,12 @@ const number = (allowed: string) => z.number(must(allowed)).min(0, must(allowed)
 
 /** A positive integer. */
 const PositiveInt = int(1, 'a positive integer');
+/** An integer in [1, max]: bounds are checked before anything is allocated for them. */
+const PositiveIntUpTo = (max: number) => int(1, `a positive integer up to ${max}`).max(max, must(`a positive integer up to ${max}`));
+/** Milliseconds in [0, max]. */
+const MsUpTo = (max: number) => number(`a non-negative number of ms up to ${max}`).max(max, must(`a non-negative number of ms up to ${max}`));
+/** Upper bounds of the run flags (documented in each flag's description and in the config schema). */
+export const FLAG_MAX = { batchSize: 65_536, threads: 1024, replicates: 100, minSamples: 1_000_000, timeMs: 3_600_000, timeoutS: 604_800, memoryMb: 4_194_304 } as const;
 /** A non-negative integer. */
 const NonNegativeInt = int(0, 'a non-negative integer');
 /** A finite non-negative number. */
@@ -98,23 +104,23 @@ const RUN_FLAGS = {
   modes: flag(z.union([z.literal('all'), z.array(z.string(must('a mode name')).min(1, must('a mode name')), must("a list of mode names or 'all'")).min(1, { error: () => "empty mode list; give mode names (see fwbench list) or 'all'" })], must("a list of mode names or 'all'")), (t) => (t.trim() === 'all' ? 'all' : asList(t)), "execution modes (e.g. [eager, compile]) or 'all'"),
   preset: flag(PresetChoice, asPreset, `preset of every workload (must exist for each), or one per workload (${PRESET_PER_FAMILY_EXAMPLE}); overrides size`),
   size: flag(oneOf('size', SIZES), asText, 'size class of every workload: tiny, small (resnet18, rnn small, bert-mini) or base (resnet50, rnn large, bert-base); default small, tiny with quick'),
-  'batch-sizes': flag(z.array(PositiveInt, must('a list of positive integers')).min(1, { error: () => 'empty batch size list; give positive integers' }), asNumberList, 'batch sizes (default [1, 8]; [1] with quick)'),
+  'batch-sizes': flag(z.array(PositiveIntUpTo(FLAG_MAX.batchSize), must('a list of positive integers')).min(1, { error: () => 'empty batch size list; give positive integers' }), asNumberList, `batch sizes, each up to ${FLAG_MAX.batchSize} (default [1, 8]; [1] with quick)`),
   out: flag(z.string(must('a folder path')).min(1, must('a folder path')), asText, 'output folder for cells.jsonl and run.json'),
   set: flag(z.union([z.string(), z.record(z.string(), ParamValue)], must("a mapping of workload parameters (seq: 37) or 'key=value,...' text")), asText, "workload parameter overrides: a mapping (seq: 37, depths: [1, 1, 2, 1]) or the flag's 'key=value,...' text"),
   device: flag(oneOf('device', DEVICES), asText, 'device of every cell'),
-  threads: flag(z.union([PositiveInt, z.array(PositiveInt, must('a positive integer or a list of them')).min(1, { error: () => 'empty threads list; give positive integers' })], must('a positive integer or a list of them')), asNumberOrList, 'intra-op threads of every engine, or a list to sweep (each count a matrix dimension); default: physical cores, capped at the CPUs allowed'),
+  threads: flag(z.union([PositiveIntUpTo(FLAG_MAX.threads), z.array(PositiveIntUpTo(FLAG_MAX.threads), must('a positive integer or a list of them')).min(1, { error: () => 'empty threads list; give positive integers' })], must('a positive integer or a list of them')), asNumberOrList, 'intra-op threads of every engine, or a list to sweep (each count a matrix dimension); default: physical cores, capped at the CPUs allowed'),
   seed: flag(NonNegativeInt, asNumber, 'seed of weights and inputs'),
   quick: flag(z.boolean(must('true or false')), undefined, 'smoke run: size tiny and batch 1 unless given, measured to ±5 % in short loops'),
   rigorous: flag(z.boolean(must('true or false')), undefined, 'measurement preset rigorous (±0.5 %, >= 662 samples, 5 processes per cell)'),
   'target-interval': flag(NonNegative, asNumber, 'stop once the 95 % interval of the median is within ±this % of it (0 = run to max-time)'),
-  replicates: flag(PositiveInt, asNumber, 'fresh worker processes per cell'),
-  'min-samples': flag(PositiveInt, asNumber, 'timed loop: at least this many samples'),
-  'min-time': flag(NonNegative, asNumber, 'timed loop: at least this long (ms)'),
-  'max-time': flag(NonNegative, asNumber, 'timed loop: at most this long (ms)'),
-  'warmup-max-time': flag(NonNegative, asNumber, 'warm-up: at most this long (ms)'),
-  timeout: flag(PositiveInt, asNumber, "kill a cell's worker after this many seconds"),
+  replicates: flag(PositiveIntUpTo(FLAG_MAX.replicates), asNumber, `fresh worker processes per cell (up to ${FLAG_MAX.replicates})`),
+  'min-samples': flag(PositiveIntUpTo(FLAG_MAX.minSamples), asNumber, `timed loop: at least this many samples (up to ${FLAG_MAX.minSamples})`),
+  'min-time': flag(MsUpTo(FLAG_MAX.timeMs), asNumber, `timed loop: at least this long (ms, up to ${FLAG_MAX.timeMs}; not above max-time)`),
+  'max-time': flag(MsUpTo(FLAG_MAX.timeMs), asNumber, `timed loop: at most this long (ms, up to ${FLAG_MAX.timeMs})`),
+  'warmup-max-time': flag(MsUpTo(FLAG_MAX.timeMs), asNumber, `warm-up: at most this long (ms, up to ${FLAG_MAX.timeMs})`),
+  timeout: flag(PositiveIntUpTo(FLAG_MAX.timeoutS), asNumber, `kill a cell's worker after this many seconds (up to ${FLAG_MAX.timeoutS})`),
   json: flag(z.boolean(must('true or false')), undefined, 'print run.json on stdout instead of the summary table'),
-  'max-memory-mb': flag(PositiveInt, asNumber, "cap each cell worker's private memory (MiB; RLIMIT_DATA, and V8's heap limit for Node workers)"),
+  'max-memory-mb': flag(PositiveIntUpTo(FLAG_MAX.memoryMb), asNumber, `cap each cell worker's private memory (MiB, up to ${FLAG_MAX.memoryMb}; RLIMIT_DATA, and V8's heap limit for Node workers)`),
 } as const;
 /** A run flag's name. */
 export type RunFlag = keyof typeof RUN_FLAGS;
@@ -164,10 +170,16 @@ export const FLAG = {
 
 const camel = (key: string): string => key.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 
+/** Largest config file read (bytes), and most YAML alias uses in it: a config is a screenful of flags. */
+const CONFIG_MAX_BYTES = 1 << 20;
+const CONFIG_MAX_ALIASES = 100;
+
 /** Reads and validates a config file (YAML, or JSON by its .json extension or a leading '{'); every problem is a one-line InputError naming the file and the key. */
 export function readConfigFile(path: string): RunConfigFile {
   if (!existsSync(path)) throw new InputError(`--config ${path}: no such file`);
   if (statSync(path).isDirectory()) throw new InputError(`--config ${path}: is a folder; give a YAML or JSON file`);
+  const size = statSync(path).size;
+  if (size > CONFIG_MAX_BYTES) throw new InputError(`--config ${path}: ${size} bytes; a config file holds run flags and may be at most ${CONFIG_MAX_BYTES} bytes`);
   const text = readFileSync(path, 'utf8');
   const json = /\.json$/i.test(path) || (!/\.ya?ml$/i.test(path) && text.trimStart().startsWith('{'));
   let data: unknown;
@@ -182,7 +194,12 @@ export function readConfigFile(path: string): RunConfigFile {
     const error = doc.errors[0];
     // The first line of yaml's message says what and where ("... at line 2, column 1:"); a code frame follows.
     if (error) throw new InputError(`${path}: not valid YAML: ${error.message.split('\n')[0]!.replace(/:$/, '')}`);
-    data = doc.toJS();
+    try {
+      // Aliases expand on reading: a few nested ones (a "billion laughs" file) would fill memory.
+      data = doc.toJS({ maxAliasCount: CONFIG_MAX_ALIASES });
+    } catch (e) {
+      throw new InputError(`${path}: YAML aliases expand too much (at most ${CONFIG_MAX_ALIASES} alias uses; ${e instanceof Error ? e.message : String(e)})`);
+    }
   }
   if (data === null || data === undefined) throw new InputError(`${path}: empty config file; give a mapping of run flags, e.g. engines: [onnxruntime]`);
   if (typeof data !== 'object' || Array.isArray(data)) throw new InputError(`${path}: must be a mapping of run flags (${RUN_FLAG_NAMES.join(', ')}), got ${Array.isArray(data) ? 'a list' : show(data)}`);
@@ -285,6 +302,11 @@ export async function runSettings(flags: Record<string, unknown>, fromCommandLin
   const threadsList = threadsValue === undefined ? [await defaultThreads()] : [threadsValue].flat();
 
   const minTimeMs = opt('min-time') ?? p.minTimeMs;
+  const maxTimeMs = opt('max-time') ?? p.maxTimeMs;
+  if (minTimeMs > maxTimeMs) {
+    const maxFrom = opt('max-time') === undefined ? `the ${measurePreset} preset's max-time ${maxTimeMs}` : `${where('max-time')} ${maxTimeMs}`;
+    throw new InputError(`${where('min-time')} ${minTimeMs} exceeds ${maxFrom}: the timed loop must be allowed at least its minimum; give min-time <= max-time`);
+  }
   const targetPct = opt('target-interval');
   const listedModes = value('modes') as RunConfig['modes'] | undefined;
   // [all] in a file is the flag's `--modes all`.
@@ -310,7 +332,7 @@ export async function runSettings(flags: Record<string, unknown>, fromCommandLin
       ...p,
       minSamples: opt('min-samples') ?? p.minSamples,
       minTimeMs,
-      maxTimeMs: Math.max(opt('max-time') ?? p.maxTimeMs, minTimeMs),
+      maxTimeMs,
       warmupMaxMs: opt('warmup-max-time') ?? p.warmupMaxMs,
       // A shorter --warmup-max-time also shortens the preset's minimum warm-up.
       warmupMinMs: Math.min(p.warmupMinMs ?? 0, opt('warmup-max-time') ?? p.warmupMaxMs),
@@ -327,7 +349,8 @@ export async function runSettings(flags: Record<string, unknown>, fromCommandLin
   for (const f of families) {
     checked('preset', () => resolveParams(f, config.preset[f.name]!));
     const sets = checked('set', () => setsForFamily(f, config.sets, families));
-    checked('set', () => resolveParams(f, config.preset[f.name]!, sets));
+    const params = checked('set', () => resolveParams(f, config.preset[f.name]!, sets));
+    checkTensorSizes(f, params, Math.max(...config.batchSizes));
   }
   const given = RUN_FLAG_NAMES.filter((k) => fromCommandLine(camel(k)) || file[k] !== undefined).map(camel);
   return { config, out: checkOutputDir(value('out') as string, where('out')), json: value('json') === true, given };

@@ -43,6 +43,9 @@ export function classifyFailure(o: WorkerOutcome): { cause: FailureCause; reason
   const output = lastLine(o.logTail);
   const tail = output ? `; last output: ${output}` : '';
   if (o.interrupted) return { cause: 'interrupted', reason: `stopped ${phase}: the run was interrupted` };
+  if (o.memoryCapMb !== undefined && !o.hello && !o.timedOut) {
+    return { cause: 'out-of-memory', reason: `the worker could not start under --max-memory-mb ${o.memoryCapMb}: too little memory for the runtime itself (${status ?? 'it hung and was stopped'}${tail}); raise --max-memory-mb` };
+  }
   if (o.timedOut) return { cause: 'timeout', reason: `timed out after ${(o.timeoutMs ?? 0) / 1000} s ${phase}; the worker's process group was killed${tail}` };
   const message = o.error?.message.split('\n')[0];
   // runWorkerProcess keeps the first out-of-memory line of all the worker printed, tail or not.

@@ -1,4 +1,5 @@
 import { InputError } from '../workloads/index.js';
+import { lockFolder } from './lock.js';
 import { insideDir, pathTaken } from './output.js';
 import { cellHost, cellThreads } from './report/model.js';
 import { ResultsStore, RunSchema, SCHEMA_VERSION, type Run, type RunSource } from './results.js';
@@ -19,19 +20,28 @@ const sourcesOf = (run: Run): RunSource[] => run.sources ?? [run];
  * whose fingerprints are equal count as one kind of machine and their cells are compared side by
  * side (collect uses it for jobs split by engine, each engine on an identical node).
  */
-export function mergeRuns(runs: Run[], command: string[], opts: { sameFingerprintSameHost?: boolean } = {}): Run {
+export function mergeRuns(runs: Run[], command: string[], opts: { sameFingerprintSameHost?: boolean; note?: (text: string) => void } = {}): Run {
   const first = runs[0];
   if (!first) throw new InputError('merge needs at least one run');
   const sources: RunSource[] = [];
   const cells: Run['cells'] = [];
+  // One run given twice (or inside a merged run given too) is one source, not a second machine.
+  const sameRun = new Map<string, string>();
   for (const run of runs) {
     const renamed = new Map<string, string>();
     for (const s of sourcesOf(run)) {
+      const runKey = JSON.stringify([s.hostFingerprint, s.host.hostname, s.startedAt]);
+      const earlier = sameRun.get(runKey);
+      if (earlier !== undefined) {
+        renamed.set(s.hostFingerprint, earlier);
+        continue;
+      }
       let fingerprint = s.hostFingerprint;
       const clash = (fp: string): boolean => sources.some((o) => o.hostFingerprint === fp);
       if (clash(fingerprint) && !opts.sameFingerprintSameHost) fingerprint = `${s.hostFingerprint} (${s.host.hostname})`;
       if (clash(fingerprint) && !opts.sameFingerprintSameHost) fingerprint = `${s.hostFingerprint} (${s.host.hostname}, ${s.startedAt})`;
       renamed.set(s.hostFingerprint, fingerprint);
+      sameRun.set(runKey, fingerprint);
       sources.push({ hostFingerprint: fingerprint, host: s.host, tool: s.tool, command: s.command, startedAt: s.startedAt, finishedAt: s.finishedAt, engines: s.engines, config: s.config });
     }
     for (const c of run.cells) {
@@ -41,6 +51,7 @@ export function mergeRuns(runs: Run[], command: string[], opts: { sameFingerprin
     }
   }
   const head = sources[0]!;
+  const unique = withoutDuplicates(cells, opts.note ?? (() => undefined));
   return RunSchema.parse({
     schemaVersion: SCHEMA_VERSION,
     tool: { name: 'fwbench', version: TOOL_VERSION },
@@ -51,15 +62,43 @@ export function mergeRuns(runs: Run[], command: string[], opts: { sameFingerprin
     hostFingerprint: head.hostFingerprint,
     engines: head.engines,
     config: head.config,
-    cells,
+    cells: unique,
     sources,
   } satisfies Run);
 }
 
+/**
+ * The cells with each (host, cell id) once: an exact copy (the same run given twice, with its
+ * fingerprint shared) is dropped with a note naming it; two different records of one cell on one
+ * host cannot both be the measurement, so they are refused, naming the cell.
+ */
+function withoutDuplicates(cells: Run['cells'], note: (text: string) => void): Run['cells'] {
+  const seen = new Map<string, string>();
+  const out: Run['cells'] = [];
+  const dropped: string[] = [];
+  for (const c of cells) {
+    const key = `${c.hostFingerprint ?? ''}\u0000${c.id}`;
+    const text = JSON.stringify(c);
+    const before = seen.get(key);
+    if (before === undefined) {
+      seen.set(key, text);
+      out.push(c);
+    } else if (before === text) dropped.push(c.id);
+    else throw new InputError(`cell ${c.id} of host ${JSON.stringify(c.hostFingerprint)} appears twice with different results; merge one of the runs that hold it, not both`);
+  }
+  if (dropped.length) note(`dropped ${dropped.length} duplicate cell(s), identical copies of cells already merged: ${dropped.join(', ')}`);
+  return out;
+}
+
 /** Writes a merged run as a run folder (cells.jsonl + run.json); refuses a folder that already holds a run, or a link in its place. */
 export function writeMerged(run: Run, dir: string): string {
-  for (const f of ['run.json', 'cells.jsonl']) if (pathTaken(insideDir(dir, f))) throw new InputError(`${insideDir(dir, f)} exists: merge writes into a new or empty folder`);
-  const store = new ResultsStore(dir);
-  for (const c of run.cells) store.appendCell(c);
-  return store.writeRun(run);
+  const release = lockFolder(dir, run.command, (t) => process.stderr.write(`fwbench: ${t}\n`));
+  try {
+    for (const f of ['run.json', 'cells.jsonl']) if (pathTaken(insideDir(dir, f))) throw new InputError(`${insideDir(dir, f)} exists: merge writes into a new or empty folder`);
+    const store = new ResultsStore(dir);
+    for (const c of run.cells) store.appendCell(c);
+    return store.writeRun(run);
+  } finally {
+    release();
+  }
 }

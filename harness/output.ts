@@ -1,6 +1,7 @@
-import { closeSync, constants, existsSync, lstatSync, openSync, statSync, writeSync } from 'node:fs';
+import { existsSync, lstatSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, relative, resolve } from 'node:path';
 import { InputError } from '../workloads/index.js';
+import { writeFileAtomic } from './files.js';
 
 /**
  * Where commands write, checked before any work starts, and how they write. Output paths come
@@ -9,8 +10,6 @@ import { InputError } from '../workloads/index.js';
  * an output (report.html -> ~/.bashrc) makes the command refuse, never write the link's target.
  * Devices and pipes (/dev/null, a FIFO) are written to as they are.
  */
-
-const describe = (e: unknown): string => (e instanceof Error ? e.message : String(e));
 
 /** The nearest existing ancestor of a path (the path itself if it exists). */
 function existingAncestor(path: string): string {
@@ -43,21 +42,9 @@ export function checkOutputFile(file: string, flag: string): string {
   return file;
 }
 
-/** Writes a file, refusing to follow a symbolic link in its place (O_NOFOLLOW). */
+/** Writes a file atomically, refusing to follow a symbolic link in its place. */
 export function writeOutputFile(path: string, data: string | Uint8Array): void {
-  let fd: number;
-  try {
-    fd = openSync(path, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o644);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    throw new InputError(code === 'ELOOP' ? `${path} is a symbolic link; fwbench does not write through links (remove it or give another path)` : `cannot write ${path}: ${describe(e)}`);
-  }
-  try {
-    const bytes = typeof data === 'string' ? Buffer.from(data) : data;
-    for (let at = 0; at < bytes.length; ) at += writeSync(fd, bytes, at);
-  } finally {
-    closeSync(fd);
-  }
+  writeFileAtomic(path, data);
 }
 
 /** `root/name`, refusing a name that would leave root (`..`, an absolute path, a path separator): names read from files never choose where we write. */
@@ -78,4 +65,16 @@ export function pathTaken(path: string): boolean {
   } catch {
     return false;
   }
+}
+
+/**
+ * `path` as a folder fwbench may delete inside: a real folder (or none yet), never a symbolic
+ * link, which would make the deletion happen wherever it points.
+ */
+export function ownFolder(path: string): string {
+  if (!pathTaken(path)) return path;
+  const st = lstatSync(path);
+  if (st.isSymbolicLink()) throw new InputError(`${path} is a symbolic link; fwbench deletes and writes only inside its own folders (remove the link)`);
+  if (!st.isDirectory()) throw new InputError(`${path} is not a folder; fwbench expected its own folder there (remove it)`);
+  return path;
 }

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { writeFileAtomic } from './files.js';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { cacheDir } from '../workloads/materialize.js';
@@ -62,6 +63,15 @@ export async function measureEnginePeak(id: EngineId, device: Device, threads: n
   return { engine: id, ok: true, ...figures, measuredAt: new Date().toISOString() };
 }
 
+/** A cached JSON file's content; a damaged one (not JSON, unreadable) counts as absent and is measured again. */
+function readCachedJson(path: string): unknown {
+  try {
+    return JSON.parse(readFileSync(path, 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Measures (or reads from the cache) every engine's figures one after the other (never
  * concurrently: they would share cores and memory bandwidth), and takes the best of each.
@@ -75,14 +85,12 @@ export async function measurePeak(o: PeakOptions): Promise<{ peak?: MachinePeak;
       r = { engine: e.id, ok: false, reason: e.unavailable ?? `${e.id} does not run on ${o.device}` };
     } else {
       const path = cachePath(JSON.stringify({ host: o.hostFingerprint, engine: e.id, version: e.version ?? 'unknown', device: o.device, threads: o.threads, gemmN: GEMM_N_BY_ENGINE[e.id] ?? GEMM_N, copy: COPY_ELEMENTS, protocol: PROTOCOL_VERSION }));
-      const cached = o.cache !== false && existsSync(path) ? EnginePeakSchema.safeParse(JSON.parse(readFileSync(path, 'utf8'))) : undefined;
+      const cached = o.cache !== false && existsSync(path) ? EnginePeakSchema.safeParse(readCachedJson(path)) : undefined;
       if (cached?.success) r = { ...cached.data, cached: true };
       else {
         r = { ...(await measureEnginePeak(e.id, o.device, o.threads, o.timeoutMs)), ...(e.version ? { version: e.version } : {}) };
         if (r.ok) {
-          const tmp = `${path}.${process.pid}.tmp`;
-          writeFileSync(tmp, `${JSON.stringify(r)}\n`);
-          renameSync(tmp, path);
+          writeFileAtomic(path, `${JSON.stringify(r)}\n`);
         }
       }
     }
@@ -102,12 +110,10 @@ export async function measurePeak(o: PeakOptions): Promise<{ peak?: MachinePeak;
  */
 function rememberHostPeaks(o: Pick<PeakOptions, 'hostFingerprint' | 'device' | 'threads'>, results: EnginePeak[]): EnginePeak[] {
   const path = cachePath(JSON.stringify({ hostPeaks: o.hostFingerprint, device: o.device, threads: o.threads, gemmN: GEMM_N, copy: COPY_ELEMENTS, protocol: PROTOCOL_VERSION }));
-  const stored = existsSync(path) ? z.record(z.string(), EnginePeakSchema).safeParse(JSON.parse(readFileSync(path, 'utf8'))) : undefined;
+  const stored = existsSync(path) ? z.record(z.string(), EnginePeakSchema).safeParse(readCachedJson(path)) : undefined;
   const byEngine: Record<string, EnginePeak> = stored?.success ? stored.data : {};
   for (const r of results) if (r.ok) byEngine[r.engine] = { ...r, cached: true };
-  const tmp = `${path}.${process.pid}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(byEngine)}\n`);
-  renameSync(tmp, path);
+  writeFileAtomic(path, `${JSON.stringify(byEngine)}\n`);
   const measuredNow = new Set(results.map((r) => r.engine));
   return [...results, ...Object.values(byEngine).filter((e) => !measuredNow.has(e.engine))];
 }

@@ -3,10 +3,11 @@ import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { InputError } from '../workloads/index.js';
 import { FLAG } from './config.js';
+import { escapeControl } from './escape.js';
 import { mergeRuns, writeMerged } from './merge.js';
 import { checkOutputDir, checkOutputFile, insideDir, writeOutputFile } from './output.js';
 import type { ReportFormat } from './report/index.js';
-import { loadRun } from './results-file.js';
+import { loadRunWithCells } from './results-file.js';
 
 /**
  * The commands that read finished runs: report, compare, merge. They read only run.json files,
@@ -17,6 +18,8 @@ import { loadRun } from './results-file.js';
 
 /** The report formats (harness/report/index.ts REPORT_FORMATS has one writer for each). */
 const FORMATS = ['html', 'md', 'csv', 'json'] as const satisfies readonly ReportFormat[];
+
+const note = (text: string): void => void process.stderr.write(`fwbench: ${escapeControl(text)}\n`);
 
 /** Writes to a file, or to stdout for '-' (hyperfine's convention), and says where on stderr. */
 function emit(text: string, out: string, what: string): void {
@@ -43,7 +46,7 @@ export function registerReportCommands(program: Command): void {
       if (o.claims !== undefined && !existsSync(o.claims)) throw new InputError(`--claims ${o.claims}: no such file`);
       if (o.embedSamples && o.format !== 'html') throw new InputError(`--embed-samples: only --format html embeds the run (the ${o.format} report never carries raw samples)`);
       const out = o.out === undefined ? undefined : checkOutputFile(o.out, '--out');
-      const run = loadRun(dir);
+      const run = loadRunWithCells(dir, note);
       const { buildReport, REPORT_FORMATS } = await import('./report/index.js');
       const report = buildReport(run, { thresholdPct: o.threshold, embedSamples: o.embedSamples ?? false, ...(o.claims ? { claimsPath: o.claims } : {}) });
       const runDir = dir.endsWith('.json') ? dirname(resolve(dir)) : dir;
@@ -60,7 +63,7 @@ export function registerReportCommands(program: Command): void {
     .option('--out <file>', "output file (default: stdout; '-' for stdout)", '-')
     .action(async (a: string, b: string, o: { threshold: number; format: 'text' | 'json' | 'html'; out: string }) => {
       checkOutputFile(o.out, '--out');
-      const [runA, runB] = [loadRun(a), loadRun(b)];
+      const [runA, runB] = [loadRunWithCells(a, note), loadRunWithCells(b, note)];
       const { compareHtml, compareRuns, compareText } = await import('./compare.js');
       const c = compareRuns(runA, runB, { thresholdPct: o.threshold });
       emit(o.format === 'json' ? `${JSON.stringify(c, null, 2)}\n` : o.format === 'html' ? compareHtml(c) : compareText(c), o.out, `${o.format} comparison`);
@@ -74,7 +77,7 @@ export function registerReportCommands(program: Command): void {
     .requiredOption('--out <dir>', 'output folder for the merged cells.jsonl and run.json')
     .action((dirs: string[], o: { out: string }) => {
       checkOutputDir(o.out, '--out');
-      const merged = mergeRuns(dirs.map(loadRun), ['fwbench', ...process.argv.slice(2)]);
+      const merged = mergeRuns(dirs.map((d) => loadRunWithCells(d, note)), ['fwbench', ...process.argv.slice(2)], { note });
       const path = writeMerged(merged, resolve(o.out));
       process.stderr.write(`fwbench: merged ${merged.cells.length} cells from ${merged.sources?.length ?? 1} runs into ${path}\n`);
     });

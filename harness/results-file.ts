@@ -1,7 +1,8 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { InputError } from '../workloads/index.js';
-import { RunSchema, SCHEMA_VERSION, type Run } from './results.js';
+import { ResultsStore, RunSchema, SCHEMA_VERSION, type Run } from './results.js';
+import { planCells } from './run.js';
 import { TOOL_VERSION } from './version.js';
 
 /**
@@ -32,6 +33,36 @@ function upgradeV1(run: Record<string, unknown>): void {
     // One preset name for every workload, as runs held it before presets per workload.
     if (typeof config.preset === 'string' && Array.isArray(config.workloads)) config.preset = Object.fromEntries(config.workloads.map((w: unknown) => [String(w), config.preset]));
   }
+}
+
+/**
+ * A run as report, compare and merge read it: run.json, with the cells of the cells.jsonl beside
+ * it when run.json lists fewer (a run killed or stopped between writing a cell and rewriting
+ * run.json: cells.jsonl is where every finished cell is first made durable), and a note through
+ * `note` when the run did not finish: "incomplete: N of M cells".
+ */
+export function loadRunWithCells(path: string, note: (text: string) => void): Run {
+  const run = loadRun(path);
+  const file = existsSync(path) && statSync(path).isDirectory() ? join(path, 'run.json') : path;
+  const dir = dirname(file);
+  if (!run.sources && existsSync(join(dir, 'cells.jsonl'))) {
+    try {
+      const lines = new ResultsStore(dir).readCells(() => undefined, { repair: false });
+      const known = new Set(run.cells.map((c) => c.id));
+      const extra = lines.filter((c) => !known.has(c.id));
+      if (extra.length > 0) {
+        note(`${dir}: run.json lists ${run.cells.length} cells, cells.jsonl ${run.cells.length + extra.length}: using every finished cell of cells.jsonl (fwbench run --resume ${dir} rewrites run.json from it)`);
+        run.cells = [...run.cells, ...extra];
+      }
+    } catch (e) {
+      note(`${dir}: cells.jsonl is unreadable (${e instanceof Error ? e.message : String(e)}); using the cells of run.json`);
+    }
+  }
+  if (run.state === 'running' || run.state === 'interrupted') {
+    const planned = planCells(run.config).length;
+    note(`${file}: incomplete: ${run.cells.length} of ${planned} cells (run state ${run.state}); continue it with fwbench run --resume ${dir}`);
+  }
+  return run;
 }
 
 /** The run.json a run folder (or a run.json path) holds, refused with one line when corrupt, foreign or newer. */

@@ -1,10 +1,11 @@
-import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, truncateSync, writeSync } from 'node:fs';
+import { existsSync, readFileSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { SIZES } from '../workloads/index.js';
 import { HostInfoSchema } from './detect/host.js';
 import { FindingSchema, MachinePeakSchema } from './diagnostics-schema.js';
 import { FAILURE_CAUSES } from './failure.js';
+import { appendDurable, makeFolder, writeFileAtomic } from './files.js';
 import { ColdStartPhasesSchema, MeasureSettingsSchema } from './protocol.js';
 
 /**
@@ -290,7 +291,7 @@ export const CellLineSchema = CellSchema.extend({ schemaVersion: z.literal(SCHEM
 /** Output folder writer and reader. */
 export class ResultsStore {
   constructor(readonly dir: string) {
-    mkdirSync(dir, { recursive: true });
+    makeFolder(dir);
   }
 
   /** Path of cells.jsonl. */
@@ -303,17 +304,18 @@ export class ResultsStore {
     return join(this.dir, 'run.json');
   }
 
-  /** Appends one finished cell to cells.jsonl: one line, one write, never rewritten. */
+  /** Appends one finished cell to cells.jsonl: one line, one write, fsynced, never rewritten. */
   appendCell(cell: Cell): void {
-    appendFileSync(this.cellsPath, `${JSON.stringify({ schemaVersion: SCHEMA_VERSION, ...cell })}\n`);
+    appendDurable(this.cellsPath, `${JSON.stringify({ schemaVersion: SCHEMA_VERSION, ...cell })}\n`);
   }
 
   /**
    * The cells of cells.jsonl. A last line without its newline or unparseable (the orchestrator was
-   * killed while writing it) is dropped, cut from the file, and reported through `warn`; a bad line
+   * killed while writing it) is dropped, cut from the file (unless `repair` is false: readers that
+   * only report leave the file alone), and reported through `warn`; a bad line
    * anywhere else means the file is not ours or was edited, and throws.
    */
-  readCells(warn: (text: string) => void): Cell[] {
+  readCells(warn: (text: string) => void, opts: { repair?: boolean } = {}): Cell[] {
     if (!existsSync(this.cellsPath)) return [];
     const text = readFileSync(this.cellsPath, 'utf8');
     const lines = text.split('\n');
@@ -335,6 +337,7 @@ export class ResultsStore {
           const issue = parsed?.error.issues[0];
           throw new Error(`${this.cellsPath}:${i + 1} is not a cell record of schema version ${SCHEMA_VERSION}${issue ? ` (${issue.path.join('.') || '(root)'}: ${issue.message})` : ' (not JSON)'}`);
         }
+        if (opts.repair === false) break;
         warn(`${this.cellsPath}: dropped a truncated last line (${Buffer.byteLength(line)} bytes, line ${i + 1}); that cell will run again`);
         truncateSync(this.cellsPath, goodBytes);
         break;
@@ -348,16 +351,7 @@ export class ResultsStore {
 
   /** Writes run.json atomically (temporary file, fsync, rename): a reader never sees half a file. */
   writeRun(run: Run): string {
-    const text = `${JSON.stringify(RunSchema.parse(run), null, 1)}\n`;
-    const tmp = `${this.runPath}.${process.pid}.tmp`;
-    const fd = openSync(tmp, 'w');
-    try {
-      writeSync(fd, text);
-      fsyncSync(fd);
-    } finally {
-      closeSync(fd);
-    }
-    renameSync(tmp, this.runPath);
+    writeFileAtomic(this.runPath, `${JSON.stringify(RunSchema.parse(run), null, 1)}\n`);
     return this.runPath;
   }
 }

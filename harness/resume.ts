@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { InputError } from '../workloads/index.js';
+import { pidAlive } from './lock.js';
 import { loadRun } from './results-file.js';
 import { ResultsStore, type Cell, type EngineStatus, type Run, type RunConfig } from './results.js';
 
@@ -66,25 +67,20 @@ export function environmentDifferences(run: Pick<Run, 'hostFingerprint' | 'engin
   return out;
 }
 
-const alive = (pid: number): boolean => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    // EPERM: alive, but another user's process.
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
-  }
-};
+/** Refuses to resume a folder without a run.json. */
+export function requireRunFolder(dir: string): void {
+  if (!existsSync(join(dir, 'run.json'))) throw new InputError(`cannot resume ${dir}: it has no run.json (a run writes it before its first cell; this one never got that far, so start it again)`);
+}
 
 /** The run to continue in `dir` and its finished cells; a truncated last line of cells.jsonl is dropped through `warn`. */
 export function loadResume(dir: string, warn: (text: string) => void): { run: Run; cells: Cell[] } {
-  if (!existsSync(join(dir, 'run.json'))) throw new InputError(`cannot resume ${dir}: it has no run.json (a run writes it before its first cell; this one never got that far, so start it again)`);
+  requireRunFolder(dir);
   const store = new ResultsStore(dir);
   try {
     const run = loadRun(store.runPath);
     if (run.sources) throw new Error('it holds a merged run (fwbench merge), not a run of this machine');
     const o = run.orchestrator;
-    if (run.state === 'running' && o && o.hostname === hostname() && o.pid !== process.pid && alive(o.pid)) throw new Error(`its run is still going (fwbench pid ${o.pid}); stop it first (Ctrl-C, or kill ${o.pid}), then resume`);
+    if (run.state === 'running' && o && o.hostname === hostname() && o.pid !== process.pid && pidAlive(o.pid)) throw new Error(`its run is still going (fwbench pid ${o.pid}); stop it first (Ctrl-C, or kill ${o.pid}), then resume`);
     return { run, cells: store.readCells(warn) };
   } catch (e) {
     throw new InputError(`cannot resume ${dir}: ${e instanceof Error ? e.message : String(e)}`);

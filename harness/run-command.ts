@@ -3,10 +3,12 @@ import { join } from 'node:path';
 import { InputError } from '../workloads/index.js';
 import { progressHooks } from './progress.js';
 import type { RunConfig } from './results.js';
-import { loadResume, resumeConfig } from './resume.js';
+import { loadResume, requireRunFolder, resumeConfig } from './resume.js';
 import { InterruptedBeforeStart, planCells, runMatrix } from './run.js';
 import { prlimitPath, stopAllWorkers } from './spawn.js';
 import { answerBlock, summaryTable } from './summary.js';
+import { escapeControl } from './escape.js';
+import { lockFolder } from './lock.js';
 import { insideDir, writeOutputFile } from './output.js';
 import { DEFAULT_THRESHOLD_PCT } from './report/verdict.js';
 
@@ -33,9 +35,20 @@ export interface RunRequest {
  * to continue; a second one quits at once (cells.jsonl still holds every finished cell).
  */
 export async function runCommand(given: RunConfig, req: RunRequest): Promise<RunEnd> {
-  const warn = (t: string): boolean => process.stderr.write(`fwbench: ${t}\n`);
+  const warn = (t: string): boolean => process.stderr.write(`fwbench: ${escapeControl(t)}\n`);
   if (req.resume && req.explicitOptions.includes('out')) throw new InputError('--resume DIR continues the run in DIR: leave --out out');
-  if (!req.resume && ['run.json', 'cells.jsonl'].some((f) => existsSync(join(req.out, f)))) throw new InputError(`${req.out} already holds a run: continue it with --resume ${req.out}, or choose another --out`);
+  if (req.resume) requireRunFolder(req.resume);
+  // The lock comes first: a second run or resume of this folder is refused before it reads or writes anything.
+  const release = lockFolder(req.resume ?? req.out, req.command, warn);
+  try {
+    if (!req.resume && ['run.json', 'cells.jsonl'].some((f) => existsSync(join(req.out, f)))) throw new InputError(`${req.out} already holds a run: continue it with --resume ${req.out}, or choose another --out`);
+    return await runLocked(given, req, warn);
+  } finally {
+    release();
+  }
+}
+
+async function runLocked(given: RunConfig, req: RunRequest, warn: (t: string) => boolean): Promise<RunEnd> {
   const resume = req.resume ? loadResume(req.resume, warn) : undefined;
   const config = resume ? resumeConfig(req.resume!, resume.run.config, given, req.explicitOptions) : given;
   if (config.maxMemoryMb && !prlimitPath()) throw new InputError('--max-memory-mb needs prlimit (util-linux), which is not on PATH');

@@ -1,7 +1,7 @@
-import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { getFamily, resolveParams, setsForFamily, type Params, type WorkloadFamily } from '../workloads/index.js';
+import { cacheEntryOk, recordCacheEntry } from '../workloads/cache.js';
 import { cacheDir, materialize, type Materialized } from '../workloads/materialize.js';
 import { loadTensors, saveTensors } from '../workloads/safetensors.js';
 import { detectHost, hostFingerprint } from './detect/host.js';
@@ -75,6 +75,10 @@ export async function probeEngine(id: EngineId, timeoutMs = 60_000): Promise<Eng
   const e = ENGINES[id];
   const o = await runEngineWorker(e, { type: 'probe', protocol: PROTOCOL_VERSION, engine: id }, { timeoutMs });
   if (o.probe) return { available: true, framework: e.framework, version: o.probe.version, devices: o.probe.devices, details: o.probe.details };
+  // An interpreter that never started the runner is the cause, not the engine.
+  if (e.language === 'python' && process.env.FWBENCH_PYTHON && !o.hello) {
+    return { available: false, framework: e.framework, reason: `FWBENCH_PYTHON=${process.env.FWBENCH_PYTHON} did not start the Python runner: ${describeFailure(o)}`, fix: 'point FWBENCH_PYTHON at the Python that python-runners/setup.sh set up (python-runners/.venv/bin/python), or unset it' };
+  }
   return { available: false, framework: e.framework, reason: describeFailure(o), ...(o.error?.fix ? { fix: o.error.fix } : {}) };
 }
 
@@ -101,7 +105,7 @@ function jobMessage(c: Pick<PlannedCell, 'engine' | 'mode' | 'device' | 'family'
 /** Reference output for a workload instance and batch: cached next to its weights (keyed by ORT version). */
 async function referenceOutput(m: Materialized, family: WorkloadFamily, params: Params, batchSize: number, config: RunConfig, ortVersion: string): Promise<{ values: number[]; shape: number[] } | { error: string }> {
   const path = join(cacheDir(), `${family.name}-${m.key}.reference-b${batchSize}-ort${ortVersion}.safetensors`);
-  if (existsSync(path)) {
+  if (cacheEntryOk(path)) {
     const t = loadTensors(path).tensors.get('logits')!;
     return { values: Array.from(t.data), shape: t.shape };
   }
@@ -109,6 +113,7 @@ async function referenceOutput(m: Materialized, family: WorkloadFamily, params: 
   const o = await runEngineWorker(ENGINES[REFERENCE.engine], jobMessage({ ...REFERENCE, family, params, batchSize, threads }, m, config), { timeoutMs: config.cellTimeoutMs, env: threadEnv(threads), onParity: () => 'stop' });
   if (!o.parity) return { error: `reference (${REFERENCE_NAME}) failed: ${describeFailure(o)}` };
   saveTensors(path, new Map([['logits', { dtype: 'F32', shape: o.parity.shape, data: Float32Array.from(o.parity.values) }]]), { reference: REFERENCE_NAME, ortVersion });
+  recordCacheEntry(path);
   return { values: o.parity.values, shape: o.parity.shape };
 }
 

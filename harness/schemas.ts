@@ -1,4 +1,5 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { writeFileAtomic } from './files.js';
 import { z } from 'zod';
 import { RunConfigFileSchema } from './config.js';
 import { FromWorkerSchema, ToWorkerSchema } from './protocol.js';
@@ -26,5 +27,5 @@ export function publishedSchemas(): Record<string, unknown> {
 /** Writes the schemas into a folder (default results/schema). */
 export function writeSchemas(dir: string): void {
   mkdirSync(dir, { recursive: true });
-  for (const [name, schema] of Object.entries(publishedSchemas())) writeFileSync(`${dir}/${name}`, `${JSON.stringify(schema, null, 2)}\n`);
+  for (const [name, schema] of Object.entries(publishedSchemas())) writeFileAtomic(`${dir}/${name}`, `${JSON.stringify(schema, null, 2)}\n`);
 }

@@ -1,5 +1,6 @@
 import { execa } from 'execa';
-import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -72,6 +73,8 @@ export function threadEnv(threads: number): Record<string, string> {
 
 /** Everything a worker said, with how it ended. */
 export interface WorkerOutcome {
+  /** --max-memory-mb the worker ran under (MiB), when capped. */
+  memoryCapMb?: number;
   /** Orchestrator clock: spawn -> hello (ms). */
   spawnMs?: number;
   /** Orchestrator clock: spawn -> parity message (ms). */
@@ -133,7 +136,14 @@ const LOG_TAIL_LINES = 20;
 export async function runNodeWorker(first: ToWorker, opts: WorkerOptions): Promise<WorkerOutcome> {
   // V8's own heap limit makes a JavaScript-heap exhaustion a clean "heap out of memory" abort.
   const heap = opts.maxMemoryMb ? [`--max-old-space-size=${opts.maxMemoryMb}`] : [];
-  return runWorkerProcess(process.execPath, [...heap, nodeWorkerScript()], first, opts);
+  // ONNX Runtime's telemetry layer creates an empty mat-debug-<pid>.log in the temp folder of
+  // every process that loads it; the worker gets a temp folder of its own, removed when it ends.
+  const tmp = mkdtempSync(join(tmpdir(), 'fwbench-worker-'));
+  try {
+    return await runWorkerProcess(process.execPath, [...heap, nodeWorkerScript()], first, { ...opts, env: { ...opts.env, TMPDIR: tmp } });
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 }
 
 /**
@@ -197,6 +207,9 @@ export function stopAllWorkers(now = false): void {
   for (const pid of liveWorkers) (now ? signalGroup(pid, 'SIGKILL') : terminateGroup(pid));
 }
 
+/** How long a worker under --max-memory-mb may take to say hello (a normal start takes a few seconds). */
+const CAPPED_START_MS = 60_000;
+
 /** Spawns any protocol-speaking command (Node worker or Python runner). */
 export async function runWorkerProcess(file: string, args: string[], first: ToWorker, opts: WorkerOptions): Promise<WorkerOutcome> {
   const out: WorkerOutcome = { done: false, exitCode: null, signal: null, timedOut: false, timeoutMs: opts.timeoutMs, logTail: [], phase: 'start' };
@@ -229,6 +242,14 @@ export async function runWorkerProcess(file: string, args: string[], first: ToWo
     out.timedOut = true;
     if (pid !== undefined) terminateGroup(pid);
   }, opts.timeoutMs);
+  // A runtime given too little memory to start may hang instead of dying (Node does): under a cap,
+  // a worker that has not said hello by then is stopped, and the cap is named as the cause.
+  const startTimer = opts.maxMemoryMb
+    ? setTimeout(() => {
+        if (!out.hello && pid !== undefined) terminateGroup(pid);
+      }, CAPPED_START_MS)
+    : undefined;
+  if (opts.maxMemoryMb) out.memoryCapMb = opts.maxMemoryMb;
   const keepTail = (line: string): void => {
     if (out.outOfMemoryLine === undefined && isOutOfMemoryText(line)) out.outOfMemoryLine = line.trim().slice(0, 200);
     out.logTail.push(line);
@@ -254,6 +275,7 @@ export async function runWorkerProcess(file: string, args: string[], first: ToWo
   }
   const result = await child;
   clearTimeout(timer);
+  clearTimeout(startTimer);
   if (pid !== undefined) liveWorkers.delete(pid);
   out.exitCode = result.exitCode ?? null;
   out.signal = result.signal ?? null;

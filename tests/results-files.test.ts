@@ -86,9 +86,10 @@ describe('results files from elsewhere', () => {
     expect(hostile.host.hostname).toMatch(/^(\.\.\/|\/)/);
     const dirA = join(sandbox, 'a', 'b', 'run-a');
     const dirB = join(sandbox, 'a', 'b', 'run-b');
-    for (const d of [dirA, dirB]) {
+    // Two runs (started at different times): merge keeps both; one run given twice is merged once.
+    for (const [d, startedAt] of [[dirA, hostile.startedAt], [dirB, '2020-01-01T00:00:00.000Z']] as const) {
       mkdirSync(d, { recursive: true });
-      writeFileSync(join(d, 'run.json'), JSON.stringify(hostile));
+      writeFileSync(join(d, 'run.json'), JSON.stringify({ ...hostile, startedAt }));
     }
     for (const format of Object.keys(REPORT_FORMATS)) expect((await fwbench(['report', dirA, '--format', format])).exitCode).toBe(0);
     expect((await fwbench(['compare', dirA, dirB, '--format', 'html', '--out', join(sandbox, 'a', 'compare.html')])).exitCode).toBe(0);
@@ -98,6 +99,12 @@ describe('results files from elsewhere', () => {
     expect(listFiles(elsewhere)).toEqual([]);
     // The merged run keeps the names as data.
     expect(loadRun(join(sandbox, 'merged')).cells.map((c) => c.id)).toEqual([...hostile.cells, ...hostile.cells].map((c) => c.id));
+    const twice = join(tempDir('fwbench-twice-'), 'merged');
+    const same = await fwbench(['merge', dirA, dirA, '--out', twice]);
+    expect(same.exitCode, same.stderr).toBe(0);
+    expect(same.stderr).toContain(`dropped ${hostile.cells.length} duplicate cell(s), identical copies of cells already merged: ${hostile.cells.map((c) => c.id).join(', ')}`);
+    expect(loadRun(twice).cells.map((c) => c.id)).toEqual(hostile.cells.map((c) => c.id));
+    expect(loadRun(twice).sources).toHaveLength(1);
   });
 
   it('merge refuses an output folder holding a link named cells.jsonl, and writes nothing through it', async () => {

@@ -1,6 +1,7 @@
 import { execa, type ResultPromise } from 'execa';
 import { execFileSync } from 'node:child_process';
 import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
@@ -123,7 +124,9 @@ describe('SIGINT and SIGTERM', () => {
     await until('the first cell', () => cellLines(dir).length >= 1);
     const hung = await hungWorker(child.pid!);
     const early = await fwbench(['run', '--resume', dir]);
-    expect(early).toMatchObject({ exitCode: 2, stderr: `fwbench: cannot resume ${dir}: its run is still going (fwbench pid ${child.pid}); stop it first (Ctrl-C, or kill ${child.pid}), then resume` });
+    // The folder's lock names the run that holds it.
+    expect(early.exitCode, early.stderr).toBe(2);
+    expect(early.stderr).toMatch(new RegExp(`^fwbench: ${dir} is in use by fwbench pid ${child.pid} on ${hostname()} \\(fwbench run .*\\): one fwbench writes a folder at a time; wait for it to finish, or remove ${dir}/\\.fwbench\\.lock if that process is gone$`));
     child.kill(signal);
     const r = await child;
     expect(r.exitCode, String(r.stderr)).toBe(code);

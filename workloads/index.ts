@@ -61,6 +61,21 @@ function parseValue(def: ParamDef, family: string, text: string): ParamValue {
   }
 }
 
+/** Most elements one weight or input tensor may have (2^28: 1 GiB of float32), so a typo in a size fails before anything is allocated. */
+export const MAX_TENSOR_ELEMENTS = 2 ** 28;
+
+/** Refuses parameters and a batch size whose weights or inputs would exceed MAX_TENSOR_ELEMENTS in one tensor. */
+export function checkTensorSizes(family: WorkloadFamily, params: Params, batch: number): void {
+  const tensors = [...family.weights(params).map((s) => ({ ...s, what: 'weight' })), ...family.inputs(params, batch).map((s) => ({ ...s, what: `input at batch ${batch}` }))];
+  for (const t of tensors) {
+    const elements = t.shape.reduce((a, b) => a * b, 1);
+    if (elements > MAX_TENSOR_ELEMENTS) {
+      const shown = Object.entries(params).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(',') : v}`).join(' ');
+      throw new InputError(`${family.name} (${shown}): ${t.what} '${t.name}' [${t.shape.join('x')}] would hold ${elements.toExponential(2)} values; fwbench allows at most 2^28 (1 GiB of float32) per tensor: lower the batch size or the --set sizes`);
+    }
+  }
+}
+
 /** Parameters of a family at a preset, with `--set` overrides applied and validated. */
 export function resolveParams(family: WorkloadFamily, preset: string, sets: Array<[string, string]> = []): Params {
   const base = family.presets[preset];

@@ -1,7 +1,10 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { makeFolder } from '../harness/files.js';
+import { cachedFile } from './cache.js';
+import { InputError } from './index.js';
 import { Stream } from './rng.js';
 import { numel, writeSafetensors } from './safetensors.js';
 import type { InputSpec, Params, WeightSpec, WorkloadFamily } from './types.js';
@@ -12,7 +15,9 @@ export const GENERATOR_VERSION = 1;
 /** Where canonical weights, inputs and reference outputs are cached. */
 export function cacheDir(): string {
   const dir = process.env.FWBENCH_CACHE ?? join(process.env.XDG_CACHE_HOME ?? join(homedir(), '.cache'), 'fwbench');
-  mkdirSync(dir, { recursive: true });
+  const from = process.env.FWBENCH_CACHE ? `FWBENCH_CACHE=${dir}` : `cache folder ${dir}`;
+  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new InputError(`${from} is a file, not a folder; point FWBENCH_CACHE at a folder`);
+  makeFolder(dir, from);
   return dir;
 }
 
@@ -76,15 +81,13 @@ export interface Materialized {
 export function materialize(family: WorkloadFamily, params: Params, seed: number, batch: number, dir = cacheDir()): Materialized {
   const key = workloadKey(family, params, seed);
   const meta = { family: family.name, params: JSON.stringify(params), seed: String(seed), generator: String(GENERATOR_VERSION) };
-  const weightsPath = join(dir, `${family.name}-${key}.weights.safetensors`);
-  if (!existsSync(weightsPath)) {
+  const weightsPath = cachedFile(join(dir, `${family.name}-${key}.weights.safetensors`), (path) => {
     const specs = family.weights(params);
-    writeSafetensors(weightsPath, specs.map((s) => ({ name: s.name, dtype: 'F32' as const, shape: s.shape })), (i) => generateWeight(specs[i]!, seed), meta);
-  }
-  const inputsPath = join(dir, `${family.name}-${key}.inputs-b${batch}.safetensors`);
-  if (!existsSync(inputsPath)) {
+    writeSafetensors(path, specs.map((s) => ({ name: s.name, dtype: 'F32' as const, shape: s.shape })), (i) => generateWeight(specs[i]!, seed), meta);
+  });
+  const inputsPath = cachedFile(join(dir, `${family.name}-${key}.inputs-b${batch}.safetensors`), (path) => {
     const specs = family.inputs(params, batch);
-    writeSafetensors(inputsPath, specs.map((s) => ({ name: s.name, dtype: s.dtype, shape: s.shape })), (i) => generateInput(specs[i]!, seed), { ...meta, batch: String(batch) });
-  }
+    writeSafetensors(path, specs.map((s) => ({ name: s.name, dtype: s.dtype, shape: s.shape })), (i) => generateInput(specs[i]!, seed), { ...meta, batch: String(batch) });
+  });
   return { key, weightsPath, inputsPath };
 }

@@ -1,4 +1,5 @@
-import { closeSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../harness/files.js';
 import type { DType } from './types.js';
 
 /**
@@ -45,19 +46,15 @@ export function writeSafetensors(
   const head = Buffer.alloc(8 + Buffer.byteLength(json));
   head.writeBigUInt64LE(BigInt(Buffer.byteLength(json)), 0);
   head.write(json, 8);
-  const tmp = `${path}.${process.pid}.tmp`;
-  const fd = openSync(tmp, 'w');
-  try {
-    writeSync(fd, head);
-    specs.forEach((s, i) => {
+  function* chunks(): Generator<Uint8Array> {
+    yield head;
+    for (const [i, s] of specs.entries()) {
       const data = produce(i);
       if (data.length !== numel(s.shape)) throw new Error(`tensor ${s.name}: ${data.length} values for shape [${s.shape}]`);
-      writeSync(fd, new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
-    });
-  } finally {
-    closeSync(fd);
+      yield new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    }
   }
-  renameSync(tmp, path);
+  writeFileAtomic(path, chunks());
 }
 
 /** Writes an in-memory TensorMap. */

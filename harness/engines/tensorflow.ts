@@ -1,5 +1,5 @@
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { cachedFile } from '../../workloads/cache.js';
 import { cacheDir } from '../../workloads/materialize.js';
 import { loadTensors, writeSafetensors } from '../../workloads/safetensors.js';
 import type { WorkloadFamily } from '../../workloads/types.js';
@@ -36,11 +36,9 @@ export const tensorflow: PythonEngineDescriptor = {
   defaultModes: ['eager', 'function'],
   description: 'TensorFlow / Keras (Python runner): Keras models, NHWC, weights via the shared Keras mapping; modes eager, function (tf.function), xla (jit_compile)',
   nativeWeights(family: WorkloadFamily, params, m) {
-    const path = join(cacheDir(), `${family.name}-${m.key}.keras-v${KERAS_FILE_VERSION}.safetensors`);
-    if (!existsSync(path)) {
+    return cachedFile(join(cacheDir(), `${family.name}-${m.key}.keras-v${KERAS_FILE_VERSION}.safetensors`), (path) => {
       const layers = KERAS_WEIGHTS[family.name](loadTensors(m.weightsPath).tensors, params);
       writeKerasWeights(path, layers, { layout: 'keras', source: m.weightsPath, mapping: 'harness/engines/tfjs/keras-layout.ts' });
-    }
-    return path;
+    });
   },
 };

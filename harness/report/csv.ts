@@ -1,9 +1,15 @@
 import type { Report } from './index.js';
 import { cellRow, type CellRow } from './model.js';
 
-/** RFC 4180 field: quoted when it holds a comma, quote or line break; quotes doubled. */
+/**
+ * RFC 4180 field: quoted when it holds a comma, quote or line break; quotes doubled. Text that a
+ * spreadsheet would run as a formula (starting with = + - @, tab or CR: a reason or an id from a
+ * results file made elsewhere) gets a leading apostrophe (OWASP's CSV-injection advice); numbers
+ * are written as they are, negative ones included.
+ */
 function field(v: CellRow[keyof CellRow]): string {
-  const text = v === null ? '' : String(v);
+  const raw = v === null ? '' : String(v);
+  const text = typeof v === 'string' && /^[=+\-@\t\r]/.test(raw) ? `'${raw}` : raw;
   return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text;
 }
 

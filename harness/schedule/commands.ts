@@ -1,11 +1,15 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { chmodSync, existsSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { writeFileAtomic } from '../files.js';
+import { escapeControl } from '../escape.js';
+import { lockFolder } from '../lock.js';
+import { ownFolder } from '../output.js';
 import { join, resolve } from 'node:path';
 import { InputError } from '../../workloads/index.js';
 import { buildProgram } from '../cli.js';
 import { FLAG, runSettings } from '../config.js';
 import { mergeRuns, writeMerged } from '../merge.js';
-import { loadRun } from '../results-file.js';
+import { loadRunWithCells } from '../results-file.js';
 import type { Run, RunConfig } from '../results.js';
 import { summaryTable } from '../summary.js';
 import { k8s } from './k8s.js';
@@ -58,7 +62,7 @@ async function checkRunFlags(flags: string[]): Promise<RunConfig> {
 
 const scheduleId = (): string => new Date().toISOString().replace(/\.\d+Z$/, '').replace(/[-:]/g, '').replace('T', '-');
 
-const progress = (line: string): void => void process.stderr.write(`fwbench: ${line}\n`);
+const progress = (line: string): void => void process.stderr.write(`fwbench: ${line.split('\n').map(escapeControl).join('\n')}\n`);
 
 interface ScheduleFlags { on: SchedulerName; split: 'host' | 'engine'; hosts?: string[]; out?: string; resultsDir?: string; image?: string; workdir?: string; gpus?: number; gpuType?: string; container?: 'pyxis' | 'apptainer'; partition?: string; time?: string; cpus?: number; mem?: string; namespace?: string; pvc?: string; pvcSize: string; cloud?: string; sshConfig?: string; dryRun?: boolean }
 
@@ -87,7 +91,7 @@ async function schedule(runFlags: string[], f: ScheduleFlags, cmd: Command): Pro
   const state: ScheduleState = { stateVersion: 1, id, createdAt: new Date().toISOString(), dryRun: !!f.dryRun, options, specFiles: [], submitCommands: [], jobs: splitJobs(options, config.engines, runFlags) };
   const { files, submitCommands } = impl.render(state, dir);
   for (const file of files) {
-    writeFileSync(join(dir, file.name), file.text);
+    writeFileAtomic(join(dir, file.name), file.text);
     if (file.executable) chmodSync(join(dir, file.name), 0o755);
   }
   state.specFiles = files.map((x) => x.name);
@@ -123,6 +127,9 @@ async function schedule(runFlags: string[], f: ScheduleFlags, cmd: Command): Pro
 /** A job as collect names it: its name and the scheduler's id. */
 const label = (job: Job): string => `${job.name} (${job.submittedId ?? 'not submitted'})`;
 
+/** The files a collect writes into its default merged/ folder (merge: cells.jsonl, run.json; report: report.*), the only ones a later collect removes. */
+const MERGED_FILES = ['cells.jsonl', 'run.json', 'report.html', 'report.md', 'report.csv', 'report.json'];
+
 interface CollectFlags { out?: string; poll: number; timeout?: number; wait: boolean }
 
 /** How many failed polls in a row make a job failed: a scheduler restarting or a network blip should not. */
@@ -130,6 +137,20 @@ const POLL_ATTEMPTS = 30;
 
 async function collect(target: string, f: CollectFlags): Promise<void> {
   const { state, dir } = readState(resolve(target));
+  // collect writes collected/ and merged/ here: one collect of a schedule at a time.
+  const release = lockFolder(dir, ['fwbench', ...process.argv.slice(2)], progress);
+  try {
+    await collectLocked(state, dir, f);
+  } finally {
+    release();
+  }
+}
+
+async function collectLocked(state: ScheduleState, dir: string, f: CollectFlags): Promise<void> {
+  // Checked before any waiting: collect deletes inside these two folders, so neither may be a link elsewhere.
+  const localRoot = ownFolder(join(dir, 'collected'));
+  const defaultOut = ownFolder(join(dir, 'merged'));
+  const out = resolve(f.out ?? defaultOut);
   if (state.dryRun) throw new InputError(`${join(dir, STATE_FILE)} is from a dry run: nothing was submitted (submit the spec files yourself, or run schedule without --dry-run)`);
   const impl = SCHEDULER_IMPLS[state.options.on];
   requireClients(impl.clients.collect, `collect for ${state.options.on}`);
@@ -165,7 +186,6 @@ async function collect(target: string, f: CollectFlags): Promise<void> {
     await new Promise((r) => setTimeout(r, f.poll * 1000));
   }
 
-  const localRoot = join(dir, 'collected');
   const runs: Run[] = [];
   const problems: string[] = [];
   for (const job of state.jobs) {
@@ -177,7 +197,7 @@ async function collect(target: string, f: CollectFlags): Promise<void> {
     if (!s.ok) problems.push(`${label(job)}: ${s.detail}`);
     try {
       const local = await impl.fetch(state, job, localRoot);
-      runs.push(loadRun(join(local, 'run')));
+      runs.push(loadRunWithCells(join(local, 'run'), progress));
     } catch (e) {
       // A failed job may have written no run at all; its reason is already listed.
       if (s.ok) problems.push(`${label(job)}: ${(e as Error).message}`);
@@ -190,12 +210,10 @@ async function collect(target: string, f: CollectFlags): Promise<void> {
     process.exitCode = 1;
     return;
   }
-  const defaultOut = join(dir, 'merged');
-  const out = resolve(f.out ?? defaultOut);
-  // The default folder is collect's own: a later collect replaces it with the newer picture.
-  if (out === defaultOut && existsSync(out)) for (const name of readdirSync(out)) rmSync(join(out, name), { recursive: true, force: true });
+  // The default folder is collect's own: a later collect replaces the files it wrote there (and nothing else) with the newer picture.
+  if (out === defaultOut) for (const name of MERGED_FILES) rmSync(join(out, name), { force: true });
   // Jobs split by engine ran one engine each on machines of one kind: compare them side by side.
-  const merged = mergeRuns(runs, ['fwbench', ...process.argv.slice(2)], { sameFingerprintSameHost: state.options.split === 'engine' });
+  const merged = mergeRuns(runs, ['fwbench', ...process.argv.slice(2)], { sameFingerprintSameHost: state.options.split === 'engine', note: progress });
   const path = writeMerged(merged, out);
   process.stdout.write(`${summaryTable(merged)}Results: ${path}\n`);
   progress(`merged ${merged.cells.length} cells from ${runs.length} of ${state.jobs.length} job(s) into ${path}; report with: fwbench report ${out}`);

@@ -1,4 +1,5 @@
-import { accessSync, constants, existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
+import { writeFileAtomic } from '../files.js';
 import { delimiter, join, posix } from 'node:path';
 import { z } from 'zod';
 import { InputError } from '../../workloads/index.js';
@@ -189,9 +190,26 @@ export const STATE_FILE = 'state.json';
 /** Writes the state file atomically. */
 export function writeState(dir: string, state: ScheduleState): string {
   const path = join(dir, STATE_FILE);
-  writeFileSync(`${path}.tmp`, `${JSON.stringify(state, null, 2)}\n`);
-  renameSync(`${path}.tmp`, path);
+  writeFileAtomic(path, `${JSON.stringify(state, null, 2)}\n`);
   return path;
+}
+
+/**
+ * Refuses a state file (edited by hand, or from elsewhere) whose names could lead collect outside
+ * its folders: a job name becomes a local folder name, and a job's folder is always the results
+ * folder and the job name, as schedule wrote it.
+ */
+function checkStatePaths(path: string, state: ScheduleState): void {
+  const show = (s: string): string => JSON.stringify(s);
+  if (state.options.resultsDir.split('/').includes('..')) throw new InputError(`${path}: options.resultsDir ${show(state.options.resultsDir)} contains '..'; refusing to collect from it`);
+  const seen = new Set<string>();
+  for (const job of state.jobs) {
+    if (!/^[a-z0-9][a-z0-9-]*$/.test(job.name)) throw new InputError(`${path}: job name ${show(job.name)} is not a plain name (lowercase letters, digits and '-', as schedule writes them); refusing to collect`);
+    if (seen.has(job.name)) throw new InputError(`${path}: job name ${show(job.name)} appears twice; refusing to collect`);
+    seen.add(job.name);
+    const expected = posix.join(state.options.resultsDir, job.name);
+    if (job.dir !== expected) throw new InputError(`${path}: job ${job.name} has folder ${show(job.dir)}, not ${show(expected)} (the results folder and the job name); refusing to collect`);
+  }
 }
 
 /** Reads a state file (or the one in a schedule folder), with a one-line error when it is not one. */
@@ -206,6 +224,7 @@ export function readState(pathOrDir: string): { state: ScheduleState; dir: strin
   }
   const parsed = StateSchema.safeParse(raw);
   if (!parsed.success) throw new InputError(`${path} is not an fwbench schedule state file: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`);
+  checkStatePaths(path, parsed.data);
   return { state: parsed.data, dir: join(path, '..') };
 }
 

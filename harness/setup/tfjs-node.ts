@@ -1,5 +1,6 @@
 import { execa } from 'execa';
-import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { writeFileAtomic } from '../files.js';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { packageRoot, pythonInterpreter } from '../spawn.js';
@@ -165,6 +166,6 @@ export async function setupTfjsNode(opts: { gpu?: boolean; python?: string; log:
     throw new SetupError(`building the ${pkg} addon failed: ${tail || `exit ${build.exitCode}`}`, 'see the node-gyp output above; it needs python3, make and g++');
   }
   const origin: LibtensorflowOrigin = { origin: 'tensorflow wheel', tensorflowVersion: wheel.version, distribution: wheel.distribution, libraryDir: wheel.dir, python: wheel.python, builtAt: new Date().toISOString() };
-  writeFileSync(join(deps, ORIGIN_FILE), `${JSON.stringify(origin, null, 2)}\n`);
+  writeFileAtomic(join(deps, ORIGIN_FILE), `${JSON.stringify(origin, null, 2)}\n`);
   return { packageDir: dir, origin };
 }
