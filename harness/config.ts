@@ -301,12 +301,14 @@ export async function runSettings(flags: Record<string, unknown>, fromCommandLin
   const threadsValue = value('threads') as number | number[] | undefined;
   const threadsList = threadsValue === undefined ? [await defaultThreads()] : [threadsValue].flat();
 
-  const minTimeMs = opt('min-time') ?? p.minTimeMs;
-  const maxTimeMs = opt('max-time') ?? p.maxTimeMs;
-  if (minTimeMs > maxTimeMs) {
-    const maxFrom = opt('max-time') === undefined ? `the ${measurePreset} preset's max-time ${maxTimeMs}` : `${where('max-time')} ${maxTimeMs}`;
-    throw new InputError(`${where('min-time')} ${minTimeMs} exceeds ${maxFrom}: the timed loop must be allowed at least its minimum; give min-time <= max-time`);
+  const minGiven = opt('min-time');
+  const maxGiven = opt('max-time');
+  if (minGiven !== undefined && maxGiven !== undefined && minGiven > maxGiven) {
+    throw new InputError(`${where('min-time')} ${minGiven} exceeds ${where('max-time')} ${maxGiven}: the timed loop must be allowed at least its minimum; give min-time <= max-time`);
   }
+  // A bound given alone moves the preset's other bound with it when they would cross.
+  const minTimeMs = minGiven ?? Math.min(p.minTimeMs, maxGiven ?? Infinity);
+  const maxTimeMs = maxGiven ?? Math.max(p.maxTimeMs, minGiven ?? 0);
   const targetPct = opt('target-interval');
   const listedModes = value('modes') as RunConfig['modes'] | undefined;
   // [all] in a file is the flag's `--modes all`.

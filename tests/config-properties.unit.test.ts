@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { buildProgram } from '../harness/cli.js';
-import { readConfigFile, RUN_FLAG_NAMES, runFlag, runSettings, type RunFlag, type RunSettings } from '../harness/config.js';
+import { FLAG_MAX, readConfigFile, RUN_FLAG_NAMES, runFlag, runSettings, type RunFlag, type RunSettings } from '../harness/config.js';
 import { ENGINES } from '../harness/engines/registry.js';
 import { DEVICES, ENGINE_IDS } from '../harness/engines/types.js';
 import { FAMILIES, FAMILY_NAMES, InputError, SIZES } from '../workloads/index.js';
@@ -86,7 +86,7 @@ const validConfig = (opts: { switches: fc.Arbitrary<boolean> }): fc.Arbitrary<Co
         'min-time': nonNegative,
         'max-time': nonNegative,
         'warmup-max-time': nonNegative,
-        timeout: posInt,
+        timeout: fc.integer({ min: 1, max: FLAG_MAX.timeoutS }),
         'max-memory-mb': posInt,
         json: opts.switches,
         switch: opts.switches,
@@ -103,6 +103,8 @@ const validConfig = (opts: { switches: fc.Arbitrary<boolean> }): fc.Arbitrary<Co
       return fc.record({ preset: fc.constantFrom(...presets), perWorkload, modes: fc.oneof(fc.constant('all'), fc.uniqueArray(fc.constantFrom(...modes), { minLength: 1 })) }).map((dep) => {
         const { measurePreset, switch: on, preset, size, modes: withModes, ...rest } = r;
         const cfg: Config = { ...rest };
+        // Both timed-loop bounds given must not cross (a crossing pair is refused: see the bad-input corpus).
+        if (typeof cfg['min-time'] === 'number' && typeof cfg['max-time'] === 'number' && cfg['min-time'] > cfg['max-time']) [cfg['min-time'], cfg['max-time']] = [cfg['max-time'], cfg['min-time']];
         // One preset for every workload leaves no workload to a size: the two are refused together.
         if (preset === 'one') cfg.preset = dep.preset;
         else if (size !== undefined) cfg.size = size;
