@@ -26,7 +26,7 @@ export function writeKerasWeights(path: string, layers: KerasLayerWeights[], met
   writeSafetensors(path, entries.map((e) => ({ name: e.name, dtype: e.tensor.dtype, shape: e.tensor.shape })), (i) => entries[i]!.tensor.data, metadata);
 }
 
-/** TensorFlow with Keras on the CPU or CUDA; by default its own default (eager) and its best-known graph mode (tf.function) run, `--modes all` adds XLA. */
+/** TensorFlow with Keras on the CPU or CUDA; by default its eager mode and its graph mode (tf.function) run, as PyTorch's eager and TorchScript do; `--modes all` adds XLA. */
 export const tensorflow: PythonEngineDescriptor = {
   id: 'tensorflow',
   framework: 'TensorFlow',
