@@ -107,10 +107,14 @@ describe('fwbench compare, merge, report formats and claims on a real run', () =
         expect(rest).toEqual(c);
       }
     });
-    // A merged run merges again (sources flatten), and a second merge into the same folder is refused.
+    // A merged run merges again (sources flatten); a run it already holds is recognised as the same
+    // run, so its cells are not doubled; a second merge into the same folder is refused.
     const again = tempDir();
-    expect((await fwbench(['merge', out, dir, '--out', again])).exitCode).toBe(0);
-    expect(readRun(again).sources).toHaveLength(4);
+    const twice = await fwbench(['merge', out, dir, '--out', again]);
+    expect(twice.exitCode, twice.stderr).toBe(0);
+    expect(twice.stderr).toMatch(/dropped \d+ duplicate cell\(s\)/);
+    expect(readRun(again).sources).toHaveLength(3);
+    expect(readRun(again).cells).toHaveLength(merged.cells.length);
     expect((await fwbench(['merge', dir, '--out', out])).exitCode).toBe(2);
 
     const md = await fwbench(['report', out, '--format', 'md', '--out', '-']);
