@@ -16,16 +16,16 @@ Z95 = 1.959963984540054
 
 DEFAULT_MEASURE = {
     "warmupMinIters": 3,
-    "warmupMinMs": 1000,
+    "warmupMinMs": 500,
     "warmupMaxIters": 50,
     "warmupMaxMs": 2000,
     "warmupTolerance": 0.1,
     "warmupWindow": 3,
-    "minSamples": 64,
-    "minTimeMs": 1000,
-    "maxTimeMs": 10000,
+    "minSamples": 20,
+    "minTimeMs": 500,
+    "maxTimeMs": 2000,
     "maxSamples": 100000,
-    "targetInterval": 0.01,
+    "targetInterval": 0.02,
 }
 
 
