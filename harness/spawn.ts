@@ -136,11 +136,20 @@ const LOG_TAIL_LINES = 20;
 export async function runNodeWorker(first: ToWorker, opts: WorkerOptions): Promise<WorkerOutcome> {
   // V8's own heap limit makes a JavaScript-heap exhaustion a clean "heap out of memory" abort.
   const heap = opts.maxMemoryMb ? [`--max-old-space-size=${opts.maxMemoryMb}`] : [];
-  // ONNX Runtime's telemetry layer creates an empty mat-debug-<pid>.log in the temp folder of
-  // every process that loads it; the worker gets a temp folder of its own, removed when it ends.
+  return runWorkerProcess(process.execPath, [...heap, nodeWorkerScript()], first, opts);
+}
+
+/**
+ * Runs a worker with a temp folder of its own (TMPDIR), removed when it ends: frameworks leave
+ * files in the temp folder — ONNX Runtime's telemetry an empty mat-debug-<pid>.log in every
+ * process that loads it, TensorFlow's autograph a generated source file per tf.function — and a
+ * run must leave nothing there. (torch.compile's cache lives there too, so each process compiles
+ * from a cold cache, as its cold start says.)
+ */
+async function withOwnTmp(opts: WorkerOptions, run: (opts: WorkerOptions) => Promise<WorkerOutcome>): Promise<WorkerOutcome> {
   const tmp = mkdtempSync(join(tmpdir(), 'fwbench-worker-'));
   try {
-    return await runWorkerProcess(process.execPath, [...heap, nodeWorkerScript()], first, { ...opts, env: { ...opts.env, TMPDIR: tmp } });
+    return await run({ ...opts, env: { ...opts.env, TMPDIR: tmp } });
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
@@ -153,14 +162,14 @@ export async function runNodeWorker(first: ToWorker, opts: WorkerOptions): Promi
  */
 export async function runEngineWorker(engine: EngineDescriptor, first: ToWorker, optsIn: WorkerOptions): Promise<WorkerOutcome> {
   const opts = { ...optsIn, env: { ...optsIn.env, ...engineLibraryEnv(engine.id) } };
-  if (engine.language === 'node') return runNodeWorker(first, opts);
+  if (engine.language === 'node') return withOwnTmp(opts, (o) => runNodeWorker(first, o));
   const python = pythonInterpreter();
   if ('missing' in python) {
     return { done: false, exitCode: null, signal: null, timedOut: false, logTail: [], error: { type: 'error', phase: 'start', message: python.missing, unavailable: true, fix: PYTHON_SETUP_COMMAND } };
   }
   const runners = join(packageRoot(), 'python-runners');
   const pythonPath = [runners, process.env.PYTHONPATH].filter(Boolean).join(delimiter);
-  return runWorkerProcess(python.path, ['-m', 'fwbench_runner'], first, { ...opts, env: { ...opts.env, PYTHONPATH: pythonPath, PYTHONUNBUFFERED: '1' } });
+  return withOwnTmp(opts, (o) => runWorkerProcess(python.path, ['-m', 'fwbench_runner'], first, { ...o, env: { ...o.env, PYTHONPATH: pythonPath, PYTHONUNBUFFERED: '1' } }));
 }
 
 /** util-linux prlimit, which applies --max-memory-mb to a worker before it starts; undefined when absent. */
