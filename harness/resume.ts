@@ -67,8 +67,13 @@ export function environmentDifferences(run: Pick<Run, 'hostFingerprint' | 'engin
   return out;
 }
 
+/** Refuses to resume a missing folder (before its lock is taken, so none is created). */
+export function requireResumeFolder(dir: string): void {
+  if (!existsSync(dir)) throw new InputError(`cannot resume ${dir}: no such folder`);
+}
+
 /** Refuses to resume a folder without a run.json. */
-export function requireRunFolder(dir: string): void {
+function requireRunFolder(dir: string): void {
   if (!existsSync(join(dir, 'run.json'))) throw new InputError(`cannot resume ${dir}: it has no run.json (a run writes it before its first cell; this one never got that far, so start it again)`);
 }
 

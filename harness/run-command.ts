@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { InputError } from '../workloads/index.js';
 import { progressHooks } from './progress.js';
 import type { RunConfig } from './results.js';
-import { loadResume, requireRunFolder, resumeConfig } from './resume.js';
+import { loadResume, requireResumeFolder, resumeConfig } from './resume.js';
 import { InterruptedBeforeStart, planCells, runMatrix } from './run.js';
 import { prlimitPath, stopAllWorkers } from './spawn.js';
 import { answerBlock, summaryTable } from './summary.js';
@@ -37,8 +37,9 @@ export interface RunRequest {
 export async function runCommand(given: RunConfig, req: RunRequest): Promise<RunEnd> {
   const warn = (t: string): boolean => process.stderr.write(`fwbench: ${escapeControl(t)}\n`);
   if (req.resume && req.explicitOptions.includes('out')) throw new InputError('--resume DIR continues the run in DIR: leave --out out');
-  if (req.resume) requireRunFolder(req.resume);
-  // The lock comes first: a second run or resume of this folder is refused before it reads or writes anything.
+  if (req.resume) requireResumeFolder(req.resume);
+  // The lock comes first: a second run or resume of this folder is refused before it reads or writes
+  // anything (a run that has not yet written its run.json is still named as the folder's writer).
   const release = lockFolder(req.resume ?? req.out, req.command, warn);
   try {
     if (!req.resume && ['run.json', 'cells.jsonl'].some((f) => existsSync(join(req.out, f)))) throw new InputError(`${req.out} already holds a run: continue it with --resume ${req.out}, or choose another --out`);

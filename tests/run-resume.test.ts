@@ -1,6 +1,6 @@
 import { execa, type ResultPromise } from 'execa';
 import { execFileSync } from 'node:child_process';
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -169,6 +169,11 @@ describe('--resume refusals', () => {
     const none = await fwbench(['run', '--resume', empty]);
     expect(none.exitCode).toBe(2);
     expect(none.stderr).toBe(`fwbench: cannot resume ${empty}: it has no run.json (a run writes it before its first cell; this one never got that far, so start it again)`);
+    expect(readdirSync(empty)).toEqual([]);
+    const missing = join(empty, 'nothing-here');
+    const gone = await fwbench(['run', '--resume', missing]);
+    expect(gone).toMatchObject({ exitCode: 2, stderr: `fwbench: cannot resume ${missing}: no such folder` });
+    expect(existsSync(missing)).toBe(false);
 
     writeFileSync(join(dir, 'cells.jsonl'), `not json\n${readFileSync(join(dir, 'cells.jsonl'), 'utf8')}`);
     const corrupt = await fwbench(['run', '--resume', dir]);
