@@ -3,10 +3,10 @@ import { existsSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { compareRuns, type Comparison } from '../harness/compare.js';
-import { loadRun } from '../harness/results-file.js';
-import type { Run } from '../harness/results.js';
-import { packageRoot } from '../harness/spawn.js';
+import { compareRuns, type Comparison } from '../harness/report/compare.js';
+import { loadRun } from '../harness/results/read.js';
+import type { Run } from '../harness/results/schema.js';
+import { packageRoot } from '../harness/run/workers.js';
 
 /**
  * A/A experiment: the same configuration run twice (two `fwbench run`s into two folders, default

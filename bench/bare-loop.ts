@@ -1,5 +1,5 @@
 import { getNodeEngine } from '../harness/engines/registry.js';
-import { DEFAULT_MEASURE, measure, medianCi } from '../harness/measure.js';
+import { DEFAULT_MEASURE, measure, medianCi } from '../harness/worker/measure.js';
 import { loadTensors, type Tensor, type TensorMap } from '../workloads/safetensors.js';
 import type { FamilyName, Params } from '../workloads/types.js';
 
@@ -14,7 +14,7 @@ import type { FamilyName, Params } from '../workloads/types.js';
  *   measured), then each iteration runs `predict` under tf.tidy and awaits `data()`.
  *
  * With `blocks`, one process alternates blocks of the harness's own timed loop (the engine's
- * BuiltModel.run under harness/measure.ts, stopping rule included) with blocks of the bare loop
+ * BuiltModel.run under harness/worker/measure.ts, stopping rule included) with blocks of the bare loop
  * written against the framework objects of that same built model (BuiltModel.native) and the
  * same inputs, so both meet the same machine state, process and memory layout; this isolates
  * the loop's cost from process-to-process variation.
@@ -130,7 +130,7 @@ async function bareLoop(iteration: () => Promise<unknown>, samples: number): Pro
 }
 
 /**
- * Same-process mode: harness blocks (the engine's BuiltModel.run under harness/measure.ts)
+ * Same-process mode: harness blocks (the engine's BuiltModel.run under harness/worker/measure.ts)
  * alternating with bare blocks, both on the one model the engine built, so neither the process
  * nor the model's place in memory differs between the two sides: only the loop around the forward pass.
  */

@@ -6,9 +6,9 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ENGINES } from '../harness/engines/registry.js';
 import type { EngineId } from '../harness/engines/types.js';
-import { medianCi } from '../harness/measure.js';
-import { RunSchema } from '../harness/results.js';
-import { packageRoot, pythonInterpreter, threadEnv } from '../harness/spawn.js';
+import { medianCi } from '../harness/worker/measure.js';
+import { RunSchema } from '../harness/results/schema.js';
+import { packageRoot, pythonInterpreter, threadEnv } from '../harness/run/workers.js';
 import { materialize } from '../workloads/materialize.js';
 import { getFamily, resolveParams, type FamilyName } from '../workloads/index.js';
 import type { BareJob, BareResult } from './bare-loop.js';
@@ -25,7 +25,7 @@ import type { BareJob, BareResult } from './bare-loop.js';
  *
  * Two designs, two tables:
  * - Same process (--blocks N, judged): one process per case alternates N blocks of the harness's
- *   timed loop (the engine's BuiltModel.run + harness/measure.ts, or the runner's
+ *   timed loop (the engine's BuiltModel.run + harness/worker/measure.ts, or the runner's
  *   session/run/measure) with N blocks of a bare loop written against the framework objects of
  *   that same built model; each side's median is the median of its block medians, the verdict
  *   the median of the paired differences. Only the loop around the forward pass

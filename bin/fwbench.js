@@ -2,7 +2,7 @@
 // fwbench runs from the compiled output; `npm ci` builds it (the package's prepare script).
 import { existsSync } from 'node:fs';
 
-const entry = new URL('../dist/harness/cli.js', import.meta.url);
+const entry = new URL('../dist/harness/cli/main.js', import.meta.url);
 if (!existsSync(entry)) {
   process.stderr.write("fwbench: not built yet: run 'npm ci' (or 'npm run build') in the fwbench folder\n");
   process.exit(3);

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { getFamily, resolveParams } from '../workloads/index.js';
-import { DEFAULT_MEASURE } from '../harness/measure.js';
-import type { RunConfig } from '../harness/results.js';
-import { CellSchema } from '../harness/results.js';
-import { cellFromOutcome, type PlannedCell } from '../harness/run.js';
-import type { WorkerOutcome } from '../harness/spawn.js';
+import { DEFAULT_MEASURE } from '../harness/worker/measure.js';
+import type { RunConfig } from '../harness/results/schema.js';
+import { CellSchema } from '../harness/results/schema.js';
+import { cellFromOutcome, type PlannedCell } from '../harness/run/matrix.js';
+import type { WorkerOutcome } from '../harness/run/workers.js';
 
 /** How worker outcomes become cell records: the status rules, independent of any engine. */
 const family = getFamily('rnn');

@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { loadRun } from '../harness/results-file.js';
+import { loadRun } from '../harness/results/read.js';
 import { fwbench, tempDir } from './helpers.js';
 
 /**

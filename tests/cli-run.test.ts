@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { FP32_REL_L2_TOLERANCE } from '../harness/parity.js';
-import { RunSchema, type Run } from '../harness/results.js';
+import { FP32_REL_L2_TOLERANCE } from '../harness/stats/parity.js';
+import { RunSchema, type Run } from '../harness/results/schema.js';
 import { expectColdStartAddsUp, expectOkCells, fwbench, QUICK, tempDir } from './helpers.js';
 
 const readRun = (dir: string): Run => RunSchema.parse(JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')));

@@ -5,11 +5,12 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { buildProgram } from '../harness/cli.js';
-import { FLAG_MAX, readConfigFile, RUN_FLAG_NAMES, runFlag, runSettings, type RunFlag, type RunSettings } from '../harness/config.js';
+import { buildProgram } from '../harness/cli/main.js';
+import { FLAG_MAX, readConfigFile, RUN_FLAG_NAMES, runFlag, runSettings, type RunFlag, type RunSettings } from '../harness/run/config.js';
 import { ENGINES } from '../harness/engines/registry.js';
 import { DEVICES, ENGINE_IDS } from '../harness/engines/types.js';
-import { FAMILIES, FAMILY_NAMES, InputError, SIZES } from '../workloads/index.js';
+import { FAMILIES, FAMILY_NAMES, SIZES } from '../workloads/index.js';
+import { InputError } from '../harness/errors.js';
 import { tempDir } from './helpers.js';
 
 /**

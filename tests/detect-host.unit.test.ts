@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { detectHost, hostFingerprint, HostInfoSchema, type HostInfo } from '../harness/detect/host.js';
+import { detectHost, hostFingerprint, HostInfoSchema, type HostInfo } from '../harness/diagnostics/detect/host.js';
 
 const nvidiaSmiOnPath = (process.env.PATH ?? '').split(delimiter).some((d) => d !== '' && existsSync(join(d, 'nvidia-smi')));
 

@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { detectNvidiaGpus, parseCudaVersion, parseNvidiaSmiQuery } from '../harness/detect/nvidia.js';
+import { detectNvidiaGpus, parseCudaVersion, parseNvidiaSmiQuery } from '../harness/diagnostics/detect/nvidia.js';
 import { tempDir } from './helpers.js';
 
 // No GPU on CI: nvidia-smi output is replayed from recorded-style fixtures, and detectNvidiaGpus

@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { detectTpu } from '../harness/detect/tpu.js';
+import { detectTpu } from '../harness/diagnostics/detect/tpu.js';
 import { tempDir } from './helpers.js';
 
 // No TPU on CI: each test builds a fake /dev and /sys/bus/pci/devices tree the way a Cloud TPU VM

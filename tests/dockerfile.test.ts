@@ -1,8 +1,8 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { probeEngine } from '../harness/run.js';
-import { engineLibraryEnv } from '../harness/spawn.js';
+import { probeEngine } from '../harness/run/matrix.js';
+import { engineLibraryEnv } from '../harness/run/workers.js';
 import { tempDir } from './helpers.js';
 
 // No Docker engine runs here (the docker client has no daemon and no buildx), so the image is not

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { classifyFailure, isOutOfMemoryText } from '../harness/failure.js';
-import { runWorkerProcess, type WorkerOutcome } from '../harness/spawn.js';
+import { classifyFailure, isOutOfMemoryText } from '../harness/run/failure.js';
+import { runWorkerProcess, type WorkerOutcome } from '../harness/run/workers.js';
 
 const dead = (o: Partial<WorkerOutcome>): WorkerOutcome => ({ done: false, exitCode: null, signal: null, timedOut: false, logTail: [], phase: 'measure', ...o });
 

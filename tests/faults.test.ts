@@ -4,7 +4,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFil
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadRun } from '../harness/results-file.js';
+import { loadRun } from '../harness/results/read.js';
 import { fwbench, tempDir } from './helpers.js';
 
 /**

@@ -1,7 +1,7 @@
 import { execa } from 'execa';
 import { expect } from 'vitest';
-import { FP32_REL_L2_TOLERANCE } from '../harness/parity.js';
-import type { Cell } from '../harness/results.js';
+import { FP32_REL_L2_TOLERANCE } from '../harness/stats/parity.js';
+import type { Cell } from '../harness/results/schema.js';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';

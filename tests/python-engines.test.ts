@@ -2,11 +2,11 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { checkModes, ENGINES, modesToRun } from '../harness/engines/registry.js';
-import { DEFAULT_MEASURE } from '../harness/measure.js';
-import { FP32_REL_L2_TOLERANCE } from '../harness/parity.js';
-import { RunSchema, type Run } from '../harness/results.js';
-import { planCells, probeEngine } from '../harness/run.js';
-import { pythonInterpreter } from '../harness/spawn.js';
+import { DEFAULT_MEASURE } from '../harness/worker/measure.js';
+import { FP32_REL_L2_TOLERANCE } from '../harness/stats/parity.js';
+import { RunSchema, type Run } from '../harness/results/schema.js';
+import { planCells, probeEngine } from '../harness/run/matrix.js';
+import { pythonInterpreter } from '../harness/run/workers.js';
 import { expectColdStartAddsUp, fwbench, QUICK, tempDir } from './helpers.js';
 
 const VENV = 'python-runners/.venv/bin/python';

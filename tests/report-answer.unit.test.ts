@@ -3,10 +3,10 @@ import { buildReport, REPORT_FORMATS } from '../harness/report/index.js';
 import { esc } from '../harness/report/html.js';
 import { buildModel } from '../harness/report/model.js';
 import { answerText, runAnswers } from '../harness/report/verdict.js';
-import { loadRun } from '../harness/results-file.js';
-import type { Cell, Run } from '../harness/results.js';
-import { summarize } from '../harness/stats.js';
-import { answerBlock } from '../harness/summary.js';
+import { loadRun } from '../harness/results/read.js';
+import type { Cell, Run } from '../harness/results/schema.js';
+import { summarize } from '../harness/stats/summary.js';
+import { answerBlock } from '../harness/report/summary.js';
 
 /**
  * The answer in words that ends `fwbench run` and opens the HTML and Markdown reports: one

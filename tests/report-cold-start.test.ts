@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { COLD_START_MESSAGES, COLD_START_SEGMENTS, COLD_START_UNSPLIT } from '../harness/report/model.js';
-import type { Run } from '../harness/results.js';
+import type { Run } from '../harness/results/schema.js';
 import { fwbench, QUICK, tempDir } from './helpers.js';
 import { readRun, writeRunDir } from './report-helpers.js';
 

@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { Comparison } from '../harness/compare.js';
+import type { Comparison } from '../harness/report/compare.js';
 import { evaluateClaims, loadClaims } from '../harness/report/claims.js';
 import { buildModel } from '../harness/report/model.js';
-import type { Run } from '../harness/results.js';
+import type { Run } from '../harness/results/schema.js';
 import { fwbench, tempDir } from './helpers.js';
 import { HOSTILE, readRun, realRun, withSamples, writeRunDir } from './report-helpers.js';
 

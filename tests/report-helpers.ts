@@ -1,8 +1,8 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
-import { RunSchema, type Run } from '../harness/results.js';
-import { summarize } from '../harness/stats.js';
+import { RunSchema, type Run } from '../harness/results/schema.js';
+import { summarize } from '../harness/stats/summary.js';
 import { fwbench, tempDir } from './helpers.js';
 
 /** Reads DIR/run.json through the schema. */

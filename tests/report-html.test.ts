@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Run } from '../harness/results.js';
+import type { Run } from '../harness/results/schema.js';
 import { fwbench, tempDir } from './helpers.js';
 import { HOSTILE, launchChromium, realRun, writeRunDir } from './report-helpers.js';
 

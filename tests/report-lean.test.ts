@@ -3,11 +3,11 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createRng } from '../harness/bootstrap.js';
+import { createRng } from '../harness/stats/bootstrap.js';
 import { tukeyBox, type DistributionSummary } from '../harness/report/distribution.js';
-import { loadRun } from '../harness/results-file.js';
-import type { Run } from '../harness/results.js';
-import { flagOutliers } from '../harness/stats.js';
+import { loadRun } from '../harness/results/read.js';
+import type { Run } from '../harness/results/schema.js';
+import { flagOutliers } from '../harness/stats/summary.js';
 import { fwbench } from './helpers.js';
 import { launchChromium, withSamples, writeRunDir } from './report-helpers.js';
 

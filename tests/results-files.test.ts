@@ -2,8 +2,8 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, symlink
 import { join, relative } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { REPORT_FORMATS } from '../harness/report/index.js';
-import { loadRun } from '../harness/results-file.js';
-import { RunSchema, type Run } from '../harness/results.js';
+import { loadRun } from '../harness/results/read.js';
+import { RunSchema, type Run } from '../harness/results/schema.js';
 import { execa } from 'execa';
 import { fwbench, QUICK, tempDir } from './helpers.js';
 import { readRun } from './report-helpers.js';

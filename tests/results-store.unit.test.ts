@@ -1,7 +1,7 @@
 import { appendFileSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ResultsStore, SCHEMA_VERSION, type Cell } from '../harness/results.js';
+import { ResultsStore, SCHEMA_VERSION, type Cell } from '../harness/results/schema.js';
 import { tempDir } from './helpers.js';
 
 const cell = (id: string): Cell => ({ id, engine: 'onnxruntime', framework: 'ONNX Runtime', mode: 'all', device: 'cpu', workload: 'rnn', preset: 'tiny', params: {}, batchSize: 1, seed: 0, flops: 1, startedAt: 't', status: 'skipped', reason: 'r', durationMs: 0 });

@@ -5,8 +5,8 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { CellLineSchema, RunSchema, type Run } from '../harness/results.js';
-import { configDifferences, environmentDifferences } from '../harness/resume.js';
+import { CellLineSchema, RunSchema, type Run } from '../harness/results/schema.js';
+import { configDifferences, environmentDifferences } from '../harness/run/resume.js';
 import { expectOkCells, fwbench, QUICK, tempDir } from './helpers.js';
 
 /** 2 engines x 2 workloads x 2 batch sizes: 8 short cells. */

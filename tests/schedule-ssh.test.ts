@@ -2,7 +2,7 @@ import { execa } from 'execa';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadRun } from '../harness/results-file.js';
+import { loadRun } from '../harness/results/read.js';
 import { readState } from '../harness/schedule/plan.js';
 import { expectOkCells, fwbench, QUICK, tempDir } from './helpers.js';
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
-import { isStable, measure } from '../harness/measure.js';
-import { compareOutputs, FP32_REL_L2_TOLERANCE } from '../harness/parity.js';
-import { summarize } from '../harness/stats.js';
+import { isStable, measure } from '../harness/worker/measure.js';
+import { compareOutputs, FP32_REL_L2_TOLERANCE } from '../harness/stats/parity.js';
+import { summarize } from '../harness/stats/summary.js';
 
 describe('statistics', () => {
   it('summarizes against hand-computed values', () => {

@@ -1,9 +1,9 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { medianInterval } from '../harness/bootstrap.js';
-import { bootstrapCis, flagOutliers, summarize } from '../harness/stats.js';
+import { medianInterval } from '../harness/stats/bootstrap.js';
+import { bootstrapCis, flagOutliers, summarize } from '../harness/stats/summary.js';
 
-/** Property tests of harness/stats.ts: what must hold for any sample set, not only the ones we thought of. */
+/** Property tests of harness/stats/summary.ts: what must hold for any sample set, not only the ones we thought of. */
 
 /** Latency-like samples (ms): positive, finite, ties and outliers included. */
 const samples = (minLength = 1): fc.Arbitrary<number[]> =>

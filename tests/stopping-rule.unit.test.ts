@@ -1,12 +1,12 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { getFamily, resolveParams } from '../workloads/index.js';
-import { clockResolution, DEFAULT_MEASURE, measure, medianCi, medianCiIndices } from '../harness/measure.js';
-import type { MeasureSettings } from '../harness/protocol.js';
-import { CellSchema, type RunConfig } from '../harness/results.js';
-import { cellFromReplicates, cellWarnings, type PlannedCell, type ReplicateOutcome } from '../harness/run.js';
-import type { WorkerOutcome } from '../harness/spawn.js';
-import { bootstrapCis, flagOutliers, reliablePercentiles, summarize } from '../harness/stats.js';
+import { clockResolution, DEFAULT_MEASURE, measure, medianCi, medianCiIndices } from '../harness/worker/measure.js';
+import type { MeasureSettings } from '../harness/worker/protocol.js';
+import { CellSchema, type RunConfig } from '../harness/results/schema.js';
+import { cellFromReplicates, cellWarnings, type PlannedCell, type ReplicateOutcome } from '../harness/run/matrix.js';
+import type { WorkerOutcome } from '../harness/run/workers.js';
+import { bootstrapCis, flagOutliers, reliablePercentiles, summarize } from '../harness/stats/summary.js';
 
 /** The same cases as python-runners/tests/test_measure.py, from one shared file. */
 interface Case { name: string; settings: Partial<MeasureSettings>; steps: number[]; stopReason: string; warmupN: number; n: number; halfWidthPct: number }

@@ -1,7 +1,7 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { RunSchema } from '../harness/results.js';
+import { RunSchema } from '../harness/results/schema.js';
 import { findTensorflowWheel, SetupError, wheelCApi } from '../harness/setup/tfjs-node.js';
 import { expectOkCells, fwbench, QUICK, tempDir } from './helpers.js';
 

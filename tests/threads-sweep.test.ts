@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { compareRuns } from '../harness/compare.js';
-import { DEFAULT_MEASURE } from '../harness/measure.js';
+import { compareRuns } from '../harness/report/compare.js';
+import { DEFAULT_MEASURE } from '../harness/worker/measure.js';
 import { buildModel, cellKey, cellThreads } from '../harness/report/model.js';
-import { RunConfigSchema, type RunConfig } from '../harness/results.js';
-import { planCells } from '../harness/run.js';
+import { RunConfigSchema, type RunConfig } from '../harness/results/schema.js';
+import { planCells } from '../harness/run/matrix.js';
 import { fwbench, QUICK, tempDir } from './helpers.js';
 import { readRun } from './report-helpers.js';
 

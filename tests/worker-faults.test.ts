@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { CellLineSchema, RunSchema, type Cell, type Run } from '../harness/results.js';
+import { CellLineSchema, RunSchema, type Cell, type Run } from '../harness/results/schema.js';
 import { expectOkCells, fwbench, QUICK, tempDir } from './helpers.js';
 
 /**

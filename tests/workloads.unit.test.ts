@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { resnetLayout } from '../workloads/cnn.js';
-import { FAMILIES, FAMILY_NAMES, getFamily, InputError, parseSetText, resolveParams, setsForFamily } from '../workloads/index.js';
+import { FAMILIES, FAMILY_NAMES, getFamily, parseSetText, resolveParams, setsForFamily } from '../workloads/index.js';
+import { InputError } from '../harness/errors.js';
 import { generateInput, generateWeight, materialize, workloadKey } from '../workloads/materialize.js';
 import { loadTensors } from '../workloads/safetensors.js';
 

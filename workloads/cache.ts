@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { writeFileAtomic } from '../harness/files.js';
+import { writeFileAtomic } from '../harness/io/files.js';
 
 /**
  * Cache entries check themselves: each file fwbench caches (canonical weights, inputs, reference

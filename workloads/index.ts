@@ -1,3 +1,4 @@
+import { InputError } from '../harness/errors.js';
 import { cnn } from './cnn.js';
 import { rnn } from './rnn.js';
 import { transformer } from './transformer.js';
@@ -9,11 +10,6 @@ export * from './types.js';
 export const FAMILIES: Record<FamilyName, WorkloadFamily> = { cnn, rnn, transformer };
 /** Family names in display order. */
 export const FAMILY_NAMES = Object.keys(FAMILIES) as FamilyName[];
-
-/** A user-facing input error: one line naming what was wrong and what is allowed. */
-export class InputError extends Error {
-  override name = 'InputError';
-}
 
 /** Looks a family up by name, or throws an InputError listing the valid names. */
 export function getFamily(name: string): WorkloadFamily {

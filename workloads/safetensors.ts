@@ -1,5 +1,5 @@
 import { readFileSync } from 'node:fs';
-import { writeFileAtomic } from '../harness/files.js';
+import { writeFileAtomic } from '../harness/io/files.js';
 import type { DType } from './types.js';
 
 /**

@@ -1,4 +1,4 @@
-import { InputError } from '../../workloads/index.js';
+import { InputError } from '../errors.js';
 import { onnxruntime } from './onnxruntime.js';
 import { tensorflow } from './tensorflow.js';
 import { tfjsCpu, tfjsNode, tfjsNodeGpu, tfjsWasm } from './tfjs/index.js';

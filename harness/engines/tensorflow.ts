@@ -3,7 +3,7 @@ import { cachedFile } from '../../workloads/cache.js';
 import { cacheDir } from '../../workloads/materialize.js';
 import { loadTensors, writeSafetensors } from '../../workloads/safetensors.js';
 import type { WorkloadFamily } from '../../workloads/types.js';
-import { cnnKerasWeights, rnnKerasWeights, transformerKerasWeights, type KerasLayerWeights } from './tfjs/keras-layout.js';
+import { cnnKerasWeights, rnnKerasWeights, transformerKerasWeights, type KerasLayerWeights } from './keras-layout.js';
 import type { PythonEngineDescriptor } from './types.js';
 
 /**
@@ -38,7 +38,7 @@ export const tensorflow: PythonEngineDescriptor = {
   nativeWeights(family: WorkloadFamily, params, m) {
     return cachedFile(join(cacheDir(), `${family.name}-${m.key}.keras-v${KERAS_FILE_VERSION}.safetensors`), (path) => {
       const layers = KERAS_WEIGHTS[family.name](loadTensors(m.weightsPath).tensors, params);
-      writeKerasWeights(path, layers, { layout: 'keras', source: m.weightsPath, mapping: 'harness/engines/tfjs/keras-layout.ts' });
+      writeKerasWeights(path, layers, { layout: 'keras', source: m.weightsPath, mapping: 'harness/engines/keras-layout.ts' });
     });
   },
 };

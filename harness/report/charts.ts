@@ -1,5 +1,5 @@
 import * as echarts from 'echarts';
-import type { ColdStart } from '../results.js';
+import type { ColdStart } from '../results/schema.js';
 import { COLD_START_MESSAGES, COLD_START_SEGMENTS, COLD_START_UNSPLIT, coldStartRest, engineMode, type CellView, type WorkloadSection } from './model.js';
 
 /**

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
-import { InputError } from '../../workloads/index.js';
-import { classifyRatio, MIN_SAMPLES_FOR_CI, medianRatioInterval } from '../bootstrap.js';
+import { InputError } from '../errors.js';
+import { classifyRatio, MIN_SAMPLES_FOR_CI, medianRatioInterval } from '../stats/bootstrap.js';
 import bundledClaims from './claims.json' with { type: 'json' };
 import { cellRatioInterval, type CellGroup, type CellView, type RunModel, type WorkloadSection } from './model.js';
 

@@ -1,4 +1,4 @@
-import type { Run } from '../results.js';
+import type { Run } from '../results/schema.js';
 import { evaluateClaims, loadClaims, type ClaimResult } from './claims.js';
 import { csvReport } from './csv.js';
 import { htmlReport } from './html.js';

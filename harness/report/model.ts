@@ -1,7 +1,7 @@
-import { MIN_SAMPLES_FOR_CI, medianInterval, medianRatioInterval, replicateRatioInterval, type BootstrapOptions, type Interval } from '../bootstrap.js';
-import type { HostInfo } from '../detect/host.js';
-import { COLD_START_PHASES } from '../protocol.js';
-import type { Cell, ColdStart, EngineStatus, Run, RunConfig } from '../results.js';
+import { MIN_SAMPLES_FOR_CI, medianInterval, medianRatioInterval, replicateRatioInterval, type BootstrapOptions, type Interval } from '../stats/bootstrap.js';
+import type { HostInfo } from '../diagnostics/detect/host.js';
+import { COLD_START_PHASES } from '../worker/protocol.js';
+import type { Cell, ColdStart, EngineStatus, Run, RunConfig } from '../results/schema.js';
 import { summarizeDistribution, type DistributionSummary } from './distribution.js';
 
 /**
@@ -223,7 +223,7 @@ export interface ColdStartSegment {
   ms: (c: ColdStart) => number | undefined;
 }
 
-/** The measured cold-start segments in the order they happen: spawn, the worker's phases (harness/protocol.ts), first run. */
+/** The measured cold-start segments in the order they happen: spawn, the worker's phases (harness/worker/protocol.ts), first run. */
 export const COLD_START_SEGMENTS: ColdStartSegment[] = [
   { name: 'spawn', ms: (c) => c.spawnMs },
   ...COLD_START_PHASES.map((k) => ({ name: k === 'compileMs' ? 'compile / trace' : k.slice(0, -'Ms'.length), ms: (c: ColdStart) => c[k] })),

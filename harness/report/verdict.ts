@@ -1,4 +1,4 @@
-import { classifyRatio, MIN_SAMPLES_FOR_CI, type Interval } from '../bootstrap.js';
+import { classifyRatio, MIN_SAMPLES_FOR_CI, type Interval } from '../stats/bootstrap.js';
 import { cellRatioInterval, engineMode, num, type CellView, type RunModel, type WorkloadSection } from './model.js';
 
 /**

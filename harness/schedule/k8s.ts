@@ -2,7 +2,7 @@ import { execa } from 'execa';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import { stringify } from 'yaml';
-import { InputError } from '../../workloads/index.js';
+import { InputError } from '../errors.js';
 import { tailLines, type Job, type ScheduleOptions, type ScheduleState, type Scheduler } from './plan.js';
 
 /**

@@ -1,8 +1,8 @@
 import { accessSync, constants, existsSync, readFileSync } from 'node:fs';
-import { writeFileAtomic } from '../files.js';
+import { writeFileAtomic } from '../io/files.js';
 import { delimiter, join, posix } from 'node:path';
 import { z } from 'zod';
-import { InputError } from '../../workloads/index.js';
+import { InputError } from '../errors.js';
 
 /**
  * What every scheduler shares: the options of `fwbench schedule`, how the matrix is split into

@@ -2,8 +2,8 @@ import { execa } from 'execa';
 import { mkdirSync, rmSync } from 'node:fs';
 import { isAbsolute, join, posix, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { InputError } from '../../workloads/index.js';
-import { packageRoot } from '../spawn.js';
+import { InputError } from '../errors.js';
+import { packageRoot } from '../run/workers.js';
 import { shJoin, shq, tailLines, type Job, type ScheduleState, type Scheduler } from './plan.js';
 
 /**

@@ -1,8 +1,8 @@
 import { execa } from 'execa';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { isAbsolute, join } from 'node:path';
-import { InputError } from '../../workloads/index.js';
-import { packageRoot } from '../spawn.js';
+import { InputError } from '../errors.js';
+import { packageRoot } from '../run/workers.js';
 import { logReason, shJoin, shq, tailLines, type Job, type Scheduler, type ScheduleState } from './plan.js';
 
 /**

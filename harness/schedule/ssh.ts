@@ -1,7 +1,7 @@
 import { execa } from 'execa';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, posix } from 'node:path';
-import { InputError } from '../../workloads/index.js';
+import { InputError } from '../errors.js';
 import { logReason, shJoin, shq, tailLines, type Job, type ScheduleOptions, type ScheduleState, type SpecFile, type SubmitCommand, type Scheduler } from './plan.js';
 
 /**

@@ -1,9 +1,9 @@
 import { execa } from 'execa';
 import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
-import { writeFileAtomic } from '../files.js';
+import { writeFileAtomic } from '../io/files.js';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
-import { packageRoot, pythonInterpreter } from '../spawn.js';
+import { packageRoot, pythonInterpreter } from '../run/workers.js';
 
 /**
  * Offline installation of @tensorflow/tfjs-node (or -gpu): the npm package's own install script

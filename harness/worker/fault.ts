@@ -1,4 +1,4 @@
-import { PHASES, type Phase } from '../protocol.js';
+import { PHASES, type Phase } from './protocol.js';
 
 /**
  * Test-only fault injection: `FWBENCH_FAULT=<kind>@<phase>[:<engine>[:<minBatch>]]` makes a real

@@ -1,8 +1,8 @@
 import net from 'node:net';
 import readline from 'node:readline';
 import { loadTensors } from '../../workloads/safetensors.js';
-import { measure } from '../measure.js';
-import { FromWorker, PROTOCOL_VERSION, ToWorkerSchema, type Phase, type ToWorker } from '../protocol.js';
+import { measure } from './measure.js';
+import { FromWorker, PROTOCOL_VERSION, ToWorkerSchema, type Phase, type ToWorker } from './protocol.js';
 import { getNodeEngine } from '../engines/registry.js';
 import { EngineUnavailable } from '../engines/types.js';
 import { maybeFault, parseFault } from './fault.js';

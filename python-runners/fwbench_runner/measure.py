@@ -1,4 +1,4 @@
-"""The warm-up and timed loop, the same rules and defaults as harness/measure.ts (see there).
+"""The warm-up and timed loop, the same rules and defaults as harness/worker/measure.ts (see there).
 
 Warm-up: at least warmupMinIters iterations and warmupMinMs (absent = 0), then until the last
 warmupWindow times all lie within +-warmupTolerance of their median (stable), capped by

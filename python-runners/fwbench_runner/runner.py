@@ -78,7 +78,7 @@ class Worker:
             self.enter(phase, cell["engine"], cell["batchSize"])
 
         at("load")
-        # The cold start's segments (harness/protocol.ts ColdStartPhasesSchema; the schema rejects
+        # The cold start's segments (harness/worker/protocol.ts ColdStartPhasesSchema; the schema rejects
         # any other name), each on this process's monotonic clock.
         clock = time.perf_counter_ns
         t = clock()

@@ -2,7 +2,7 @@
 keras.applications style, Embedding -> LSTM -> Dense, and a subclassed BERT-style encoder on
 keras MultiHeadAttention). Their weights come ready in Keras layout: the orchestrator writes them
 with the same canonical -> Keras mapping the TensorFlow.js engines use
-(harness/engines/tfjs/keras-layout.ts), as tensors named `<keras layer>/<index>` in
+(harness/engines/keras-layout.ts), as tensors named `<keras layer>/<index>` in
 `set_weights` order, so that mapping is described exactly once.
 
 Modes: `eager` (calling the model), `function` (tf.function) and `xla`

@@ -3,7 +3,7 @@ import { resnetLayout, type ConvLayer } from '../../../workloads/cnn.js';
 import type { Tensor, TensorMap } from '../../../workloads/safetensors.js';
 import type { Params } from '../../../workloads/types.js';
 import type { TfjsModel } from './index.js';
-import { cnnKerasWeights, convLayerNames, KERAS_MAPPING, kerasName, nchwToNhwc, type KerasLayerWeights, type KerasMapping } from './keras-layout.js';
+import { cnnKerasWeights, convLayerNames, KERAS_MAPPING, kerasName, nchwToNhwc, type KerasLayerWeights, type KerasMapping } from '../keras-layout.js';
 
 /**
  * ResNet as a TF.js user writes it: a tf.layers functional model on NHWC images, padded the way

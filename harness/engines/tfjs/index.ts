@@ -5,7 +5,7 @@ import { EngineUnavailable, type BuiltModel, type Device, type EngineId, type En
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { readOrigin } from '../../setup/tfjs-node.js';
-import type { KerasMapping } from './keras-layout.js';
+import type { KerasMapping } from '../keras-layout.js';
 
 /**
  * TensorFlow.js engines: one runtime factory, four backends. Nothing here imports TensorFlow.js

@@ -3,7 +3,7 @@ import type { TensorMap } from '../../../workloads/safetensors.js';
 import { int, type Params } from '../../../workloads/types.js';
 import { loadKerasWeights } from './cnn.js';
 import type { TfjsModel } from './index.js';
-import { KERAS_MAPPING, kerasName, rnnKerasWeights, type KerasMapping } from './keras-layout.js';
+import { KERAS_MAPPING, kerasName, rnnKerasWeights, type KerasMapping } from '../keras-layout.js';
 
 /**
  * LSTM classifier as a TF.js user writes it: tf.layers Embedding -> stacked LSTM -> Dense on the

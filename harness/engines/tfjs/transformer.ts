@@ -3,7 +3,7 @@ import type { TensorMap } from '../../../workloads/safetensors.js';
 import { LAYER_NORM_EPS } from '../../../workloads/transformer.js';
 import { int, type Params } from '../../../workloads/types.js';
 import type { TfjsModel } from './index.js';
-import { KERAS_MAPPING, kerasName, transformerKerasWeights, type KerasMapping } from './keras-layout.js';
+import { KERAS_MAPPING, kerasName, transformerKerasWeights, type KerasMapping } from '../keras-layout.js';
 
 /**
  * BERT-style encoder in TF.js ops: tf.layers has no multi-head attention, so this is the encoder

@@ -61,7 +61,7 @@ export const CellSpecSchema = z.object({
 /** Cell spec as sent to a worker. */
 export type CellSpec = z.infer<typeof CellSpecSchema>;
 
-/** What a `peak` job asks of an engine (see harness/peak.ts). */
+/** What a `peak` job asks of an engine (see harness/diagnostics/peak.ts). */
 export const PeakRequestShape = {
   engine: z.string(),
   device: z.enum(['cpu', 'cuda']),

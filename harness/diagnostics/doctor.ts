@@ -3,8 +3,8 @@ import { readdir, readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { HostInfo } from './detect/host.js';
-import type { Finding } from './diagnostics-schema.js';
-import { packageRoot, pythonInterpreter } from './spawn.js';
+import type { Finding } from './schema.js';
+import { packageRoot, pythonInterpreter } from '../run/workers.js';
 
 /**
  * `fwbench doctor`: what makes numbers wrong or slow on this machine, each finding with its fix.
@@ -12,7 +12,7 @@ import { packageRoot, pythonInterpreter } from './spawn.js';
  * run.json; the full doctor also loads PyTorch to check which BLAS it is linked to.
  */
 
-export { FindingSchema, type Finding } from './diagnostics-schema.js';
+export { FindingSchema, type Finding } from './schema.js';
 
 /**
  * `--threads` below the cores this process may use (the physical cores, capped at the CPUs its

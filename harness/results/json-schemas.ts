@@ -1,9 +1,9 @@
 import { mkdirSync } from 'node:fs';
-import { writeFileAtomic } from './files.js';
+import { writeFileAtomic } from '../io/files.js';
 import { z } from 'zod';
-import { RunConfigFileSchema } from './config.js';
-import { FromWorkerSchema, ToWorkerSchema } from './protocol.js';
-import { CellLineSchema, RunSchema } from './results.js';
+import { RunConfigFileSchema } from '../run/config.js';
+import { FromWorkerSchema, ToWorkerSchema } from '../worker/protocol.js';
+import { CellLineSchema, RunSchema } from './schema.js';
 
 /**
  * The published JSON Schemas, generated from the zod definitions (the single source of truth):

@@ -1,10 +1,10 @@
 import { type Command, Option } from 'commander';
-import { detectHost, hostFingerprint } from './detect/host.js';
-import { formatFindings, runDoctor } from './doctor.js';
-import { defaultThreads, FLAG } from './config.js';
-import { DEVICES, ENGINE_IDS, type Device, type EngineId } from './engines/types.js';
-import { formatPeak, measurePeak } from './peak.js';
-import { probeEngines } from './run.js';
+import { detectHost, hostFingerprint } from '../diagnostics/detect/host.js';
+import { formatFindings, runDoctor } from '../diagnostics/doctor.js';
+import { defaultThreads, FLAG } from '../run/config.js';
+import { DEVICES, ENGINE_IDS, type Device, type EngineId } from '../engines/types.js';
+import { formatPeak, measurePeak } from '../diagnostics/peak.js';
+import { probeEngines } from '../run/matrix.js';
 
 /** Registers `fwbench peak` and `fwbench doctor`. */
 export function registerDiagnosticCommands(program: Command): void {

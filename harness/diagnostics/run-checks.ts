@@ -1,9 +1,9 @@
 import type { HostInfo } from './detect/host.js';
 import { hostFingerprint } from './detect/host.js';
 import { deviceFindings, formatFindings, runDoctor, type Finding } from './doctor.js';
-import type { EngineId } from './engines/types.js';
+import type { EngineId } from '../engines/types.js';
 import { fractionOfPeak, measurePeak, type MachinePeak } from './peak.js';
-import type { Cell, EngineStatus, RunConfig } from './results.js';
+import type { Cell, EngineStatus, RunConfig } from '../results/schema.js';
 
 /**
  * What `fwbench run` adds around its cells: the cheap doctor checks at start (warnings on

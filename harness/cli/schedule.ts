@@ -1,22 +1,22 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { chmodSync, existsSync, mkdirSync, rmSync } from 'node:fs';
-import { writeFileAtomic } from '../files.js';
-import { escapeControl } from '../escape.js';
-import { lockFolder } from '../lock.js';
-import { ownFolder } from '../output.js';
+import { writeFileAtomic } from '../io/files.js';
+import { escapeControl } from '../io/escape.js';
+import { lockFolder } from '../io/lock.js';
+import { ownFolder } from '../io/output.js';
 import { join, resolve } from 'node:path';
-import { InputError } from '../../workloads/index.js';
-import { buildProgram } from '../cli.js';
-import { FLAG, runSettings } from '../config.js';
-import { mergeRuns, writeMerged } from '../merge.js';
-import { loadRunWithCells } from '../results-file.js';
-import type { Run, RunConfig } from '../results.js';
-import { summaryTable } from '../summary.js';
-import { k8s } from './k8s.js';
-import { readState, requireClients, SCHEDULERS, shJoin, splitJobs, SPLITS, STATE_FILE, writeState, type Job, type JobStatus, ScheduleOptionsSchema, type ScheduleOptions, type ScheduleState, type Scheduler, type SchedulerName } from './plan.js';
-import { skypilot } from './skypilot.js';
-import { slurm } from './slurm.js';
-import { ssh } from './ssh.js';
+import { InputError } from '../errors.js';
+import { buildProgram } from './main.js';
+import { FLAG, runSettings } from '../run/config.js';
+import { mergeRuns, writeMerged } from '../results/merge.js';
+import { loadRunWithCells } from '../results/read.js';
+import type { Run, RunConfig } from '../results/schema.js';
+import { summaryTable } from '../report/summary.js';
+import { k8s } from '../schedule/k8s.js';
+import { readState, requireClients, SCHEDULERS, shJoin, splitJobs, SPLITS, STATE_FILE, writeState, type Job, type JobStatus, ScheduleOptionsSchema, type ScheduleOptions, type ScheduleState, type Scheduler, type SchedulerName } from '../schedule/plan.js';
+import { skypilot } from '../schedule/skypilot.js';
+import { slurm } from '../schedule/slurm.js';
+import { ssh } from '../schedule/ssh.js';
 
 /**
  * `fwbench schedule` (split the matrix into jobs, render the scheduler's native spec, submit it

@@ -1,16 +1,16 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { writeFileAtomic } from './files.js';
+import { writeFileAtomic } from '../io/files.js';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { cacheDir } from '../workloads/materialize.js';
-import { ENGINES } from './engines/registry.js';
-import type { Device, EngineId } from './engines/types.js';
-import { EnginePeakSchema, type EnginePeak, type MachinePeak } from './diagnostics-schema.js';
-import { PROTOCOL_VERSION } from './protocol.js';
+import { cacheDir } from '../../workloads/materialize.js';
+import { ENGINES } from '../engines/registry.js';
+import type { Device, EngineId } from '../engines/types.js';
+import { EnginePeakSchema, type EnginePeak, type MachinePeak } from './schema.js';
+import { PROTOCOL_VERSION } from '../worker/protocol.js';
 
-export { EnginePeakSchema, MachinePeakSchema, type EnginePeak, type MachinePeak } from './diagnostics-schema.js';
-import { describeFailure, runEngineWorker, threadEnv } from './spawn.js';
+export { EnginePeakSchema, MachinePeakSchema, type EnginePeak, type MachinePeak } from './schema.js';
+import { describeFailure, runEngineWorker, threadEnv } from '../run/workers.js';
 
 /**
  * `fwbench peak`: this machine's achievable FP32 GEMM rate and memory bandwidth, measured through

@@ -1,4 +1,4 @@
-import type { WorkerOutcome } from './spawn.js';
+import type { WorkerOutcome } from './workers.js';
 
 /**
  * Why a worker did not finish, as a cause and one line for the cell's reason: the phase it was

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, existsSync, fstatSync, fsyncSync, ftruncateSync, lstatSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { InputError } from '../workloads/index.js';
+import { InputError } from '../errors.js';
 
 /**
  * Every file fwbench writes goes through here, so that a full disk, a read-only folder or a kill

@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import type { EngineDescriptor } from './engines/types.js';
+import type { EngineDescriptor } from '../engines/types.js';
 import { classifyFailure, isOutOfMemoryText } from './failure.js';
-import { FromWorkerSchema, type FromWorker, type Phase, type ToWorker } from './protocol.js';
+import { FromWorkerSchema, type FromWorker, type Phase, type ToWorker } from '../worker/protocol.js';
 
 /**
  * Runs one worker process for one cell (or one probe) and collects its protocol messages.
@@ -16,7 +16,7 @@ import { FromWorkerSchema, type FromWorker, type Phase, type ToWorker } from './
 /** Path of the compiled Node worker (tests run from source, workers always run compiled). */
 export function nodeWorkerScript(): string {
   const here = new URL('.', import.meta.url);
-  const compiled = import.meta.url.endsWith('.ts') ? new URL('../dist/harness/worker/node-worker.js', here) : new URL('./worker/node-worker.js', here);
+  const compiled = import.meta.url.endsWith('.ts') ? new URL('../../dist/harness/worker/node-worker.js', here) : new URL('../worker/node-worker.js', here);
   const path = fileURLToPath(compiled);
   if (!existsSync(path)) throw new Error(`worker ${path} is missing: run 'npm run build' (npm ci does it)`);
   return path;
@@ -24,7 +24,7 @@ export function nodeWorkerScript(): string {
 
 /** The package root (where python-runners/ lives), from source (tests) or from dist/. */
 export function packageRoot(): string {
-  return fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '..' : '../..', import.meta.url));
+  return fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../..' : '../../..', import.meta.url));
 }
 
 /** The command that installs the Python runners' CPU requirements into their virtual environment. */

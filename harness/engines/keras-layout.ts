@@ -1,8 +1,8 @@
-import { allConvs, cnn, resnetLayout, type ConvLayer } from '../../../workloads/cnn.js';
-import { rnn } from '../../../workloads/rnn.js';
-import type { Tensor, TensorMap } from '../../../workloads/safetensors.js';
-import { transformer } from '../../../workloads/transformer.js';
-import { int, type Params, type WorkloadFamily } from '../../../workloads/types.js';
+import { allConvs, cnn, resnetLayout, type ConvLayer } from '../../workloads/cnn.js';
+import { rnn } from '../../workloads/rnn.js';
+import type { Tensor, TensorMap } from '../../workloads/safetensors.js';
+import { transformer } from '../../workloads/transformer.js';
+import { int, type Params, type WorkloadFamily } from '../../workloads/types.js';
 
 /**
  * The single description of how canonical weights become Keras layer weights, shared by the

@@ -1,23 +1,23 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { getFamily, resolveParams, setsForFamily, type Params, type WorkloadFamily } from '../workloads/index.js';
-import { cacheEntryOk, recordCacheEntry } from '../workloads/cache.js';
-import { cacheDir, materialize, type Materialized } from '../workloads/materialize.js';
-import { loadTensors, saveTensors } from '../workloads/safetensors.js';
-import { detectHost, hostFingerprint } from './detect/host.js';
-import { ENGINES, getEngine, modesToRun } from './engines/registry.js';
-import type { Device, EngineId } from './engines/types.js';
-import { compareOutputs, FP32_REL_L2_TOLERANCE } from './parity.js';
-import { PROTOCOL_VERSION, type ToWorker } from './protocol.js';
-import { diagnosticsFields, startDiagnostics, withFractionOfPeak } from './run-diagnostics.js';
-import { ResultsStore, SCHEMA_VERSION, type BatchFit, type Cell, type ColdStart, type EngineStatus, type Replicate, type Run, type RunConfig } from './results.js';
+import { getFamily, resolveParams, setsForFamily, type Params, type WorkloadFamily } from '../../workloads/index.js';
+import { cacheEntryOk, recordCacheEntry } from '../../workloads/cache.js';
+import { cacheDir, materialize, type Materialized } from '../../workloads/materialize.js';
+import { loadTensors, saveTensors } from '../../workloads/safetensors.js';
+import { detectHost, hostFingerprint } from '../diagnostics/detect/host.js';
+import { ENGINES, getEngine, modesToRun } from '../engines/registry.js';
+import type { Device, EngineId } from '../engines/types.js';
+import { compareOutputs, FP32_REL_L2_TOLERANCE } from '../stats/parity.js';
+import { PROTOCOL_VERSION, type ToWorker } from '../worker/protocol.js';
+import { diagnosticsFields, startDiagnostics, withFractionOfPeak } from '../diagnostics/run-checks.js';
+import { ResultsStore, SCHEMA_VERSION, type BatchFit, type Cell, type ColdStart, type EngineStatus, type Replicate, type Run, type RunConfig } from '../results/schema.js';
 import { classifyFailure, type FailureCause } from './failure.js';
 import { environmentDifferences } from './resume.js';
-import { describeFailure, runEngineWorker, stopAllWorkers, threadEnv, type WorkerOutcome } from './spawn.js';
-import { InputError } from '../workloads/index.js';
+import { describeFailure, runEngineWorker, stopAllWorkers, threadEnv, type WorkerOutcome } from './workers.js';
+import { InputError } from '../errors.js';
 import { medianAbsoluteDeviation } from 'simple-statistics';
-import { bootstrapCis, flagOutliers, nsToMs, reliablePercentiles, summarize, type Stats } from './stats.js';
-import { TOOL_VERSION } from './version.js';
+import { bootstrapCis, flagOutliers, nsToMs, reliablePercentiles, summarize, type Stats } from '../stats/summary.js';
+import { TOOL_VERSION } from '../version.js';
 
 /** The reference every cell's output is compared with: ONNX Runtime on the CPU with graph optimizations disabled. */
 export const REFERENCE = { engine: 'onnxruntime' as const, mode: 'disabled', device: 'cpu' as const };

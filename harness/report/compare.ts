@@ -1,8 +1,8 @@
 import Table from 'cli-table3';
-import { classifyRatio, MIN_SAMPLES_FOR_CI, type BootstrapOptions } from './bootstrap.js';
-import { esc, htmlDocument, sortableTable, td } from './report/html.js';
-import { cellHost, cellKey, cellRatioInterval, cellThreads, num, paramsText } from './report/model.js';
-import type { Cell, Run } from './results.js';
+import { classifyRatio, MIN_SAMPLES_FOR_CI, type BootstrapOptions } from '../stats/bootstrap.js';
+import { esc, htmlDocument, sortableTable, td } from './html.js';
+import { cellHost, cellKey, cellRatioInterval, cellThreads, num, paramsText } from './model.js';
+import type { Cell, Run } from '../results/schema.js';
 
 /**
  * `fwbench compare A B`: cell by cell, how B's median latency relates to A's. A cell of A matches

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
-import { InputError } from '../../workloads/index.js';
-import { probeEngine } from '../run.js';
-import { SetupError, setupTfjsNode } from './tfjs-node.js';
+import { InputError } from '../errors.js';
+import { probeEngine } from '../run/matrix.js';
+import { SetupError, setupTfjsNode } from '../setup/tfjs-node.js';
 
 /** `fwbench setup ...`: set-up steps for engines whose npm install cannot fetch what they need. */
 export function registerSetupCommands(program: Command): void {

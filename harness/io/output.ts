@@ -1,6 +1,6 @@
 import { existsSync, lstatSync, statSync } from 'node:fs';
 import { dirname, isAbsolute, relative, resolve } from 'node:path';
-import { InputError } from '../workloads/index.js';
+import { InputError } from '../errors.js';
 import { writeFileAtomic } from './files.js';
 
 /**

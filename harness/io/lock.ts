@@ -2,7 +2,7 @@ import { linkSync, readFileSync, unlinkSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { InputError } from '../workloads/index.js';
+import { InputError } from '../errors.js';
 import { FileError, fsCause, makeFolder, writeFileAtomic } from './files.js';
 
 /**

@@ -1,10 +1,10 @@
 import { existsSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { InputError } from '../workloads/index.js';
-import { pidAlive } from './lock.js';
-import { loadRun } from './results-file.js';
-import { ResultsStore, type Cell, type EngineStatus, type Run, type RunConfig } from './results.js';
+import { InputError } from '../errors.js';
+import { pidAlive } from '../io/lock.js';
+import { loadRun } from '../results/read.js';
+import { ResultsStore, type Cell, type EngineStatus, type Run, type RunConfig } from '../results/schema.js';
 
 /**
  * `fwbench run --resume DIR`: the run's own configuration (from DIR/run.json, written before its

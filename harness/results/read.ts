@@ -1,9 +1,9 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { InputError } from '../workloads/index.js';
-import { ResultsStore, RunSchema, SCHEMA_VERSION, type Run } from './results.js';
-import { planCells } from './run.js';
-import { TOOL_VERSION } from './version.js';
+import { InputError } from '../errors.js';
+import { ResultsStore, RunSchema, SCHEMA_VERSION, type Run } from './schema.js';
+import { planCells } from '../run/matrix.js';
+import { TOOL_VERSION } from '../version.js';
 
 /**
  * Reading a run.json that report, compare and merge were given. A file may come from another

@@ -1,12 +1,12 @@
 import { existsSync, readFileSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { SIZES } from '../workloads/index.js';
-import { HostInfoSchema } from './detect/host.js';
-import { FindingSchema, MachinePeakSchema } from './diagnostics-schema.js';
-import { FAILURE_CAUSES } from './failure.js';
-import { appendDurable, makeFolder, writeFileAtomic } from './files.js';
-import { ColdStartPhasesSchema, MeasureSettingsSchema } from './protocol.js';
+import { SIZES } from '../../workloads/index.js';
+import { HostInfoSchema } from '../diagnostics/detect/host.js';
+import { FindingSchema, MachinePeakSchema } from '../diagnostics/schema.js';
+import { FAILURE_CAUSES } from '../run/failure.js';
+import { appendDurable, makeFolder, writeFileAtomic } from '../io/files.js';
+import { ColdStartPhasesSchema, MeasureSettingsSchema } from '../worker/protocol.js';
 
 /**
  * The files a run writes: `DIR/cells.jsonl` (one cell per line, each line carrying the schema
@@ -50,7 +50,7 @@ export const ParitySchema = z.object({
 
 /**
  * Cold-start breakdown (ms): process spawn -> hello (orchestrator's clock), the worker's measured
- * segments (harness/protocol.ts ColdStartPhasesSchema), the first inference, and spawn -> first
+ * segments (harness/worker/protocol.ts ColdStartPhasesSchema), the first inference, and spawn -> first
  * output (orchestrator's clock). Runs made before the segments were measured have no importMs,
  * weightsMs or compileMs: there import and weight loading are only inside totalMs, torchscript's
  * trace is in buildMs and torch.compile's / tf.function's compilation in firstRunMs.

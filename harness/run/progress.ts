@@ -1,6 +1,6 @@
 import cliProgress from 'cli-progress';
-import type { Cell } from './results.js';
-import type { PlannedCell, RunHooks } from './run.js';
+import type { Cell } from '../results/schema.js';
+import type { PlannedCell, RunHooks } from './matrix.js';
 
 /** One short line about a finished cell. */
 export function cellLine(c: Cell): string {

@@ -1,13 +1,13 @@
 import { type Command, Option } from 'commander';
 import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { InputError } from '../workloads/index.js';
-import { FLAG } from './config.js';
-import { escapeControl } from './escape.js';
-import { mergeRuns, writeMerged } from './merge.js';
-import { checkOutputDir, checkOutputFile, insideDir, writeOutputFile } from './output.js';
-import type { ReportFormat } from './report/index.js';
-import { loadRunWithCells } from './results-file.js';
+import { InputError } from '../errors.js';
+import { FLAG } from '../run/config.js';
+import { escapeControl } from '../io/escape.js';
+import { mergeRuns, writeMerged } from '../results/merge.js';
+import { checkOutputDir, checkOutputFile, insideDir, writeOutputFile } from '../io/output.js';
+import type { ReportFormat } from '../report/index.js';
+import { loadRunWithCells } from '../results/read.js';
 
 /**
  * The commands that read finished runs: report, compare, merge. They read only run.json files,
@@ -47,7 +47,7 @@ export function registerReportCommands(program: Command): void {
       if (o.embedSamples && o.format !== 'html') throw new InputError(`--embed-samples: only --format html embeds the run (the ${o.format} report never carries raw samples)`);
       const out = o.out === undefined ? undefined : checkOutputFile(o.out, '--out');
       const run = loadRunWithCells(dir, note);
-      const { buildReport, REPORT_FORMATS } = await import('./report/index.js');
+      const { buildReport, REPORT_FORMATS } = await import('../report/index.js');
       const report = buildReport(run, { thresholdPct: o.threshold, embedSamples: o.embedSamples ?? false, ...(o.claims ? { claimsPath: o.claims } : {}) });
       const runDir = dir.endsWith('.json') ? dirname(resolve(dir)) : dir;
       emit(REPORT_FORMATS[o.format](report), out ?? insideDir(runDir, `report.${o.format}`), `${o.format} report`);
@@ -64,7 +64,7 @@ export function registerReportCommands(program: Command): void {
     .action(async (a: string, b: string, o: { threshold: number; format: 'text' | 'json' | 'html'; out: string }) => {
       checkOutputFile(o.out, '--out');
       const [runA, runB] = [loadRunWithCells(a, note), loadRunWithCells(b, note)];
-      const { compareHtml, compareRuns, compareText } = await import('./compare.js');
+      const { compareHtml, compareRuns, compareText } = await import('../report/compare.js');
       const c = compareRuns(runA, runB, { thresholdPct: o.threshold });
       emit(o.format === 'json' ? `${JSON.stringify(c, null, 2)}\n` : o.format === 'html' ? compareHtml(c) : compareText(c), o.out, `${o.format} comparison`);
       if (c.regressions > 0) process.exitCode = 1;

@@ -1,7 +1,7 @@
 import Table from 'cli-table3';
-import type { RunModel } from './report/model.js';
-import { answerText, DEFAULT_THRESHOLD_PCT, runAnswers } from './report/verdict.js';
-import type { Run } from './results.js';
+import type { RunModel } from './model.js';
+import { answerText, DEFAULT_THRESHOLD_PCT, runAnswers } from './verdict.js';
+import type { Run } from '../results/schema.js';
 
 const fmt = (v: number | undefined | null, digits = 3): string => (v === undefined || v === null ? '-' : v >= 100 ? v.toFixed(1) : v.toPrecision(digits));
 

@@ -4,12 +4,13 @@ import { availableParallelism } from 'node:os';
 import si from 'systeminformation';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import { checkTensorSizes, FAMILIES, FAMILY_NAMES, getFamily, InputError, parseSetText, resolveParams, setsForFamily, SIZES, type FamilyName, type Size } from '../workloads/index.js';
-import { checkModes, getEngine } from './engines/registry.js';
-import { DEVICES, ENGINE_IDS, type EngineId } from './engines/types.js';
-import { DEFAULT_MEASURE, PRESET_REPLICATES, QUICK_MEASURE, RIGOROUS_MEASURE } from './measure.js';
-import { checkOutputDir } from './output.js';
-import type { RunConfig } from './results.js';
+import { checkTensorSizes, FAMILIES, FAMILY_NAMES, getFamily, parseSetText, resolveParams, setsForFamily, SIZES, type FamilyName, type Size } from '../../workloads/index.js';
+import { InputError } from '../errors.js';
+import { checkModes, getEngine } from '../engines/registry.js';
+import { DEVICES, ENGINE_IDS, type EngineId } from '../engines/types.js';
+import { DEFAULT_MEASURE, PRESET_REPLICATES, QUICK_MEASURE, RIGOROUS_MEASURE } from '../worker/measure.js';
+import { checkOutputDir } from '../io/output.js';
+import type { RunConfig } from '../results/schema.js';
 
 /**
  * One definition of every flag's allowed values, serving the command line and the config file

@@ -1,9 +1,9 @@
-import { InputError } from '../workloads/index.js';
-import { lockFolder } from './lock.js';
-import { insideDir, pathTaken } from './output.js';
-import { cellHost, cellThreads } from './report/model.js';
-import { ResultsStore, RunSchema, SCHEMA_VERSION, type Run, type RunSource } from './results.js';
-import { TOOL_VERSION } from './version.js';
+import { InputError } from '../errors.js';
+import { lockFolder } from '../io/lock.js';
+import { insideDir, pathTaken } from '../io/output.js';
+import { cellHost, cellThreads } from '../report/model.js';
+import { ResultsStore, RunSchema, SCHEMA_VERSION, type Run, type RunSource } from './schema.js';
+import { TOOL_VERSION } from '../version.js';
 
 /**
  * `fwbench merge`: runs made on several machines become one run in which the host is a dimension.

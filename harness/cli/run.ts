@@ -1,16 +1,16 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { InputError } from '../workloads/index.js';
-import { progressHooks } from './progress.js';
-import type { RunConfig } from './results.js';
-import { loadResume, requireResumeFolder, resumeConfig } from './resume.js';
-import { InterruptedBeforeStart, planCells, runMatrix } from './run.js';
-import { prlimitPath, stopAllWorkers } from './spawn.js';
-import { answerBlock, summaryTable } from './summary.js';
-import { escapeControl } from './escape.js';
-import { lockFolder } from './lock.js';
-import { insideDir, writeOutputFile } from './output.js';
-import { DEFAULT_THRESHOLD_PCT } from './report/verdict.js';
+import { InputError } from '../errors.js';
+import { progressHooks } from '../run/progress.js';
+import type { RunConfig } from '../results/schema.js';
+import { loadResume, requireResumeFolder, resumeConfig } from '../run/resume.js';
+import { InterruptedBeforeStart, planCells, runMatrix } from '../run/matrix.js';
+import { prlimitPath, stopAllWorkers } from '../run/workers.js';
+import { answerBlock, summaryTable } from '../report/summary.js';
+import { escapeControl } from '../io/escape.js';
+import { lockFolder } from '../io/lock.js';
+import { insideDir, writeOutputFile } from '../io/output.js';
+import { DEFAULT_THRESHOLD_PCT } from '../report/verdict.js';
 
 /** How `fwbench run` ended; the CLI maps it to an exit code (0, 1, 130, 143). */
 export type RunEnd = 'ok' | 'cellsFailed' | 'SIGINT' | 'SIGTERM';
@@ -74,7 +74,7 @@ async function runLocked(given: RunConfig, req: RunRequest, warn: (t: string) =>
       return run.interruption?.signal === 'SIGTERM' ? 'SIGTERM' : 'SIGINT';
     }
     // The HTML report is written beside run.json, and the run ends with its opening answer in words.
-    const { buildReport, REPORT_FORMATS } = await import('./report/index.js');
+    const { buildReport, REPORT_FORMATS } = await import('../report/index.js');
     const report = buildReport(run, { thresholdPct: DEFAULT_THRESHOLD_PCT });
     const reportPath = insideDir(outDir, 'report.html');
     writeOutputFile(reportPath, REPORT_FORMATS.html(report));
