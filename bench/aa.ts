@@ -30,7 +30,10 @@ const { values: args, positionals } = parseArgs({
 const out = resolve(args.out);
 const cli = join(packageRoot(), 'bin', 'fwbench.js');
 const threshold = Number(args.threshold);
-const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' ');
+const load = (): string =>
+  loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
 
 for (const side of ['a', 'b']) {
   const dir = join(out, side);
@@ -44,7 +47,9 @@ for (const side of ['a', 'b']) {
   process.stderr.write(`aa: run ${side} took ${((performance.now() - t0) / 1000).toFixed(1)} s (load ${load()})\n`);
 }
 
-const cmp = await execa(process.execPath, [cli, 'compare', join(out, 'a'), join(out, 'b'), '--threshold', String(threshold), '--format', 'json'], { reject: false });
+const cmp = await execa(process.execPath, [cli, 'compare', join(out, 'a'), join(out, 'b'), '--threshold', String(threshold), '--format', 'json'], {
+  reject: false,
+});
 const real = JSON.parse(cmp.stdout) as Comparison;
 const a = loadRun(join(out, 'a'));
 const b = loadRun(join(out, 'b'));
@@ -57,7 +62,10 @@ const summary = (c: Comparison): string => {
   return `${same} of ${c.pairs.length} cells no significant change (${((same / Math.max(1, c.pairs.length)) * 100).toFixed(1)} %)${changed.length ? `; flagged: ${changed.map((p) => `${p.engine}/${p.mode} ${p.workload} b${p.batchSize} ${p.verdict} ${p.ratio.toFixed(3)} [${p.ci!.lo.toFixed(3)}, ${p.ci!.hi.toFixed(3)}]`).join('; ')}` : ''}`;
 };
 const widths = (c: Comparison): string => {
-  const w = c.pairs.filter((p) => p.ci).map((p) => ((p.ci!.hi - p.ci!.lo) / 2) * 100).sort((x, y) => x - y);
+  const w = c.pairs
+    .filter((p) => p.ci)
+    .map((p) => ((p.ci!.hi - p.ci!.lo) / 2) * 100)
+    .sort((x, y) => x - y);
   return w.length ? `median half-width ±${w[w.length >> 1]!.toFixed(2)} %, max ±${w.at(-1)!.toFixed(2)} %` : 'no intervals';
 };
 const ratios = real.pairs.map((p) => Math.abs(p.ratio - 1) * 100).sort((x, y) => x - y);

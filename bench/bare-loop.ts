@@ -66,7 +66,14 @@ async function ortIteration(session: Session, inputs: TensorMap): Promise<() => 
   const feeds: Record<string, InstanceType<Ort['Tensor']>> = {};
   for (const name of session.inputNames) {
     const t: Tensor = inputs.get(name)!;
-    feeds[name] = t.dtype === 'F32' ? new ort.Tensor('float32', t.data as Float32Array, t.shape) : new ort.Tensor('int64', BigInt64Array.from(t.data, (v) => BigInt(v)), t.shape);
+    feeds[name] =
+      t.dtype === 'F32'
+        ? new ort.Tensor('float32', t.data as Float32Array, t.shape)
+        : new ort.Tensor(
+            'int64',
+            BigInt64Array.from(t.data, (v) => BigInt(v)),
+            t.shape,
+          );
   }
   return async () => (await session.run(feeds)).logits!.data;
 }
@@ -137,10 +144,19 @@ async function bareLoop(iteration: () => Promise<unknown>, samples: number): Pro
 async function blocks(job: BareJob, inputs: TensorMap): Promise<Pick<BareResult, 'harnessBlocksNs' | 'bareBlocksNs' | 'warmupIters'>> {
   const runtime = await getNodeEngine(job.engine).load();
   const weights = loadTensors(job.weightsPath!).tensors;
-  const model = await runtime.build({ family: job.family, params: job.params, batchSize: inputs.values().next().value!.shape[0]!, weights, device: 'cpu', mode: job.mode!, threads: job.threads });
+  const model = await runtime.build({
+    family: job.family,
+    params: job.params,
+    batchSize: inputs.values().next().value!.shape[0]!,
+    weights,
+    device: 'cpu',
+    mode: job.mode!,
+    threads: job.threads,
+  });
   const native = model.native;
   if (!native) throw new Error(`${job.engine}: its BuiltModel exposes no framework objects (native) for a bare loop`);
-  const iteration = native.kind === 'onnxruntime' ? await ortIteration(native.session as Session, inputs) : tfjsIteration(native.tf as Tf, native.model as TfjsModel, inputs);
+  const iteration =
+    native.kind === 'onnxruntime' ? await ortIteration(native.session as Session, inputs) : tfjsIteration(native.tf as Tf, native.model as TfjsModel, inputs);
   const warmupIters = await warmUp(iteration, job.warmupMs);
   const harnessBlocksNs: number[] = [];
   const bareBlocksNs: number[] = [];

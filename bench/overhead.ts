@@ -49,11 +49,46 @@ interface Case {
 }
 
 const ENGINE_CASES: Array<Omit<Case, 'family' | 'preset'> & { presets: Array<[FamilyName, string]> }> = [
-  { engine: 'onnxruntime', mode: 'all', presets: [['cnn', 'tiny'], ['cnn', 'resnet18']] },
-  { engine: 'tfjs-wasm', mode: 'eager', presets: [['cnn', 'tiny'], ['cnn', 'resnet18']] },
-  { engine: 'tfjs-node', mode: 'eager', presets: [['cnn', 'tiny'], ['cnn', 'resnet18']] },
-  { engine: 'torch', mode: 'eager', presets: [['cnn', 'tiny'], ['cnn', 'resnet18']] },
-  { engine: 'tensorflow', mode: 'function', presets: [['cnn', 'tiny'], ['cnn', 'resnet18']] },
+  {
+    engine: 'onnxruntime',
+    mode: 'all',
+    presets: [
+      ['cnn', 'tiny'],
+      ['cnn', 'resnet18'],
+    ],
+  },
+  {
+    engine: 'tfjs-wasm',
+    mode: 'eager',
+    presets: [
+      ['cnn', 'tiny'],
+      ['cnn', 'resnet18'],
+    ],
+  },
+  {
+    engine: 'tfjs-node',
+    mode: 'eager',
+    presets: [
+      ['cnn', 'tiny'],
+      ['cnn', 'resnet18'],
+    ],
+  },
+  {
+    engine: 'torch',
+    mode: 'eager',
+    presets: [
+      ['cnn', 'tiny'],
+      ['cnn', 'resnet18'],
+    ],
+  },
+  {
+    engine: 'tensorflow',
+    mode: 'function',
+    presets: [
+      ['cnn', 'tiny'],
+      ['cnn', 'resnet18'],
+    ],
+  },
   // The pure-JS backend takes seconds per resnet18 pass: tiny only.
   { engine: 'tfjs-cpu', mode: 'eager', presets: [['cnn', 'tiny']] },
 ];
@@ -78,16 +113,34 @@ const root = packageRoot();
 const cli = join(root, 'bin', 'fwbench.js');
 if (!args.from) mkdirSync(out, { recursive: true });
 
-const cases: Case[] = ENGINE_CASES.filter((e) => !wanted || wanted.includes(e.engine)).flatMap((e) => e.presets.map(([family, preset]) => ({ engine: e.engine, mode: e.mode, family, preset })));
+const cases: Case[] = ENGINE_CASES.filter((e) => !wanted || wanted.includes(e.engine)).flatMap((e) =>
+  e.presets.map(([family, preset]) => ({ engine: e.engine, mode: e.mode, family, preset })),
+);
 const batch = 1;
-const load = (): string => loadavg().map((l) => l.toFixed(2)).join(' ');
+const load = (): string =>
+  loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
 
 /** Writes the model, weights and inputs the run uses with the real `fwbench export`. */
 async function exportCase(c: Case): Promise<Omit<BareJob, 'samples' | 'warmupMs'> & { mode: string; nativeWeightsPath?: string }> {
   const base = join(out, `${c.family}-${c.preset}`);
   const files = { onnx: `${base}.onnx`, weights: `${base}.weights.safetensors`, inputs: `${base}.inputs-b${batch}.safetensors` };
   for (const [format, file] of Object.entries(files)) {
-    await execa(process.execPath, [cli, 'export', '--workload', c.family, '--preset', c.preset, '--format', format, '--batch-size', String(batch), '--out', file]);
+    await execa(process.execPath, [
+      cli,
+      'export',
+      '--workload',
+      c.family,
+      '--preset',
+      c.preset,
+      '--format',
+      format,
+      '--batch-size',
+      String(batch),
+      '--out',
+      file,
+    ]);
   }
   const family = getFamily(c.family);
   const params = resolveParams(family, c.preset);
@@ -107,7 +160,26 @@ async function exportCase(c: Case): Promise<Omit<BareJob, 'samples' | 'warmupMs'
 
 /** One `fwbench run` of the cell in one worker process; its reported median and sample count. */
 async function harness(c: Case, dir: string): Promise<{ medianNs: number; n: number }> {
-  const argv = [cli, 'run', '--engines', c.engine, '--modes', c.mode, '--workloads', c.family, '--preset', c.preset, '--batch-sizes', String(batch), '--replicates', '1', '--threads', String(threads), '--out', dir];
+  const argv = [
+    cli,
+    'run',
+    '--engines',
+    c.engine,
+    '--modes',
+    c.mode,
+    '--workloads',
+    c.family,
+    '--preset',
+    c.preset,
+    '--batch-sizes',
+    String(batch),
+    '--replicates',
+    '1',
+    '--threads',
+    String(threads),
+    '--out',
+    dir,
+  ];
   // fwbench refuses to run into a run's folder: start clean, and never read a stale run.json.
   rmSync(dir, { recursive: true, force: true });
   const r = await execa(process.execPath, argv, { reject: false });
@@ -164,10 +236,23 @@ const judged = (c: Pick<Case, 'engine' | 'mode' | 'family' | 'preset'>, harnessN
   const pass = Math.abs(diffNs) <= tolerance;
   const verdict = pass ? 'yes' : pairedCi.loNs <= 0 && pairedCi.hiNs >= 0 ? 'no: not significant (interval includes 0)' : 'no';
   return {
-    ...c, batch, harnessNs: h, bareNs: b, diffNs, diffPct, pairedLoPct: pairedCi.loNs, pairedHiPct: pairedCi.hiNs, mediansDiffPct: ((h - b) / b) * 100,
-    toleranceNs: tolerance, pass, verdict, pairedPct: paired,
+    ...c,
+    batch,
+    harnessNs: h,
+    bareNs: b,
+    diffNs,
+    diffPct,
+    pairedLoPct: pairedCi.loNs,
+    pairedHiPct: pairedCi.hiNs,
+    mediansDiffPct: ((h - b) / b) * 100,
+    toleranceNs: tolerance,
+    pass,
+    verdict,
+    pairedPct: paired,
     // Spread of the bare side's medians between rounds (processes) or blocks: the noise floor.
-    bareCvPct: cvPct(bareNs), roundsHarnessNs: harnessNs, roundsBareNs: bareNs,
+    bareCvPct: cvPct(bareNs),
+    roundsHarnessNs: harnessNs,
+    roundsBareNs: bareNs,
   };
 };
 const signed = (x: number, digits: number): string => `${x >= 0 ? '+' : ''}${x.toFixed(digits)}`;
@@ -187,7 +272,9 @@ if (args.from) {
   type Saved = { rows: Array<Parameters<typeof judged>[0] & { roundsHarnessNs: number[]; roundsBareNs: number[] }>; blockRows: Saved['rows'] };
   const saved = JSON.parse(readFileSync(args.from, 'utf8')) as Saved;
   const again = (rs: Saved['rows']) => rs.map((r) => judged(r, r.roundsHarnessNs, r.roundsBareNs));
-  process.stdout.write(`${[`Separate processes (${args.from}):`, '', ...table(again(saved.rows), ...SEPARATE), '', 'Same process:', '', ...table(again(saved.blockRows), ...SAME)].join('\n')}\n`);
+  process.stdout.write(
+    `${[`Separate processes (${args.from}):`, '', ...table(again(saved.rows), ...SEPARATE), '', 'Same process:', '', ...table(again(saved.blockRows), ...SAME)].join('\n')}\n`,
+  );
   process.exit(0);
 }
 
@@ -214,13 +301,21 @@ for (let r = 0; r < rounds; r++) {
       await runBare();
       await runHarness();
     }
-    process.stderr.write(`round ${r + 1} ${c.engine} ${c.family}/${c.preset}: harness ${(acc.harness.at(-1)! / 1e3).toFixed(1)} µs, bare ${(acc.bare.at(-1)! / 1e3).toFixed(1)} µs (n ${acc.n}, load ${load()})\n`);
+    process.stderr.write(
+      `round ${r + 1} ${c.engine} ${c.family}/${c.preset}: harness ${(acc.harness.at(-1)! / 1e3).toFixed(1)} µs, bare ${(acc.bare.at(-1)! / 1e3).toFixed(1)} µs (n ${acc.n}, load ${load()})\n`,
+    );
   }
 }
 
 const rows = rounds > 0 ? cases.map((c, i) => ({ ...judged(c, perCase[i]!.harness, perCase[i]!.bare), n: perCase[i]!.n })) : [];
 const lines =
-  rounds > 0 ? [`Separate processes: threads ${threads}, ${rounds} rounds (harness and bare processes alternating), load average at start ${startLoad}, at end ${load()}.`, '', ...table(rows, ...SEPARATE)] : [];
+  rounds > 0
+    ? [
+        `Separate processes: threads ${threads}, ${rounds} rounds (harness and bare processes alternating), load average at start ${startLoad}, at end ${load()}.`,
+        '',
+        ...table(rows, ...SEPARATE),
+      ]
+    : [];
 
 // Same process, alternating blocks: the harness's loop against the bare loop under the same machine state.
 const blockRows: Array<ReturnType<typeof judged>> = [];
@@ -229,9 +324,16 @@ if (blockCount > 0) {
   for (const [i, c] of cases.entries()) {
     const r = await bareProcess({ ...jobs[i]!, samples: 64, warmupMs: 1000, blocks: blockCount });
     blockRows.push(judged(c, r.harnessBlocksNs!, r.bareBlocksNs!));
-    process.stderr.write(`blocks ${c.engine} ${c.family}/${c.preset}: harness ${fmt(blockRows.at(-1)!.harnessNs)}, bare ${fmt(blockRows.at(-1)!.bareNs)} (load ${load()})\n`);
+    process.stderr.write(
+      `blocks ${c.engine} ${c.family}/${c.preset}: harness ${fmt(blockRows.at(-1)!.harnessNs)}, bare ${fmt(blockRows.at(-1)!.bareNs)} (load ${load()})\n`,
+    );
   }
-  lines.push('', `Same process, ${blockCount} harness blocks alternating with ${blockCount} bare blocks (each side: the median of its block medians), threads ${threads}, load average at start ${blockLoad}, at end ${load()}.`, '', ...table(blockRows, ...SAME));
+  lines.push(
+    '',
+    `Same process, ${blockCount} harness blocks alternating with ${blockCount} bare blocks (each side: the median of its block medians), threads ${threads}, load average at start ${blockLoad}, at end ${load()}.`,
+    '',
+    ...table(blockRows, ...SAME),
+  );
 }
 
 let suite: { wallS: number; cells: number; reached: number } | undefined;
@@ -243,7 +345,10 @@ if (args.suite) {
   const run = RunSchema.parse(JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')));
   const reps = run.cells.flatMap((c) => c.replicates ?? []);
   suite = { wallS, cells: run.cells.length, reached: reps.filter((x) => x.stopReason === 'target-interval').length };
-  lines.push('', `Default suite (\`fwbench run\`, defaults): ${run.cells.length} cells x ${run.config.replicates ?? 1} replicates in ${wallS.toFixed(1)} s wall; ${suite.reached} of ${reps.length} worker processes stopped on the target interval (±${run.config.measure.targetInterval * 100} %). Load ${load()}.`);
+  lines.push(
+    '',
+    `Default suite (\`fwbench run\`, defaults): ${run.cells.length} cells x ${run.config.replicates ?? 1} replicates in ${wallS.toFixed(1)} s wall; ${suite.reached} of ${reps.length} worker processes stopped on the target interval (±${run.config.measure.targetInterval * 100} %). Load ${load()}.`,
+  );
 }
 writeFileSync(join(out, 'overhead.json'), `${JSON.stringify({ threads, rounds, blocks: blockCount, load: startLoad, rows, blockRows, suite }, null, 1)}\n`);
 process.stdout.write(`${lines.join('\n')}\n`);

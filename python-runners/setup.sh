@@ -21,7 +21,7 @@ if [[ ! -x "$venv/bin/python" ]]; then
 else
   echo "setup.sh: reusing $venv ($("$venv/bin/python" --version 2>&1))"
 fi
-echo "setup.sh: installing $here/requirements-$device.txt (torch, tensorflow, numpy, jsonschema, pytest)"
+echo "setup.sh: installing $here/requirements-$device.txt (torch, tensorflow, numpy, jsonschema, pytest, ruff)"
 "$venv/bin/python" -m pip install --progress-bar off -r "$here/requirements-$device.txt"
 if [[ "$device" == cuda ]]; then
   echo "setup.sh: installing $here/requirements-cuda11.txt into $here/.cuda11 (CUDA 11 for tfjs-node-gpu only)"

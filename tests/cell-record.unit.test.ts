@@ -8,8 +8,29 @@ import type { WorkerOutcome } from '../harness/run/workers.js';
 
 /** How worker outcomes become cell records: the status rules, independent of any engine. */
 const family = getFamily('rnn');
-const planned: PlannedCell = { id: 'x', engine: 'tfjs-cpu', mode: 'eager', device: 'cpu', family, preset: 'tiny', params: resolveParams(family, 'tiny'), batchSize: 2, threads: 2 };
-const config: RunConfig = { engines: ['tfjs-cpu'], workloads: ['rnn'], preset: { rnn: 'tiny' }, batchSizes: [2], sets: [], device: 'cpu', threads: [2], seed: 0, measure: DEFAULT_MEASURE, cellTimeoutMs: 1000 };
+const planned: PlannedCell = {
+  id: 'x',
+  engine: 'tfjs-cpu',
+  mode: 'eager',
+  device: 'cpu',
+  family,
+  preset: 'tiny',
+  params: resolveParams(family, 'tiny'),
+  batchSize: 2,
+  threads: 2,
+};
+const config: RunConfig = {
+  engines: ['tfjs-cpu'],
+  workloads: ['rnn'],
+  preset: { rnn: 'tiny' },
+  batchSizes: [2],
+  sets: [],
+  device: 'cpu',
+  threads: [2],
+  seed: 0,
+  measure: DEFAULT_MEASURE,
+  cellTimeoutMs: 1000,
+};
 const complete: WorkerOutcome = {
   done: true,
   exitCode: 0,
@@ -21,7 +42,15 @@ const complete: WorkerOutcome = {
   hello: { type: 'hello', protocol: 1, pid: 42, language: 'node', runtime: 'node v20' },
   built: { type: 'built', phases: { importMs: 60, weightsMs: 5, buildMs: 50 }, settings: { threads: 1 } },
   parity: { type: 'parity', firstRunMs: 20, shape: [2, 2], values: [1, 2, 3, 4] },
-  samples: { type: 'samples', warmupNs: [3e6], samplesNs: [2e6, 4e6, 3e6], stopReason: 'target-interval', warmupStopReason: 'stable', interval: { medianNs: 3e6, loNs: 2e6, hiNs: 4e6, halfWidthPct: 100 / 3 }, clockResolutionNs: 30 },
+  samples: {
+    type: 'samples',
+    warmupNs: [3e6],
+    samplesNs: [2e6, 4e6, 3e6],
+    stopReason: 'target-interval',
+    warmupStopReason: 'stable',
+    interval: { medianNs: 3e6, loNs: 2e6, hiNs: 4e6, halfWidthPct: 100 / 3 },
+    clockResolutionNs: 30,
+  },
   memory: { type: 'memory', peakHostBytes: 1e8 },
 };
 const passed = { reference: 'onnxruntime/disabled/cpu', relL2: 1e-7, maxAbs: 1e-7, tolerance: 1e-4, pass: true };
@@ -45,7 +74,12 @@ describe('cell records from worker outcomes', () => {
     expect(c.reason).toMatch(/differs from onnxruntime\/disabled\/cpu/);
   });
   it('an engine that cannot run here is skipped with its fix', () => {
-    const c = record({ ...complete, samples: undefined, done: false, error: { type: 'error', phase: 'build', message: 'CUDA EP missing', unavailable: true, fix: 'install it' } });
+    const c = record({
+      ...complete,
+      samples: undefined,
+      done: false,
+      error: { type: 'error', phase: 'build', message: 'CUDA EP missing', unavailable: true, fix: 'install it' },
+    });
     expect(c).toMatchObject({ status: 'skipped', reason: 'CUDA EP missing', fix: 'install it' });
   });
   it('a worker killed, timed out or erroring is failed with the cause and phase', () => {
@@ -53,7 +87,13 @@ describe('cell records from worker outcomes', () => {
     expect(record({ ...complete, samples: undefined, done: false, exitCode: null, signal: 'SIGKILL' }).reason).toMatch(/killed by SIGKILL/);
     const e = record({ ...complete, samples: undefined, done: false, exitCode: 1, error: { type: 'error', phase: 'measure', message: 'boom\nmore' } });
     expect(e).toMatchObject({ status: 'failed', reason: 'boom (in phase measure)', phase: 'measure', cause: 'exception' });
-    const oom = record({ ...complete, samples: undefined, done: false, exitCode: 1, error: { type: 'error', phase: 'build', message: 'MemoryError: Unable to allocate 4.00 GiB' } });
+    const oom = record({
+      ...complete,
+      samples: undefined,
+      done: false,
+      exitCode: 1,
+      error: { type: 'error', phase: 'build', message: 'MemoryError: Unable to allocate 4.00 GiB' },
+    });
     expect(oom).toMatchObject({ cause: 'out-of-memory', reason: 'out of memory in phase build (exit code 1): MemoryError: Unable to allocate 4.00 GiB' });
   });
 });

@@ -13,7 +13,15 @@ describe('fwbench detect', () => {
   it('--json describes this host and says why the engines that cannot run here cannot, with a fix', async () => {
     const r = await fwbench(['detect', '--json']);
     expect(r.exitCode, r.stderr).toBe(0);
-    const d = JSON.parse(r.stdout) as { host: { cpu: { logicalCores: number; physicalCores: number; simd: string[] }; memory: { totalBytes: number }; gpus: { gpus: unknown[]; reason?: string }; tpu: { present: boolean } }; engines: Record<string, { available: boolean; reason?: string; fix?: string; devices?: string[]; details?: Record<string, string> }> };
+    const d = JSON.parse(r.stdout) as {
+      host: {
+        cpu: { logicalCores: number; physicalCores: number; simd: string[] };
+        memory: { totalBytes: number };
+        gpus: { gpus: unknown[]; reason?: string };
+        tpu: { present: boolean };
+      };
+      engines: Record<string, { available: boolean; reason?: string; fix?: string; devices?: string[]; details?: Record<string, string> }>;
+    };
     expect(d.host.cpu.logicalCores).toBeGreaterThan(0);
     expect(d.host.memory.totalBytes).toBeGreaterThan(0);
     expect(d.host.tpu.present).toBe(false);
@@ -46,7 +54,10 @@ describe('fwbench detect', () => {
 describe('fwbench list', () => {
   it('lists workloads with presets, parameters and FLOPs, and engines', async () => {
     const r = await fwbench(['list', '--json']);
-    const l = JSON.parse(r.stdout) as { workloads: Array<{ name: string; presets: Record<string, { flopsPerSample: number }>; params: Array<{ name: string }> }>; engines: Array<{ id: string; modes: string[] }> };
+    const l = JSON.parse(r.stdout) as {
+      workloads: Array<{ name: string; presets: Record<string, { flopsPerSample: number }>; params: Array<{ name: string }> }>;
+      engines: Array<{ id: string; modes: string[] }>;
+    };
     expect(l.workloads.map((w) => w.name)).toEqual(['cnn', 'rnn', 'transformer']);
     expect(l.workloads[2]!.presets['bert-base']!.flopsPerSample).toBeCloseTo(22.35e9, -8);
     expect(l.workloads[1]!.params.map((p) => p.name)).toEqual(expect.arrayContaining(['seq', 'hidden', 'layers', 'vocab', 'classes']));
@@ -71,10 +82,31 @@ describe('fwbench export', () => {
     const tokens = loadTensors(join(dir, 'inputs')).tensors.get('tokens')!;
     expect(tokens.shape).toEqual([2, 9]);
     const session = await ort.InferenceSession.create(join(dir, 'onnx'));
-    const out = await session.run({ tokens: new ort.Tensor('int64', BigInt64Array.from(tokens.data, (v) => BigInt(v)), tokens.shape) });
+    const out = await session.run({
+      tokens: new ort.Tensor(
+        'int64',
+        BigInt64Array.from(tokens.data, (v) => BigInt(v)),
+        tokens.shape,
+      ),
+    });
     expect(out.logits!.dims).toEqual([2, 2]);
     // A run of the same cell caches the reference logits; plain ORT on the exported files must give them.
-    const run = await fwbench(['run', '--engines', 'onnxruntime', '--workloads', 'transformer', '--set', 'seq=9', '--seed', '3', '--batch-sizes', '2', '--out', dir, ...QUICK]);
+    const run = await fwbench([
+      'run',
+      '--engines',
+      'onnxruntime',
+      '--workloads',
+      'transformer',
+      '--set',
+      'seq=9',
+      '--seed',
+      '3',
+      '--batch-sizes',
+      '2',
+      '--out',
+      dir,
+      ...QUICK,
+    ]);
     expect(run.exitCode, run.stderr).toBe(0);
     const refFile = readdirSync(cacheDir()).find((f) => f.startsWith(`transformer-${m.key}.reference-b2-`))!;
     const ref = loadTensors(join(cacheDir(), refFile)).tensors.get('logits')!;

@@ -10,7 +10,20 @@ const readRun = (dir: string): Run => RunSchema.parse(JSON.parse(readFileSync(jo
 describe('fwbench run on the npm-only engines (real ONNX Runtime and TensorFlow.js)', () => {
   it('runs 3 engines x 3 workloads x 2 batch sizes at tiny: 18 ok cells, parity-verified, timed and measured', async () => {
     const out = tempDir();
-    const r = await fwbench(['run', '--engines', 'onnxruntime,tfjs-wasm,tfjs-cpu', '--workloads', 'cnn,rnn,transformer', '--preset', 'tiny', '--batch-sizes', '1,4', '--out', out, ...QUICK]);
+    const r = await fwbench([
+      'run',
+      '--engines',
+      'onnxruntime,tfjs-wasm,tfjs-cpu',
+      '--workloads',
+      'cnn,rnn,transformer',
+      '--preset',
+      'tiny',
+      '--batch-sizes',
+      '1,4',
+      '--out',
+      out,
+      ...QUICK,
+    ]);
     expect(r.stderr).toMatch(/\[18\/18\]/);
     expect(r.exitCode, r.stderr).toBe(0);
     const run = readRun(out);
@@ -42,7 +55,21 @@ describe('fwbench run on the npm-only engines (real ONNX Runtime and TensorFlow.
 
   it('runs odd sizes given through --set, and --json prints only run.json on stdout', async () => {
     const out = tempDir();
-    const r = await fwbench(['run', '--engines', 'onnxruntime,tfjs-wasm', '--workloads', 'rnn,transformer,cnn', '--batch-sizes', '3', '--set', 'seq=37,hidden=96,heads=3,image=37', '--out', out, '--json', ...QUICK]);
+    const r = await fwbench([
+      'run',
+      '--engines',
+      'onnxruntime,tfjs-wasm',
+      '--workloads',
+      'rnn,transformer,cnn',
+      '--batch-sizes',
+      '3',
+      '--set',
+      'seq=37,hidden=96,heads=3,image=37',
+      '--out',
+      out,
+      '--json',
+      ...QUICK,
+    ]);
     expect(r.exitCode, r.stderr).toBe(0);
     const run = RunSchema.parse(JSON.parse(r.stdout));
     expectOkCells(run.cells, 6);
@@ -54,7 +81,20 @@ describe('fwbench run on the npm-only engines (real ONNX Runtime and TensorFlow.
 
   it('--replicates 2 runs each cell in 2 fresh processes, interleaved round-robin, with per-replicate records', async () => {
     const out = tempDir();
-    const r = await fwbench(['run', '--engines', 'onnxruntime,tfjs-wasm', '--workloads', 'rnn', '--batch-sizes', '1', '--out', out, ...QUICK, '--replicates', '2']);
+    const r = await fwbench([
+      'run',
+      '--engines',
+      'onnxruntime,tfjs-wasm',
+      '--workloads',
+      'rnn',
+      '--batch-sizes',
+      '1',
+      '--out',
+      out,
+      ...QUICK,
+      '--replicates',
+      '2',
+    ]);
     expect(r.exitCode, r.stderr).toBe(0);
     const run = readRun(out);
     expect(run.config.replicates).toBe(2);

@@ -34,9 +34,11 @@ async function settingsFrom(args: string[]): Promise<RunSettings> {
   program.exitOverride();
   for (const c of program.commands) c.exitOverride().configureOutput({ writeErr: () => undefined, writeOut: () => undefined });
   let got: RunSettings | undefined;
-  program.commands.find((c) => c.name() === 'run')!.action(async (o: Record<string, unknown>, cmd: Command) => {
-    got = await runSettings(o, (key) => cmd.getOptionValueSource(key) === 'cli');
-  });
+  program.commands
+    .find((c) => c.name() === 'run')!
+    .action(async (o: Record<string, unknown>, cmd: Command) => {
+      got = await runSettings(o, (key) => cmd.getOptionValueSource(key) === 'cli');
+    });
   await program.parseAsync(['run', ...args], { from: 'user' });
   return got!;
 }
@@ -47,7 +49,13 @@ function toFlags(cfg: Config): string[] {
   for (const [key, v] of Object.entries(cfg)) {
     if (v === undefined || v === false) continue;
     if (v === true) args.push(`--${key}`);
-    else if ((key === 'set' || key === 'preset') && typeof v === 'object') args.push(`--${key}`, Object.entries(v as Record<string, unknown>).map(([k, x]) => `${k}=${Array.isArray(x) ? x.join(',') : String(x)}`).join(','));
+    else if ((key === 'set' || key === 'preset') && typeof v === 'object')
+      args.push(
+        `--${key}`,
+        Object.entries(v as Record<string, unknown>)
+          .map(([k, x]) => `${k}=${Array.isArray(x) ? x.join(',') : String(x)}`)
+          .join(','),
+      );
     else args.push(`--${key}`, Array.isArray(v) ? v.join(',') : String(v));
   }
   return args;
@@ -79,7 +87,10 @@ const validConfig = (opts: { switches: fc.Arbitrary<boolean> }): fc.Arbitrary<Co
         preset: fc.constantFrom('one', 'per-workload', 'size'),
         size: fc.constantFrom(...SIZES),
         modes: fc.boolean(),
-        set: fc.oneof(fc.record({ classes: fc.integer({ min: 2, max: 50 }) }), fc.integer({ min: 2, max: 50 }).map((n) => `classes=${n}`)),
+        set: fc.oneof(
+          fc.record({ classes: fc.integer({ min: 2, max: 50 }) }),
+          fc.integer({ min: 2, max: 50 }).map((n) => `classes=${n}`),
+        ),
         measurePreset: fc.constantFrom('quick', 'rigorous', 'none'),
         'target-interval': nonNegative,
         replicates: fc.integer({ min: 1, max: 9 }),
@@ -101,19 +112,26 @@ const validConfig = (opts: { switches: fc.Arbitrary<boolean> }): fc.Arbitrary<Co
       const modes = [...new Set(engines.flatMap((e) => ENGINES[e].modes))];
       // Some workloads named with a preset of their own; the rest take the size's.
       const perWorkload = fc.record(Object.fromEntries(workloads.map((w) => [w, fc.constantFrom(...Object.keys(FAMILIES[w].presets))])), { requiredKeys: [] });
-      return fc.record({ preset: fc.constantFrom(...presets), perWorkload, modes: fc.oneof(fc.constant('all'), fc.uniqueArray(fc.constantFrom(...modes), { minLength: 1 })) }).map((dep) => {
-        const { measurePreset, switch: on, preset, size, modes: withModes, ...rest } = r;
-        const cfg: Config = { ...rest };
-        // Both timed-loop bounds given must not cross (a crossing pair is refused: see the bad-input corpus).
-        if (typeof cfg['min-time'] === 'number' && typeof cfg['max-time'] === 'number' && cfg['min-time'] > cfg['max-time']) [cfg['min-time'], cfg['max-time']] = [cfg['max-time'], cfg['min-time']];
-        // One preset for every workload leaves no workload to a size: the two are refused together.
-        if (preset === 'one') cfg.preset = dep.preset;
-        else if (size !== undefined) cfg.size = size;
-        if (preset === 'per-workload' && Object.keys(dep.perWorkload).length > 0) cfg.preset = dep.perWorkload;
-        if (withModes) cfg.modes = dep.modes;
-        if (measurePreset === 'quick' || measurePreset === 'rigorous') cfg[measurePreset] = on ?? true;
-        return cfg;
-      });
+      return fc
+        .record({
+          preset: fc.constantFrom(...presets),
+          perWorkload,
+          modes: fc.oneof(fc.constant('all'), fc.uniqueArray(fc.constantFrom(...modes), { minLength: 1 })),
+        })
+        .map((dep) => {
+          const { measurePreset, switch: on, preset, size, modes: withModes, ...rest } = r;
+          const cfg: Config = { ...rest };
+          // Both timed-loop bounds given must not cross (a crossing pair is refused: see the bad-input corpus).
+          if (typeof cfg['min-time'] === 'number' && typeof cfg['max-time'] === 'number' && cfg['min-time'] > cfg['max-time'])
+            [cfg['min-time'], cfg['max-time']] = [cfg['max-time'], cfg['min-time']];
+          // One preset for every workload leaves no workload to a size: the two are refused together.
+          if (preset === 'one') cfg.preset = dep.preset;
+          else if (size !== undefined) cfg.size = size;
+          if (preset === 'per-workload' && Object.keys(dep.perWorkload).length > 0) cfg.preset = dep.perWorkload;
+          if (withModes) cfg.modes = dep.modes;
+          if (measurePreset === 'quick' || measurePreset === 'rigorous') cfg[measurePreset] = on ?? true;
+          return cfg;
+        });
     });
 
 /** What a run compares: the configuration, the output form, and the folder when one was given. */
@@ -132,7 +150,7 @@ describe('config file properties (fast-check)', () => {
     );
   });
 
-  it('flags override the file key by key (--quick / --rigorous replace the file\'s measurement preset)', async () => {
+  it("flags override the file key by key (--quick / --rigorous replace the file's measurement preset)", async () => {
     await fc.assert(
       fc.asyncProperty(validConfig({ switches: fc.boolean() }), validConfig({ switches: fc.constant(true) }), async (file, cli) => {
         // Engines and workloads decide which presets, modes and parameters are valid; keep the file's
@@ -156,23 +174,63 @@ describe('config file properties (fast-check)', () => {
   });
 
   /** Invalid values of each kind of key: wrong type, out of range, empty, unknown name. */
-  const junk = fc.oneof(fc.constant(null), fc.boolean(), fc.string({ maxLength: 6 }), fc.array(fc.integer(), { maxLength: 2 }).map((a) => [...a, 'x']), fc.dictionary(word, fc.integer(), { maxKeys: 2 }));
+  const junk = fc.oneof(
+    fc.constant(null),
+    fc.boolean(),
+    fc.string({ maxLength: 6 }),
+    fc.array(fc.integer(), { maxLength: 2 }).map((a) => [...a, 'x']),
+    fc.dictionary(word, fc.integer(), { maxKeys: 2 }),
+  );
   const invalid: Record<RunFlag, fc.Arbitrary<unknown>> = {
-    engines: fc.oneof(fc.constant([]), word.filter((w) => !(ENGINE_IDS as readonly string[]).includes(w)).map((w) => ['onnxruntime', w]), fc.constantFrom('onnxruntime', 1, null)),
-    workloads: fc.oneof(fc.constant([]), word.filter((w) => !(FAMILY_NAMES as string[]).includes(w)).map((w) => [w]), fc.constantFrom('cnn', true)),
+    engines: fc.oneof(
+      fc.constant([]),
+      word.filter((w) => !(ENGINE_IDS as readonly string[]).includes(w)).map((w) => ['onnxruntime', w]),
+      fc.constantFrom('onnxruntime', 1, null),
+    ),
+    workloads: fc.oneof(
+      fc.constant([]),
+      word.filter((w) => !(FAMILY_NAMES as string[]).includes(w)).map((w) => [w]),
+      fc.constantFrom('cnn', true),
+    ),
     modes: fc.oneof(fc.constant([]), fc.constant(['']), fc.constantFrom(5, true, 'eager', null)),
-    preset: fc.oneof(word.filter((w) => !Object.values(FAMILIES).some((f) => w in f.presets)), fc.constantFrom(1, [], null, { cnn: 'bert-mini-x' }, { gan: 'tiny' })),
-    size: fc.oneof(word.filter((w) => !(SIZES as readonly string[]).includes(w)), fc.constantFrom(1, ['small'], null)),
-    'batch-sizes': fc.oneof(fc.constant([]), fc.integer({ max: 0 }).map((v) => [1, v]), fc.constantFrom('1,8', 8, [1.5], ['8'])),
+    preset: fc.oneof(
+      word.filter((w) => !Object.values(FAMILIES).some((f) => w in f.presets)),
+      fc.constantFrom(1, [], null, { cnn: 'bert-mini-x' }, { gan: 'tiny' }),
+    ),
+    size: fc.oneof(
+      word.filter((w) => !(SIZES as readonly string[]).includes(w)),
+      fc.constantFrom(1, ['small'], null),
+    ),
+    'batch-sizes': fc.oneof(
+      fc.constant([]),
+      fc.integer({ max: 0 }).map((v) => [1, v]),
+      fc.constantFrom('1,8', 8, [1.5], ['8']),
+    ),
     out: fc.constantFrom('', 5, [], null, true),
     set: fc.constantFrom(5, true, [1], { classes: true }, { seq: null }, null),
-    device: fc.oneof(word.filter((w) => !(DEVICES as readonly string[]).includes(w)), fc.constantFrom(0, ['cpu'])),
-    threads: fc.oneof(fc.integer({ max: 0 }), fc.constant([]), fc.integer({ max: 0 }).map((v) => [2, v]), fc.constantFrom(2.5, '4', [1.5], 'all')),
-    seed: fc.oneof(fc.integer({ max: -1 }), fc.double({ min: 0.01, max: 1e6, noNaN: true }).filter((v) => !Number.isInteger(v)), junk),
+    device: fc.oneof(
+      word.filter((w) => !(DEVICES as readonly string[]).includes(w)),
+      fc.constantFrom(0, ['cpu']),
+    ),
+    threads: fc.oneof(
+      fc.integer({ max: 0 }),
+      fc.constant([]),
+      fc.integer({ max: 0 }).map((v) => [2, v]),
+      fc.constantFrom(2.5, '4', [1.5], 'all'),
+    ),
+    seed: fc.oneof(
+      fc.integer({ max: -1 }),
+      fc.double({ min: 0.01, max: 1e6, noNaN: true }).filter((v) => !Number.isInteger(v)),
+      junk,
+    ),
     quick: fc.oneof(fc.string(), fc.integer(), fc.constant(null)),
     rigorous: fc.oneof(fc.string(), fc.integer(), fc.constant(null)),
     'target-interval': fc.oneof(fc.double({ max: -1e-9, noNaN: true, noDefaultInfinity: true }), junk),
-    replicates: fc.oneof(fc.integer({ max: 0 }), fc.double({ min: 0.01, max: 99, noNaN: true }).filter((v) => !Number.isInteger(v)), junk),
+    replicates: fc.oneof(
+      fc.integer({ max: 0 }),
+      fc.double({ min: 0.01, max: 99, noNaN: true }).filter((v) => !Number.isInteger(v)),
+      junk,
+    ),
     'min-samples': fc.oneof(fc.integer({ max: 0 }), junk),
     'min-time': fc.oneof(fc.double({ max: -1e-9, noNaN: true, noDefaultInfinity: true }), junk),
     'max-time': fc.oneof(fc.double({ max: -1e-9, noNaN: true, noDefaultInfinity: true }), junk),
@@ -184,20 +242,24 @@ describe('config file properties (fast-check)', () => {
 
   it('every key: an invalid value in a file is refused naming the file and the key', () => {
     fc.assert(
-      fc.property(fc.constantFrom(...RUN_FLAG_NAMES).chain((key) => fc.tuple(fc.constant(key), invalid[key])), fc.constantFrom('yaml' as const, 'json' as const), ([key, value], format) => {
-        const path = writeConfig({ [key]: value }, format);
-        let error: unknown;
-        try {
-          readConfigFile(path);
-        } catch (e) {
-          error = e;
-        }
-        expect(error, `${key}: ${JSON.stringify(value)}`).toBeInstanceOf(InputError);
-        expect((error as Error).message.startsWith(`${path}: ${key}`), (error as Error).message).toBe(true);
-        expect((error as Error).message).toMatch(/must be|unknown|empty/);
-        // The published schema refuses it too (editors and linters agree with the tool).
-        expect(publishedSchema({ [key]: value })).toBe(false);
-      }),
+      fc.property(
+        fc.constantFrom(...RUN_FLAG_NAMES).chain((key) => fc.tuple(fc.constant(key), invalid[key])),
+        fc.constantFrom('yaml' as const, 'json' as const),
+        ([key, value], format) => {
+          const path = writeConfig({ [key]: value }, format);
+          let error: unknown;
+          try {
+            readConfigFile(path);
+          } catch (e) {
+            error = e;
+          }
+          expect(error, `${key}: ${JSON.stringify(value)}`).toBeInstanceOf(InputError);
+          expect((error as Error).message.startsWith(`${path}: ${key}`), (error as Error).message).toBe(true);
+          expect((error as Error).message).toMatch(/must be|unknown|empty/);
+          // The published schema refuses it too (editors and linters agree with the tool).
+          expect(publishedSchema({ [key]: value })).toBe(false);
+        },
+      ),
       { numRuns: 400 },
     );
   });
@@ -206,7 +268,10 @@ describe('config file properties (fast-check)', () => {
   const badText: Partial<Record<RunFlag, fc.Arbitrary<string>>> = {
     engines: word.filter((w) => !(ENGINE_IDS as readonly string[]).includes(w)),
     workloads: word.filter((w) => !(FAMILY_NAMES as string[]).includes(w)),
-    preset: fc.oneof(word.filter((w) => !Object.values(FAMILIES).some((f) => w in f.presets)), word.map((w) => `cnn=resnet18,${w}=tiny`).filter((t) => !FAMILY_NAMES.some((f) => t.endsWith(`,${f}=tiny`)))),
+    preset: fc.oneof(
+      word.filter((w) => !Object.values(FAMILIES).some((f) => w in f.presets)),
+      word.map((w) => `cnn=resnet18,${w}=tiny`).filter((t) => !FAMILY_NAMES.some((f) => t.endsWith(`,${f}=tiny`))),
+    ),
     size: word.filter((w) => !(SIZES as readonly string[]).includes(w)),
     'batch-sizes': fc.oneof(fc.integer({ max: 0 }).map(String), word, fc.constant(',')),
     device: word.filter((w) => !(DEVICES as readonly string[]).includes(w)),
@@ -224,14 +289,17 @@ describe('config file properties (fast-check)', () => {
   it('every flag: the same kind of invalid value on the command line is refused naming the flag and the value', async () => {
     const keys = Object.keys(badText) as RunFlag[];
     await fc.assert(
-      fc.asyncProperty(fc.constantFrom(...keys).chain((key) => fc.tuple(fc.constant(key), badText[key]!)), async ([key, text]) => {
-        expect(() => runFlag(key)(text)).toThrow(InvalidArgumentError);
-        let error: unknown;
-        await settingsFrom([`--${key}=${text}`]).catch((e: unknown) => (error = e));
-        expect(error).toBeInstanceOf(CommanderError);
-        expect((error as Error).message).toContain(`option '--${key} `);
-        expect((error as Error).message).toContain(`argument '${text}' is invalid`);
-      }),
+      fc.asyncProperty(
+        fc.constantFrom(...keys).chain((key) => fc.tuple(fc.constant(key), badText[key]!)),
+        async ([key, text]) => {
+          expect(() => runFlag(key)(text)).toThrow(InvalidArgumentError);
+          let error: unknown;
+          await settingsFrom([`--${key}=${text}`]).catch((e: unknown) => (error = e));
+          expect(error).toBeInstanceOf(CommanderError);
+          expect((error as Error).message).toContain(`option '--${key} `);
+          expect((error as Error).message).toContain(`argument '${text}' is invalid`);
+        },
+      ),
       { numRuns: 200 },
     );
   });
@@ -240,14 +308,26 @@ describe('config file properties (fast-check)', () => {
     const example = 'docs/config.example.yaml';
     expect(publishedSchema(parse(readFileSync(example, 'utf8')))).toBe(true);
     const s = await settingsFrom(['--config', example]);
-    expect(s.config).toMatchObject({ engines: ['onnxruntime', 'tfjs-wasm'], workloads: ['cnn', 'transformer'], batchSizes: [1, 8], sets: [['classes', '10']], threads: [2], replicates: 3, preset: { cnn: 'resnet50', transformer: 'bert-mini' }, size: 'small' });
+    expect(s.config).toMatchObject({
+      engines: ['onnxruntime', 'tfjs-wasm'],
+      workloads: ['cnn', 'transformer'],
+      batchSizes: [1, 8],
+      sets: [['classes', '10']],
+      threads: [2],
+      replicates: 3,
+      preset: { cnn: 'resnet50', transformer: 'bert-mini' },
+      size: 'small',
+    });
     expect(s.out).toBe('results/nightly');
   });
 
-  it('the config file has a key for every run flag but --config itself and --resume (which continues a run with that run\'s own configuration)', () => {
+  it("the config file has a key for every run flag but --config itself and --resume (which continues a run with that run's own configuration)", () => {
     const notInFiles = ['config', 'resume'];
     const program = buildProgram();
-    const runFlags = program.commands.find((c) => c.name() === 'run')!.options.map((o) => o.long!.slice(2)).filter((f) => !notInFiles.includes(f));
+    const runFlags = program.commands
+      .find((c) => c.name() === 'run')!
+      .options.map((o) => o.long!.slice(2))
+      .filter((f) => !notInFiles.includes(f));
     expect(runFlags.sort()).toEqual([...RUN_FLAG_NAMES].sort());
   });
 });

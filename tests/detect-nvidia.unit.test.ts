@@ -46,7 +46,14 @@ exit 64
 describe('parseNvidiaSmiQuery', () => {
   it('parses one H100 80GB HBM3', () => {
     expect(parseNvidiaSmiQuery(read('h100-query.csv'))).toEqual([
-      { index: 0, name: 'NVIDIA H100 80GB HBM3', memoryBytes: 81559 * MiB, driver: '550.54.15', uuid: 'GPU-3b1f6c2e-8d47-5a90-c1e3-7f2a9d4b6e05', computeCapability: '9.0' },
+      {
+        index: 0,
+        name: 'NVIDIA H100 80GB HBM3',
+        memoryBytes: 81559 * MiB,
+        driver: '550.54.15',
+        uuid: 'GPU-3b1f6c2e-8d47-5a90-c1e3-7f2a9d4b6e05',
+        computeCapability: '9.0',
+      },
     ]);
   });
 
@@ -112,7 +119,9 @@ describe('detectNvidiaGpus', () => {
   });
 
   it('fake nvidia-smi: an old driver that rejects compute_cap is asked again without it', async () => {
-    const r = await detectNvidiaGpus({ nvidiaSmi: fakeNvidiaSmi({ legacyQuery: fixture('k80-legacy-query.csv'), plain: fixture('v100-old-driver-plain.txt') }) });
+    const r = await detectNvidiaGpus({
+      nvidiaSmi: fakeNvidiaSmi({ legacyQuery: fixture('k80-legacy-query.csv'), plain: fixture('v100-old-driver-plain.txt') }),
+    });
     expect(r.reason).toBeUndefined();
     expect(r.driver).toBe('470.256.02');
     expect(r.gpus).toHaveLength(2);
@@ -120,7 +129,8 @@ describe('detectNvidiaGpus', () => {
   });
 
   it('fake nvidia-smi: a driver that cannot be reached gives its message as the reason', async () => {
-    const message = "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running.";
+    const message =
+      "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. Make sure that the latest NVIDIA driver is installed and running.";
     const smi = fakeNvidiaSmi({ failAll: { exitCode: 9, stdout: message } });
     const r = await detectNvidiaGpus({ nvidiaSmi: smi });
     expect(r.gpus).toEqual([]);

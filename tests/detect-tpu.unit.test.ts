@@ -99,7 +99,12 @@ describe('detectTpu', () => {
 
   it('an empty tree, or none at all, is no TPU and no error', async () => {
     const root = tempDir('fwbench-fake-tpu-');
-    expect(await detectTpu({ devDir: fakeDev(root, []), sysPciDir: fakePci(root, {}), env: {} })).toEqual({ present: false, signs: [], chips: 0, acceleratorType: undefined });
+    expect(await detectTpu({ devDir: fakeDev(root, []), sysPciDir: fakePci(root, {}), env: {} })).toEqual({
+      present: false,
+      signs: [],
+      chips: 0,
+      acceleratorType: undefined,
+    });
     const missing = join(root, 'missing');
     expect(await detectTpu({ devDir: missing, sysPciDir: missing, env: {} })).toMatchObject({ present: false, signs: [], chips: 0 });
   });

@@ -9,7 +9,11 @@ import { tempDir } from './helpers.js';
 // built in these tests: the Dockerfile is checked statically, and the per-engine library path it
 // relies on is checked with real workers.
 
-interface Instruction { keyword: string; args: string; line: number }
+interface Instruction {
+  keyword: string;
+  args: string;
+  line: number;
+}
 
 /** Dockerfile instructions, with continuation lines joined and comments dropped. */
 function instructions(text: string): Instruction[] {
@@ -29,7 +33,25 @@ function instructions(text: string): Instruction[] {
   return out;
 }
 
-const KEYWORDS = new Set(['FROM', 'RUN', 'CMD', 'LABEL', 'EXPOSE', 'ENV', 'ADD', 'COPY', 'ENTRYPOINT', 'VOLUME', 'USER', 'WORKDIR', 'ARG', 'ONBUILD', 'STOPSIGNAL', 'HEALTHCHECK', 'SHELL']);
+const KEYWORDS = new Set([
+  'FROM',
+  'RUN',
+  'CMD',
+  'LABEL',
+  'EXPOSE',
+  'ENV',
+  'ADD',
+  'COPY',
+  'ENTRYPOINT',
+  'VOLUME',
+  'USER',
+  'WORKDIR',
+  'ARG',
+  'ONBUILD',
+  'STOPSIGNAL',
+  'HEALTHCHECK',
+  'SHELL',
+]);
 const dockerfile = instructions(readFileSync('Dockerfile', 'utf8'));
 
 /** Stages by name, each with its instructions. */
@@ -72,10 +94,17 @@ describe('Dockerfile (static check: no Docker engine here to build it)', () => {
     expect(final.args).toBe('base-${VARIANT} AS fwbench');
     for (const v of ['cpu', 'cuda']) expect(s.has(`base-${v}`), `stage base-${v} for VARIANT=${v}`).toBe(true);
     const ins = s.get('fwbench')!;
-    expect(ins.some((i) => i.keyword === 'RUN' && /npm ci\b.*&& npm run setup\b/.test(i.args)), 'runs npm ci && npm run setup').toBe(true);
+    expect(
+      ins.some((i) => i.keyword === 'RUN' && /npm ci\b.*&& npm run setup\b/.test(i.args)),
+      'runs npm ci && npm run setup',
+    ).toBe(true);
     expect(ins.find((i) => i.keyword === 'ENTRYPOINT')!.args).toBe('["fwbench"]');
     expect(ins.some((i) => i.keyword === 'VOLUME' && i.args === '/data/results')).toBe(true);
-    const cudaEnv = s.get('base-cuda')!.filter((i) => i.keyword === 'ENV').map((i) => i.args).join(' ');
+    const cudaEnv = s
+      .get('base-cuda')!
+      .filter((i) => i.keyword === 'ENV')
+      .map((i) => i.args)
+      .join(' ');
     expect(cudaEnv).toMatch(/FWBENCH_SETUP_DEVICE=cuda/);
     expect(cudaEnv).toMatch(/ONNXRUNTIME_NODE_INSTALL=cuda12/);
   });
@@ -94,16 +123,25 @@ describe('Dockerfile (static check: no Docker engine here to build it)', () => {
   });
 
   it("puts every CUDA 11 package setup.sh installs on tfjs-node-gpu's library path", () => {
-    const cudaEnv = stages().get('base-cuda')!.filter((i) => i.keyword === 'ENV').map((i) => i.args).join(' ');
+    const cudaEnv = stages()
+      .get('base-cuda')!
+      .filter((i) => i.keyword === 'ENV')
+      .map((i) => i.args)
+      .join(' ');
     const path = /FWBENCH_LD_LIBRARY_PATH_TFJS_NODE_GPU=(\S+)/.exec(cudaEnv)![1]!.split(':');
-    const packages = readFileSync('python-runners/requirements-cuda11.txt', 'utf8').split('\n').filter((l) => /^nvidia-/.test(l)).map((l) => /^nvidia-([a-z-]+)-cu11/.exec(l)![1]!.replace(/-/g, '_'));
+    const packages = readFileSync('python-runners/requirements-cuda11.txt', 'utf8')
+      .split('\n')
+      .filter((l) => /^nvidia-/.test(l))
+      .map((l) => /^nvidia-([a-z-]+)-cu11/.exec(l)![1]!.replace(/-/g, '_'));
     expect(path.sort()).toEqual(packages.map((p) => `/opt/fwbench/python-runners/.cuda11/nvidia/${p}/lib`).sort());
   });
 });
 
 describe('per-engine library path (FWBENCH_LD_LIBRARY_PATH_<ENGINE>), with real workers', () => {
   it('maps the engine id to the variable and puts it in front of LD_LIBRARY_PATH', () => {
-    expect(engineLibraryEnv('tfjs-node-gpu', { FWBENCH_LD_LIBRARY_PATH_TFJS_NODE_GPU: '/cuda11/lib', LD_LIBRARY_PATH: '/usr/local/cuda/lib64' })).toEqual({ LD_LIBRARY_PATH: '/cuda11/lib:/usr/local/cuda/lib64' });
+    expect(engineLibraryEnv('tfjs-node-gpu', { FWBENCH_LD_LIBRARY_PATH_TFJS_NODE_GPU: '/cuda11/lib', LD_LIBRARY_PATH: '/usr/local/cuda/lib64' })).toEqual({
+      LD_LIBRARY_PATH: '/cuda11/lib:/usr/local/cuda/lib64',
+    });
     expect(engineLibraryEnv('onnxruntime', { FWBENCH_LD_LIBRARY_PATH_TFJS_NODE_GPU: '/cuda11/lib' })).toEqual({});
   });
 

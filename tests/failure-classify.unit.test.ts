@@ -2,7 +2,15 @@ import { describe, expect, it } from 'vitest';
 import { classifyFailure, isOutOfMemoryText } from '../harness/run/failure.js';
 import { runWorkerProcess, type WorkerOutcome } from '../harness/run/workers.js';
 
-const dead = (o: Partial<WorkerOutcome>): WorkerOutcome => ({ done: false, exitCode: null, signal: null, timedOut: false, logTail: [], phase: 'measure', ...o });
+const dead = (o: Partial<WorkerOutcome>): WorkerOutcome => ({
+  done: false,
+  exitCode: null,
+  signal: null,
+  timedOut: false,
+  logTail: [],
+  phase: 'measure',
+  ...o,
+});
 
 describe('failure causes', () => {
   it('fake GPU condition: the CUDA out-of-memory messages of ONNX Runtime, PyTorch and TensorFlow are out-of-memory', () => {
@@ -27,19 +35,31 @@ describe('failure causes', () => {
   });
 
   it('a timeout wins over the signal that ended it; the phase defaults to start', () => {
-    expect(classifyFailure(dead({ timedOut: true, timeoutMs: 5000, signal: 'SIGTERM' })).reason).toBe("timed out after 5 s in phase measure; the worker's process group was killed");
-    expect(classifyFailure({ done: false, exitCode: 0, signal: null, timedOut: false, logTail: [] })).toEqual({ cause: 'protocol', reason: 'worker ended without completing the protocol in phase start' });
+    expect(classifyFailure(dead({ timedOut: true, timeoutMs: 5000, signal: 'SIGTERM' })).reason).toBe(
+      "timed out after 5 s in phase measure; the worker's process group was killed",
+    );
+    expect(classifyFailure({ done: false, exitCode: 0, signal: null, timedOut: false, logTail: [] })).toEqual({
+      cause: 'protocol',
+      reason: 'worker ended without completing the protocol in phase start',
+    });
   });
 
-  it('a line cut off by the worker\'s death is not a protocol error: the death is the cause', () => {
+  it("a line cut off by the worker's death is not a protocol error: the death is the cause", () => {
     const cutOff = { protocolError: 'invalid protocol line "{\\"type\\":\\"parity\\"" (Unexpected end of JSON input)', protocolCutOff: true };
     // V8's out-of-memory line scrolled out of the 20-line tail behind its native stack trace.
     const frames = Array.from({ length: 20 }, (_, i) => ` ${i + 1}: 0x${(i + 16).toString(16)} [/usr/bin/node]`);
-    expect(classifyFailure(dead({ ...cutOff, phase: 'parity', signal: 'SIGTRAP', logTail: frames, outOfMemoryLine: '# Fatal process out of memory: Commit wasm code space' }))).toEqual({
+    expect(
+      classifyFailure(
+        dead({ ...cutOff, phase: 'parity', signal: 'SIGTRAP', logTail: frames, outOfMemoryLine: '# Fatal process out of memory: Commit wasm code space' }),
+      ),
+    ).toEqual({
       cause: 'out-of-memory',
       reason: 'out of memory in phase parity (killed by SIGTRAP): # Fatal process out of memory: Commit wasm code space',
     });
-    expect(classifyFailure(dead({ ...cutOff, signal: 'SIGSEGV' }))).toEqual({ cause: 'signal', reason: 'worker killed by SIGSEGV in phase measure; its last protocol line was cut off' });
+    expect(classifyFailure(dead({ ...cutOff, signal: 'SIGSEGV' }))).toEqual({
+      cause: 'signal',
+      reason: 'worker killed by SIGSEGV in phase measure; its last protocol line was cut off',
+    });
     expect(classifyFailure(dead({ ...cutOff, exitCode: 0 })).cause).toBe('protocol');
     // A live worker that writes an invalid line is still a protocol failure, whatever it does after being stopped.
     expect(classifyFailure(dead({ protocolError: cutOff.protocolError, signal: 'SIGTERM' })).cause).toBe('protocol');
@@ -65,7 +85,9 @@ describe('failure causes from a real process (a scripted worker, not a framework
     expect(o.protocolCutOff).toBe(true);
     expect(o.logTail).toHaveLength(20);
     expect(o.logTail.some((l) => isOutOfMemoryText(l))).toBe(false);
-    expect(classifyFailure(o)).toEqual({ cause: 'out-of-memory', reason: 'out of memory in phase parity (killed by SIGABRT): # Fatal process out of memory: Commit wasm code space' });
+    expect(classifyFailure(o)).toEqual({
+      cause: 'out-of-memory',
+      reason: 'out of memory in phase parity (killed by SIGABRT): # Fatal process out of memory: Commit wasm code space',
+    });
   });
 });
-

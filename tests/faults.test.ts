@@ -13,7 +13,27 @@ import { fwbench, tempDir } from './helpers.js';
  * a damaged cache file, formulas in CSV text, and the system temp folder around a real run.
  */
 
-const RUN = ['run', '--engines', 'onnxruntime', '--workloads', 'rnn', '--size', 'tiny', '--batch-sizes', '1', '--replicates', '1', '--min-samples', '5', '--min-time', '50', '--max-time', '500', '--warmup-max-time', '100'];
+const RUN = [
+  'run',
+  '--engines',
+  'onnxruntime',
+  '--workloads',
+  'rnn',
+  '--size',
+  'tiny',
+  '--batch-sizes',
+  '1',
+  '--replicates',
+  '1',
+  '--min-samples',
+  '5',
+  '--min-time',
+  '50',
+  '--max-time',
+  '500',
+  '--warmup-max-time',
+  '100',
+];
 
 /** Why a tmpfs cannot be mounted here (not root, no CAP_SYS_ADMIN), or undefined when it can. */
 function mountProblem(): string | undefined {
@@ -112,7 +132,10 @@ describe('one writer per folder', () => {
     const [second, resume] = await Promise.all([fwbench([...RUN, '--out', out]), fwbench(['run', '--resume', out])]);
     for (const r of [second, resume]) {
       expect(r.exitCode, r.stderr).toBe(2);
-      expectOneLine(r.stderr, new RegExp(`^fwbench: ${out} is in use by fwbench pid ${first.pid} on ${hostname()} \\(fwbench run .*\\): one fwbench writes a folder at a time`));
+      expectOneLine(
+        r.stderr,
+        new RegExp(`^fwbench: ${out} is in use by fwbench pid ${first.pid} on ${hostname()} \\(fwbench run .*\\): one fwbench writes a folder at a time`),
+      );
     }
     const done = await first;
     expect(done.exitCode, done.stderr).toBe(0);
@@ -120,10 +143,13 @@ describe('one writer per folder', () => {
     expect(loadRun(out).cells).toHaveLength(1);
   });
 
-  it("a lock left by a dead process on this host is taken over with a note", async () => {
+  it('a lock left by a dead process on this host is taken over with a note', async () => {
     const out = tempDir('fwbench-stale-');
     // pid 2^22 + 1 is above Linux's pid_max limit: never a live process.
-    writeFileSync(join(out, '.fwbench.lock'), JSON.stringify({ pid: 4194305, hostname: hostname(), command: ['fwbench', 'run'], since: '2026-01-01T00:00:00Z' }));
+    writeFileSync(
+      join(out, '.fwbench.lock'),
+      JSON.stringify({ pid: 4194305, hostname: hostname(), command: ['fwbench', 'run'], since: '2026-01-01T00:00:00Z' }),
+    );
     const r = await fwbench(['merge', run, '--out', out]);
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/taking over the lock of fwbench pid 4194305, which is no longer running/);
@@ -191,7 +217,9 @@ describe('the cache checks itself', () => {
   it('FWBENCH_CACHE naming a file is one line, exit 2', async () => {
     const file = join(tempDir('fwbench-cachefile-'), 'not-a-folder');
     writeFileSync(file, 'x');
-    const r = await fwbench(['export', '--workload', 'rnn', '--format', 'weights', '--out', join(tempDir(), 'w.safetensors')], { env: { FWBENCH_CACHE: file } });
+    const r = await fwbench(['export', '--workload', 'rnn', '--format', 'weights', '--out', join(tempDir(), 'w.safetensors')], {
+      env: { FWBENCH_CACHE: file },
+    });
     expect(r.exitCode, r.stderr).toBe(2);
     expectOneLine(r.stderr, new RegExp(`^fwbench: FWBENCH_CACHE=${file} is a file, not a folder; point FWBENCH_CACHE at a folder$`));
   });
@@ -207,7 +235,9 @@ describe('an interrupted run', () => {
     writeFileSync(join(dir, 'cells.jsonl'), readFileSync(join(run, 'cells.jsonl')));
     const r = await fwbench(['report', dir, '--format', 'csv', '--out', '-']);
     expect(r.exitCode, r.stderr).toBe(0);
-    expect(r.stderr).toContain(`${dir}: run.json lists 0 cells, cells.jsonl 1: using every finished cell of cells.jsonl (fwbench run --resume ${dir} rewrites run.json from it)`);
+    expect(r.stderr).toContain(
+      `${dir}: run.json lists 0 cells, cells.jsonl 1: using every finished cell of cells.jsonl (fwbench run --resume ${dir} rewrites run.json from it)`,
+    );
     expect(r.stderr).toContain(`incomplete: 1 of 1 cells (run state running); continue it with fwbench run --resume ${dir}`);
     expect(r.stdout.trim().split('\n')).toHaveLength(2);
   });
@@ -233,7 +263,9 @@ describe('a memory cap too small for the runtime', () => {
     expect(r.exitCode, r.stderr).toBe(1);
     const [cell] = loadRun(out).cells;
     expect(cell).toMatchObject({ engine: 'torch', status: 'failed', cause: 'out-of-memory' });
-    expect(cell!.reason).toMatch(/^the worker could not start under --max-memory-mb 20: too little memory for the runtime itself \(.*\); raise --max-memory-mb$/);
+    expect(cell!.reason).toMatch(
+      /^the worker could not start under --max-memory-mb 20: too little memory for the runtime itself \(.*\); raise --max-memory-mb$/,
+    );
   });
 });
 

@@ -10,8 +10,15 @@ import { generateInput, generateWeight } from '../workloads/materialize.js';
 import type { Tensor, TensorMap } from '../workloads/safetensors.js';
 
 /** Runs the real CLI (compiled, as `npx fwbench` does) and returns its exit code and output. */
-export async function fwbench(args: string[], opts: { timeoutMs?: number; env?: Record<string, string> } = {}): Promise<{ exitCode: number; stdout: string; stderr: string }> {
-  const r = await execa(process.execPath, ['bin/fwbench.js', ...args], { reject: false, timeout: opts.timeoutMs ?? 300_000, env: { FORCE_COLOR: '0', ...opts.env } });
+export async function fwbench(
+  args: string[],
+  opts: { timeoutMs?: number; env?: Record<string, string> } = {},
+): Promise<{ exitCode: number; stdout: string; stderr: string }> {
+  const r = await execa(process.execPath, ['bin/fwbench.js', ...args], {
+    reject: false,
+    timeout: opts.timeoutMs ?? 300_000,
+    env: { FORCE_COLOR: '0', ...opts.env },
+  });
   return { exitCode: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -57,7 +64,8 @@ export function expectOkCells(cells: Cell[], count: number): void {
  */
 export function expectColdStartAddsUp(c: Cell, compiles: boolean): void {
   const s = c.coldStart!;
-  for (const [name, ms] of Object.entries({ spawnMs: s.spawnMs, importMs: s.importMs, weightsMs: s.weightsMs, buildMs: s.buildMs, firstRunMs: s.firstRunMs })) expect(ms, `${c.id} ${name}`).toBeGreaterThan(0);
+  for (const [name, ms] of Object.entries({ spawnMs: s.spawnMs, importMs: s.importMs, weightsMs: s.weightsMs, buildMs: s.buildMs, firstRunMs: s.firstRunMs }))
+    expect(ms, `${c.id} ${name}`).toBeGreaterThan(0);
   if (compiles) expect(s.compileMs, `${c.id} compileMs`).toBeGreaterThan(0);
   else expect(s.compileMs, `${c.id} compileMs`).toBeUndefined();
   const rest = s.totalMs - (s.spawnMs + s.importMs! + s.weightsMs! + s.buildMs + (s.compileMs ?? 0) + s.firstRunMs);

@@ -1,3 +1,4 @@
+/* eslint-disable @typescript-eslint/no-explicit-any -- the decoded ONNX protobuf messages checked here are untyped */
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -90,7 +91,9 @@ function lstmReference(x: Instance): Float64Array {
   const tokens = x.inputs.get('tokens')!.data;
   const out: number[] = [];
   for (let b = 0; b < BATCH; b++) {
-    let seq: Vec[] = Array.from({ length: S }, (_, t) => Float64Array.from(w(x, 'embedding.weight').subarray(tokens[b * S + t]! * E, tokens[b * S + t]! * E + E)));
+    let seq: Vec[] = Array.from({ length: S }, (_, t) =>
+      Float64Array.from(w(x, 'embedding.weight').subarray(tokens[b * S + t]! * E, tokens[b * S + t]! * E + E)),
+    );
     for (let l = 0; l < L; l++) {
       const p = `lstm.${l}`;
       let h: Vec = new Float64Array(H);
@@ -175,7 +178,12 @@ function cnnReference(x: Instance): Float64Array {
   const l = resnetLayout(x.params);
   const convBn = (m: Maps, cv: ConvLayer, relu: boolean): Maps => {
     const K = w(x, cv.weight);
-    const [gamma, beta, mean, variance] = ['weight', 'bias', 'running_mean', 'running_var'].map((p) => w(x, `${cv.bn}.${p}`)) as [Float32Array, Float32Array, Float32Array, Float32Array];
+    const [gamma, beta, mean, variance] = ['weight', 'bias', 'running_mean', 'running_var'].map((p) => w(x, `${cv.bn}.${p}`)) as [
+      Float32Array,
+      Float32Array,
+      Float32Array,
+      Float32Array,
+    ];
     const n = cv.outSize;
     const out = new Float64Array(cv.cout * n * n);
     for (let o = 0; o < cv.cout; o++) {
@@ -301,11 +309,15 @@ describe('onnxruntime engine', () => {
     expect(p.details.providers).toContain('cpu');
   });
 
-  const cudaInstalled = existsSync(join(dirname(createRequire(import.meta.url).resolve('onnxruntime-node/package.json')), 'bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so'));
+  const cudaInstalled = existsSync(
+    join(dirname(createRequire(import.meta.url).resolve('onnxruntime-node/package.json')), 'bin/napi-v6/linux/x64/libonnxruntime_providers_cuda.so'),
+  );
   it.skipIf(cudaInstalled)('refuses cuda without the CUDA provider, naming the fix', async () => {
     runtime ??= await onnxruntime.load();
     const x = instance('rnn');
-    const err = await runtime.build({ family: 'rnn', params: x.params, batchSize: BATCH, weights: x.weights, device: 'cuda', mode: 'all', threads: 1 }).catch((e: unknown) => e);
+    const err = await runtime
+      .build({ family: 'rnn', params: x.params, batchSize: BATCH, weights: x.weights, device: 'cuda', mode: 'all', threads: 1 })
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(EngineUnavailable);
     expect((err as EngineUnavailable).fix).toMatch(/ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules\/onnxruntime-node\/script\/install\.js/);
     expect((await runtime.probe()).devices).toEqual(['cpu']);
@@ -336,7 +348,11 @@ describe('onnxruntime engine', () => {
   });
 
   it('rnn with odd sizes (seq 5, hidden 12, 2 layers) matches the reference', async () => {
-    const x = instance('rnn', [['seq', '5'], ['hidden', '12'], ['layers', '2']]);
+    const x = instance('rnn', [
+      ['seq', '5'],
+      ['hidden', '12'],
+      ['layers', '2'],
+    ]);
     const out = await ortRun(x, 'all');
     expect(out.length).toBe(BATCH * x.classes);
     expect(relL2(out, lstmReference(x))).toBeLessThan(1e-5);
@@ -348,7 +364,11 @@ describe('onnxruntime engine', () => {
   });
 
   it('transformer with odd sizes (seq 7, hidden 24, 3 heads) matches the reference', async () => {
-    const x = instance('transformer', [['seq', '7'], ['hidden', '24'], ['heads', '3']]);
+    const x = instance('transformer', [
+      ['seq', '7'],
+      ['hidden', '24'],
+      ['heads', '3'],
+    ]);
     const out = await ortRun(x, 'all');
     expect(out.length).toBe(BATCH * x.classes);
     expect(relL2(out, transformerReference(x))).toBeLessThan(1e-5);

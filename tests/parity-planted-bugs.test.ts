@@ -25,7 +25,11 @@ const SEED = 0;
 const geluTanh = (x: tf.Tensor2D): tf.Tensor2D => x.mul(tf.tanh(x.add(x.pow(3).mul(0.044715)).mul(Math.sqrt(2 / Math.PI))).add(1)).mul(0.5);
 
 /** Compares the correct tfjs-node model and a planted one with the reference on one preset's batch. */
-async function againstReference(family: FamilyName, preset: string, plant: (inst: WorkloadInstance) => TfjsModel): Promise<{ right: ParityFigures; wrong: ParityFigures }> {
+async function againstReference(
+  family: FamilyName,
+  preset: string,
+  plant: (inst: WorkloadInstance) => TfjsModel,
+): Promise<{ right: ParityFigures; wrong: ParityFigures }> {
   const inst = workloadInstance(family, [], { seed: SEED, batch: BATCH, preset });
   const req = { family, params: inst.params, batchSize: BATCH, weights: inst.weights, device: 'cpu' as const, threads: 2 };
   const shape = [BATCH, inst.classes];
@@ -62,17 +66,25 @@ function expectCaught({ right, wrong }: { right: ParityFigures; wrong: ParityFig
 const presets = (family: FamilyName): string[] => Object.values(getFamily(family).sizes);
 
 describe('the fp32 parity tolerance catches planted porting bugs on every shipped preset', () => {
-  it.each(presets('transformer'))('transformer %s: tanh-approximate GELU fails, exact GELU passes', async (preset) => {
-    expectCaught(await againstReference('transformer', preset, (inst) => buildTransformer(inst.weights, inst.params, KERAS_MAPPING, geluTanh)));
-  }, 600_000);
+  it.each(presets('transformer'))(
+    'transformer %s: tanh-approximate GELU fails, exact GELU passes',
+    async (preset) => {
+      expectCaught(await againstReference('transformer', preset, (inst) => buildTransformer(inst.weights, inst.params, KERAS_MAPPING, geluTanh)));
+    },
+    600_000,
+  );
 
-  it.each(presets('rnn'))('rnn %s: forget and output gates swapped fails, canonical order passes', async (preset) => {
-    expectCaught(
-      await againstReference('rnn', preset, (inst) => {
-        const H = int(inst.params, 'hidden');
-        const swapped: KerasMapping = { ...KERAS_MAPPING, lstm: (...args) => KERAS_MAPPING.lstm(...args).map((t) => swapBlocks(t, H, 1, 3)) };
-        return buildRnn(inst.weights, inst.params, swapped);
-      }),
-    );
-  }, 600_000);
+  it.each(presets('rnn'))(
+    'rnn %s: forget and output gates swapped fails, canonical order passes',
+    async (preset) => {
+      expectCaught(
+        await againstReference('rnn', preset, (inst) => {
+          const H = int(inst.params, 'hidden');
+          const swapped: KerasMapping = { ...KERAS_MAPPING, lstm: (...args) => KERAS_MAPPING.lstm(...args).map((t) => swapBlocks(t, H, 1, 3)) };
+          return buildRnn(inst.weights, inst.params, swapped);
+        }),
+      );
+    },
+    600_000,
+  );
 });

@@ -4,7 +4,19 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { busyCores, classifyTorchBlas, deviceFindings, governorFindings, gpuThrottleFindings, parseProcStat, parseThrottleReasons, THROTTLE_QUERY, threadsFinding, tfjsCpuFinding, torchBlasFindings } from '../harness/diagnostics/doctor.js';
+import {
+  busyCores,
+  classifyTorchBlas,
+  deviceFindings,
+  governorFindings,
+  gpuThrottleFindings,
+  parseProcStat,
+  parseThrottleReasons,
+  THROTTLE_QUERY,
+  threadsFinding,
+  tfjsCpuFinding,
+  torchBlasFindings,
+} from '../harness/diagnostics/doctor.js';
 import { FindingSchema } from '../harness/diagnostics/schema.js';
 import { fractionOfPeak, machinePeakOf, measurePeak } from '../harness/diagnostics/peak.js';
 import { RunSchema } from '../harness/results/schema.js';
@@ -91,7 +103,8 @@ describe('fwbench run: peak, fractionOfPeak and the doctor at start (real run, -
     expect(r.exitCode, r.stderr).toBe(0);
     const findings = (JSON.parse(r.stdout) as { findings: unknown[] }).findings.map((f) => FindingSchema.parse(f));
     const cores = (await import('systeminformation')).default;
-    if (Math.min((await cores.cpu()).physicalCores, availableParallelism()) > 1) expect(findings.find((f) => f.id === 'threads-below-cores')?.severity).toBe('warn');
+    if (Math.min((await cores.cpu()).physicalCores, availableParallelism()) > 1)
+      expect(findings.find((f) => f.id === 'threads-below-cores')?.severity).toBe('warn');
     expect(findings.every((f) => f.fix.length > 0)).toBe(true);
   }, 60_000);
 });
@@ -146,7 +159,11 @@ describe('doctor checks', () => {
     expect(parseThrottleReasons('[N/A]\n')).toEqual([]);
     // A fake nvidia-smi that answers only the exact throttle query.
     const smi = join(tempDir('fwbench-fake-nvidia-smi-'), 'nvidia-smi');
-    writeFileSync(smi, `#!/bin/bash\n# fake nvidia-smi for tests: no GPU here\nif [ "$1" = '${THROTTLE_QUERY[0]}' ] && [ "$2" = '${THROTTLE_QUERY[1]}' ]; then cat '${join(FIXTURES, 'nvidia-smi/throttle-h100-thermal.csv')}'; exit 0; fi\nexit 64\n`, { mode: 0o755 });
+    writeFileSync(
+      smi,
+      `#!/bin/bash\n# fake nvidia-smi for tests: no GPU here\nif [ "$1" = '${THROTTLE_QUERY[0]}' ] && [ "$2" = '${THROTTLE_QUERY[1]}' ]; then cat '${join(FIXTURES, 'nvidia-smi/throttle-h100-thermal.csv')}'; exit 0; fi\nexit 64\n`,
+      { mode: 0o755 },
+    );
     const f = await gpuThrottleFindings(smi);
     expect(f).toHaveLength(1);
     expect(f[0]!.message).toMatch(/GPU 1 is throttled \(software power cap, hardware thermal slowdown/);
@@ -170,7 +187,9 @@ describe('doctor checks', () => {
     it('MKL build (recorded from this venv: pip torch 2.13 CPU, x86-64): mkl, no warning at a normal GEMM rate', () => {
       const text = fixture('torch-config/pip-2.13-x86_64-mkl.recorded.txt');
       expect(classifyTorchBlas(text).blas).toBe('mkl');
-      expect(torchBlasFindings({ version: '2.13.0', config: text, libs: [], gemm512Gflops: 150, threads: 2 })).toEqual([expect.objectContaining({ id: 'torch-blas', severity: 'info' })]);
+      expect(torchBlasFindings({ version: '2.13.0', config: text, libs: [], gemm512Gflops: 150, threads: 2 })).toEqual([
+        expect.objectContaining({ id: 'torch-blas', severity: 'info' }),
+      ]);
     });
 
     it('OpenBLAS build (reconstructed aarch64 wheel text, not recorded here): openblas', () => {
@@ -200,7 +219,10 @@ describe('fwbench doctor against a real reference-BLAS PyTorch (Debian python3-t
   it('FWBENCH_PYTHON=/usr/bin/python3: flags the reference BLAS with the measured GEMM rate', async () => {
     // Not a skip: without Debian's torch this condition cannot be built, and the test says how to build it.
     const probe = await execa(debianPython, ['-c', 'import torch'], { reject: false });
-    expect(probe.exitCode, `${debianPython} cannot import torch (${probe.stderr.trim().split('\n').pop()}); install it with: apt-get install --no-install-recommends python3-torch`).toBe(0);
+    expect(
+      probe.exitCode,
+      `${debianPython} cannot import torch (${probe.stderr.trim().split('\n').pop()}); install it with: apt-get install --no-install-recommends python3-torch`,
+    ).toBe(0);
     const r = await fwbench(['doctor', '--engines', 'torch', '--threads', '1', '--json'], { env: { FWBENCH_PYTHON: debianPython } });
     expect(r.exitCode, r.stderr).toBe(0);
     const findings = (JSON.parse(r.stdout) as { findings: unknown[] }).findings.map((f) => FindingSchema.parse(f));
@@ -213,12 +235,15 @@ describe('fwbench doctor against a real reference-BLAS PyTorch (Debian python3-t
     expect(rate).toBeGreaterThan(0);
   }, 180_000);
 
-  it('the venv\'s pip torch (MKL) is not flagged, and --python picks the interpreter over FWBENCH_PYTHON', async () => {
+  it("the venv's pip torch (MKL) is not flagged, and --python picks the interpreter over FWBENCH_PYTHON", async () => {
     const venv = join(packageRoot(), 'python-runners', '.venv', 'bin', 'python');
     const r = await fwbench(['doctor', '--engines', 'torch', '--threads', '1', '--json', '--python', venv], { env: { FWBENCH_PYTHON: debianPython } });
     expect(r.exitCode, r.stderr).toBe(0);
     const findings = (JSON.parse(r.stdout) as { findings: unknown[] }).findings.map((f) => FindingSchema.parse(f));
-    expect(findings.filter((f) => f.id === 'reference-blas' || f.id === 'slow-gemm' || f.id === 'torch-blas-unchecked'), JSON.stringify(findings)).toEqual([]);
+    expect(
+      findings.filter((f) => f.id === 'reference-blas' || f.id === 'slow-gemm' || f.id === 'torch-blas-unchecked'),
+      JSON.stringify(findings),
+    ).toEqual([]);
     const info = findings.find((f) => f.id === 'torch-blas');
     expect(info?.message).toContain(venv);
     expect(info?.message).toMatch(/BLAS: mkl/);

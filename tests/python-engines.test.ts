@@ -14,7 +14,18 @@ const hasVenv = existsSync(VENV);
 const readRun = (dir: string): Run => RunSchema.parse(JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')));
 
 describe('--modes: which modes become cells', () => {
-  const config = { engines: ['onnxruntime', 'torch', 'tensorflow'], workloads: ['rnn' as const], preset: { rnn: 'tiny' }, batchSizes: [1], sets: [], device: 'cpu' as const, threads: [1], seed: 0, measure: DEFAULT_MEASURE, cellTimeoutMs: 1000 };
+  const config = {
+    engines: ['onnxruntime', 'torch', 'tensorflow'],
+    workloads: ['rnn' as const],
+    preset: { rnn: 'tiny' },
+    batchSizes: [1],
+    sets: [],
+    device: 'cpu' as const,
+    threads: [1],
+    seed: 0,
+    measure: DEFAULT_MEASURE,
+    cellTimeoutMs: 1000,
+  };
   const modes = (sel?: string[] | 'all'): string[] => planCells({ ...config, ...(sel ? { modes: sel } : {}) }).map((c) => `${c.engine}/${c.mode}`);
 
   it('defaults to the eager and graph modes of the Python engines (the compilers only when asked for) and the first mode of the others', () => {
@@ -43,21 +54,47 @@ describe('Python interpreter lookup', () => {
     const status = await probeEngine('torch');
     expect(status).toMatchObject({ available: false, framework: 'PyTorch' });
     // The fix names the variable at fault and the interpreter the set-up made.
-    expect(status.fix).toMatch(/^point FWBENCH_PYTHON at the Python that python-runners\/setup\.sh set up \(python-runners\/\.venv\/bin\/python\), or unset it$/);
+    expect(status.fix).toMatch(
+      /^point FWBENCH_PYTHON at the Python that python-runners\/setup\.sh set up \(python-runners\/\.venv\/bin\/python\), or unset it$/,
+    );
     expect(status.reason).toMatch(/not an executable file/);
   });
 });
 
 describe.skipIf(!hasVenv)(
-  hasVenv ? 'PyTorch and TensorFlow (real, python-runners/.venv)' : `PyTorch and TensorFlow — SKIPPED: ${VENV} is missing; run \`bash python-runners/setup.sh\` to create it`,
+  hasVenv
+    ? 'PyTorch and TensorFlow (real, python-runners/.venv)'
+    : `PyTorch and TensorFlow — SKIPPED: ${VENV} is missing; run \`bash python-runners/setup.sh\` to create it`,
   () => {
     it('runs torch eager/torchscript/compile and tensorflow eager/function/xla on cnn, rnn, transformer (tiny): 18 parity-verified, timed cells', async () => {
       const out = tempDir();
-      const r = await fwbench(['run', '--engines', 'torch,tensorflow', '--modes', 'all', '--workloads', 'cnn,rnn,transformer', '--preset', 'tiny', '--batch-sizes', '2', '--threads', '1', '--out', out, ...QUICK], { timeoutMs: 900_000 });
+      const r = await fwbench(
+        [
+          'run',
+          '--engines',
+          'torch,tensorflow',
+          '--modes',
+          'all',
+          '--workloads',
+          'cnn,rnn,transformer',
+          '--preset',
+          'tiny',
+          '--batch-sizes',
+          '2',
+          '--threads',
+          '1',
+          '--out',
+          out,
+          ...QUICK,
+        ],
+        { timeoutMs: 900_000 },
+      );
       expect(r.exitCode, r.stderr + r.stdout).toBe(0);
       const run = readRun(out);
       expect(run.cells.map((c) => `${c.engine}/${c.mode}`).sort()).toEqual(
-        ['cnn', 'rnn', 'transformer'].flatMap(() => ['tensorflow/eager', 'tensorflow/function', 'tensorflow/xla', 'torch/compile', 'torch/eager', 'torch/torchscript']).sort(),
+        ['cnn', 'rnn', 'transformer']
+          .flatMap(() => ['tensorflow/eager', 'tensorflow/function', 'tensorflow/xla', 'torch/compile', 'torch/eager', 'torch/torchscript'])
+          .sort(),
       );
       for (const c of run.cells) {
         expect(c.status, `${c.id}: ${c.reason}`).toBe('ok');

@@ -48,7 +48,9 @@ describe('the answer in words (end of run, HTML and Markdown reports)', () => {
     expect(a!.leastMemory).toMatchObject({ who: 'tensorflow/function', peakHostMiB: 200, nextWho: 'onnxruntime/all' });
     expect(a!.fastestColdStart).toEqual({ who: 'onnxruntime/all', totalMs: 900 });
     const text = answerText(a!);
-    expect(text).toMatch(/^transformer\/tiny, batch 1: fastest onnxruntime\/all .* 1\.50x faster than the next, tensorflow\/function .*\(95 % interval [\d.]+-[\d.]+x/);
+    expect(text).toMatch(
+      /^transformer\/tiny, batch 1: fastest onnxruntime\/all .* 1\.50x faster than the next, tensorflow\/function .*\(95 % interval [\d.]+-[\d.]+x/,
+    );
     expect(text).toContain('least memory tensorflow/function (200.0 MiB peak');
     expect(text).toContain('fastest cold start onnxruntime/all (900.0 ms)');
   });
@@ -57,7 +59,9 @@ describe('the answer in words (end of run, HTML and Markdown reports)', () => {
     const run = runOf([cell('onnxruntime', 'all', 1, 250, 900), cell('tfjs-wasm', 'eager', 1.01, 200, 800)]);
     const [a] = runAnswers(buildModel(run));
     expect(a!.next!.significant).toBe(false);
-    expect(answerText(a!)).toMatch(/fastest onnxruntime\/all .*, not told apart from tfjs-wasm\/eager .*: ratio 1\.01x \(95 % interval [\d.]+-[\d.]+x, within-process\) is not beyond the 5 % noise threshold/);
+    expect(answerText(a!)).toMatch(
+      /fastest onnxruntime\/all .*, not told apart from tfjs-wasm\/eager .*: ratio 1\.01x \(95 % interval [\d.]+-[\d.]+x, within-process\) is not beyond the 5 % noise threshold/,
+    );
   });
 
   it('gives no interval, and says why, when a side has fewer than 10 samples', () => {
@@ -66,11 +70,17 @@ describe('the answer in words (end of run, HTML and Markdown reports)', () => {
     const [a] = runAnswers(buildModel(run));
     expect(a!.next!.interval).toBeUndefined();
     expect(a!.next!.significant).toBe(false);
-    expect(answerText(a!)).toMatch(/fastest onnxruntime\/all .*, 1\.40x faster than the next, torch\/compile .* \(no interval: fewer than 10 samples on a side; a longer --max-time gives more\)/);
+    expect(answerText(a!)).toMatch(
+      /fastest onnxruntime\/all .*, 1\.40x faster than the next, torch\/compile .* \(no interval: fewer than 10 samples on a side; a longer --max-time gives more\)/,
+    );
   });
 
   it('names every cell that failed parity or failed, and leaves them out of the ranking', () => {
-    const bad = cell('tfjs-node', 'eager', 0.5, 100, 100, { status: 'parity-failed', reason: 'differs', parity: { reference: 'onnxruntime/disabled/cpu', relL2: 3e-3, maxAbs: 0.1, tolerance: 1e-4, pass: false } });
+    const bad = cell('tfjs-node', 'eager', 0.5, 100, 100, {
+      status: 'parity-failed',
+      reason: 'differs',
+      parity: { reference: 'onnxruntime/disabled/cpu', relL2: 3e-3, maxAbs: 0.1, tolerance: 1e-4, pass: false },
+    });
     const failed = cell('torch', 'compile', 0.4, 100, 100, { status: 'failed', reason: 'worker exit code 1' });
     const run = runOf([cell('onnxruntime', 'all', 1, 250, 900), bad, failed]);
     const [a] = runAnswers(buildModel(run));
@@ -92,6 +102,8 @@ describe('the answer in words (end of run, HTML and Markdown reports)', () => {
     expect(answer).toContain(esc(text));
     // The answer opens the page: before the host tables.
     expect(html.indexOf('<section id="answer">')).toBeGreaterThan(0);
-    expect(REPORT_FORMATS.md(report)).toContain(`## Answer\n\n- ${text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/\|/g, '\\|')}`);
+    expect(REPORT_FORMATS.md(report)).toContain(
+      `## Answer\n\n- ${text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/\|/g, '\\|')}`,
+    );
   });
 });

@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { classifyRatio, createRng, MedianResampler, medianInterval, medianRatioInterval, replicateRatioInterval, sortedMedian } from '../harness/stats/bootstrap.js';
+import {
+  classifyRatio,
+  createRng,
+  MedianResampler,
+  medianInterval,
+  medianRatioInterval,
+  replicateRatioInterval,
+  sortedMedian,
+} from '../harness/stats/bootstrap.js';
 import { tukeyBox } from '../harness/report/distribution.js';
 
 /** The textbook bootstrap: resample with replacement, sort, take the median. */

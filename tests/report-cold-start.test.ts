@@ -16,13 +16,30 @@ function coldStartRows(md: string): Map<string, string[]> {
 /** The same run as fwbench wrote it before it measured import, weight loading and compilation. */
 const withoutSegments = (run: Run): Run => ({
   ...run,
-  cells: run.cells.map(({ coldStart, ...c }) => (coldStart ? { ...c, coldStart: { spawnMs: coldStart.spawnMs, buildMs: coldStart.buildMs, firstRunMs: coldStart.firstRunMs, totalMs: coldStart.totalMs } } : c)),
+  cells: run.cells.map(({ coldStart, ...c }) =>
+    coldStart
+      ? { ...c, coldStart: { spawnMs: coldStart.spawnMs, buildMs: coldStart.buildMs, firstRunMs: coldStart.firstRunMs, totalMs: coldStart.totalMs } }
+      : c,
+  ),
 });
 
 describe('the reports name every segment of the cold start (real ONNX Runtime and TensorFlow.js run)', () => {
   it('Markdown and HTML show spawn, import, weights, build, compile / trace, first run and the messages left; older runs read fine with their rest named', async () => {
     const dir = tempDir();
-    const r = await fwbench(['run', '--engines', 'onnxruntime,tfjs-wasm', '--workloads', 'rnn', '--preset', 'tiny', '--batch-sizes', '1', '--out', dir, ...QUICK]);
+    const r = await fwbench([
+      'run',
+      '--engines',
+      'onnxruntime,tfjs-wasm',
+      '--workloads',
+      'rnn',
+      '--preset',
+      'tiny',
+      '--batch-sizes',
+      '1',
+      '--out',
+      dir,
+      ...QUICK,
+    ]);
     expect(r.exitCode, r.stderr).toBe(0);
     const run = readRun(dir);
     expect(COLD_START_SEGMENTS.map((s) => s.name)).toEqual(['spawn', 'import', 'weights', 'build', 'compile / trace', 'first run']);

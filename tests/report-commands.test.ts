@@ -17,13 +17,21 @@ function parseCsv(text: string): string[][] {
   for (let i = 0; i < text.length; i++) {
     const ch = text[i]!;
     if (quoted) {
-      if (ch === '"' && text[i + 1] === '"') (field += '"'), i++;
-      else if (ch === '"') quoted = false;
+      if (ch === '"' && text[i + 1] === '"') {
+        field += '"';
+        i++;
+      } else if (ch === '"') quoted = false;
       else field += ch;
     } else if (ch === '"') quoted = true;
-    else if (ch === ',') row.push(field), (field = '');
-    else if (ch === '\r' && text[i + 1] === '\n') {
-      row.push(field), rows.push(row), (row = []), (field = ''), i++;
+    else if (ch === ',') {
+      row.push(field);
+      field = '';
+    } else if (ch === '\r' && text[i + 1] === '\n') {
+      row.push(field);
+      rows.push(row);
+      row = [];
+      field = '';
+      i++;
     } else field += ch;
   }
   return rows;
@@ -126,7 +134,11 @@ describe('fwbench compare, merge, report formats and claims on a real run', () =
   });
 
   it('md, csv and json reports are parseable and carry every cell, hostile text included', async () => {
-    const hostile = { ...run, hostFingerprint: HOSTILE.attribute, cells: run.cells.map((c, i) => (i === 0 ? { ...c, status: 'failed' as const, reason: `${HOSTILE.script}, "quoted"\nline`, fix: HOSTILE.svg } : c)) };
+    const hostile = {
+      ...run,
+      hostFingerprint: HOSTILE.attribute,
+      cells: run.cells.map((c, i) => (i === 0 ? { ...c, status: 'failed' as const, reason: `${HOSTILE.script}, "quoted"\nline`, fix: HOSTILE.svg } : c)),
+    };
     const d = writeRunDir(hostile);
     for (const format of ['md', 'csv', 'json']) expect((await fwbench(['report', d, '--format', format])).exitCode).toBe(0);
 
@@ -182,7 +194,12 @@ describe('fwbench compare, merge, report formats and claims on a real run', () =
     expect(eager).toHaveLength(4);
     for (const e of eager) expect(e.verdict).toBe('contradicted');
     expect(r2.get('torch-faster')!.counts.supported).toBeGreaterThanOrEqual(4);
-    expect(r2.get('torch-more-memory')!.evaluations.filter((e) => e.verdict !== 'not measured').every((e) => e.ci === null)).toBe(true);
+    expect(
+      r2
+        .get('torch-more-memory')!
+        .evaluations.filter((e) => e.verdict !== 'not measured')
+        .every((e) => e.ci === null),
+    ).toBe(true);
     const missingMode = r2.get('xla-helps')!.evaluations;
     expect(missingMode.every((e) => e.verdict === 'not measured' && /no tensorflow\/xla cell \(modes run: eager\)/.test(e.note))).toBe(true);
     const trend = r2.get('tf-scales')!.evaluations;

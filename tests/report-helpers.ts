@@ -22,7 +22,29 @@ export function writeRunDir(run: Run): string {
  */
 export async function realRun(): Promise<{ dir: string; run: Run }> {
   const dir = tempDir();
-  const r = await fwbench(['run', '--engines', 'onnxruntime,tfjs-wasm', '--workloads', 'rnn,transformer', '--size', 'tiny', '--batch-sizes', '1,2', '--replicates', '3', '--min-samples', '200', '--min-time', '100', '--max-time', '3000', '--warmup-max-time', '200', '--out', dir]);
+  const r = await fwbench([
+    'run',
+    '--engines',
+    'onnxruntime,tfjs-wasm',
+    '--workloads',
+    'rnn,transformer',
+    '--size',
+    'tiny',
+    '--batch-sizes',
+    '1,2',
+    '--replicates',
+    '3',
+    '--min-samples',
+    '200',
+    '--min-time',
+    '100',
+    '--max-time',
+    '3000',
+    '--warmup-max-time',
+    '200',
+    '--out',
+    dir,
+  ]);
   if (r.exitCode !== 0) throw new Error(`fwbench run failed (${r.exitCode}): ${r.stderr}`);
   return { dir, run: readRun(dir) };
 }
@@ -50,7 +72,15 @@ export const HOSTILE = {
 
 const CHROMIUM = '/usr/bin/chromium';
 // environment.md's recipe; Playwright adds --headless and a fresh profile of its own.
-const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 /** Real headless Chromium (Debian's), to open reports in. */
 export async function launchChromium(): Promise<Browser> {

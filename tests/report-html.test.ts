@@ -19,7 +19,24 @@ function plantHostile(run: Run): Run {
     engines: { ...run.engines, torch: { available: false, framework: 'PyTorch', reason: HOSTILE.svg, fix: HOSTILE.script } },
     cells: [
       ...run.cells.map((c) => (victim.includes(c) ? { ...c, mode: HOSTILE.script } : c)),
-      { id: 'torch/x/cpu/rnn/tiny/b1', engine: 'torch', framework: 'PyTorch', mode: HOSTILE.attribute, device: 'cpu', workload: 'rnn', preset: template.preset, params: victim[0]!.params, batchSize: 1, seed: 0, status: 'skipped', reason: HOSTILE.scriptEnd, fix: HOSTILE.script, flops: 1, startedAt: template.startedAt, durationMs: 0 },
+      {
+        id: 'torch/x/cpu/rnn/tiny/b1',
+        engine: 'torch',
+        framework: 'PyTorch',
+        mode: HOSTILE.attribute,
+        device: 'cpu',
+        workload: 'rnn',
+        preset: template.preset,
+        params: victim[0]!.params,
+        batchSize: 1,
+        seed: 0,
+        status: 'skipped',
+        reason: HOSTILE.scriptEnd,
+        fix: HOSTILE.script,
+        flops: 1,
+        startedAt: template.startedAt,
+        durationMs: 0,
+      },
     ],
   };
 }
@@ -88,7 +105,9 @@ describe('fwbench report --format html in real headless Chromium', () => {
     expect(seen.chartText).toContain(`tfjs-wasm/${HOSTILE.script}`);
     // The embedded copy is run.json with each cell's raw samples replaced by their summaries.
     const plain = JSON.parse(JSON.stringify(run)) as Run;
-    const embedded = seen.embedded as Omit<Run, 'cells'> & { cells: Array<Run['cells'][number] & { samplesMsSummary?: { n: number }; warmupMsSummary?: { n: number } }> };
+    const embedded = seen.embedded as Omit<Run, 'cells'> & {
+      cells: Array<Run['cells'][number] & { samplesMsSummary?: { n: number }; warmupMsSummary?: { n: number } }>;
+    };
     const withoutSamples = ({ samplesMs, warmupMs, outliers, ...rest }: Record<string, unknown>): Record<string, unknown> => rest;
     const withoutSummaries = ({ samplesMsSummary, warmupMsSummary, outliers, ...rest }: Record<string, unknown>): Record<string, unknown> => rest;
     expect({ ...embedded, cells: [] }).toEqual({ ...plain, cells: [] });

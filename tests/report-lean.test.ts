@@ -22,8 +22,9 @@ function longRun(): Run {
   const fixture = loadRun('tests/fixtures/runs/v0.1.0-34a4747');
   const cell = fixture.cells[0]!;
   const rng = createRng(14);
-  const long = withSamples({ ...fixture, cells: [cell, { ...cell, id: cell.id.replace('onnxruntime/all', 'tfjs-wasm/eager'), engine: 'tfjs-wasm', mode: 'eager' }] }, (s) =>
-    Array.from({ length: SAMPLES }, (_, i) => s[i % s.length]! * (1 + 0.05 * rng())),
+  const long = withSamples(
+    { ...fixture, cells: [cell, { ...cell, id: cell.id.replace('onnxruntime/all', 'tfjs-wasm/eager'), engine: 'tfjs-wasm', mode: 'eager' }] },
+    (s) => Array.from({ length: SAMPLES }, (_, i) => s[i % s.length]! * (1 + 0.05 * rng())),
   );
   return { ...long, cells: long.cells.map((c) => ({ ...c, warmupMs: c.samplesMs!.slice(0, 2_000), outliers: flagOutliers(c.samplesMs!) })) };
 }
@@ -116,7 +117,10 @@ describe('the HTML report carries summaries, not raw samples', () => {
   it('at 1280 px the cell table scrolls inside its own box and its first column stays in view', async () => {
     const page = await open(lean.path);
     const scroller = page.locator('.scroll:has(#cells)');
-    const doc = (await page.evaluate('({ clientWidth: document.documentElement.clientWidth, scrollWidth: document.documentElement.scrollWidth })')) as { clientWidth: number; scrollWidth: number };
+    const doc = (await page.evaluate('({ clientWidth: document.documentElement.clientWidth, scrollWidth: document.documentElement.scrollWidth })')) as {
+      clientWidth: number;
+      scrollWidth: number;
+    };
     const box = (await scroller.boundingBox())!;
     expect(doc.scrollWidth).toBeLessThanOrEqual(doc.clientWidth);
     expect(box.x + box.width).toBeLessThanOrEqual(doc.clientWidth);
@@ -136,7 +140,9 @@ describe('the HTML report carries summaries, not raw samples', () => {
     expect(after.head.x).toBe(before.head.x);
     expect(after.cell.x).toBeGreaterThanOrEqual(box.x);
     // Nothing scrolled over it: the element on top at its centre (in the viewport) is the cell itself.
-    const onTop = await page.evaluate(`document.elementFromPoint(${after.cell.x + after.cell.width / 2}, ${after.cell.y + after.cell.height / 2})?.closest('td')?.textContent`);
+    const onTop = await page.evaluate(
+      `document.elementFromPoint(${after.cell.x + after.cell.width / 2}, ${after.cell.y + after.cell.height / 2})?.closest('td')?.textContent`,
+    );
     expect(onTop).toBe(run.cells[0]!.id);
     await page.close();
   });

@@ -87,7 +87,10 @@ describe('results files from elsewhere', () => {
     const dirA = join(sandbox, 'a', 'b', 'run-a');
     const dirB = join(sandbox, 'a', 'b', 'run-b');
     // Two runs (started at different times): merge keeps both; one run given twice is merged once.
-    for (const [d, startedAt] of [[dirA, hostile.startedAt], [dirB, '2020-01-01T00:00:00.000Z']] as const) {
+    for (const [d, startedAt] of [
+      [dirA, hostile.startedAt],
+      [dirB, '2020-01-01T00:00:00.000Z'],
+    ] as const) {
       mkdirSync(d, { recursive: true });
       writeFileSync(join(d, 'run.json'), JSON.stringify({ ...hostile, startedAt }));
     }
@@ -95,14 +98,28 @@ describe('results files from elsewhere', () => {
     expect((await fwbench(['compare', dirA, dirB, '--format', 'html', '--out', join(sandbox, 'a', 'compare.html')])).exitCode).toBe(0);
     const merge = await fwbench(['merge', dirA, dirB, '--out', join(sandbox, 'merged')]);
     expect(merge.exitCode, merge.stderr).toBe(0);
-    expect(listFiles(sandbox)).toEqual(['a/b/run-a/report.csv', 'a/b/run-a/report.html', 'a/b/run-a/report.json', 'a/b/run-a/report.md', 'a/b/run-a/run.json', 'a/b/run-b/run.json', 'a/compare.html', 'merged/cells.jsonl', 'merged/run.json'].sort());
+    expect(listFiles(sandbox)).toEqual(
+      [
+        'a/b/run-a/report.csv',
+        'a/b/run-a/report.html',
+        'a/b/run-a/report.json',
+        'a/b/run-a/report.md',
+        'a/b/run-a/run.json',
+        'a/b/run-b/run.json',
+        'a/compare.html',
+        'merged/cells.jsonl',
+        'merged/run.json',
+      ].sort(),
+    );
     expect(listFiles(elsewhere)).toEqual([]);
     // The merged run keeps the names as data.
     expect(loadRun(join(sandbox, 'merged')).cells.map((c) => c.id)).toEqual([...hostile.cells, ...hostile.cells].map((c) => c.id));
     const twice = join(tempDir('fwbench-twice-'), 'merged');
     const same = await fwbench(['merge', dirA, dirA, '--out', twice]);
     expect(same.exitCode, same.stderr).toBe(0);
-    expect(same.stderr).toContain(`dropped ${hostile.cells.length} duplicate cell(s), identical copies of cells already merged: ${hostile.cells.map((c) => c.id).join(', ')}`);
+    expect(same.stderr).toContain(
+      `dropped ${hostile.cells.length} duplicate cell(s), identical copies of cells already merged: ${hostile.cells.map((c) => c.id).join(', ')}`,
+    );
     expect(loadRun(twice).cells.map((c) => c.id)).toEqual(hostile.cells.map((c) => c.id));
     expect(loadRun(twice).sources).toHaveLength(1);
   });
@@ -148,7 +165,11 @@ describe('results files from elsewhere', () => {
 
   it('report --format lists exactly the report writers', async () => {
     const help = await fwbench(['report', '--help']);
-    expect(help.stdout.replace(/\s+/g, ' ')).toContain(`choices: ${Object.keys(REPORT_FORMATS).map((f) => `"${f}"`).join(', ')}`);
+    expect(help.stdout.replace(/\s+/g, ' ')).toContain(
+      `choices: ${Object.keys(REPORT_FORMATS)
+        .map((f) => `"${f}"`)
+        .join(', ')}`,
+    );
   });
 });
 
@@ -159,12 +180,18 @@ describe('no shell ever interprets a user string', () => {
     [/execaCommand|execaCommandSync/, "execa's command-string API"],
     [/\b(execSync|exec)\s*\(\s*[`'"]/, 'child_process.exec of a string'],
     [/from\s+['"](node:)?child_process['"]/, 'child_process (use execa with an argument array)'],
-    [/shell\s*=\s*True|os\.system\(|os\.popen\(|subprocess\.(getoutput|getstatusoutput)\(/, "a Python shell"],
+    [/shell\s*=\s*True|os\.system\(|os\.popen\(|subprocess\.(getoutput|getstatusoutput)\(/, 'a Python shell'],
     [/(?<![.\w])eval\s*\(|new Function\(/, 'eval'],
   ];
 
   it('the sources hold no shell, no command string, no eval', () => {
-    const files = SOURCES.flatMap((s) => (s.endsWith('.sh') ? [s] : readdirSync(s, { recursive: true }).map((f) => join(s, String(f))).filter((f) => /\.(ts|js|py)$/.test(f))));
+    const files = SOURCES.flatMap((s) =>
+      s.endsWith('.sh')
+        ? [s]
+        : readdirSync(s, { recursive: true })
+            .map((f) => join(s, String(f)))
+            .filter((f) => /\.(ts|js|py)$/.test(f)),
+    );
     expect(files.length).toBeGreaterThan(40);
     const found = files.flatMap((f) => {
       const text = readFileSync(f, 'utf8');
@@ -178,7 +205,11 @@ describe('no shell ever interprets a user string', () => {
     const venv = join(root, 'venv;touch PWNED1;$(touch PWNED2)`touch PWNED3`');
     symlinkSync(realpathSync('python-runners/.venv'), venv);
     const out = join(root, 'out;touch PWNED4 && $(touch PWNED5)');
-    const r = await execa(process.execPath, ['bin/fwbench.js', 'run', '--engines', 'torch', '--modes', 'eager', '--workloads', 'transformer', '--batch-sizes', '1', ...QUICK, '--out', out], { reject: false, env: { FWBENCH_PYTHON: join(venv, 'bin', 'python') } });
+    const r = await execa(
+      process.execPath,
+      ['bin/fwbench.js', 'run', '--engines', 'torch', '--modes', 'eager', '--workloads', 'transformer', '--batch-sizes', '1', ...QUICK, '--out', out],
+      { reject: false, env: { FWBENCH_PYTHON: join(venv, 'bin', 'python') } },
+    );
     expect(r.exitCode, r.stderr).toBe(0);
     const cells = loadRun(out).cells;
     expect(cells.map((c) => c.status)).toEqual(['ok']);

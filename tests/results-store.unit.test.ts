@@ -4,7 +4,23 @@ import { describe, expect, it } from 'vitest';
 import { ResultsStore, SCHEMA_VERSION, type Cell } from '../harness/results/schema.js';
 import { tempDir } from './helpers.js';
 
-const cell = (id: string): Cell => ({ id, engine: 'onnxruntime', framework: 'ONNX Runtime', mode: 'all', device: 'cpu', workload: 'rnn', preset: 'tiny', params: {}, batchSize: 1, seed: 0, flops: 1, startedAt: 't', status: 'skipped', reason: 'r', durationMs: 0 });
+const cell = (id: string): Cell => ({
+  id,
+  engine: 'onnxruntime',
+  framework: 'ONNX Runtime',
+  mode: 'all',
+  device: 'cpu',
+  workload: 'rnn',
+  preset: 'tiny',
+  params: {},
+  batchSize: 1,
+  seed: 0,
+  flops: 1,
+  startedAt: 't',
+  status: 'skipped',
+  reason: 'r',
+  durationMs: 0,
+});
 
 describe('results store (cells.jsonl, run.json)', () => {
   it('appends one versioned line per cell and reads them back', () => {

@@ -13,10 +13,12 @@ import { expectOkCells, fwbench, QUICK, tempDir } from './helpers.js';
 const MATRIX = ['--engines', 'onnxruntime,tfjs-wasm', '--workloads', 'rnn,transformer', '--batch-sizes', '1,2', ...QUICK];
 
 const readRun = (dir: string): Run => RunSchema.parse(JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')));
-const cellLines = (dir: string): string[] => (existsSync(join(dir, 'cells.jsonl')) ? readFileSync(join(dir, 'cells.jsonl'), 'utf8').split('\n').filter(Boolean) : []);
+const cellLines = (dir: string): string[] =>
+  existsSync(join(dir, 'cells.jsonl')) ? readFileSync(join(dir, 'cells.jsonl'), 'utf8').split('\n').filter(Boolean) : [];
 
 /** Starts the CLI in the background (the orchestrator is the process itself: no shell in between). */
-const start = (args: string[], env: Record<string, string> = {}): ResultPromise => execa(process.execPath, ['bin/fwbench.js', ...args], { reject: false, env: { FORCE_COLOR: '0', ...env } });
+const start = (args: string[], env: Record<string, string> = {}): ResultPromise =>
+  execa(process.execPath, ['bin/fwbench.js', ...args], { reject: false, env: { FORCE_COLOR: '0', ...env } });
 
 async function until(what: string, ok: () => boolean, timeoutMs = 120_000): Promise<void> {
   const t0 = Date.now();
@@ -29,7 +31,10 @@ async function until(what: string, ok: () => boolean, timeoutMs = 120_000): Prom
 /** Pids of the worker processes the orchestrator `pid` has started and that are alive now. */
 const workersOf = (pid: number): number[] => {
   try {
-    return execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' }).split('\n').filter((l) => l.trim()).map(Number);
+    return execFileSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' })
+      .split('\n')
+      .filter((l) => l.trim())
+      .map(Number);
   } catch {
     return [];
   }
@@ -104,7 +109,10 @@ describe('kill -9 of the orchestrator, then --resume', () => {
 describe('workers of a killed orchestrator', () => {
   it.each(['tfjs-wasm', 'torch'])('a hung %s worker exits when its orchestrator is killed with kill -9', async (engine) => {
     const dir = tempDir('fwbench-orphan-');
-    const child = start(['run', '--engines', engine, '--modes', 'eager', '--workloads', 'rnn', '--batch-sizes', '1', ...QUICK, '--timeout', '600', '--out', dir], { FWBENCH_FAULT: `hang@load:${engine}` });
+    const child = start(
+      ['run', '--engines', engine, '--modes', 'eager', '--workloads', 'rnn', '--batch-sizes', '1', ...QUICK, '--timeout', '600', '--out', dir],
+      { FWBENCH_FAULT: `hang@load:${engine}` },
+    );
     const hung = await hungWorker(child.pid!);
     child.kill('SIGKILL');
     await child;
@@ -120,17 +128,26 @@ describe('SIGINT and SIGTERM', () => {
     const dir = tempDir('fwbench-int-');
     // The tfjs-wasm worker hangs in its load phase with a 600 s timeout: only the orchestrator's
     // stop can end it, and it must not be recorded as a failed cell.
-    const child = start(['run', '--engines', 'onnxruntime,tfjs-wasm', '--workloads', 'rnn', '--batch-sizes', '1,2', ...QUICK, '--timeout', '600', '--out', dir], { FWBENCH_FAULT: 'hang@load:tfjs-wasm' });
+    const child = start(
+      ['run', '--engines', 'onnxruntime,tfjs-wasm', '--workloads', 'rnn', '--batch-sizes', '1,2', ...QUICK, '--timeout', '600', '--out', dir],
+      { FWBENCH_FAULT: 'hang@load:tfjs-wasm' },
+    );
     await until('the first cell', () => cellLines(dir).length >= 1);
     const hung = await hungWorker(child.pid!);
     const early = await fwbench(['run', '--resume', dir]);
     // The folder's lock names the run that holds it.
     expect(early.exitCode, early.stderr).toBe(2);
-    expect(early.stderr).toMatch(new RegExp(`^fwbench: ${dir} is in use by fwbench pid ${child.pid} on ${hostname()} \\(fwbench run .*\\): one fwbench writes a folder at a time; wait for it to finish, or remove ${dir}/\\.fwbench\\.lock if that process is gone$`));
+    expect(early.stderr).toMatch(
+      new RegExp(
+        `^fwbench: ${dir} is in use by fwbench pid ${child.pid} on ${hostname()} \\(fwbench run .*\\): one fwbench writes a folder at a time; wait for it to finish, or remove ${dir}/\\.fwbench\\.lock if that process is gone$`,
+      ),
+    );
     child.kill(signal);
     const r = await child;
     expect(r.exitCode, String(r.stderr)).toBe(code);
-    expect(r.stderr).toContain(`interrupted by ${signal}: 1 of 4 cells finished and kept in ${dir} (run.json state "interrupted"). Continue with: fwbench run --resume ${dir}`);
+    expect(r.stderr).toContain(
+      `interrupted by ${signal}: 1 of 4 cells finished and kept in ${dir} (run.json state "interrupted"). Continue with: fwbench run --resume ${dir}`,
+    );
     await until('the worker to be gone', () => !alive(hung), 5000);
     const run = readRun(dir);
     expect(run.state).toBe('interrupted');
@@ -142,7 +159,7 @@ describe('SIGINT and SIGTERM', () => {
 });
 
 describe('--resume refusals', () => {
-  it('refuses a changed configuration naming each field, --out with --resume, a new run into a run\'s folder, a folder without run.json and a corrupt cells.jsonl', async () => {
+  it("refuses a changed configuration naming each field, --out with --resume, a new run into a run's folder, a folder without run.json and a corrupt cells.jsonl", async () => {
     const dir = tempDir('fwbench-refuse-');
     const ok = await fwbench(['run', '--engines', 'onnxruntime', '--workloads', 'rnn', '--batch-sizes', '1', ...QUICK, '--out', dir]);
     expect(ok.exitCode, ok.stderr).toBe(0);
@@ -168,7 +185,9 @@ describe('--resume refusals', () => {
     const empty = tempDir();
     const none = await fwbench(['run', '--resume', empty]);
     expect(none.exitCode).toBe(2);
-    expect(none.stderr).toBe(`fwbench: cannot resume ${empty}: it has no run.json (a run writes it before its first cell; this one never got that far, so start it again)`);
+    expect(none.stderr).toBe(
+      `fwbench: cannot resume ${empty}: it has no run.json (a run writes it before its first cell; this one never got that far, so start it again)`,
+    );
     expect(readdirSync(empty)).toEqual([]);
     const missing = join(empty, 'nothing-here');
     const gone = await fwbench(['run', '--resume', missing]);
@@ -194,8 +213,13 @@ describe('resume comparisons', () => {
   });
   it('names a changed host and a changed or vanished engine', () => {
     const engines = { onnxruntime: { ...run.engines.onnxruntime!, version: '9.9.9' } };
-    expect(environmentDifferences(run, 'other host', engines)).toEqual([`host: the run has ${JSON.stringify(run.hostFingerprint)}, this machine is "other host"`, `engine onnxruntime: version ${run.engines.onnxruntime!.version} in the run, 9.9.9 now`]);
-    expect(environmentDifferences(run, run.hostFingerprint, { onnxruntime: { ...run.engines.onnxruntime!, available: false } })).toEqual(['engine onnxruntime: available in the run, unavailable now']);
+    expect(environmentDifferences(run, 'other host', engines)).toEqual([
+      `host: the run has ${JSON.stringify(run.hostFingerprint)}, this machine is "other host"`,
+      `engine onnxruntime: version ${run.engines.onnxruntime!.version} in the run, 9.9.9 now`,
+    ]);
+    expect(environmentDifferences(run, run.hostFingerprint, { onnxruntime: { ...run.engines.onnxruntime!, available: false } })).toEqual([
+      'engine onnxruntime: available in the run, unavailable now',
+    ]);
     expect(environmentDifferences(run, run.hostFingerprint, run.engines)).toEqual([]);
   });
 });
@@ -205,6 +229,29 @@ function readRunFixture(): Pick<Run, 'config' | 'engines' | 'hostFingerprint'> {
   return {
     hostFingerprint: 'Intel Xeon, 2 cores',
     engines: { onnxruntime: { available: true, framework: 'ONNX Runtime', version: '1.30.0' } },
-    config: { engines: ['onnxruntime'], workloads: ['rnn'], preset: { rnn: 'tiny' }, batchSizes: [1], sets: [], device: 'cpu', threads: [2], seed: 0, measure: { warmupMinIters: 3, warmupMaxIters: 50, warmupMaxMs: 200, warmupTolerance: 0.1, warmupWindow: 3, minSamples: 5, minTimeMs: 50, maxTimeMs: 1000, maxSamples: 100000, targetInterval: 0.05 }, replicates: 1, cellTimeoutMs: 600000 },
+    config: {
+      engines: ['onnxruntime'],
+      workloads: ['rnn'],
+      preset: { rnn: 'tiny' },
+      batchSizes: [1],
+      sets: [],
+      device: 'cpu',
+      threads: [2],
+      seed: 0,
+      measure: {
+        warmupMinIters: 3,
+        warmupMaxIters: 50,
+        warmupMaxMs: 200,
+        warmupTolerance: 0.1,
+        warmupWindow: 3,
+        minSamples: 5,
+        minTimeMs: 50,
+        maxTimeMs: 1000,
+        maxSamples: 100000,
+        targetInterval: 0.05,
+      },
+      replicates: 1,
+      cellTimeoutMs: 600000,
+    },
   };
 }

@@ -71,7 +71,9 @@ describe('fwbench schedule --on slurm + collect (real Slurm on localhost)', () =
     const before = (await execa('squeue', ['-h', '-o', '%i'])).stdout;
     const s = await fwbench(['schedule', '--on', 'slurm', '--out', dir, '--', '--engines', 'onnxruntime', '--batch-sizes', '0']);
     expect(s.exitCode).toBe(2);
-    expect(s.stderr).toMatch(/in the run flags after --: option '--batch-sizes <list>' argument '0' is invalid\. must be a positive integer up to 65536, got 0/);
+    expect(s.stderr).toMatch(
+      /in the run flags after --: option '--batch-sizes <list>' argument '0' is invalid\. must be a positive integer up to 65536, got 0/,
+    );
     expect(existsSync(join(dir, 'state.json'))).toBe(false);
     expect((await execa('squeue', ['-h', '-o', '%i'])).stdout).toBe(before);
   });

@@ -43,11 +43,19 @@ const SKYPILOT_TASK = {
       type: 'object',
       additionalProperties: false,
       properties: {
-        cloud: { type: 'string' }, infra: { type: 'string' }, region: { type: 'string' }, zone: { type: 'string' },
+        cloud: { type: 'string' },
+        infra: { type: 'string' },
+        region: { type: 'string' },
+        zone: { type: 'string' },
         accelerators: { oneOf: [{ type: 'string', pattern: '^[A-Za-z0-9-]+:\\d+$' }, { type: 'object' }, { type: 'array' }] },
-        cpus: { type: ['string', 'number'], pattern: '^\\d+\\+?$' }, memory: { type: ['string', 'number'], pattern: '^\\d+(\\.\\d+)?\\+?$' },
-        instance_type: { type: 'string' }, use_spot: { type: 'boolean' }, disk_size: { type: 'integer' },
-        image_id: { type: 'string', pattern: '^docker:.+' }, ports: {}, labels: { type: 'object' },
+        cpus: { type: ['string', 'number'], pattern: '^\\d+\\+?$' },
+        memory: { type: ['string', 'number'], pattern: '^\\d+(\\.\\d+)?\\+?$' },
+        instance_type: { type: 'string' },
+        use_spot: { type: 'boolean' },
+        disk_size: { type: 'integer' },
+        image_id: { type: 'string', pattern: '^docker:.+' },
+        ports: {},
+        labels: { type: 'object' },
       },
     },
   },
@@ -55,7 +63,22 @@ const SKYPILOT_TASK = {
 
 describe('fwbench schedule --on k8s --dry-run (no cluster here: validated against the Kubernetes schemas)', () => {
   it('writes claims and Jobs that validate, with nvidia.com/gpu limits and results on the claim', async () => {
-    const dir = await dryRun(['--on', 'k8s', '--split', 'engine', '--image', 'registry.example/fwbench:cuda', '--gpus', '1', '--namespace', 'bench', '--cpus', '8', '--mem', '32Gi']);
+    const dir = await dryRun([
+      '--on',
+      'k8s',
+      '--split',
+      'engine',
+      '--image',
+      'registry.example/fwbench:cuda',
+      '--gpus',
+      '1',
+      '--namespace',
+      'bench',
+      '--cpus',
+      '8',
+      '--mem',
+      '32Gi',
+    ]);
     const docs = parseAllDocuments(readFileSync(join(dir, 'fwbench-k8s.yaml'), 'utf8')).map((d) => d.toJS() as Record<string, never>);
     expect(docs.map((d) => d['kind'])).toEqual(['PersistentVolumeClaim', 'Job', 'PersistentVolumeClaim', 'Job']);
     const { state } = readState(dir);
@@ -81,7 +104,9 @@ describe('fwbench schedule --on k8s --dry-run (no cluster here: validated agains
     }
     expect(state.submitCommands[0]!.argv).toEqual(['kubectl', 'create', '-n', 'bench', '-f', 'fwbench-k8s.yaml', '-o', 'name']);
     // The validator is live: a broken Job is refused.
-    expect(() => new K8sJob({ ...docs[1], spec: { template: { spec: { containers: [{ name: 'x', image: 7 }] } } } } as never).validate()).toThrow(/image must be string/);
+    expect(() => new K8sJob({ ...docs[1], spec: { template: { spec: { containers: [{ name: 'x', image: 7 }] } } } } as never).validate()).toThrow(
+      /image must be string/,
+    );
   });
 
   it('refuses k8s without an image, and options of other schedulers', async () => {
@@ -98,7 +123,22 @@ describe('fwbench schedule --on skypilot --dry-run (no cloud here: checked again
   const validate = new Ajv({ allErrors: true }).compile(SKYPILOT_TASK);
 
   it('writes one task per job with resources.accelerators, the image as image_id and a run script bash parses', async () => {
-    const dir = await dryRun(['--on', 'skypilot', '--split', 'engine', '--gpus', '1', '--gpu-type', 'H100', '--image', 'registry.example/fwbench:cuda', '--cloud', 'aws', '--mem', '64+']);
+    const dir = await dryRun([
+      '--on',
+      'skypilot',
+      '--split',
+      'engine',
+      '--gpus',
+      '1',
+      '--gpu-type',
+      'H100',
+      '--image',
+      'registry.example/fwbench:cuda',
+      '--cloud',
+      'aws',
+      '--mem',
+      '64+',
+    ]);
     const { state } = readState(dir);
     expect(state.specFiles).toEqual(['onnxruntime.sky.yaml', 'torch.sky.yaml']);
     for (const file of state.specFiles) {
@@ -115,7 +155,12 @@ describe('fwbench schedule --on skypilot --dry-run (no cloud here: checked again
 
   it('without an image syncs the checkout as workdir and sets it up with npm run setup (the README set-up)', async () => {
     const dir = await dryRun(['--on', 'skypilot', '--gpus', '2', '--gpu-type', 'A100-80GB']);
-    const task = parse(readFileSync(join(dir, 'all.sky.yaml'), 'utf8')) as { workdir: string; setup: string; envs: Record<string, string>; resources: Record<string, unknown> };
+    const task = parse(readFileSync(join(dir, 'all.sky.yaml'), 'utf8')) as {
+      workdir: string;
+      setup: string;
+      envs: Record<string, string>;
+      resources: Record<string, unknown>;
+    };
     expect(validate(task), JSON.stringify(validate.errors)).toBe(true);
     expect(task.workdir).toBe(process.cwd());
     expect(task.setup).toContain('npm run setup');
@@ -134,7 +179,24 @@ describe('fwbench schedule --on skypilot --dry-run (no cloud here: checked again
 
 describe('rendered Slurm and ssh scripts (checked by bash; GPU and container paths not runnable here)', () => {
   it('sbatch with GPUs through pyxis: --gres with the type, srun --container-image, script parses', async () => {
-    const dir = await dryRun(['--on', 'slurm', '--gpus', '2', '--gpu-type', 'h100', '--image', 'nvcr.io#org/fwbench:cuda', '--container', 'pyxis', '--partition', 'gpu', '--time', '01:00:00', '--results-dir', '/shared/fwbench']);
+    const dir = await dryRun([
+      '--on',
+      'slurm',
+      '--gpus',
+      '2',
+      '--gpu-type',
+      'h100',
+      '--image',
+      'nvcr.io#org/fwbench:cuda',
+      '--container',
+      'pyxis',
+      '--partition',
+      'gpu',
+      '--time',
+      '01:00:00',
+      '--results-dir',
+      '/shared/fwbench',
+    ]);
     const text = readFileSync(join(dir, 'fwbench.sbatch'), 'utf8');
     expect(text).toContain('#SBATCH --gres=gpu:h100:2');
     expect(text).toContain('#SBATCH --partition=gpu');
@@ -151,7 +213,10 @@ describe('rendered Slurm and ssh scripts (checked by bash; GPU and container pat
   it('ssh with an image: docker run --gpus with the job folder mounted, script parses, one job per host', async () => {
     const dir = await dryRun(['--on', 'ssh', '--hosts', 'gpu1,alice@gpu2', '--image', 'registry.example/fwbench:cuda', '--gpus', '1']);
     const { state } = readState(dir);
-    expect(state.jobs.map((j) => [j.name, j.host])).toEqual([['gpu1', 'gpu1'], ['alice-gpu2', 'alice@gpu2']]);
+    expect(state.jobs.map((j) => [j.name, j.host])).toEqual([
+      ['gpu1', 'gpu1'],
+      ['alice-gpu2', 'alice@gpu2'],
+    ]);
     const text = readFileSync(join(dir, 'gpu1.sh'), 'utf8');
     expect(text).toMatch(/docker run --rm --gpus 1 -v "\$dir:\/results" registry.example\/fwbench:cuda run .* --out \/results\/run/);
     expect((await execa('sh', ['-n', join(dir, 'gpu1.sh')], { reject: false })).exitCode).toBe(0);
@@ -160,10 +225,13 @@ describe('rendered Slurm and ssh scripts (checked by bash; GPU and container pat
 
   it('shq quotes any word so that the shell gives it back unchanged (property, real sh)', async () => {
     await fc.assert(
-      fc.asyncProperty(fc.oneof(fc.string({ unit: 'binary-ascii', maxLength: 24 }), fc.string({ unit: 'grapheme', maxLength: 12 })).filter((s) => !s.includes('\0')), async (word) => {
-        const r = await execa('sh', ['-c', `printf '%s' ${shq(word)}`], { stripFinalNewline: false });
-        expect(r.stdout).toBe(word);
-      }),
+      fc.asyncProperty(
+        fc.oneof(fc.string({ unit: 'binary-ascii', maxLength: 24 }), fc.string({ unit: 'grapheme', maxLength: 12 })).filter((s) => !s.includes('\0')),
+        async (word) => {
+          const r = await execa('sh', ['-c', `printf '%s' ${shq(word)}`], { stripFinalNewline: false });
+          expect(r.stdout).toBe(word);
+        },
+      ),
       { numRuns: 60 },
     );
   });
@@ -172,7 +240,10 @@ describe('rendered Slurm and ssh scripts (checked by bash; GPU and container pat
 describe('schedule and collect refuse what cannot work, in one line', () => {
   it('refuses to submit when the scheduler client is not on PATH (checked before anything is submitted)', async () => {
     const dir = join(tempDir('fwbench-spec-'), 'sched');
-    const r = await execa(process.execPath, ['bin/fwbench.js', 'schedule', '--on', 'k8s', '--image', 'x/fwbench:cuda', '--out', dir, '--', '--quick'], { reject: false, env: { PATH: '/nonexistent' } });
+    const r = await execa(process.execPath, ['bin/fwbench.js', 'schedule', '--on', 'k8s', '--image', 'x/fwbench:cuda', '--out', dir, '--', '--quick'], {
+      reject: false,
+      env: { PATH: '/nonexistent' },
+    });
     expect(r.exitCode).toBe(2);
     expect(r.stderr).toMatch(/^fwbench: --on k8s needs kubectl on PATH; install the scheduler's client \(or use --dry-run/m);
   });
@@ -189,7 +260,9 @@ describe('schedule and collect refuse what cannot work, in one line', () => {
       const dir = join(tempDir('fwbench-spec-'), 'sched');
       const r = await fwbench(['schedule', '--on', on, ...extra, '--gpus', '2', '--out', dir, '--dry-run', '--', ...runFlags]);
       expect(r.exitCode, `${on}: ${r.stderr}`).toBe(2);
-      expect(r.stderr).toBe('fwbench: --gpus 2 but the run flags select no GPU device (--device cpu): add --device cuda to the run flags after -- (or drop --gpus)');
+      expect(r.stderr).toBe(
+        'fwbench: --gpus 2 but the run flags select no GPU device (--device cpu): add --device cuda to the run flags after -- (or drop --gpus)',
+      );
       expect(existsSync(dir), on).toBe(false);
     }
   });

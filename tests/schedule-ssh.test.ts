@@ -26,8 +26,27 @@ describe('fwbench schedule --on ssh + collect (real sshd on 127.0.0.1)', () => {
     const dir = join(tempDir('fwbench-ssh-'), 'sched');
     const remoteResults = join(tempDir('fwbench-remote-'), 'results');
     const s = await fwbench([
-      'schedule', '--on', 'ssh', '--hosts', 'fwbench-test', '--ssh-config', sshConfig, '--workdir', process.cwd(), '--results-dir', remoteResults, '--out', dir,
-      '--', '--engines', 'onnxruntime', '--workloads', 'rnn', '--batch-sizes', '2', ...QUICK,
+      'schedule',
+      '--on',
+      'ssh',
+      '--hosts',
+      'fwbench-test',
+      '--ssh-config',
+      sshConfig,
+      '--workdir',
+      process.cwd(),
+      '--results-dir',
+      remoteResults,
+      '--out',
+      dir,
+      '--',
+      '--engines',
+      'onnxruntime',
+      '--workloads',
+      'rnn',
+      '--batch-sizes',
+      '2',
+      ...QUICK,
     ]);
     expect(s.exitCode, s.stderr).toBe(0);
     const { state } = readState(dir);
@@ -56,8 +75,27 @@ describe('fwbench schedule --on ssh + collect (real sshd on 127.0.0.1)', () => {
   it('reports a remote job whose fwbench fails with the exit code and the log tail', async () => {
     const dir = join(tempDir('fwbench-ssh-'), 'sched');
     const s = await fwbench([
-      'schedule', '--on', 'ssh', '--hosts', 'fwbench-test', '--ssh-config', sshConfig, '--workdir', join(sshDir, 'no-checkout-here'), '--results-dir', join(tempDir('fwbench-remote-'), 'r'), '--out', dir,
-      '--', '--engines', 'onnxruntime', '--workloads', 'rnn', '--batch-sizes', '1', ...QUICK,
+      'schedule',
+      '--on',
+      'ssh',
+      '--hosts',
+      'fwbench-test',
+      '--ssh-config',
+      sshConfig,
+      '--workdir',
+      join(sshDir, 'no-checkout-here'),
+      '--results-dir',
+      join(tempDir('fwbench-remote-'), 'r'),
+      '--out',
+      dir,
+      '--',
+      '--engines',
+      'onnxruntime',
+      '--workloads',
+      'rnn',
+      '--batch-sizes',
+      '1',
+      ...QUICK,
     ]);
     expect(s.exitCode, s.stderr).toBe(0);
     const c = await fwbench(['collect', dir, '--poll', '1', '--timeout', '60']);
@@ -68,17 +106,42 @@ describe('fwbench schedule --on ssh + collect (real sshd on 127.0.0.1)', () => {
   it('records the jobs that started when a later host cannot be reached, and collect merges them', async () => {
     // A second Host alias whose port nothing listens on (the test's sshd is the only one started).
     const config = join(tempDir('fwbench-sshcfg-'), 'ssh_config');
-    writeFileSync(config, `${readFileSync(sshConfig, 'utf8')}\nHost fwbench-nowhere\n  HostName 127.0.0.1\n  Port ${Number(port) + 1}\n  ConnectTimeout 3\n  BatchMode yes\n`);
+    writeFileSync(
+      config,
+      `${readFileSync(sshConfig, 'utf8')}\nHost fwbench-nowhere\n  HostName 127.0.0.1\n  Port ${Number(port) + 1}\n  ConnectTimeout 3\n  BatchMode yes\n`,
+    );
     const dir = join(tempDir('fwbench-ssh-'), 'sched');
     const s = await fwbench([
-      'schedule', '--on', 'ssh', '--hosts', 'fwbench-test,fwbench-nowhere', '--ssh-config', config, '--workdir', process.cwd(), '--results-dir', join(tempDir('fwbench-remote-'), 'r'), '--out', dir,
-      '--', '--engines', 'onnxruntime', '--workloads', 'rnn', '--batch-sizes', '1', ...QUICK,
+      'schedule',
+      '--on',
+      'ssh',
+      '--hosts',
+      'fwbench-test,fwbench-nowhere',
+      '--ssh-config',
+      config,
+      '--workdir',
+      process.cwd(),
+      '--results-dir',
+      join(tempDir('fwbench-remote-'), 'r'),
+      '--out',
+      dir,
+      '--',
+      '--engines',
+      'onnxruntime',
+      '--workloads',
+      'rnn',
+      '--batch-sizes',
+      '1',
+      ...QUICK,
     ]);
     expect(s.exitCode).toBe(1);
     expect(s.stderr).toMatch(/submission failed: ssh fwbench-nowhere failed to start job fwbench-nowhere \(exit 255\): .*Connection refused/);
     expect(s.stderr).toMatch(/1 of 2 job\(s\) were submitted before that/);
     const { state } = readState(dir);
-    expect(state.jobs.map((j) => [j.name, j.submittedId !== undefined])).toEqual([['fwbench-test', true], ['fwbench-nowhere', false]]);
+    expect(state.jobs.map((j) => [j.name, j.submittedId !== undefined])).toEqual([
+      ['fwbench-test', true],
+      ['fwbench-nowhere', false],
+    ]);
 
     const c = await fwbench(['collect', dir, '--poll', '1', '--timeout', '100']);
     expect(c.exitCode).toBe(1);

@@ -56,7 +56,22 @@ describe('measurement loop', () => {
     const times = [50, 30, 20, 10, 10, 10];
     let i = 0;
     const c = fakeClock(() => (times[i++] ?? 10) * 1e6);
-    const r = await measure(c.tick, { warmupMinIters: 3, warmupMaxIters: 50, warmupMaxMs: 1e6, warmupTolerance: 0.1, warmupWindow: 3, minSamples: 5, minTimeMs: 100, maxTimeMs: 1e6, maxSamples: 1e6, targetInterval: 0.01 }, c.clock);
+    const r = await measure(
+      c.tick,
+      {
+        warmupMinIters: 3,
+        warmupMaxIters: 50,
+        warmupMaxMs: 1e6,
+        warmupTolerance: 0.1,
+        warmupWindow: 3,
+        minSamples: 5,
+        minTimeMs: 100,
+        maxTimeMs: 1e6,
+        maxSamples: 1e6,
+        targetInterval: 0.01,
+      },
+      c.clock,
+    );
     expect(r.warmupStopReason).toBe('stable');
     expect(r.warmupNs.map((v) => v / 1e6)).toEqual([50, 30, 20, 10, 10, 10]);
     // 10 ms each: 5 samples reach only 50 ms, so the 100 ms minimum decides.
@@ -65,7 +80,22 @@ describe('measurement loop', () => {
   });
   it('a max time caps the loop', async () => {
     const c = fakeClock(() => 1e9);
-    const r = await measure(c.tick, { warmupMinIters: 1, warmupMaxIters: 1, warmupMaxMs: 1, warmupTolerance: 0.1, warmupWindow: 2, minSamples: 100, minTimeMs: 0, maxTimeMs: 3000, maxSamples: 1e6, targetInterval: 0.01 }, c.clock);
+    const r = await measure(
+      c.tick,
+      {
+        warmupMinIters: 1,
+        warmupMaxIters: 1,
+        warmupMaxMs: 1,
+        warmupTolerance: 0.1,
+        warmupWindow: 2,
+        minSamples: 100,
+        minTimeMs: 0,
+        maxTimeMs: 3000,
+        maxSamples: 1e6,
+        targetInterval: 0.01,
+      },
+      c.clock,
+    );
     expect(r.warmupStopReason).toBe('max-iters');
     expect(r.samplesNs).toHaveLength(3);
     expect(r.stopReason).toBe('max-time');

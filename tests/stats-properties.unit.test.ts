@@ -79,7 +79,11 @@ describe('statistics properties (fast-check)', () => {
         expect(bootstrapCis(p)).toEqual(bootstrapCis(s));
         const flagged = (x: number[]) => {
           const o = flagOutliers(x);
-          return { mild: o.indices.mild.map((i) => x[i]!).sort((a, b) => a - b), severe: o.indices.severe.map((i) => x[i]!).sort((a, b) => a - b), mad: o.indices.mad.map((i) => x[i]!).sort((a, b) => a - b) };
+          return {
+            mild: o.indices.mild.map((i) => x[i]!).sort((a, b) => a - b),
+            severe: o.indices.severe.map((i) => x[i]!).sort((a, b) => a - b),
+            mad: o.indices.mad.map((i) => x[i]!).sort((a, b) => a - b),
+          };
         };
         expect(flagged(p)).toEqual(flagged(s));
       }),

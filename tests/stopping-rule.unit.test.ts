@@ -9,7 +9,15 @@ import type { WorkerOutcome } from '../harness/run/workers.js';
 import { bootstrapCis, flagOutliers, reliablePercentiles, summarize } from '../harness/stats/summary.js';
 
 /** The same cases as python-runners/tests/test_measure.py, from one shared file. */
-interface Case { name: string; settings: Partial<MeasureSettings>; steps: number[]; stopReason: string; warmupN: number; n: number; halfWidthPct: number }
+interface Case {
+  name: string;
+  settings: Partial<MeasureSettings>;
+  steps: number[];
+  stopReason: string;
+  warmupN: number;
+  n: number;
+  halfWidthPct: number;
+}
 const CASES = JSON.parse(readFileSync('tests/fixtures/stopping-cases.json', 'utf8')) as {
   medianCiIndices: Array<[number, number, number]>;
   medianCiOf1to100: { medianNs: number; loNs: number; hiNs: number; halfWidthPct: number };
@@ -90,17 +98,69 @@ describe('outliers and bootstrap intervals', () => {
 
 describe('replicates and warnings in the cell record', () => {
   const family = getFamily('rnn');
-  const planned: PlannedCell = { id: 'x', engine: 'tfjs-cpu', mode: 'eager', device: 'cpu', family, preset: 'tiny', params: resolveParams(family, 'tiny'), batchSize: 1, threads: 1 };
-  const config: RunConfig = { engines: ['tfjs-cpu'], workloads: ['rnn'], preset: { rnn: 'tiny' }, batchSizes: [1], sets: [], device: 'cpu', threads: [1], seed: 0, measure: DEFAULT_MEASURE, replicates: 2, cellTimeoutMs: 1000 };
+  const planned: PlannedCell = {
+    id: 'x',
+    engine: 'tfjs-cpu',
+    mode: 'eager',
+    device: 'cpu',
+    family,
+    preset: 'tiny',
+    params: resolveParams(family, 'tiny'),
+    batchSize: 1,
+    threads: 1,
+  };
+  const config: RunConfig = {
+    engines: ['tfjs-cpu'],
+    workloads: ['rnn'],
+    preset: { rnn: 'tiny' },
+    batchSizes: [1],
+    sets: [],
+    device: 'cpu',
+    threads: [1],
+    seed: 0,
+    measure: DEFAULT_MEASURE,
+    replicates: 2,
+    cellTimeoutMs: 1000,
+  };
   const passed = { reference: 'onnxruntime/disabled/cpu', relL2: 1e-7, maxAbs: 1e-7, tolerance: 1e-4, pass: true };
-  const outcome = (pid: number, samplesMs: number[], o: Partial<{ firstWarmupMs: number; stop: 'target-interval' | 'max-time'; resNs: number; mem: number; spawnMs: number; importMs: number; compileMs: number }> = {}): WorkerOutcome => {
+  const outcome = (
+    pid: number,
+    samplesMs: number[],
+    o: Partial<{
+      firstWarmupMs: number;
+      stop: 'target-interval' | 'max-time';
+      resNs: number;
+      mem: number;
+      spawnMs: number;
+      importMs: number;
+      compileMs: number;
+    }> = {},
+  ): WorkerOutcome => {
     const ci = medianCi(samplesMs.map((v) => v * 1e6));
     return {
-      done: true, exitCode: 0, signal: null, timedOut: false, logTail: [], spawnMs: o.spawnMs ?? 100, toFirstOutputMs: 300,
+      done: true,
+      exitCode: 0,
+      signal: null,
+      timedOut: false,
+      logTail: [],
+      spawnMs: o.spawnMs ?? 100,
+      toFirstOutputMs: 300,
       hello: { type: 'hello', protocol: 1, pid, language: 'node', runtime: 'node v20' },
-      built: { type: 'built', phases: { importMs: o.importMs ?? 40, weightsMs: 5, buildMs: 50, ...(o.compileMs !== undefined ? { compileMs: o.compileMs } : {}) }, settings: {} },
+      built: {
+        type: 'built',
+        phases: { importMs: o.importMs ?? 40, weightsMs: 5, buildMs: 50, ...(o.compileMs !== undefined ? { compileMs: o.compileMs } : {}) },
+        settings: {},
+      },
       parity: { type: 'parity', firstRunMs: 20, shape: [1, 2], values: [1, 2] },
-      samples: { type: 'samples', warmupNs: [(o.firstWarmupMs ?? 2) * 1e6], samplesNs: samplesMs.map((v) => v * 1e6), stopReason: o.stop ?? 'target-interval', warmupStopReason: 'stable', interval: ci, clockResolutionNs: o.resNs ?? 30 },
+      samples: {
+        type: 'samples',
+        warmupNs: [(o.firstWarmupMs ?? 2) * 1e6],
+        samplesNs: samplesMs.map((v) => v * 1e6),
+        stopReason: o.stop ?? 'target-interval',
+        warmupStopReason: 'stable',
+        interval: ci,
+        clockResolutionNs: o.resNs ?? 30,
+      },
       memory: { type: 'memory', peakHostBytes: o.mem ?? 1e8 },
     };
   };
@@ -109,16 +169,24 @@ describe('replicates and warnings in the cell record', () => {
   it('pools samples, keeps per-replicate summaries, variation, median memory and cold start; parity of every replicate', () => {
     const a = Array.from({ length: 20 }, (_, i) => 1 + (i % 2) * 0.01);
     const b = Array.from({ length: 20 }, (_, i) => 1.1 + (i % 2) * 0.01);
-    const c = CellSchema.parse(cellFromReplicates(planned, config, 't', 10, [rep(outcome(11, a, { mem: 1e8, spawnMs: 100, importMs: 30, compileMs: 7 })), rep(outcome(12, b, { mem: 3e8, spawnMs: 200, importMs: 50, compileMs: 9 }))]));
+    const c = CellSchema.parse(
+      cellFromReplicates(planned, config, 't', 10, [
+        rep(outcome(11, a, { mem: 1e8, spawnMs: 100, importMs: 30, compileMs: 7 })),
+        rep(outcome(12, b, { mem: 3e8, spawnMs: 200, importMs: 50, compileMs: 9 })),
+      ]),
+    );
     expect(c.status).toBe('ok');
     expect(c.samplesMs).toHaveLength(40);
-    expect(c.replicates!.map((r) => [r.index, r.pid, r.n, r.offset])).toEqual([[0, 11, 20, 0], [1, 12, 20, 20]]);
+    expect(c.replicates!.map((r) => [r.index, r.pid, r.n, r.offset])).toEqual([
+      [0, 11, 20, 0],
+      [1, 12, 20, 20],
+    ]);
     expect(c.replicates![0]!.medianMs).toBeCloseTo(1.005, 12);
     expect(c.replicates![1]!.interval!.halfWidthPct).toBeGreaterThan(0);
     expect(c.memory!.peakHostBytes).toBe(2e8);
     expect(c.coldStart).toEqual({ spawnMs: 150, importMs: 40, weightsMs: 5, buildMs: 50, compileMs: 8, firstRunMs: 20, totalMs: 300 });
     expect(c.replicates!.map((r) => r.coldStart!.compileMs)).toEqual([7, 9]);
-    expect(c.variation!.betweenCv).toBeCloseTo(Math.SQRT1_2 * 0.1 / 1.055, 9);
+    expect(c.variation!.betweenCv).toBeCloseTo((Math.SQRT1_2 * 0.1) / 1.055, 9);
     expect(c.variation!.withinCv).toBeGreaterThan(0);
     expect(c.variation!.withinCv).toBeLessThan(0.01);
     expect(c.stats!.medianCi).toBeDefined();
@@ -134,7 +202,14 @@ describe('replicates and warnings in the cell record', () => {
     const noisy = Array.from({ length: 20 }, (_, i) => (i % 2 ? 1 : 2));
     const c = cellFromReplicates(planned, config, 't', 10, [rep(outcome(1, noisy, { firstWarmupMs: 100, stop: 'max-time', resNs: 20000 }))]);
     expect(c.warnings!.map((w) => w.code).sort()).toEqual(['high-cv', 'slow-first-run', 'target-not-reached', 'timer-resolution']);
-    const quiet = cellFromReplicates(planned, config, 't', 10, [rep(outcome(1, Array.from({ length: 20 }, () => 5)))]);
+    const quiet = cellFromReplicates(planned, config, 't', 10, [
+      rep(
+        outcome(
+          1,
+          Array.from({ length: 20 }, () => 5),
+        ),
+      ),
+    ]);
     expect(quiet.warnings).toEqual([]);
     expect(cellWarnings(summarize([1]), [], [1])).toEqual([]);
   });

@@ -79,9 +79,12 @@ describe('keras layout helpers', () => {
     const k: Tensor = { dtype: 'F32', shape: [O, I, KH, KW], data: Float32Array.from({ length: O * I * KH * KW }, (_, i) => i) };
     const h = oihwToHwio(k);
     expect(h.shape).toEqual([KH, KW, I, O]);
-    for (let o = 0; o < O; o++) for (let i = 0; i < I; i++) for (let y = 0; y < KH; y++) for (let x = 0; x < KW; x++) {
-      expect(h.data[((y * KW + x) * I + i) * O + o]).toBe(k.data[((o * I + i) * KH + y) * KW + x]);
-    }
+    for (let o = 0; o < O; o++)
+      for (let i = 0; i < I; i++)
+        for (let y = 0; y < KH; y++)
+          for (let x = 0; x < KW; x++) {
+            expect(h.data[((y * KW + x) * I + i) * O + o]).toBe(k.data[((o * I + i) * KH + y) * KW + x]);
+          }
   });
   it('moves channels last and sums the two LSTM biases', () => {
     const img: Tensor = { dtype: 'F32', shape: [1, 2, 1, 2], data: Float32Array.from([1, 2, 3, 4]) };
@@ -124,13 +127,31 @@ describe('odd sizes', () => {
     await checkCpuWasm(instance('cnn', [['image', '37']]));
   });
   it('cnn with bottleneck blocks and a 40-pixel image', async () => {
-    await checkCpuWasm(instance('cnn', [['block', 'bottleneck'], ['depths', '1,2,1,1'], ['image', '40']]));
+    await checkCpuWasm(
+      instance('cnn', [
+        ['block', 'bottleneck'],
+        ['depths', '1,2,1,1'],
+        ['image', '40'],
+      ]),
+    );
   });
   it('rnn with seq 5, hidden 12, 2 layers', async () => {
-    await checkCpuWasm(instance('rnn', [['seq', '5'], ['hidden', '12'], ['layers', '2']]));
+    await checkCpuWasm(
+      instance('rnn', [
+        ['seq', '5'],
+        ['hidden', '12'],
+        ['layers', '2'],
+      ]),
+    );
   });
   it('transformer with seq 7, hidden 24, 3 heads', async () => {
-    await checkCpuWasm(instance('transformer', [['seq', '7'], ['hidden', '24'], ['heads', '3']]));
+    await checkCpuWasm(
+      instance('transformer', [
+        ['seq', '7'],
+        ['hidden', '24'],
+        ['heads', '3'],
+      ]),
+    );
   });
 });
 
@@ -160,7 +181,9 @@ describe('settings and probes', () => {
     expect((err as EngineUnavailable).message).toBe(
       '@tensorflow/tfjs-node is not installed: its install script downloads libtensorflow from storage.googleapis.com, which failed, so npm dropped this optional dependency',
     );
-    expect((err as EngineUnavailable).fix).toBe('npm install @tensorflow/tfjs-node@4.22.0 on a machine that can reach storage.googleapis.com (or set TFJS_NODE_CDN_STORAGE to a mirror)');
+    expect((err as EngineUnavailable).fix).toBe(
+      'npm install @tensorflow/tfjs-node@4.22.0 on a machine that can reach storage.googleapis.com (or set TFJS_NODE_CDN_STORAGE to a mirror)',
+    );
   });
   it.skipIf(installed('@tensorflow/tfjs-node-gpu'))('tfjs-node-gpu names its CUDA needs', async () => {
     const err = await (await tfjsNodeGpu.load()).probe().catch((e: unknown) => e);
@@ -181,7 +204,12 @@ function lstmReference(inst: Instance): Float64Array {
     let seq: Float64Array[] = [];
     for (let t = 0; t < S; t++) seq.push(Float64Array.from(w('embedding.weight').subarray(tokens[b * S + t]! * E, (tokens[b * S + t]! + 1) * E)));
     for (let l = 0; l < L; l++) {
-      const [wih, whh, bih, bhh] = ['weight_ih', 'weight_hh', 'bias_ih', 'bias_hh'].map((k) => w(`lstm.${l}.${k}`)) as [Float32Array, Float32Array, Float32Array, Float32Array];
+      const [wih, whh, bih, bhh] = ['weight_ih', 'weight_hh', 'bias_ih', 'bias_hh'].map((k) => w(`lstm.${l}.${k}`)) as [
+        Float32Array,
+        Float32Array,
+        Float32Array,
+        Float32Array,
+      ];
       const inSize = seq[0]!.length;
       let h = new Float64Array(H);
       const c = new Float64Array(H);
@@ -216,7 +244,14 @@ function lstmReference(inst: Instance): Float64Array {
 
 describe('mapping correctness', () => {
   it('rnn on tfjs-cpu equals a float64 reference; swapping the f and o gate blocks does not', async () => {
-    for (const inst of [instance('rnn'), instance('rnn', [['seq', '5'], ['hidden', '12'], ['layers', '2']])]) {
+    for (const inst of [
+      instance('rnn'),
+      instance('rnn', [
+        ['seq', '5'],
+        ['hidden', '12'],
+        ['layers', '2'],
+      ]),
+    ]) {
       const reference = lstmReference(inst);
       const cpu = await (await buildOn(tfjsCpu, inst)).run(inst.inputs);
       expect(relL2(cpu, reference)).toBeLessThan(1e-5);

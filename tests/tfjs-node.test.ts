@@ -12,7 +12,9 @@ import { expectOkCells, fwbench, QUICK, tempDir } from './helpers.js';
 describe('tfjs-node on the TensorFlow wheel (needs `npm run setup`)', () => {
   it('detect reports tfjs-node available, with the wheel as its libtensorflow', async () => {
     const r = await fwbench(['detect', '--json']);
-    const e = (JSON.parse(r.stdout) as { engines: Record<string, { available: boolean; reason?: string; details?: Record<string, string> }> }).engines['tfjs-node']!;
+    const e = (JSON.parse(r.stdout) as { engines: Record<string, { available: boolean; reason?: string; details?: Record<string, string> }> }).engines[
+      'tfjs-node'
+    ]!;
     expect(e.available, `tfjs-node unavailable (${e.reason}); run: npm run setup`).toBe(true);
     expect(e.details!.libtensorflowOrigin).toMatch(/tensorflow(-cpu)? [\d.]+ Python wheel .* built by fwbench setup/);
     expect(e.details!.libtensorflow).toMatch(/^2\.\d+/);
@@ -20,7 +22,21 @@ describe('tfjs-node on the TensorFlow wheel (needs `npm run setup`)', () => {
 
   it('runs all three families at batch 1 and 8 with parity passing against the reference', async () => {
     const out = tempDir();
-    const r = await fwbench(['run', '--engines', 'tfjs-node', '--workloads', 'cnn,rnn,transformer', '--preset', 'tiny', '--batch-sizes', '1,8', '--out', out, '--json', ...QUICK]);
+    const r = await fwbench([
+      'run',
+      '--engines',
+      'tfjs-node',
+      '--workloads',
+      'cnn,rnn,transformer',
+      '--preset',
+      'tiny',
+      '--batch-sizes',
+      '1,8',
+      '--out',
+      out,
+      '--json',
+      ...QUICK,
+    ]);
     expect(r.exitCode, r.stderr).toBe(0);
     const run = RunSchema.parse(JSON.parse(r.stdout));
     expectOkCells(run.cells, 6);

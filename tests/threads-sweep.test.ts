@@ -7,7 +7,18 @@ import { planCells } from '../harness/run/matrix.js';
 import { fwbench, QUICK, tempDir } from './helpers.js';
 import { readRun } from './report-helpers.js';
 
-const config: RunConfig = { engines: ['onnxruntime', 'tfjs-wasm'], workloads: ['rnn'], preset: { rnn: 'tiny' }, batchSizes: [1, 4], sets: [], device: 'cpu', threads: [1, 2], seed: 0, measure: DEFAULT_MEASURE, cellTimeoutMs: 1000 };
+const config: RunConfig = {
+  engines: ['onnxruntime', 'tfjs-wasm'],
+  workloads: ['rnn'],
+  preset: { rnn: 'tiny' },
+  batchSizes: [1, 4],
+  sets: [],
+  device: 'cpu',
+  threads: [1, 2],
+  seed: 0,
+  measure: DEFAULT_MEASURE,
+  cellTimeoutMs: 1000,
+};
 
 describe('--threads as a matrix dimension: planning and the config field', () => {
   it('plans every engine/mode/batch at each thread count, with the count in the id and the planned cell', () => {
@@ -17,7 +28,12 @@ describe('--threads as a matrix dimension: planning and the config field', () =>
     expect(cells.filter((c) => c.threads === 1)).toHaveLength(4);
     expect(new Set(cells.map((c) => c.id)).size).toBe(cells.length);
     // Thread counts sit inside a (workload, batch) group, so their replicates interleave with the engines'.
-    expect(cells.slice(0, 4).map((c) => `${c.engine}/b${c.batchSize}/t${c.threads}`)).toEqual(['onnxruntime/b1/t1', 'onnxruntime/b1/t2', 'tfjs-wasm/b1/t1', 'tfjs-wasm/b1/t2']);
+    expect(cells.slice(0, 4).map((c) => `${c.engine}/b${c.batchSize}/t${c.threads}`)).toEqual([
+      'onnxruntime/b1/t1',
+      'onnxruntime/b1/t2',
+      'tfjs-wasm/b1/t1',
+      'tfjs-wasm/b1/t2',
+    ]);
   });
 
   it('config.threads is a list of positive counts; a single number (older run.json files) reads as a list of one', () => {

@@ -20,9 +20,31 @@ interface FaultRun {
 
 async function runWithFault(fault: string, engines: string[], extra: string[] = []): Promise<FaultRun> {
   const out = tempDir('fwbench-fault-');
-  const r = await fwbench(['run', '--engines', engines.join(','), '--modes', 'eager', '--workloads', 'rnn', '--batch-sizes', '1', '--out', out, ...QUICK, '--timeout', '20', ...extra], { env: { FWBENCH_FAULT: fault } });
+  const r = await fwbench(
+    [
+      'run',
+      '--engines',
+      engines.join(','),
+      '--modes',
+      'eager',
+      '--workloads',
+      'rnn',
+      '--batch-sizes',
+      '1',
+      '--out',
+      out,
+      ...QUICK,
+      '--timeout',
+      '20',
+      ...extra,
+    ],
+    { env: { FWBENCH_FAULT: fault } },
+  );
   const run = RunSchema.parse(JSON.parse(readFileSync(join(out, 'run.json'), 'utf8')));
-  const lines = readFileSync(join(out, 'cells.jsonl'), 'utf8').trim().split('\n').map((l) => CellLineSchema.parse(JSON.parse(l)));
+  const lines = readFileSync(join(out, 'cells.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => CellLineSchema.parse(JSON.parse(l)));
   return { exitCode: r.exitCode, stderr: r.stderr, run, lines };
 }
 
@@ -145,20 +167,38 @@ describe('batch-size sweep', () => {
   // cell 'protocol' in CI, and is now classified by how the worker died (tests/failure-classify).
   it('a real out-of-memory, not injected: tfjs-wasm at batch 2048 under --max-memory-mb 300', async () => {
     const out = tempDir('fwbench-real-oom-');
-    const r = await fwbench(['run', '--engines', 'tfjs-wasm', '--workloads', 'cnn', '--batch-sizes', '1,2048,4096', '--out', out, ...QUICK, '--max-memory-mb', '300']);
+    const r = await fwbench([
+      'run',
+      '--engines',
+      'tfjs-wasm',
+      '--workloads',
+      'cnn',
+      '--batch-sizes',
+      '1,2048,4096',
+      '--out',
+      out,
+      ...QUICK,
+      '--max-memory-mb',
+      '300',
+    ]);
     expect(r.exitCode, r.stderr).toBe(1);
     const run = RunSchema.parse(JSON.parse(readFileSync(join(out, 'run.json'), 'utf8')));
     const [b1, b2048, b4096] = run.cells;
     expectOkCells([b1!], 1);
     expect(b2048).toMatchObject({ status: 'failed', cause: 'out-of-memory' });
-    expect(b2048!.reason).toMatch(/^out of memory in phase (parity|warmup|measure) \((exit code 1|killed by SIGABRT|killed by SIGTRAP)\): .*(WebAssembly\.Memory\.grow\(\): Unable to grow instance memory|JavaScript heap out of memory|process out of memory: Commit wasm code space|Commit wasm code space Allocation failed - process out of memory)/);
+    expect(b2048!.reason).toMatch(
+      /^out of memory in phase (parity|warmup|measure) \((exit code 1|killed by SIGABRT|killed by SIGTRAP)\): .*(WebAssembly\.Memory\.grow\(\): Unable to grow instance memory|JavaScript heap out of memory|process out of memory: Commit wasm code space|Commit wasm code space Allocation failed - process out of memory)/,
+    );
     expect(b4096).toMatchObject({ status: 'skipped', reason: 'not run: batch 2048 ran out of memory; largest batch that fit: 1' });
     expect(run.largestBatchFit).toEqual([{ engine: 'tfjs-wasm', mode: 'eager', device: 'cpu', workload: 'cnn', largestBatch: 1, outOfMemoryAtBatch: 2048 }]);
   });
 
   it('after an out-of-memory at batch 4, larger batches are skipped and run.json records the largest batch that fit', async () => {
     const out = tempDir('fwbench-sweep-');
-    const r = await fwbench(['run', '--engines', 'onnxruntime,tfjs-wasm', '--workloads', 'rnn', '--batch-sizes', '1,2,4,8', '--out', out, ...QUICK, '--max-memory-mb', '400'], { env: { FWBENCH_FAULT: 'oom@build:tfjs-wasm:4' } });
+    const r = await fwbench(
+      ['run', '--engines', 'onnxruntime,tfjs-wasm', '--workloads', 'rnn', '--batch-sizes', '1,2,4,8', '--out', out, ...QUICK, '--max-memory-mb', '400'],
+      { env: { FWBENCH_FAULT: 'oom@build:tfjs-wasm:4' } },
+    );
     expect(r.exitCode, r.stderr).toBe(1);
     const run = RunSchema.parse(JSON.parse(readFileSync(join(out, 'run.json'), 'utf8')));
     const wasm = Object.fromEntries(run.cells.filter((c) => c.engine === 'tfjs-wasm').map((c) => [c.batchSize, c]));
@@ -167,7 +207,10 @@ describe('batch-size sweep', () => {
     expect(wasm[4]).toMatchObject({ status: 'failed', cause: 'out-of-memory' });
     expect(wasm[8]).toMatchObject({ status: 'skipped', reason: 'not run: batch 4 ran out of memory; largest batch that fit: 2' });
     expect(wasm[8]!.worker).toBeUndefined();
-    expectOkCells(run.cells.filter((c) => c.engine === 'onnxruntime'), 4);
+    expectOkCells(
+      run.cells.filter((c) => c.engine === 'onnxruntime'),
+      4,
+    );
     expect(run.largestBatchFit).toEqual([{ engine: 'tfjs-wasm', mode: 'eager', device: 'cpu', workload: 'rnn', largestBatch: 2, outOfMemoryAtBatch: 4 }]);
   });
 });

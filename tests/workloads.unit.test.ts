@@ -25,8 +25,15 @@ describe('presets', () => {
 
 describe('--set parsing', () => {
   it('splits pairs and lets list values continue after commas', () => {
-    expect(parseSetText('seq=37,hidden=96,heads=3')).toEqual([['seq', '37'], ['hidden', '96'], ['heads', '3']]);
-    expect(parseSetText('depths=1,1,2,1,image=64')).toEqual([['depths', '1,1,2,1'], ['image', '64']]);
+    expect(parseSetText('seq=37,hidden=96,heads=3')).toEqual([
+      ['seq', '37'],
+      ['hidden', '96'],
+      ['heads', '3'],
+    ]);
+    expect(parseSetText('depths=1,1,2,1,image=64')).toEqual([
+      ['depths', '1,1,2,1'],
+      ['image', '64'],
+    ]);
   });
   it('applies overrides with types', () => {
     const p = resolveParams(getFamily('cnn'), 'tiny', parseSetText('depths=1,2,1,1,image=40,block=bottleneck'));
@@ -45,7 +52,16 @@ describe('--set parsing', () => {
   });
   it('routes keys to the families that know them, and rejects keys no family knows', () => {
     const fams = [getFamily('cnn'), getFamily('transformer')];
-    expect(setsForFamily(fams[0]!, [['seq', '9'], ['image', '40']], fams)).toEqual([['image', '40']]);
+    expect(
+      setsForFamily(
+        fams[0]!,
+        [
+          ['seq', '9'],
+          ['image', '40'],
+        ],
+        fams,
+      ),
+    ).toEqual([['image', '40']]);
     expect(() => setsForFamily(fams[0]!, [['bogus', '1']], fams)).toThrow(/unknown parameter 'bogus'/);
   });
 });
@@ -118,7 +134,11 @@ describe('FLOP counts match hand computations', () => {
   it('resnet18 and resnet50 match their published multiply-add counts (1.81 and 4.09 GMAC; 11.7 M and 25.6 M parameters)', () => {
     expect(FAMILIES.cnn.flopsPerSample(FAMILIES.cnn.presets.resnet18!) / 2 / 1e9).toBeCloseTo(1.81, 2);
     expect(FAMILIES.cnn.flopsPerSample(FAMILIES.cnn.presets.resnet50!) / 2 / 1e9).toBeCloseTo(4.09, 2);
-    const params = (p: string) => FAMILIES.cnn.weights(FAMILIES.cnn.presets[p]!).filter((w) => !w.name.includes('running_')).reduce((s, w) => s + w.shape.reduce((a, b) => a * b, 1), 0);
+    const params = (p: string) =>
+      FAMILIES.cnn
+        .weights(FAMILIES.cnn.presets[p]!)
+        .filter((w) => !w.name.includes('running_'))
+        .reduce((s, w) => s + w.shape.reduce((a, b) => a * b, 1), 0);
     expect(params('resnet18') / 1e6).toBeCloseTo(11.69, 2);
     expect(params('resnet50') / 1e6).toBeCloseTo(25.56, 2);
   });

@@ -9,8 +9,7 @@ import { int, ints, str, type Params, type WeightSpec, type WorkloadFamily } fro
  */
 
 /** Output side of a convolution or pooling window. */
-export const convOut = (size: number, k: number, stride: number, pad: number): number =>
-  Math.floor((size + 2 * pad - k) / stride) + 1;
+export const convOut = (size: number, k: number, stride: number, pad: number): number => Math.floor((size + 2 * pad - k) / stride) + 1;
 
 /** One convolution of the network, in execution order, with its geometry. */
 export interface ConvLayer {
@@ -117,10 +116,7 @@ function bnWeights(prefix: string, c: number, residualEnd: boolean): WeightSpec[
 function convWeights(c: ConvLayer, residualEnd: boolean): WeightSpec[] {
   // He initialisation keeps the second moment of ReLU activations near 1 from layer to layer.
   const fanIn = c.cin * c.k * c.k;
-  return [
-    { name: c.weight, shape: [c.cout, c.cin, c.k, c.k], init: { kind: 'normal', std: Math.sqrt(2 / fanIn) } },
-    ...bnWeights(c.bn, c.cout, residualEnd),
-  ];
+  return [{ name: c.weight, shape: [c.cout, c.cin, c.k, c.k], init: { kind: 'normal', std: Math.sqrt(2 / fanIn) } }, ...bnWeights(c.bn, c.cout, residualEnd)];
 }
 
 export const cnn: WorkloadFamily = {

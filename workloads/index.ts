@@ -24,7 +24,10 @@ export function getFamily(name: string): WorkloadFamily {
  */
 export function parseSetText(text: string): Array<[string, string]> {
   const pairs: Array<[string, string]> = [];
-  for (const raw of text.split(',').map((s) => s.trim()).filter((s) => s !== '')) {
+  for (const raw of text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')) {
     const eq = raw.indexOf('=');
     if (eq > 0) pairs.push([raw.slice(0, eq).trim(), raw.slice(eq + 1).trim()]);
     else if (eq === -1 && pairs.length > 0) pairs[pairs.length - 1]![1] += `,${raw}`;
@@ -62,12 +65,19 @@ export const MAX_TENSOR_ELEMENTS = 2 ** 28;
 
 /** Refuses parameters and a batch size whose weights or inputs would exceed MAX_TENSOR_ELEMENTS in one tensor. */
 export function checkTensorSizes(family: WorkloadFamily, params: Params, batch: number): void {
-  const tensors = [...family.weights(params).map((s) => ({ ...s, what: 'weight' })), ...family.inputs(params, batch).map((s) => ({ ...s, what: `input at batch ${batch}` }))];
+  const tensors = [
+    ...family.weights(params).map((s) => ({ ...s, what: 'weight' })),
+    ...family.inputs(params, batch).map((s) => ({ ...s, what: `input at batch ${batch}` })),
+  ];
   for (const t of tensors) {
     const elements = t.shape.reduce((a, b) => a * b, 1);
     if (elements > MAX_TENSOR_ELEMENTS) {
-      const shown = Object.entries(params).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(',') : v}`).join(' ');
-      throw new InputError(`${family.name} (${shown}): ${t.what} '${t.name}' [${t.shape.join('x')}] would hold ${elements.toExponential(2)} values; fwbench allows at most 2^28 (1 GiB of float32) per tensor: lower the batch size or the --set sizes`);
+      const shown = Object.entries(params)
+        .map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(',') : v}`)
+        .join(' ');
+      throw new InputError(
+        `${family.name} (${shown}): ${t.what} '${t.name}' [${t.shape.join('x')}] would hold ${elements.toExponential(2)} values; fwbench allows at most 2^28 (1 GiB of float32) per tensor: lower the batch size or the --set sizes`,
+      );
     }
   }
 }

@@ -25,14 +25,20 @@ export function cacheDir(): string {
 function canonicalJson(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
   if (v && typeof v === 'object') {
-    return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`).join(',')}}`;
+    return `{${Object.keys(v)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
   }
   return JSON.stringify(v);
 }
 
 /** Content key of a workload instance: family, parameters, seed and generator version. */
 export function workloadKey(family: WorkloadFamily, params: Params, seed: number): string {
-  return createHash('sha256').update(canonicalJson({ family: family.name, params, seed, v: GENERATOR_VERSION })).digest('hex').slice(0, 16);
+  return createHash('sha256')
+    .update(canonicalJson({ family: family.name, params, seed, v: GENERATOR_VERSION }))
+    .digest('hex')
+    .slice(0, 16);
 }
 
 /** Values of one weight tensor. */
@@ -83,11 +89,21 @@ export function materialize(family: WorkloadFamily, params: Params, seed: number
   const meta = { family: family.name, params: JSON.stringify(params), seed: String(seed), generator: String(GENERATOR_VERSION) };
   const weightsPath = cachedFile(join(dir, `${family.name}-${key}.weights.safetensors`), (path) => {
     const specs = family.weights(params);
-    writeSafetensors(path, specs.map((s) => ({ name: s.name, dtype: 'F32' as const, shape: s.shape })), (i) => generateWeight(specs[i]!, seed), meta);
+    writeSafetensors(
+      path,
+      specs.map((s) => ({ name: s.name, dtype: 'F32' as const, shape: s.shape })),
+      (i) => generateWeight(specs[i]!, seed),
+      meta,
+    );
   });
   const inputsPath = cachedFile(join(dir, `${family.name}-${key}.inputs-b${batch}.safetensors`), (path) => {
     const specs = family.inputs(params, batch);
-    writeSafetensors(path, specs.map((s) => ({ name: s.name, dtype: s.dtype, shape: s.shape })), (i) => generateInput(specs[i]!, seed), { ...meta, batch: String(batch) });
+    writeSafetensors(
+      path,
+      specs.map((s) => ({ name: s.name, dtype: s.dtype, shape: s.shape })),
+      (i) => generateInput(specs[i]!, seed),
+      { ...meta, batch: String(batch) },
+    );
   });
   return { key, weightsPath, inputsPath };
 }

@@ -60,7 +60,12 @@ export function writeSafetensors(
 /** Writes an in-memory TensorMap. */
 export function saveTensors(path: string, tensors: TensorMap, metadata: Record<string, string> = {}): void {
   const entries = [...tensors.entries()];
-  writeSafetensors(path, entries.map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape })), (i) => entries[i]![1].data, metadata);
+  writeSafetensors(
+    path,
+    entries.map(([name, t]) => ({ name, dtype: t.dtype, shape: t.shape })),
+    (i) => entries[i]![1].data,
+    metadata,
+  );
 }
 
 /** Reads a whole safetensors file (F32 and I32 tensors) and its metadata. */
@@ -69,7 +74,10 @@ export function loadTensors(path: string): { tensors: TensorMap; metadata: Recor
   if (buf.length < 8) throw new Error(`${path}: not a safetensors file (too short)`);
   const headerLen = Number(buf.readBigUInt64LE(0));
   if (headerLen > buf.length - 8) throw new Error(`${path}: not a safetensors file (bad header length)`);
-  const header = JSON.parse(buf.subarray(8, 8 + headerLen).toString('utf8')) as Record<string, { dtype: string; shape: number[]; data_offsets: [number, number] }>;
+  const header = JSON.parse(buf.subarray(8, 8 + headerLen).toString('utf8')) as Record<
+    string,
+    { dtype: string; shape: number[]; data_offsets: [number, number] }
+  >;
   const base = 8 + headerLen;
   const tensors: TensorMap = new Map();
   let metadata: Record<string, string> = {};

@@ -52,7 +52,13 @@ export const transformer: WorkloadFamily = {
     ];
     for (let l = 0; l < int(p, 'layers'); l++) {
       const a = `layers.${l}.attention`;
-      out.push(...linear(`${a}.query`, H, H), ...linear(`${a}.key`, H, H), ...linear(`${a}.value`, H, H), ...linear(`${a}.output`, H, H), ...norm(`${a}.norm`, H));
+      out.push(
+        ...linear(`${a}.query`, H, H),
+        ...linear(`${a}.key`, H, H),
+        ...linear(`${a}.value`, H, H),
+        ...linear(`${a}.output`, H, H),
+        ...norm(`${a}.norm`, H),
+      );
       const f = `layers.${l}.ffn`;
       out.push(...linear(`${f}.intermediate`, F, H), ...linear(`${f}.output`, H, F), ...norm(`${f}.norm`, H));
     }

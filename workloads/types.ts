@@ -4,9 +4,7 @@
 export type DType = 'F32' | 'I32';
 
 /** How a canonical weight tensor is filled from the seed. */
-export type Init =
-  | { kind: 'normal'; mean?: number; std: number }
-  | { kind: 'uniform'; low: number; high: number };
+export type Init = { kind: 'normal'; mean?: number; std: number } | { kind: 'uniform'; low: number; high: number };
 
 /** One canonical weight tensor: its name, shape (canonical layout) and initialisation. */
 export interface WeightSpec {

@@ -10,7 +10,9 @@ import { probeEngines } from '../run/matrix.js';
 export function registerDiagnosticCommands(program: Command): void {
   program
     .command('peak')
-    .description("measure this machine's achievable FP32 GEMM rate (GFLOP/s) and memory copy bandwidth (GB/s) through each engine, each in its own worker; the best engine's figures are the machine's peak")
+    .description(
+      "measure this machine's achievable FP32 GEMM rate (GFLOP/s) and memory copy bandwidth (GB/s) through each engine, each in its own worker; the best engine's figures are the machine's peak",
+    )
     .option('--engines <list>', 'comma-separated engines (default: every engine available here)', FLAG.engines)
     .addOption(new Option('--device <device>', 'device').choices([...DEVICES]).default('cpu'))
     .option('--threads <n>', 'intra-op threads (default: physical cores, capped at the CPUs allowed)', FLAG.positiveInt)
@@ -19,9 +21,22 @@ export function registerDiagnosticCommands(program: Command): void {
     .action(async (o: { engines?: EngineId[]; device: Device; threads?: number; cache: boolean; json?: boolean }) => {
       const ids = o.engines ?? [...ENGINE_IDS];
       const [host, statuses, threads] = await Promise.all([detectHost(), probeEngines(ids), o.threads ?? defaultThreads()]);
-      const engines = ids.map((id) => (statuses[id]?.available ? { id, ...(statuses[id].version ? { version: statuses[id].version } : {}) } : { id, unavailable: statuses[id]?.reason ?? 'not probed' }));
-      const onEngine = o.json ? undefined : (p: { engine: string; ok: boolean }): void => void process.stderr.write(`fwbench: peak ${p.engine} ${p.ok ? 'done' : 'skipped'}\n`);
-      const r = await measurePeak({ engines, device: o.device, threads, hostFingerprint: hostFingerprint(host), cache: o.cache, ...(onEngine ? { onEngine } : {}) });
+      const engines = ids.map((id) =>
+        statuses[id]?.available
+          ? { id, ...(statuses[id].version ? { version: statuses[id].version } : {}) }
+          : { id, unavailable: statuses[id]?.reason ?? 'not probed' },
+      );
+      const onEngine = o.json
+        ? undefined
+        : (p: { engine: string; ok: boolean }): void => void process.stderr.write(`fwbench: peak ${p.engine} ${p.ok ? 'done' : 'skipped'}\n`);
+      const r = await measurePeak({
+        engines,
+        device: o.device,
+        threads,
+        hostFingerprint: hostFingerprint(host),
+        cache: o.cache,
+        ...(onEngine ? { onEngine } : {}),
+      });
       if (o.json) process.stdout.write(`${JSON.stringify({ hostFingerprint: hostFingerprint(host), ...r }, null, 2)}\n`);
       else process.stdout.write(formatPeak(r));
       if (!r.peak) process.exitCode = 1;
@@ -29,16 +44,24 @@ export function registerDiagnosticCommands(program: Command): void {
 
   program
     .command('doctor')
-    .description('detect what makes numbers wrong or slow here (reference BLAS, too few threads, CPU governor, busy machine, GPU asked but not used, GPU throttling, pure-JS TF.js), each with its fix')
+    .description(
+      'detect what makes numbers wrong or slow here (reference BLAS, too few threads, CPU governor, busy machine, GPU asked but not used, GPU throttling, pure-JS TF.js), each with its fix',
+    )
     .option('--engines <list>', 'engines you intend to run (default: onnxruntime,tfjs-wasm,tfjs-cpu,torch,tensorflow)', FLAG.engines)
     .addOption(new Option('--device <device>', 'device you intend to run on').choices([...DEVICES]).default('cpu'))
     .option('--threads <n>', 'threads you intend to pass to run (default: physical cores, capped at the CPUs allowed)', FLAG.positiveInt)
-    .option('--python <path>', "interpreter whose PyTorch the BLAS check loads (default: FWBENCH_PYTHON, else python-runners/.venv/bin/python, else python3)")
+    .option('--python <path>', 'interpreter whose PyTorch the BLAS check loads (default: FWBENCH_PYTHON, else python-runners/.venv/bin/python, else python3)')
     .option('--json', 'print JSON on stdout')
     .action(async (o: { engines?: EngineId[]; device: Device; threads?: number; python?: string; json?: boolean }) => {
       const host = await detectHost();
       const engines = o.engines ?? ['onnxruntime', 'tfjs-wasm', 'tfjs-cpu', 'torch', 'tensorflow'];
-      const findings = await runDoctor({ engines, threads: o.threads ?? (await defaultThreads()), device: o.device, host, ...(o.python ? { python: o.python } : {}) });
+      const findings = await runDoctor({
+        engines,
+        threads: o.threads ?? (await defaultThreads()),
+        device: o.device,
+        host,
+        ...(o.python ? { python: o.python } : {}),
+      });
       if (o.json) process.stdout.write(`${JSON.stringify({ findings }, null, 2)}\n`);
       else process.stdout.write(formatFindings(findings));
     });

@@ -37,7 +37,17 @@ export function buildProgram(): Command {
     .version(TOOL_VERSION)
     .showSuggestionAfterError(true)
     .option('--debug', 'print the stack trace of an internal error')
-    .configureOutput({ outputError: (s, write) => write(`fwbench: ${s.replace(/^error: /, '').trimEnd().split('\n').map(escapeControl).join('\n')}\n`) });
+    .configureOutput({
+      outputError: (s, write) =>
+        write(
+          `fwbench: ${s
+            .replace(/^error: /, '')
+            .trimEnd()
+            .split('\n')
+            .map(escapeControl)
+            .join('\n')}\n`,
+        ),
+    });
 
   program
     .command('detect')
@@ -58,7 +68,10 @@ export function buildProgram(): Command {
         'Engines:',
         ...Object.entries(engines).map(([id, e]) =>
           e.available
-            ? `  ${id.padEnd(14)} available    ${e.framework} ${e.version}, devices ${e.devices?.join(', ')}${Object.entries(e.details ?? {}).filter(([k]) => !k.endsWith('Fix')).map(([k, v]) => `\n  ${''.padEnd(14)}              ${k}: ${v}`).join('')}`
+            ? `  ${id.padEnd(14)} available    ${e.framework} ${e.version}, devices ${e.devices?.join(', ')}${Object.entries(e.details ?? {})
+                .filter(([k]) => !k.endsWith('Fix'))
+                .map(([k, v]) => `\n  ${''.padEnd(14)}              ${k}: ${v}`)
+                .join('')}`
             : `  ${id.padEnd(14)} unavailable  ${e.reason}${e.fix ? `\n  ${''.padEnd(14)}              fix: ${e.fix}` : ''}`,
         ),
       ];
@@ -72,7 +85,12 @@ export function buildProgram(): Command {
     .action((opts: { json?: boolean }) => {
       const workloads = FAMILY_NAMES.map((n) => {
         const f = FAMILIES[n];
-        return { name: n, description: f.description, params: f.params, presets: Object.fromEntries(Object.entries(f.presets).map(([p, v]) => [p, { params: v, flopsPerSample: f.flopsPerSample(v) }])) };
+        return {
+          name: n,
+          description: f.description,
+          params: f.params,
+          presets: Object.fromEntries(Object.entries(f.presets).map(([p, v]) => [p, { params: v, flopsPerSample: f.flopsPerSample(v) }])),
+        };
       });
       const engines = ENGINE_IDS.map((id) => {
         const e = ENGINES[id];
@@ -84,7 +102,11 @@ export function buildProgram(): Command {
         out.push(`  ${w.name}: ${w.description}`);
         for (const d of w.params) out.push(`    ${d.name.padEnd(9)} ${d.doc}${d.choices ? ` (${d.choices.join('|')})` : ''}`);
         for (const [p, v] of Object.entries(w.presets)) {
-          out.push(`    preset ${p.padEnd(10)} ${Object.entries(v.params).map(([k, x]) => `${k}=${Array.isArray(x) ? x.join(',') : x}`).join(' ')}  (${(v.flopsPerSample / 1e9).toPrecision(3)} GFLOP/sample)`);
+          out.push(
+            `    preset ${p.padEnd(10)} ${Object.entries(v.params)
+              .map(([k, x]) => `${k}=${Array.isArray(x) ? x.join(',') : x}`)
+              .join(' ')}  (${(v.flopsPerSample / 1e9).toPrecision(3)} GFLOP/sample)`,
+          );
         }
       }
       out.push('', 'Engines:');
@@ -95,30 +117,83 @@ export function buildProgram(): Command {
   program
     .command('run')
     .description('run the benchmark matrix (engines x workloads x batch sizes); each cell in its own process')
-    .option('--config <file>', 'YAML or JSON file whose keys are these flags without dashes (engines: [onnxruntime], batch-sizes: [1, 8], target-interval: 1); flags given here override it')
-    .addOption(new Option('--engines <list>', `comma-separated engines (${ENGINE_IDS.join(', ')})`).argParser(runFlag('engines')).default(DEFAULT_ENGINES, `every engine available here but ${ENGINE_IDS.filter((id) => !DEFAULT_ENGINES.includes(id)).join(', ')}`))
+    .option(
+      '--config <file>',
+      'YAML or JSON file whose keys are these flags without dashes (engines: [onnxruntime], batch-sizes: [1, 8], target-interval: 1); flags given here override it',
+    )
+    .addOption(
+      new Option('--engines <list>', `comma-separated engines (${ENGINE_IDS.join(', ')})`)
+        .argParser(runFlag('engines'))
+        .default(DEFAULT_ENGINES, `every engine available here but ${ENGINE_IDS.filter((id) => !DEFAULT_ENGINES.includes(id)).join(', ')}`),
+    )
     .option('--workloads <list>', `comma-separated workloads (${FAMILY_NAMES.join(', ')})`, runFlag('workloads'), [...FAMILY_NAMES])
-    .option('--modes <list>', `comma-separated execution modes (e.g. eager,compile), or 'all' for every mode of every engine; default: ${ENGINE_IDS.filter((id) => ENGINES[id].defaultModes).map((id) => `${ENGINES[id].defaultModes!.join(' and ')} of ${id}`).join(', ')}, the first mode of the others; an engine with none of the listed modes runs its first`, runFlag('modes'))
-    .option('--preset <presets>', `preset of every workload (${PRESET_NAMES.join(', ')}), or one per workload (${PRESET_PER_FAMILY_EXAMPLE}); workloads it does not name take their --size preset`, runFlag('preset'))
-    .option('--size <class>', `size class of every workload's preset (${SIZES.join(', ')}); default small (${PRESET_PER_FAMILY_EXAMPLE}), tiny with --quick`, runFlag('size'))
+    .option(
+      '--modes <list>',
+      `comma-separated execution modes (e.g. eager,compile), or 'all' for every mode of every engine; default: ${ENGINE_IDS.filter(
+        (id) => ENGINES[id].defaultModes,
+      )
+        .map((id) => `${ENGINES[id].defaultModes!.join(' and ')} of ${id}`)
+        .join(', ')}, the first mode of the others; an engine with none of the listed modes runs its first`,
+      runFlag('modes'),
+    )
+    .option(
+      '--preset <presets>',
+      `preset of every workload (${PRESET_NAMES.join(', ')}), or one per workload (${PRESET_PER_FAMILY_EXAMPLE}); workloads it does not name take their --size preset`,
+      runFlag('preset'),
+    )
+    .option(
+      '--size <class>',
+      `size class of every workload's preset (${SIZES.join(', ')}); default small (${PRESET_PER_FAMILY_EXAMPLE}), tiny with --quick`,
+      runFlag('size'),
+    )
     .addOption(new Option('--batch-sizes <list>', 'comma-separated batch sizes').argParser(runFlag('batch-sizes')).default([1, 8], '1,8; 1 with --quick'))
     .option('--out <dir>', 'output folder for cells.jsonl and run.json', runFlag('out'), `results/run-${new Date().toISOString().replace(/[:.]/g, '-')}`)
-    .option('--set <key=value,...>', 'override workload parameters, e.g. seq=37,hidden=96,heads=3 (list values continue after commas: depths=1,1,2,1)', (v: string, prev: Array<[string, string]>) => [...prev, ...parseSetText(v)], [] as Array<[string, string]>)
+    .option(
+      '--set <key=value,...>',
+      'override workload parameters, e.g. seq=37,hidden=96,heads=3 (list values continue after commas: depths=1,1,2,1)',
+      (v: string, prev: Array<[string, string]>) => [...prev, ...parseSetText(v)],
+      [] as Array<[string, string]>,
+    )
     .option('--device <device>', `device for every cell (${DEVICES.join(', ')})`, runFlag('device'), 'cpu')
-    .option('--threads <list>', 'intra-op threads, or a comma-separated list to sweep (each count is a matrix dimension: every cell runs at each); default: physical cores, capped at the CPUs allowed', runFlag('threads'))
+    .option(
+      '--threads <list>',
+      'intra-op threads, or a comma-separated list to sweep (each count is a matrix dimension: every cell runs at each); default: physical cores, capped at the CPUs allowed',
+      runFlag('threads'),
+    )
     .option('--seed <n>', 'seed of weights and inputs', runFlag('seed'), 0)
-    .option('--quick', `smoke run: --size tiny and batch 1 unless given, measured with ±${QUICK_MEASURE.targetInterval * 100} % target, >= ${QUICK_MEASURE.minSamples} samples, ${QUICK_MEASURE.minTimeMs}-${QUICK_MEASURE.maxTimeMs} ms, ${PRESET_REPLICATES.quick} process per cell`)
-    .option('--rigorous', `measurement preset: ±${RIGOROUS_MEASURE.targetInterval * 100} % target, >= ${RIGOROUS_MEASURE.minSamples} samples (p99), ${RIGOROUS_MEASURE.minTimeMs}-${RIGOROUS_MEASURE.maxTimeMs} ms, ${PRESET_REPLICATES.rigorous} processes per cell`)
-    .option('--target-interval <pct>', `stop once the 95 % interval of the median is within ±PCT % of it (default ${DEFAULT_MEASURE.targetInterval * 100}; 0 = run to --max-time)`, runFlag('target-interval'))
+    .option(
+      '--quick',
+      `smoke run: --size tiny and batch 1 unless given, measured with ±${QUICK_MEASURE.targetInterval * 100} % target, >= ${QUICK_MEASURE.minSamples} samples, ${QUICK_MEASURE.minTimeMs}-${QUICK_MEASURE.maxTimeMs} ms, ${PRESET_REPLICATES.quick} process per cell`,
+    )
+    .option(
+      '--rigorous',
+      `measurement preset: ±${RIGOROUS_MEASURE.targetInterval * 100} % target, >= ${RIGOROUS_MEASURE.minSamples} samples (p99), ${RIGOROUS_MEASURE.minTimeMs}-${RIGOROUS_MEASURE.maxTimeMs} ms, ${PRESET_REPLICATES.rigorous} processes per cell`,
+    )
+    .option(
+      '--target-interval <pct>',
+      `stop once the 95 % interval of the median is within ±PCT % of it (default ${DEFAULT_MEASURE.targetInterval * 100}; 0 = run to --max-time)`,
+      runFlag('target-interval'),
+    )
     .option('--replicates <n>', `fresh worker processes per cell, interleaved across cells (default ${PRESET_REPLICATES.default})`, runFlag('replicates'))
-    .option('--min-samples <n>', `timed loop: at least this many samples (default ${DEFAULT_MEASURE.minSamples}: p90 needs 64, p99 662)`, runFlag('min-samples'))
+    .option(
+      '--min-samples <n>',
+      `timed loop: at least this many samples (default ${DEFAULT_MEASURE.minSamples}: p90 needs 64, p99 662)`,
+      runFlag('min-samples'),
+    )
     .option('--min-time <ms>', `timed loop: at least this long (ms, default ${DEFAULT_MEASURE.minTimeMs})`, runFlag('min-time'))
     .option('--max-time <ms>', `timed loop: at most this long (ms, default ${DEFAULT_MEASURE.maxTimeMs})`, runFlag('max-time'))
     .option('--warmup-max-time <ms>', `warm-up: at most this long (ms, default ${DEFAULT_MEASURE.warmupMaxMs})`, runFlag('warmup-max-time'))
-    .option('--timeout <s>', 'kill a cell\'s worker after this many seconds', runFlag('timeout'), 600)
+    .option('--timeout <s>', "kill a cell's worker after this many seconds", runFlag('timeout'), 600)
     .option('--json', 'print run.json on stdout instead of the summary table')
-    .option('--resume <dir>', 'continue the interrupted or killed run in DIR: run only its missing cells, with its configuration (flags given again must match it)')
-    .option('--max-memory-mb <n>', "cap each cell worker's private memory (RLIMIT_DATA via prlimit; Node workers also get V8's heap limit); running past it is an out-of-memory cell, and a batch-size sweep stops there", runFlag('max-memory-mb'))
+    .option(
+      '--resume <dir>',
+      'continue the interrupted or killed run in DIR: run only its missing cells, with its configuration (flags given again must match it)',
+    )
+    .option(
+      '--max-memory-mb <n>',
+      "cap each cell worker's private memory (RLIMIT_DATA via prlimit; Node workers also get V8's heap limit); running past it is an out-of-memory cell, and a batch-size sweep stops there",
+      runFlag('max-memory-mb'),
+    )
     .action(async (o: Record<string, unknown>, cmd: Command) => {
       const { config, out, json, given } = await runSettings(o, (key) => cmd.getOptionValueSource(key) === 'cli');
       const resume = typeof o.resume === 'string' ? { resume: resolve(checkOutputDir(o.resume, '--resume')) } : {};
@@ -131,22 +206,41 @@ export function buildProgram(): Command {
     .description('write the exact model, canonical weights or inputs a run uses, to reproduce a number outside fwbench')
     .requiredOption('--workload <name>', `workload (${FAMILY_NAMES.join(', ')})`, FLAG.workload)
     .option('--preset <name>', 'preset', FLAG.preset, 'tiny')
-    .option('--set <key=value,...>', 'parameter overrides, as for run', (v: string, prev: Array<[string, string]>) => [...prev, ...parseSetText(v)], [] as Array<[string, string]>)
-    .addOption(new Option('--format <format>', 'onnx (ONNX model, opset 17, symbolic batch), weights (canonical safetensors) or inputs (safetensors)').choices(['onnx', 'weights', 'inputs']).makeOptionMandatory())
+    .option(
+      '--set <key=value,...>',
+      'parameter overrides, as for run',
+      (v: string, prev: Array<[string, string]>) => [...prev, ...parseSetText(v)],
+      [] as Array<[string, string]>,
+    )
+    .addOption(
+      new Option('--format <format>', 'onnx (ONNX model, opset 17, symbolic batch), weights (canonical safetensors) or inputs (safetensors)')
+        .choices(['onnx', 'weights', 'inputs'])
+        .makeOptionMandatory(),
+    )
     .option('--batch-size <n>', 'batch size of the inputs', FLAG.positiveInt, 1)
     .option('--seed <n>', 'seed of weights and inputs', FLAG.nonNegativeInt, 0)
     .requiredOption('--out <file>', 'output file')
-    .action((o: { workload: string; preset: string; set: Array<[string, string]>; format: 'onnx' | 'weights' | 'inputs'; batchSize: number; seed: number; out: string }) => {
-      const family = getFamily(o.workload);
-      const params = resolveParams(family, o.preset, o.set);
-      checkTensorSizes(family, params, o.batchSize);
-      checkOutputFile(o.out, '--out');
-      const m = materialize(family, params, o.seed, o.batchSize);
-      if (o.format === 'weights') writeOutputFile(o.out, readFileSync(m.weightsPath));
-      else if (o.format === 'inputs') writeOutputFile(o.out, readFileSync(m.inputsPath));
-      else writeOutputFile(o.out, buildOnnxModel(family.name, params, loadTensors(m.weightsPath).tensors));
-      process.stderr.write(`fwbench: wrote ${o.format} of ${family.name}/${o.preset} (${JSON.stringify(params)}, seed ${o.seed}) to ${o.out}\n`);
-    });
+    .action(
+      (o: {
+        workload: string;
+        preset: string;
+        set: Array<[string, string]>;
+        format: 'onnx' | 'weights' | 'inputs';
+        batchSize: number;
+        seed: number;
+        out: string;
+      }) => {
+        const family = getFamily(o.workload);
+        const params = resolveParams(family, o.preset, o.set);
+        checkTensorSizes(family, params, o.batchSize);
+        checkOutputFile(o.out, '--out');
+        const m = materialize(family, params, o.seed, o.batchSize);
+        if (o.format === 'weights') writeOutputFile(o.out, readFileSync(m.weightsPath));
+        else if (o.format === 'inputs') writeOutputFile(o.out, readFileSync(m.inputsPath));
+        else writeOutputFile(o.out, buildOnnxModel(family.name, params, loadTensors(m.weightsPath).tensors));
+        process.stderr.write(`fwbench: wrote ${o.format} of ${family.name}/${o.preset} (${JSON.stringify(params)}, seed ${o.seed}) to ${o.out}\n`);
+      },
+    );
 
   program
     .command('schema')

@@ -41,10 +41,11 @@ export function registerReportCommands(program: Command): void {
     .option('--out <file>', "output file, '-' for stdout (default: DIR/report.<format>)")
     .option('--threshold <pct>', 'noise threshold of the claim verdicts (percent)', FLAG.percent, 5)
     .option('--claims <file>', 'claims file (default: the bundled harness/report/claims.json)')
-    .option('--embed-samples', "html: embed every raw sample (the whole run.json) in the page, not per-cell quantiles; the page grows with the samples (MBs)")
+    .option('--embed-samples', 'html: embed every raw sample (the whole run.json) in the page, not per-cell quantiles; the page grows with the samples (MBs)')
     .action(async (dir: string, o: { format: ReportFormat; out?: string; threshold: number; claims?: string; embedSamples?: boolean }) => {
       if (o.claims !== undefined && !existsSync(o.claims)) throw new InputError(`--claims ${o.claims}: no such file`);
-      if (o.embedSamples && o.format !== 'html') throw new InputError(`--embed-samples: only --format html embeds the run (the ${o.format} report never carries raw samples)`);
+      if (o.embedSamples && o.format !== 'html')
+        throw new InputError(`--embed-samples: only --format html embeds the run (the ${o.format} report never carries raw samples)`);
       const out = o.out === undefined ? undefined : checkOutputFile(o.out, '--out');
       const run = loadRunWithCells(dir, note);
       const { buildReport, REPORT_FORMATS } = await import('../report/index.js');
@@ -77,7 +78,11 @@ export function registerReportCommands(program: Command): void {
     .requiredOption('--out <dir>', 'output folder for the merged cells.jsonl and run.json')
     .action((dirs: string[], o: { out: string }) => {
       checkOutputDir(o.out, '--out');
-      const merged = mergeRuns(dirs.map((d) => loadRunWithCells(d, note)), ['fwbench', ...process.argv.slice(2)], { note });
+      const merged = mergeRuns(
+        dirs.map((d) => loadRunWithCells(d, note)),
+        ['fwbench', ...process.argv.slice(2)],
+        { note },
+      );
       const path = writeMerged(merged, resolve(o.out));
       process.stderr.write(`fwbench: merged ${merged.cells.length} cells from ${merged.sources?.length ?? 1} runs into ${path}\n`);
     });

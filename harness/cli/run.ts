@@ -42,7 +42,8 @@ export async function runCommand(given: RunConfig, req: RunRequest): Promise<Run
   // anything (a run that has not yet written its run.json is still named as the folder's writer).
   const release = lockFolder(req.resume ?? req.out, req.command, warn);
   try {
-    if (!req.resume && ['run.json', 'cells.jsonl'].some((f) => existsSync(join(req.out, f)))) throw new InputError(`${req.out} already holds a run: continue it with --resume ${req.out}, or choose another --out`);
+    if (!req.resume && ['run.json', 'cells.jsonl'].some((f) => existsSync(join(req.out, f))))
+      throw new InputError(`${req.out} already holds a run: continue it with --resume ${req.out}, or choose another --out`);
     return await runLocked(given, req, warn);
   } finally {
     release();
@@ -70,7 +71,9 @@ async function runLocked(given: RunConfig, req: RunRequest, warn: (t: string) =>
   try {
     const run = await runMatrix(config, outDir, req.command, progressHooks(), { signal: controller.signal, ...(resume ? { resume } : {}) });
     if (run.state === 'interrupted') {
-      warn(`interrupted by ${run.interruption?.signal}: ${run.cells.length} of ${planCells(run.config).length} cells finished and kept in ${outDir} (run.json state "interrupted"). Continue with: fwbench run --resume ${outDir}`);
+      warn(
+        `interrupted by ${run.interruption?.signal}: ${run.cells.length} of ${planCells(run.config).length} cells finished and kept in ${outDir} (run.json state "interrupted"). Continue with: fwbench run --resume ${outDir}`,
+      );
       return run.interruption?.signal === 'SIGTERM' ? 'SIGTERM' : 'SIGINT';
     }
     // The HTML report is written beside run.json, and the run ends with its opening answer in words.

@@ -13,7 +13,23 @@ import { loadRunWithCells } from '../results/read.js';
 import type { Run, RunConfig } from '../results/schema.js';
 import { summaryTable } from '../report/summary.js';
 import { k8s } from '../schedule/k8s.js';
-import { readState, requireClients, SCHEDULERS, shJoin, splitJobs, SPLITS, STATE_FILE, writeState, type Job, type JobStatus, ScheduleOptionsSchema, type ScheduleOptions, type ScheduleState, type Scheduler, type SchedulerName } from '../schedule/plan.js';
+import {
+  readState,
+  requireClients,
+  SCHEDULERS,
+  shJoin,
+  splitJobs,
+  SPLITS,
+  STATE_FILE,
+  writeState,
+  type Job,
+  type JobStatus,
+  ScheduleOptionsSchema,
+  type ScheduleOptions,
+  type ScheduleState,
+  type Scheduler,
+  type SchedulerName,
+} from '../schedule/plan.js';
 import { skypilot } from '../schedule/skypilot.js';
 import { slurm } from '../schedule/slurm.js';
 import { ssh } from '../schedule/ssh.js';
@@ -29,11 +45,19 @@ export const SCHEDULER_IMPLS: Record<SchedulerName, Scheduler> = { slurm, k8s, s
 
 /** Options every scheduler takes; the others belong to the schedulers that list them. */
 const COMMON_OPTIONS = new Set<keyof ScheduleOptions>(['on', 'split', 'image', 'gpus']);
-const FLAG_OF: Partial<Record<keyof ScheduleOptions, string>> = { resultsDir: '--results-dir', gpuType: '--gpu-type', pvcSize: '--pvc-size', sshConfig: '--ssh-config' };
+const FLAG_OF: Partial<Record<keyof ScheduleOptions, string>> = {
+  resultsDir: '--results-dir',
+  gpuType: '--gpu-type',
+  pvcSize: '--pvc-size',
+  sshConfig: '--ssh-config',
+};
 const flagOf = (k: keyof ScheduleOptions): string => FLAG_OF[k] ?? `--${k}`;
 
 const hostList = (text: string): string[] => {
-  const hosts = text.split(',').map((s) => s.trim()).filter(Boolean);
+  const hosts = text
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   if (hosts.length === 0) throw new InvalidArgumentError('empty host list; give user@host[,user@host...]');
   return [...new Set(hosts)];
 };
@@ -47,9 +71,11 @@ async function checkRunFlags(flags: string[]): Promise<RunConfig> {
   const run = program.commands.find((c) => c.name() === 'run')!;
   let config: RunConfig | undefined;
   run.action(async (o: Record<string, unknown>) => {
-    if (run.getOptionValueSource('out') === 'cli') throw new InputError('--out in the run flags: schedule decides where each job writes (--results-dir), and collect where the merged run goes (--out)');
+    if (run.getOptionValueSource('out') === 'cli')
+      throw new InputError('--out in the run flags: schedule decides where each job writes (--results-dir), and collect where the merged run goes (--out)');
     // The job would read the file on the remote machine, where it does not exist.
-    if (run.getOptionValueSource('config') === 'cli') throw new InputError('--config in the run flags: a job cannot read a local config file; give its settings as run flags after --');
+    if (run.getOptionValueSource('config') === 'cli')
+      throw new InputError('--config in the run flags: a job cannot read a local config file; give its settings as run flags after --');
     config = (await runSettings(o, (key) => run.getOptionValueSource(key) === 'cli')).config;
   });
   program.exitOverride();
@@ -60,35 +86,99 @@ async function checkRunFlags(flags: string[]): Promise<RunConfig> {
   return config;
 }
 
-const scheduleId = (): string => new Date().toISOString().replace(/\.\d+Z$/, '').replace(/[-:]/g, '').replace('T', '-');
+const scheduleId = (): string =>
+  new Date()
+    .toISOString()
+    .replace(/\.\d+Z$/, '')
+    .replace(/[-:]/g, '')
+    .replace('T', '-');
 
 const progress = (line: string): void => void process.stderr.write(`fwbench: ${line.split('\n').map(escapeControl).join('\n')}\n`);
 
-interface ScheduleFlags { on: SchedulerName; split: 'host' | 'engine'; hosts?: string[]; out?: string; resultsDir?: string; image?: string; workdir?: string; gpus?: number; gpuType?: string; container?: 'pyxis' | 'apptainer'; partition?: string; time?: string; cpus?: number; mem?: string; namespace?: string; pvc?: string; pvcSize: string; cloud?: string; sshConfig?: string; dryRun?: boolean }
+interface ScheduleFlags {
+  on: SchedulerName;
+  split: 'host' | 'engine';
+  hosts?: string[];
+  out?: string;
+  resultsDir?: string;
+  image?: string;
+  workdir?: string;
+  gpus?: number;
+  gpuType?: string;
+  container?: 'pyxis' | 'apptainer';
+  partition?: string;
+  time?: string;
+  cpus?: number;
+  mem?: string;
+  namespace?: string;
+  pvc?: string;
+  pvcSize: string;
+  cloud?: string;
+  sshConfig?: string;
+  dryRun?: boolean;
+}
 
 async function schedule(runFlags: string[], f: ScheduleFlags, cmd: Command): Promise<void> {
   const impl = SCHEDULER_IMPLS[f.on];
   const allowed = new Set([...COMMON_OPTIONS, ...impl.options]);
-  for (const key of ['hosts', 'workdir', 'gpuType', 'container', 'partition', 'time', 'cpus', 'mem', 'namespace', 'pvc', 'pvcSize', 'cloud', 'sshConfig', 'resultsDir'] as const) {
+  for (const key of [
+    'hosts',
+    'workdir',
+    'gpuType',
+    'container',
+    'partition',
+    'time',
+    'cpus',
+    'mem',
+    'namespace',
+    'pvc',
+    'pvcSize',
+    'cloud',
+    'sshConfig',
+    'resultsDir',
+  ] as const) {
     if (cmd.getOptionValueSource(key) === 'cli' && !allowed.has(key)) {
-      throw new InputError(`${flagOf(key)} does not apply to --on ${f.on}; its options: ${[...impl.options].map(flagOf).join(', ')}, and ${[...COMMON_OPTIONS].filter((k) => k !== 'on').map(flagOf).join(', ')}`);
+      throw new InputError(
+        `${flagOf(key)} does not apply to --on ${f.on}; its options: ${[...impl.options].map(flagOf).join(', ')}, and ${[...COMMON_OPTIONS]
+          .filter((k) => k !== 'on')
+          .map(flagOf)
+          .join(', ')}`,
+      );
     }
   }
   if (runFlags.length === 0) progress('no run flags after --: every job runs the default matrix');
   const config = await checkRunFlags(runFlags);
   // GPUs reserved for a run that measures only the CPU would be paid for and left idle.
-  if (f.gpus && config.device !== 'cuda') throw new InputError(`--gpus ${f.gpus} but the run flags select no GPU device (--device ${config.device}): add --device cuda to the run flags after -- (or drop --gpus)`);
-  if (config.device === 'cuda' && !f.gpus && f.on !== 'ssh') progress('warning: the run asks --device cuda but no --gpus: the job may land on a machine without a GPU');
+  if (f.gpus && config.device !== 'cuda')
+    throw new InputError(
+      `--gpus ${f.gpus} but the run flags select no GPU device (--device ${config.device}): add --device cuda to the run flags after -- (or drop --gpus)`,
+    );
+  if (config.device === 'cuda' && !f.gpus && f.on !== 'ssh')
+    progress('warning: the run asks --device cuda but no --gpus: the job may land on a machine without a GPU');
 
   const id = scheduleId();
   const dir = resolve(f.out ?? join('results', `schedule-${id}`));
   if (existsSync(join(dir, STATE_FILE))) throw new InputError(`${join(dir, STATE_FILE)} exists: schedule writes into a new or empty folder`);
   const { out: _out, dryRun: _dryRun, hosts, resultsDir, sshConfig, ...rest } = f;
-  const options = ScheduleOptionsSchema.parse({ ...rest, hosts: hosts ?? [], resultsDir: resultsDir ?? impl.defaultResultsDir(id, dir), ...(sshConfig ? { sshConfig: resolve(sshConfig) } : {}) });
+  const options = ScheduleOptionsSchema.parse({
+    ...rest,
+    hosts: hosts ?? [],
+    resultsDir: resultsDir ?? impl.defaultResultsDir(id, dir),
+    ...(sshConfig ? { sshConfig: resolve(sshConfig) } : {}),
+  });
   impl.check(options);
   if (!f.dryRun) requireClients(impl.clients.submit, `--on ${f.on}`);
   mkdirSync(dir, { recursive: true });
-  const state: ScheduleState = { stateVersion: 1, id, createdAt: new Date().toISOString(), dryRun: !!f.dryRun, options, specFiles: [], submitCommands: [], jobs: splitJobs(options, config.engines, runFlags) };
+  const state: ScheduleState = {
+    stateVersion: 1,
+    id,
+    createdAt: new Date().toISOString(),
+    dryRun: !!f.dryRun,
+    options,
+    specFiles: [],
+    submitCommands: [],
+    jobs: splitJobs(options, config.engines, runFlags),
+  };
   const { files, submitCommands } = impl.render(state, dir);
   for (const file of files) {
     writeFileAtomic(join(dir, file.name), file.text);
@@ -99,7 +189,9 @@ async function schedule(runFlags: string[], f: ScheduleFlags, cmd: Command): Pro
   const commands = submitCommands.map((c) => `  (cd ${dir} && ${shJoin(c.argv)}${c.stdinFile ? ` < ${c.stdinFile}` : ''})`);
   if (f.dryRun) {
     const path = writeState(dir, state);
-    progress(`dry run: wrote ${state.specFiles.join(', ')} for ${state.jobs.length} job(s) (${state.jobs.map((j) => j.name).join(', ')}) and ${path}; nothing submitted. Submit with:\n${commands.join('\n')}`);
+    progress(
+      `dry run: wrote ${state.specFiles.join(', ')} for ${state.jobs.length} job(s) (${state.jobs.map((j) => j.name).join(', ')}) and ${path}; nothing submitted. Submit with:\n${commands.join('\n')}`,
+    );
     process.stdout.write(`${files.map((x) => join(dir, x.name)).join('\n')}\n`);
     return;
   }
@@ -114,12 +206,17 @@ async function schedule(runFlags: string[], f: ScheduleFlags, cmd: Command): Pro
   } catch (e) {
     const n = state.jobs.filter((j) => j.submittedId).length;
     progress(`submission failed: ${(e as Error).message}`);
-    if (n > 0) progress(`${n} of ${state.jobs.length} job(s) were submitted before that; ${writeState(dir, state)} records them and fwbench collect ${dir} collects them`);
+    if (n > 0)
+      progress(
+        `${n} of ${state.jobs.length} job(s) were submitted before that; ${writeState(dir, state)} records them and fwbench collect ${dir} collects them`,
+      );
     process.exitCode = 1;
     return;
   }
   const path = writeState(dir, state);
-  progress(`submitted ${state.jobs.map((j) => `${j.name} (${j.submittedId})`).join(', ')}; results land in ${options.resultsDir}${f.on === 'slurm' ? '' : ` on ${f.on === 'ssh' ? 'the hosts' : f.on === 'k8s' ? 'the claims' : 'the clusters'}`}`);
+  progress(
+    `submitted ${state.jobs.map((j) => `${j.name} (${j.submittedId})`).join(', ')}; results land in ${options.resultsDir}${f.on === 'slurm' ? '' : ` on ${f.on === 'ssh' ? 'the hosts' : f.on === 'k8s' ? 'the claims' : 'the clusters'}`}`,
+  );
   progress(`collect with: fwbench collect ${dir}`);
   process.stdout.write(`${path}\n`);
 }
@@ -130,7 +227,12 @@ const label = (job: Job): string => `${job.name} (${job.submittedId ?? 'not subm
 /** The files a collect writes into its default merged/ folder (merge: cells.jsonl, run.json; report: report.*), the only ones a later collect removes. */
 const MERGED_FILES = ['cells.jsonl', 'run.json', 'report.html', 'report.md', 'report.csv', 'report.json'];
 
-interface CollectFlags { out?: string; poll: number; timeout?: number; wait: boolean }
+interface CollectFlags {
+  out?: string;
+  poll: number;
+  timeout?: number;
+  wait: boolean;
+}
 
 /** How many failed polls in a row make a job failed: a scheduler restarting or a network blip should not. */
 const POLL_ATTEMPTS = 30;
@@ -151,7 +253,10 @@ async function collectLocked(state: ScheduleState, dir: string, f: CollectFlags)
   const localRoot = ownFolder(join(dir, 'collected'));
   const defaultOut = ownFolder(join(dir, 'merged'));
   const out = resolve(f.out ?? defaultOut);
-  if (state.dryRun) throw new InputError(`${join(dir, STATE_FILE)} is from a dry run: nothing was submitted (submit the spec files yourself, or run schedule without --dry-run)`);
+  if (state.dryRun)
+    throw new InputError(
+      `${join(dir, STATE_FILE)} is from a dry run: nothing was submitted (submit the spec files yourself, or run schedule without --dry-run)`,
+    );
   const impl = SCHEDULER_IMPLS[state.options.on];
   requireClients(impl.clients.collect, `collect for ${state.options.on}`);
   const status = new Map<string, JobStatus>();
@@ -171,10 +276,17 @@ async function collectLocked(state: ScheduleState, dir: string, f: CollectFlags)
       } catch (e) {
         const n = (pollErrors.get(job.name) ?? 0) + 1;
         pollErrors.set(job.name, n);
-        s = n >= POLL_ATTEMPTS ? { state: 'done', ok: false, detail: `cannot ask ${state.options.on}: ${(e as Error).message}` } : { state: status.get(job.name)?.state === 'running' ? 'running' : 'pending', detail: `asking ${state.options.on} failed (${(e as Error).message}); will ask again` };
+        s =
+          n >= POLL_ATTEMPTS
+            ? { state: 'done', ok: false, detail: `cannot ask ${state.options.on}: ${(e as Error).message}` }
+            : {
+                state: status.get(job.name)?.state === 'running' ? 'running' : 'pending',
+                detail: `asking ${state.options.on} failed (${(e as Error).message}); will ask again`,
+              };
       }
       const before = status.get(job.name);
-      if (!before || before.state !== s.state || before.detail !== s.detail) progress(`job ${label(job)}: ${s.state === 'done' ? (s.ok ? 'done' : 'FAILED') : s.state} — ${s.detail}`);
+      if (!before || before.state !== s.state || before.detail !== s.detail)
+        progress(`job ${label(job)}: ${s.state === 'done' ? (s.ok ? 'done' : 'FAILED') : s.state} — ${s.detail}`);
       status.set(job.name, s);
     }
     const open = state.jobs.filter((j) => status.get(j.name)?.state !== 'done');
@@ -224,16 +336,24 @@ async function collectLocked(state: ScheduleState, dir: string, f: CollectFlags)
 export function registerScheduleCommands(program: Command): void {
   program
     .command('schedule')
-    .description('split the matrix into jobs and submit them to Slurm, Kubernetes, SkyPilot or hosts over ssh (or only write the specs with --dry-run); run flags follow --')
+    .description(
+      'split the matrix into jobs and submit them to Slurm, Kubernetes, SkyPilot or hosts over ssh (or only write the specs with --dry-run); run flags follow --',
+    )
     .usage('--on <scheduler> [options] -- [run flags]')
     .argument('[runFlags...]', 'flags of fwbench run, after --')
     .addOption(new Option('--on <scheduler>', 'scheduler').choices([...SCHEDULERS]).makeOptionMandatory())
     .addOption(new Option('--split <how>', 'one job per host (the whole matrix on each), or one per engine').choices([...SPLITS]).default('host'))
     .option('--hosts <list>', 'ssh: comma-separated destinations (user@host or Host aliases of the ssh config)', hostList)
     .option('--out <dir>', 'folder for the spec files and state.json (default: results/schedule-<id>)')
-    .option('--results-dir <path>', 'where jobs write on the machines that run them (slurm: a shared-filesystem path, default <out>/results; ssh, skypilot: default fwbench-results/<id> under the home folder)')
+    .option(
+      '--results-dir <path>',
+      'where jobs write on the machines that run them (slurm: a shared-filesystem path, default <out>/results; ssh, skypilot: default fwbench-results/<id> under the home folder)',
+    )
     .option('--image <ref>', 'container image with fwbench (see the Dockerfile); without it jobs run a checkout')
-    .option('--workdir <path>', 'slurm, ssh: the fwbench checkout on the machines (slurm default: this checkout); skypilot: the local checkout to sync (default: this one)')
+    .option(
+      '--workdir <path>',
+      'slurm, ssh: the fwbench checkout on the machines (slurm default: this checkout); skypilot: the local checkout to sync (default: this one)',
+    )
     .option('--gpus <n>', 'GPUs per job', FLAG.positiveInt)
     .option('--gpu-type <name>', 'slurm: gres type; skypilot: accelerator (H100, A100-80GB, L4, ...)')
     .addOption(new Option('--container <runtime>', 'slurm: how to run --image').choices(['pyxis', 'apptainer']))

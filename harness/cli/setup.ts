@@ -22,8 +22,14 @@ export function registerSetupCommands(program: Command): void {
         const { packageDir, origin } = await setupTfjsNode({ gpu: !!o.gpu, ...(o.python ? { python: o.python } : {}), log });
         log(`built ${packageDir} against TensorFlow ${origin.tensorflowVersion}; checking that it loads`);
         const status = await probeEngine(id);
-        if (!status.available) throw new SetupError(`the addon was built but the engine does not load: ${status.reason}`, 'see the reason; rerun with --python pointing at another TensorFlow');
-        log(`${id} available: TensorFlow.js ${status.version}, libtensorflow ${status.details?.libtensorflow ?? '?'} from the ${origin.distribution} ${origin.tensorflowVersion} wheel`);
+        if (!status.available)
+          throw new SetupError(
+            `the addon was built but the engine does not load: ${status.reason}`,
+            'see the reason; rerun with --python pointing at another TensorFlow',
+          );
+        log(
+          `${id} available: TensorFlow.js ${status.version}, libtensorflow ${status.details?.libtensorflow ?? '?'} from the ${origin.distribution} ${origin.tensorflowVersion} wheel`,
+        );
       } catch (e) {
         if (!(e instanceof SetupError)) throw e;
         process.stderr.write(`fwbench: setup ${id} failed: ${e.message}\nfwbench: fix: ${e.fix}\n`);

@@ -36,7 +36,8 @@ export function tfjsCpuFinding(engines: readonly string[]): Finding | undefined 
   return {
     id: 'tfjs-pure-js-backend',
     severity: 'warn',
-    message: 'tfjs-cpu is TensorFlow.js on its pure-JavaScript backend (one thread, no SIMD): typically 10-100x slower than tfjs-wasm or tfjs-node; its numbers describe that fallback, not TensorFlow.js at its best',
+    message:
+      'tfjs-cpu is TensorFlow.js on its pure-JavaScript backend (one thread, no SIMD): typically 10-100x slower than tfjs-wasm or tfjs-node; its numbers describe that fallback, not TensorFlow.js at its best',
     fix: 'compare with --engines tfjs-wasm (XNNPACK) or tfjs-node (libtensorflow: npx fwbench setup tfjs-node); keep tfjs-cpu only to show the fallback',
   };
 }
@@ -65,7 +66,15 @@ export async function readGovernors(sysRoot = '/sys'): Promise<Map<string, strin
 export async function governorFindings(sysRoot = '/sys'): Promise<Finding[]> {
   const gov = await readGovernors(sysRoot);
   if (gov.size === 0) {
-    return [{ id: 'cpu-governor-unknown', severity: 'info', message: 'no CPU frequency governor exposed (no cpufreq in sysfs: typical of VMs and containers, where the hypervisor decides clocks); frequency scaling could not be checked', fix: 'nothing to do here; on bare metal check /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor' }];
+    return [
+      {
+        id: 'cpu-governor-unknown',
+        severity: 'info',
+        message:
+          'no CPU frequency governor exposed (no cpufreq in sysfs: typical of VMs and containers, where the hypervisor decides clocks); frequency scaling could not be checked',
+        fix: 'nothing to do here; on bare metal check /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor',
+      },
+    ];
   }
   const other = [...gov].filter(([, g]) => g !== 'performance');
   if (other.length === 0) return [];
@@ -75,7 +84,7 @@ export async function governorFindings(sysRoot = '/sys'): Promise<Finding[]> {
       id: 'cpu-governor',
       severity: 'warn',
       message: `CPU frequency governor ${kinds.join(', ')} on ${other.length} of ${gov.size} CPUs (not 'performance'): clocks ramp up and down with load, so short cells and the first samples run slower and vary more`,
-      fix: "sudo cpupower frequency-set -g performance (or: echo performance | sudo tee /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor)",
+      fix: 'sudo cpupower frequency-set -g performance (or: echo performance | sudo tee /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor)',
     },
   ];
 }
@@ -144,7 +153,13 @@ export function parseThrottleReasons(csv: string): Array<{ index: number; mask: 
     const [index, mask] = line.split(',').map((f) => f.trim());
     if (index === undefined || !/^\d+$/.test(index) || mask === undefined || !/^0x[0-9a-f]+$/i.test(mask)) continue;
     const m = Number(BigInt(mask) & 0xffffn);
-    out.push({ index: Number(index), mask: m, reasons: Object.entries(THROTTLE_BITS).filter(([bit]) => (m & Number(bit)) !== 0).map(([, r]) => r) });
+    out.push({
+      index: Number(index),
+      mask: m,
+      reasons: Object.entries(THROTTLE_BITS)
+        .filter(([bit]) => (m & Number(bit)) !== 0)
+        .map(([, r]) => r),
+    });
   }
   return out;
 }
@@ -169,25 +184,45 @@ export async function gpuThrottleFindings(nvidiaSmi = 'nvidia-smi'): Promise<Fin
 /** Settings a cell's engine reported that mean it ran on the CPU. */
 function ranOnCpu(settings: Record<string, string | number | boolean> | undefined): boolean {
   if (!settings) return false;
-  const text = ['executionProviders', 'device', 'backend'].map((k) => settings[k]).filter((v) => v !== undefined).map(String);
+  const text = ['executionProviders', 'device', 'backend']
+    .map((k) => settings[k])
+    .filter((v) => v !== undefined)
+    .map(String);
   return text.length > 0 && text.every((t) => !/cuda|gpu|tensorflow/i.test(t));
 }
 
 /** GPU asked for but none here, or cells asked for cuda whose engine reports running on the CPU. */
-export function deviceFindings(device: 'cpu' | 'cuda', host: Pick<HostInfo, 'gpus'> | undefined, cells: Array<{ id: string; device: string; settings?: Record<string, string | number | boolean> }> = []): Finding[] {
+export function deviceFindings(
+  device: 'cpu' | 'cuda',
+  host: Pick<HostInfo, 'gpus'> | undefined,
+  cells: Array<{ id: string; device: string; settings?: Record<string, string | number | boolean> }> = [],
+): Finding[] {
   const out: Finding[] = [];
   if (device === 'cuda' && host && host.gpus.gpus.length === 0) {
-    out.push({ id: 'gpu-missing', severity: 'warn', message: `--device cuda but no NVIDIA GPU is visible (${host.gpus.reason ?? 'nvidia-smi lists none'}): every cell will be skipped or fall back`, fix: 'run on a machine with an NVIDIA GPU and driver, or use --device cpu' });
+    out.push({
+      id: 'gpu-missing',
+      severity: 'warn',
+      message: `--device cuda but no NVIDIA GPU is visible (${host.gpus.reason ?? 'nvidia-smi lists none'}): every cell will be skipped or fall back`,
+      fix: 'run on a machine with an NVIDIA GPU and driver, or use --device cpu',
+    });
   }
   const cpuCells = cells.filter((c) => c.device === 'cuda' && ranOnCpu(c.settings));
   if (cpuCells.length > 0) {
-    out.push({ id: 'gpu-cell-on-cpu', severity: 'warn', message: `${cpuCells.length} cell(s) asked for cuda but their engine reports running on the CPU: ${cpuCells.map((c) => c.id).join(', ')}`, fix: "install the engine's GPU build (fwbench detect shows the fix per engine)" });
+    out.push({
+      id: 'gpu-cell-on-cpu',
+      severity: 'warn',
+      message: `${cpuCells.length} cell(s) asked for cuda but their engine reports running on the CPU: ${cpuCells.map((c) => c.id).join(', ')}`,
+      fix: "install the engine's GPU build (fwbench detect shows the fix per engine)",
+    });
   }
   return out;
 }
 
 /** Which BLAS a PyTorch build uses, from `torch.__config__.show()` and the libraries mapped into the process. */
-export function classifyTorchBlas(configText: string, libs: readonly string[] = []): { blas: 'mkl' | 'openblas' | 'reference' | 'other' | 'unknown'; evidence: string } {
+export function classifyTorchBlas(
+  configText: string,
+  libs: readonly string[] = [],
+): { blas: 'mkl' | 'openblas' | 'reference' | 'other' | 'unknown'; evidence: string } {
   const info = /BLAS_INFO=(\w+)/.exec(configText)?.[1];
   const lib = (re: RegExp): string | undefined => libs.find((l) => re.test(l));
   const mkl = lib(/libmkl/);
@@ -196,7 +231,10 @@ export function classifyTorchBlas(configText: string, libs: readonly string[] = 
   if (info === 'open' || info === 'openblas' || openblas) return { blas: 'openblas', evidence: openblas ? `loaded ${openblas}` : `BLAS_INFO=${info}` };
   const netlib = lib(/\/blas\/libblas\.so|libblas\.so(\.\d+)*$|librefblas/);
   if (netlib || info === 'generic' || info === 'ref' || info === 'reference') {
-    return { blas: 'reference', evidence: [info ? `BLAS_INFO=${info}` : undefined, netlib ? `loaded ${netlib}` : 'no optimized BLAS library mapped'].filter(Boolean).join(', ') };
+    return {
+      blas: 'reference',
+      evidence: [info ? `BLAS_INFO=${info}` : undefined, netlib ? `loaded ${netlib}` : 'no optimized BLAS library mapped'].filter(Boolean).join(', '),
+    };
   }
   if (info) return { blas: 'other', evidence: `BLAS_INFO=${info}` };
   return { blas: 'unknown', evidence: 'no BLAS_INFO in torch.__config__.show()' };
@@ -220,7 +258,8 @@ export const GEMM512_EXPECTED_MIN_GFLOPS = 5;
 export function torchBlasFindings(info: TorchBlasInfo): Finding[] {
   const c = classifyTorchBlas(info.config, info.libs);
   const out: Finding[] = [];
-  const fix = 'use the PyTorch wheels from pip (MKL on x86-64, OpenBLAS on ARM): bash python-runners/setup.sh; for a distribution build, install an optimized BLAS (apt install libopenblas0-pthread; update-alternatives --config libblas.so.3-x86_64-linux-gnu)';
+  const fix =
+    'use the PyTorch wheels from pip (MKL on x86-64, OpenBLAS on ARM): bash python-runners/setup.sh; for a distribution build, install an optimized BLAS (apt install libopenblas0-pthread; update-alternatives --config libblas.so.3-x86_64-linux-gnu)';
   const where = info.python ? ` (${info.python})` : '';
   if (c.blas === 'reference') {
     out.push({
@@ -231,9 +270,20 @@ export function torchBlasFindings(info: TorchBlasInfo): Finding[] {
     });
   }
   if (info.gemm512Gflops < GEMM512_EXPECTED_MIN_GFLOPS) {
-    out.push({ id: 'slow-gemm', severity: 'warn', message: `torch.mm at 512x512 reaches ${info.gemm512Gflops.toFixed(2)} GFLOP/s on ${info.threads} thread(s), far below the >${GEMM512_EXPECTED_MIN_GFLOPS} GFLOP/s an optimized BLAS reaches on one core (BLAS: ${c.blas}, ${c.evidence})`, fix });
+    out.push({
+      id: 'slow-gemm',
+      severity: 'warn',
+      message: `torch.mm at 512x512 reaches ${info.gemm512Gflops.toFixed(2)} GFLOP/s on ${info.threads} thread(s), far below the >${GEMM512_EXPECTED_MIN_GFLOPS} GFLOP/s an optimized BLAS reaches on one core (BLAS: ${c.blas}, ${c.evidence})`,
+      fix,
+    });
   }
-  if (out.length === 0) out.push({ id: 'torch-blas', severity: 'info', message: `torch ${info.version}${where} BLAS: ${c.blas} (${c.evidence}); 512x512 GEMM ${info.gemm512Gflops.toFixed(1)} GFLOP/s on ${info.threads} thread(s)`, fix: 'nothing to do' });
+  if (out.length === 0)
+    out.push({
+      id: 'torch-blas',
+      severity: 'info',
+      message: `torch ${info.version}${where} BLAS: ${c.blas} (${c.evidence}); 512x512 GEMM ${info.gemm512Gflops.toFixed(1)} GFLOP/s on ${info.threads} thread(s)`,
+      fix: 'nothing to do',
+    });
   return out;
 }
 
@@ -244,11 +294,23 @@ export function torchBlasFindings(info: TorchBlasInfo): Finding[] {
  */
 export async function torchBlasCheck(threads: number, python?: string): Promise<Finding[]> {
   const py = pythonInterpreter(python ? { ...process.env, FWBENCH_PYTHON: python } : process.env);
-  if ('missing' in py) return [{ id: 'torch-blas-unchecked', severity: 'info', message: `PyTorch's BLAS not checked: ${py.missing}`, fix: 'bash python-runners/setup.sh' }];
-  const r = await execa(py.path, ['-m', 'fwbench_runner.blas_info', String(threads)], { reject: false, timeout: 120_000, env: { PYTHONPATH: join(packageRoot(), 'python-runners'), OMP_NUM_THREADS: String(threads) } });
+  if ('missing' in py)
+    return [{ id: 'torch-blas-unchecked', severity: 'info', message: `PyTorch's BLAS not checked: ${py.missing}`, fix: 'bash python-runners/setup.sh' }];
+  const r = await execa(py.path, ['-m', 'fwbench_runner.blas_info', String(threads)], {
+    reject: false,
+    timeout: 120_000,
+    env: { PYTHONPATH: join(packageRoot(), 'python-runners'), OMP_NUM_THREADS: String(threads) },
+  });
   if (r.failed) {
     const last = `${r.stderr}\n${r.stdout}`.trim().split('\n').pop() ?? '';
-    return [{ id: 'torch-blas-unchecked', severity: 'info', message: `PyTorch's BLAS not checked with ${py.path}: ${last}`, fix: `install torch for ${py.path}, or point --python / FWBENCH_PYTHON at python-runners/.venv/bin/python (bash python-runners/setup.sh)` }];
+    return [
+      {
+        id: 'torch-blas-unchecked',
+        severity: 'info',
+        message: `PyTorch's BLAS not checked with ${py.path}: ${last}`,
+        fix: `install torch for ${py.path}, or point --python / FWBENCH_PYTHON at python-runners/.venv/bin/python (bash python-runners/setup.sh)`,
+      },
+    ];
   }
   return torchBlasFindings({ ...(JSON.parse(r.stdout) as TorchBlasInfo), python: py.path });
 }
@@ -278,7 +340,15 @@ export async function runDoctor(o: DoctorOptions): Promise<Finding[]> {
     o.host.gpus.gpus.length > 0 || o.nvidiaSmi ? gpuThrottleFindings(o.nvidiaSmi) : Promise.resolve([]),
     !o.cheap && o.engines.includes('torch') ? torchBlasCheck(o.threads, o.python) : Promise.resolve([]),
   ]);
-  const all = [threadsFinding(o.threads, o.host.cpu.physicalCores, availableParallelism()), tfjsCpuFinding(o.engines), ...deviceFindings(o.device, o.host), ...gov, busy, ...gpu, ...blas].filter((f): f is Finding => f !== undefined);
+  const all = [
+    threadsFinding(o.threads, o.host.cpu.physicalCores, availableParallelism()),
+    tfjsCpuFinding(o.engines),
+    ...deviceFindings(o.device, o.host),
+    ...gov,
+    busy,
+    ...gpu,
+    ...blas,
+  ].filter((f): f is Finding => f !== undefined);
   return [...all.filter((f) => f.severity === 'warn'), ...all.filter((f) => f.severity === 'info')];
 }
 

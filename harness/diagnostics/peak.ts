@@ -54,7 +54,16 @@ function cachePath(key: string): string {
 export async function measureEnginePeak(id: EngineId, device: Device, threads: number, timeoutMs = 120_000): Promise<EnginePeak> {
   const o = await runEngineWorker(
     ENGINES[id],
-    { type: 'peak', protocol: PROTOCOL_VERSION, engine: id, device, threads, gemmN: GEMM_N_BY_ENGINE[id] ?? GEMM_N, copyElements: COPY_ELEMENTS, maxMs: MAX_MS },
+    {
+      type: 'peak',
+      protocol: PROTOCOL_VERSION,
+      engine: id,
+      device,
+      threads,
+      gemmN: GEMM_N_BY_ENGINE[id] ?? GEMM_N,
+      copyElements: COPY_ELEMENTS,
+      maxMs: MAX_MS,
+    },
     { timeoutMs, env: threadEnv(threads) },
   );
   if (!o.peak) return { engine: id, ok: false, reason: describeFailure(o) };
@@ -84,7 +93,18 @@ export async function measurePeak(o: PeakOptions): Promise<{ peak?: MachinePeak;
     if (e.unavailable !== undefined || !ENGINES[e.id].devices.includes(o.device)) {
       r = { engine: e.id, ok: false, reason: e.unavailable ?? `${e.id} does not run on ${o.device}` };
     } else {
-      const path = cachePath(JSON.stringify({ host: o.hostFingerprint, engine: e.id, version: e.version ?? 'unknown', device: o.device, threads: o.threads, gemmN: GEMM_N_BY_ENGINE[e.id] ?? GEMM_N, copy: COPY_ELEMENTS, protocol: PROTOCOL_VERSION }));
+      const path = cachePath(
+        JSON.stringify({
+          host: o.hostFingerprint,
+          engine: e.id,
+          version: e.version ?? 'unknown',
+          device: o.device,
+          threads: o.threads,
+          gemmN: GEMM_N_BY_ENGINE[e.id] ?? GEMM_N,
+          copy: COPY_ELEMENTS,
+          protocol: PROTOCOL_VERSION,
+        }),
+      );
       const cached = o.cache !== false && existsSync(path) ? EnginePeakSchema.safeParse(readCachedJson(path)) : undefined;
       if (cached?.success) r = { ...cached.data, cached: true };
       else {
@@ -109,7 +129,9 @@ export async function measurePeak(o: PeakOptions): Promise<{ peak?: MachinePeak;
  * threads) and returns them together with the figures of engines measured earlier on this host.
  */
 function rememberHostPeaks(o: Pick<PeakOptions, 'hostFingerprint' | 'device' | 'threads'>, results: EnginePeak[]): EnginePeak[] {
-  const path = cachePath(JSON.stringify({ hostPeaks: o.hostFingerprint, device: o.device, threads: o.threads, gemmN: GEMM_N, copy: COPY_ELEMENTS, protocol: PROTOCOL_VERSION }));
+  const path = cachePath(
+    JSON.stringify({ hostPeaks: o.hostFingerprint, device: o.device, threads: o.threads, gemmN: GEMM_N, copy: COPY_ELEMENTS, protocol: PROTOCOL_VERSION }),
+  );
   const stored = existsSync(path) ? z.record(z.string(), EnginePeakSchema).safeParse(readCachedJson(path)) : undefined;
   const byEngine: Record<string, EnginePeak> = stored?.success ? stored.data : {};
   for (const r of results) if (r.ok) byEngine[r.engine] = { ...r, cached: true };
@@ -139,6 +161,8 @@ export function formatPeak(p: { peak?: MachinePeak; engines: EnginePeak[] }): st
       ? `  ${e.engine.padEnd(14)} GEMM ${e.gemmGflops!.toFixed(1).padStart(8)} GFLOP/s (n=${e.gemmN})   copy ${e.copyGBps!.toFixed(1).padStart(6)} GB/s${e.cached ? '   (cached)' : ''}`
       : `  ${e.engine.padEnd(14)} no figures: ${e.reason}`,
   );
-  const head = p.peak ? `Peak (${p.peak.device}, ${p.peak.threads} threads): ${p.peak.gflops.toFixed(1)} GFLOP/s FP32 GEMM (${p.peak.gflopsEngine}), ${p.peak.gbps.toFixed(1)} GB/s copy (${p.peak.gbpsEngine})` : 'Peak: no engine produced figures';
+  const head = p.peak
+    ? `Peak (${p.peak.device}, ${p.peak.threads} threads): ${p.peak.gflops.toFixed(1)} GFLOP/s FP32 GEMM (${p.peak.gflopsEngine}), ${p.peak.gbps.toFixed(1)} GB/s copy (${p.peak.gbpsEngine})`
+    : 'Peak: no engine produced figures';
   return `${head}\n${lines.join('\n')}\n`;
 }

@@ -19,7 +19,10 @@ export interface RunDiagnostics {
 }
 
 /** The engines whose figures make the machine's peak: ONNX Runtime (always there, multi-threaded MLAS) and the run's engines. */
-export function peakEngines(config: Pick<RunConfig, 'engines'>, engines: Record<string, EngineStatus>): Array<{ id: EngineId; version?: string; unavailable?: string }> {
+export function peakEngines(
+  config: Pick<RunConfig, 'engines'>,
+  engines: Record<string, EngineStatus>,
+): Array<{ id: EngineId; version?: string; unavailable?: string }> {
   const ids = [...new Set(['onnxruntime', ...config.engines])] as EngineId[];
   return ids.map((id) => {
     const s = engines[id];
@@ -29,7 +32,13 @@ export function peakEngines(config: Pick<RunConfig, 'engines'>, engines: Record<
 }
 
 /** Runs the cheap doctor and measures (or reads) the peak; warnings go to `warn` (stderr in the CLI). */
-export async function startDiagnostics(config: RunConfig, host: HostInfo, engines: Record<string, EngineStatus>, note: (t: string) => void = () => undefined, warn: (t: string) => void = (t) => process.stderr.write(t)): Promise<RunDiagnostics> {
+export async function startDiagnostics(
+  config: RunConfig,
+  host: HostInfo,
+  engines: Record<string, EngineStatus>,
+  note: (t: string) => void = () => undefined,
+  warn: (t: string) => void = (t) => process.stderr.write(t),
+): Promise<RunDiagnostics> {
   // A sweep that reaches the physical cores is deliberate: only warn when every count is below them.
   const doctor = await runDoctor({ engines: config.engines, threads: Math.max(...config.threads), device: config.device, host, cheap: true });
   const warnings = doctor.filter((f) => f.severity === 'warn');
@@ -67,12 +76,16 @@ export function abovePeakFinding(cells: readonly Cell[]): Finding | undefined {
     id: 'above-peak',
     severity: 'warn',
     message: `${above.length} cell(s) ran above the measured peak (up to ${(100 * worst.fractionOfPeak!).toFixed(0)} %: ${worst.id}): either the peak is understated (measured while the machine was busy), which makes every fractionOfPeak of this run too high, or that engine's kernels beat the 1024² GEMM the peak is measured with`,
-    fix: 'if the peak was measured on a busy machine, measure it again on an otherwise idle one: fwbench peak --no-cache (later runs use the new figures); otherwise read those cells as running at this machine\'s peak',
+    fix: "if the peak was measured on a busy machine, measure it again on an otherwise idle one: fwbench peak --no-cache (later runs use the new figures); otherwise read those cells as running at this machine's peak",
   };
 }
 
 /** run.json fields: the peak and the doctor findings, with the end-of-run cell checks added. */
-export function diagnosticsFields(d: RunDiagnostics, config: Pick<RunConfig, 'device'>, cells: Cell[]): { peak?: MachinePeak; peaks?: MachinePeak[]; doctor: Finding[] } {
+export function diagnosticsFields(
+  d: RunDiagnostics,
+  config: Pick<RunConfig, 'device'>,
+  cells: Cell[],
+): { peak?: MachinePeak; peaks?: MachinePeak[]; doctor: Finding[] } {
   const ids = new Set(d.doctor.map((f) => f.id));
   const end = [...deviceFindings(config.device, undefined, cells), abovePeakFinding(cells)].filter((f): f is Finding => f !== undefined && !ids.has(f.id));
   return { ...(d.peak ? { peak: d.peak } : {}), ...(d.peaks ? { peaks: d.peaks } : {}), doctor: [...d.doctor, ...end] };

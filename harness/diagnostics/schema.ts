@@ -50,4 +50,3 @@ export const MachinePeakSchema = z.object({
 });
 /** The machine's peak. */
 export type MachinePeak = z.infer<typeof MachinePeakSchema>;
-

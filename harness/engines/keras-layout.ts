@@ -128,7 +128,10 @@ function checkCanonical(family: WorkloadFamily, w: TensorMap, p: Params): void {
   }
 }
 
-const getter = (w: TensorMap) => (name: string): Tensor => w.get(name)!;
+const getter =
+  (w: TensorMap) =>
+  (name: string): Tensor =>
+    w.get(name)!;
 
 /** ResNet weights for a channels-last Keras model: each conv, its BatchNormalization, then `fc`. */
 export function cnnKerasWeights(w: TensorMap, p: Params, mapping: KerasMapping = KERAS_MAPPING): KerasLayerWeights[] {
@@ -138,7 +141,10 @@ export function cnnKerasWeights(w: TensorMap, p: Params, mapping: KerasMapping =
   for (const c of allConvs(resnetLayout(p))) {
     const names = convLayerNames(c);
     out.push({ layer: names.conv, weights: mapping.conv(get(c.weight)) });
-    out.push({ layer: names.bn, weights: mapping.batchNorm(get(`${c.bn}.weight`), get(`${c.bn}.bias`), get(`${c.bn}.running_mean`), get(`${c.bn}.running_var`)) });
+    out.push({
+      layer: names.bn,
+      weights: mapping.batchNorm(get(`${c.bn}.weight`), get(`${c.bn}.bias`), get(`${c.bn}.running_mean`), get(`${c.bn}.running_var`)),
+    });
   }
   out.push({ layer: 'fc', weights: mapping.dense(get('fc.weight'), get('fc.bias')) });
   return out;
@@ -167,7 +173,10 @@ export function transformerKerasWeights(w: TensorMap, p: Params, mapping: KerasM
   checkCanonical(transformer, w, p);
   const get = getter(w);
   const dense = (prefix: string): KerasLayerWeights => ({ layer: kerasName(prefix), weights: mapping.dense(get(`${prefix}.weight`), get(`${prefix}.bias`)) });
-  const norm = (prefix: string): KerasLayerWeights => ({ layer: kerasName(prefix), weights: mapping.layerNorm(get(`${prefix}.weight`), get(`${prefix}.bias`)) });
+  const norm = (prefix: string): KerasLayerWeights => ({
+    layer: kerasName(prefix),
+    weights: mapping.layerNorm(get(`${prefix}.weight`), get(`${prefix}.bias`)),
+  });
   const out: KerasLayerWeights[] = [
     { layer: 'embeddings_word', weights: mapping.embedding(get('embeddings.word')) },
     { layer: 'embeddings_position', weights: mapping.embedding(get('embeddings.position')) },

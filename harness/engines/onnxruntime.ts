@@ -4,7 +4,17 @@ import { dirname, join } from 'node:path';
 import type { Tensor as OrtTensor } from 'onnxruntime-node';
 import type { TensorMap } from '../../workloads/safetensors.js';
 import type { FamilyName, Params } from '../../workloads/types.js';
-import { EngineUnavailable, type BuildRequest, type BuiltModel, type Device, type EngineRuntime, type NodeEngineDescriptor, type PeakRequest, type PeakResult, type ProbeResult } from './types.js';
+import {
+  EngineUnavailable,
+  type BuildRequest,
+  type BuiltModel,
+  type Device,
+  type EngineRuntime,
+  type NodeEngineDescriptor,
+  type PeakRequest,
+  type PeakResult,
+  type ProbeResult,
+} from './types.js';
 
 type Ort = typeof import('onnxruntime-node');
 type BuildModel = (family: FamilyName, params: Params, weights: TensorMap) => Uint8Array;
@@ -14,7 +24,7 @@ const MODES = ['all', 'extended', 'basic', 'disabled'] as const;
 type Mode = (typeof MODES)[number];
 
 const CUDA_FIX =
-  'ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js (the package\'s own install script, which npm ci does not run; needs CUDA 12 + cuDNN 9 and access to the NuGet feed at api.nuget.org)';
+  "ONNXRUNTIME_NODE_INSTALL=cuda12 node node_modules/onnxruntime-node/script/install.js (the package's own install script, which npm ci does not run; needs CUDA 12 + cuDNN 9 and access to the NuGet feed at api.nuget.org)";
 
 /**
  * Why the CUDA execution provider cannot be used here, or undefined when its libraries are present.
@@ -38,7 +48,10 @@ function createRuntime(ort: Ort, buildModel: BuildModel): EngineRuntime {
     async probe(): Promise<ProbeResult> {
       const cuda = cudaMissing();
       const devices: Device[] = cuda ? ['cpu'] : ['cpu', 'cuda'];
-      const providers = ort.listSupportedBackends().map((b) => b.name).join(', ');
+      const providers = ort
+        .listSupportedBackends()
+        .map((b) => b.name)
+        .join(', ');
       return { version, devices, details: { providers, ...(cuda ? { cuda, cudaFix: CUDA_FIX } : { cuda: 'CUDA execution provider libraries present' }) } };
     },
 
@@ -84,7 +97,14 @@ function createRuntime(ort: Ort, buildModel: BuildModel): EngineRuntime {
         for (const name of session.inputNames) {
           const t = inputs.get(name);
           if (!t) throw new Error(`onnxruntime: input '${name}' missing`);
-          feeds[name] = t.dtype === 'F32' ? new ort.Tensor('float32', t.data as Float32Array, t.shape) : new ort.Tensor('int64', BigInt64Array.from(t.data, (v) => BigInt(v)), t.shape);
+          feeds[name] =
+            t.dtype === 'F32'
+              ? new ort.Tensor('float32', t.data as Float32Array, t.shape)
+              : new ort.Tensor(
+                  'int64',
+                  BigInt64Array.from(t.data, (v) => BigInt(v)),
+                  t.shape,
+                );
         }
         wrapped.set(inputs, feeds);
         return feeds;
@@ -94,7 +114,13 @@ function createRuntime(ort: Ort, buildModel: BuildModel): EngineRuntime {
       // (NVIDIA_TF32_OVERRIDE=0 forces strict FP32 for all engines).
       const defaults = {
         intraOpAllowSpinning: 'ORT default (1)',
-        ...(req.device === 'cuda' ? { cudaUseTf32: 'CUDA EP default (1)', cudnnConvAlgoSearch: 'CUDA EP default (EXHAUSTIVE)', nvidiaTf32Override: process.env.NVIDIA_TF32_OVERRIDE ?? 'unset' } : {}),
+        ...(req.device === 'cuda'
+          ? {
+              cudaUseTf32: 'CUDA EP default (1)',
+              cudnnConvAlgoSearch: 'CUDA EP default (EXHAUSTIVE)',
+              nvidiaTf32Override: process.env.NVIDIA_TF32_OVERRIDE ?? 'unset',
+            }
+          : {}),
       };
       return {
         settings: { ...options, ...defaults, executionProviders: executionProviders.join(','), ortVersion: version },

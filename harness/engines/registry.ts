@@ -57,6 +57,8 @@ export function checkModes(engines: EngineDescriptor[], selection: ModeSelection
   const known = new Set(engines.flatMap((e) => e.modes));
   const unknown = selection.filter((m) => !known.has(m));
   if (unknown.length > 0) {
-    throw new InputError(`unknown mode${unknown.length > 1 ? 's' : ''} ${unknown.map((m) => `'${m}'`).join(', ')} for engines ${engines.map((e) => e.id).join(', ')}; their modes: ${engines.map((e) => `${e.id} ${e.modes.join('|')}`).join('; ')}`);
+    throw new InputError(
+      `unknown mode${unknown.length > 1 ? 's' : ''} ${unknown.map((m) => `'${m}'`).join(', ')} for engines ${engines.map((e) => e.id).join(', ')}; their modes: ${engines.map((e) => `${e.id} ${e.modes.join('|')}`).join('; ')}`,
+    );
   }
 }

@@ -23,7 +23,12 @@ const KERAS_FILE_VERSION = 1;
  */
 export function writeKerasWeights(path: string, layers: KerasLayerWeights[], metadata: Record<string, string>): void {
   const entries = layers.flatMap(({ layer, weights }) => weights.map((t, i) => ({ name: `${layer}/${i}`, tensor: t })));
-  writeSafetensors(path, entries.map((e) => ({ name: e.name, dtype: e.tensor.dtype, shape: e.tensor.shape })), (i) => entries[i]!.tensor.data, metadata);
+  writeSafetensors(
+    path,
+    entries.map((e) => ({ name: e.name, dtype: e.tensor.dtype, shape: e.tensor.shape })),
+    (i) => entries[i]!.tensor.data,
+    metadata,
+  );
 }
 
 /** TensorFlow with Keras on the CPU or CUDA; by default its eager mode and its graph mode (tf.function) run, as PyTorch's eager and TorchScript do; `--modes all` adds XLA. */
@@ -34,7 +39,8 @@ export const tensorflow: PythonEngineDescriptor = {
   devices: ['cpu', 'cuda'],
   modes: ['eager', 'function', 'xla'],
   defaultModes: ['eager', 'function'],
-  description: 'TensorFlow / Keras (Python runner): Keras models, NHWC, weights via the shared Keras mapping; modes eager, function (tf.function), xla (jit_compile)',
+  description:
+    'TensorFlow / Keras (Python runner): Keras models, NHWC, weights via the shared Keras mapping; modes eager, function (tf.function), xla (jit_compile)',
   nativeWeights(family: WorkloadFamily, params, m) {
     return cachedFile(join(cacheDir(), `${family.name}-${m.key}.keras-v${KERAS_FILE_VERSION}.safetensors`), (path) => {
       const layers = KERAS_WEIGHTS[family.name](loadTensors(m.weightsPath).tensors, params);

@@ -13,5 +13,6 @@ export const torch: PythonEngineDescriptor = {
   devices: ['cpu', 'cuda'],
   modes: ['eager', 'torchscript', 'compile'],
   defaultModes: ['eager', 'torchscript'],
-  description: 'PyTorch (Python runner): nn.Module models, NCHW; modes eager (inference_mode), torchscript (trace + freeze), compile (torch.compile, compiled during the cold start)',
+  description:
+    'PyTorch (Python runner): nn.Module models, NCHW; modes eager (inference_mode), torchscript (trace + freeze), compile (torch.compile, compiled during the cold start)',
 };

@@ -4,6 +4,7 @@
  * cannot move the cursor, clear the screen or forge a line of output.
  */
 export function escapeControl(text: string): string {
+  // eslint-disable-next-line no-control-regex -- matching control characters is this function's job
   return text.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => {
     if (c === '\n') return '\\n';
     if (c === '\t') return '\\t';

@@ -61,8 +61,12 @@ export function lockFolder(dir: string, command: string[], note: (text: string) 
       const held = readLock(path);
       const stale = held && held.hostname === mine.hostname && !pidAlive(held.pid);
       if (!stale || attempt > 0) {
-        const who = held ? `fwbench pid ${held.pid} on ${held.hostname} (${held.command.join(' ')}, since ${held.since})` : `a process whose lock file is unreadable`;
-        throw new InputError(`${dir} is in use by ${who}: one fwbench writes a folder at a time; wait for it to finish, or remove ${path} if that process is gone`);
+        const who = held
+          ? `fwbench pid ${held.pid} on ${held.hostname} (${held.command.join(' ')}, since ${held.since})`
+          : `a process whose lock file is unreadable`;
+        throw new InputError(
+          `${dir} is in use by ${who}: one fwbench writes a folder at a time; wait for it to finish, or remove ${path} if that process is gone`,
+        );
       }
       note(`${path}: taking over the lock of fwbench pid ${held.pid}, which is no longer running (killed or crashed)`);
       unlinkSync(path);

@@ -34,7 +34,8 @@ export function checkOutputDir(dir: string, flag: string): string {
 export function checkOutputFile(file: string, flag: string): string {
   if (file === '-') return file;
   if (file.trim() === '') throw new InputError(`${flag}: empty path; give a file (or '-' for stdout)`);
-  if (pathTaken(file) && lstatSync(file).isSymbolicLink()) throw new InputError(`${flag} ${file}: is a symbolic link; fwbench does not write through links (remove it or give another path)`);
+  if (pathTaken(file) && lstatSync(file).isSymbolicLink())
+    throw new InputError(`${flag} ${file}: is a symbolic link; fwbench does not write through links (remove it or give another path)`);
   if (existsSync(file) && statSync(file).isDirectory()) throw new InputError(`${flag} ${file}: is a folder; give a file name (or '-' for stdout)`);
   const dir = dirname(resolve(file));
   if (!existsSync(dir)) throw new InputError(`${flag} ${file}: folder ${dir} does not exist`);

@@ -31,12 +31,25 @@ function render(option: echarts.EChartsCoreOption, height: number): string {
 
 const grid = { left: 70, right: 20, top: 40, bottom: 70, containLabel: false };
 const legend = { top: 5, type: 'scroll' as const, itemGap: 18 };
-const categoryAxis = (data: string[], name: string) => ({ type: 'category' as const, data, name, nameLocation: 'middle' as const, nameGap: 45, axisLabel: { interval: 0, rotate: data.length > 4 ? 20 : 0 } });
+const categoryAxis = (data: string[], name: string) => ({
+  type: 'category' as const,
+  data,
+  name,
+  nameLocation: 'middle' as const,
+  nameGap: 45,
+  axisLabel: { interval: 0, rotate: data.length > 4 ? 20 : 0 },
+});
 /** A value axis; a log axis starts at the decade below its smallest value (bars grow up from there, never down from 1). */
 const valueAxis = (name: string, log: boolean, values: number[] = []) => {
   const positive = values.filter((v) => v > 0);
   const min = log && positive.length > 0 ? 10 ** Math.floor(Math.log10(Math.min(...positive))) : undefined;
-  return { type: log ? ('log' as const) : ('value' as const), name, nameLocation: 'middle' as const, nameGap: 55, ...(min === undefined ? {} : { min, startValue: min }) };
+  return {
+    type: log ? ('log' as const) : ('value' as const),
+    name,
+    nameLocation: 'middle' as const,
+    nameGap: 55,
+    ...(min === undefined ? {} : { min, startValue: min }),
+  };
 };
 
 const okCells = (s: WorkloadSection): CellView[] => s.groups.flatMap((g) => g.cells).filter((v) => v.cell.status === 'ok');
@@ -63,13 +76,15 @@ export function sectionCharts(s: WorkloadSection, sectionIndex: number): Chart[]
   const cells = okCells(s);
   if (cells.length === 0) return [];
   const names = seriesNames(cells);
-  const find = (batch: number, name: string): CellView | undefined => s.groups.find((g) => g.batchSize === batch)?.cells.find((v) => v.cell.status === 'ok' && engineMode(v.cell) === name);
+  const find = (batch: number, name: string): CellView | undefined =>
+    s.groups.find((g) => g.batchSize === batch)?.cells.find((v) => v.cell.status === 'ok' && engineMode(v.cell) === name);
   const id = (what: string): string => `chart-${sectionIndex}-${what}`;
   const charts: Chart[] = [];
 
   charts.push({
     id: id('latency'),
-    caption: 'Latency distribution per engine/mode and batch size (ms, log scale): box = quartiles, line = median, whiskers = furthest samples within 1.5 IQR; outliers not drawn.',
+    caption:
+      'Latency distribution per engine/mode and batch size (ms, log scale): box = quartiles, line = median, whiskers = furthest samples within 1.5 IQR; outliers not drawn.',
     svg: render(
       {
         legend,
@@ -93,21 +108,43 @@ export function sectionCharts(s: WorkloadSection, sectionIndex: number): Chart[]
       {
         legend,
         grid,
-        xAxis: categoryAxis(s.groups.map((g) => String(g.batchSize)), 'batch size'),
+        xAxis: categoryAxis(
+          s.groups.map((g) => String(g.batchSize)),
+          'batch size',
+        ),
         yAxis: valueAxis('samples/s', true),
-        series: names.map((name) => ({ name, type: 'line' as const, symbolSize: 8, connectNulls: true, data: s.groups.map((g) => find(g.batchSize, name)?.cell.throughput ?? '-') })),
+        series: names.map((name) => ({
+          name,
+          type: 'line' as const,
+          symbolSize: 8,
+          connectNulls: true,
+          data: s.groups.map((g) => find(g.batchSize, name)?.cell.throughput ?? '-'),
+        })),
       },
       340,
     ),
   });
 
-  charts.push({ id: id('memory'), caption: 'Peak host memory of the worker process (MiB, VmHWM).', svg: barsByBatch(s, (v) => (v.cell.memory ? v.cell.memory.peakHostBytes / 2 ** 20 : undefined), 'peak host memory (MiB)', false) });
-  charts.push({ id: id('gflops'), caption: 'Achieved GFLOP/s (analytic FLOPs / median latency, log scale).', svg: barsByBatch(s, (v) => v.cell.gflops, 'GFLOP/s', true) });
+  charts.push({
+    id: id('memory'),
+    caption: 'Peak host memory of the worker process (MiB, VmHWM).',
+    svg: barsByBatch(s, (v) => (v.cell.memory ? v.cell.memory.peakHostBytes / 2 ** 20 : undefined), 'peak host memory (MiB)', false),
+  });
+  charts.push({
+    id: id('gflops'),
+    caption: 'Achieved GFLOP/s (analytic FLOPs / median latency, log scale).',
+    svg: barsByBatch(s, (v) => v.cell.gflops, 'GFLOP/s', true),
+  });
 
   const coldCells = cells.filter((v) => v.cell.coldStart);
   const colds = coldCells.map((v) => v.cell.coldStart!);
   const labels = coldCells.map((v) => `${engineMode(v.cell)} b${v.cell.batchSize}`);
-  const part = (name: string, ms: (c: ColdStart) => number | undefined) => ({ name, type: 'bar' as const, stack: 'cold', data: colds.map((c) => Math.max(0, ms(c) ?? 0)) });
+  const part = (name: string, ms: (c: ColdStart) => number | undefined) => ({
+    name,
+    type: 'bar' as const,
+    stack: 'cold',
+    data: colds.map((c) => Math.max(0, ms(c) ?? 0)),
+  });
   const restOf = (name: string) => part(name, (c) => (coldStartRest(c).name === name ? coldStartRest(c).ms : 0));
   // The unsplit rest only appears for records from before the segments were measured.
   const rests = colds.some((c) => coldStartRest(c).name === COLD_START_UNSPLIT) ? [COLD_START_MESSAGES, COLD_START_UNSPLIT] : [COLD_START_MESSAGES];

@@ -102,7 +102,8 @@ function select(group: CellGroup, sel: Selector, metric: Claim['metric']): CellV
   const candidates = sel.mode === 'best' ? ofEngine : ofEngine.filter((v) => v.cell.mode === sel.mode);
   if (candidates.length === 0) return `no ${sel.engine}/${sel.mode} cell (modes run: ${[...new Set(ofEngine.map((v) => v.cell.mode))].join(', ')})`;
   const usable = candidates.filter((v) => v.cell.status === 'ok' && metricOf(v, metric) !== undefined);
-  if (usable.length === 0) return candidates.map((v) => `${v.cell.engine}/${v.cell.mode} ${v.cell.status}${v.cell.reason ? `: ${v.cell.reason}` : ''}`).join('; ');
+  if (usable.length === 0)
+    return candidates.map((v) => `${v.cell.engine}/${v.cell.mode} ${v.cell.status}${v.cell.reason ? `: ${v.cell.reason}` : ''}`).join('; ');
   return usable.reduce((a, b) => (metricOf(b, metric)! < metricOf(a, metric)! ? b : a));
 }
 
@@ -128,25 +129,44 @@ function pairwise(claim: Claim, comparison: string, sel: Claim['comparisons'][nu
   }
   const sides = { subject: label(subject), baseline: label(baseline) };
   if (claim.metric === 'latency') {
-    if (!hasSamples(subject) || !hasSamples(baseline)) return { ...at, ...sides, verdict: 'not measured', note: `fewer than ${MIN_SAMPLES_FOR_CI} timed samples on a side: no interval` };
+    if (!hasSamples(subject) || !hasSamples(baseline))
+      return { ...at, ...sides, verdict: 'not measured', note: `fewer than ${MIN_SAMPLES_FOR_CI} timed samples on a side: no interval` };
     const ci = cellRatioInterval(subject.cell, baseline.cell);
     const note = ci.by === 'replicates' ? 'ratio of medians, 95 % bootstrap interval (processes, then samples)' : 'ratio of medians, 95 % bootstrap interval';
     return { ...at, ...sides, ratio: ci.estimate, ci: { lo: ci.lo, hi: ci.hi }, verdict: judge(claim, ci.estimate, ci, threshold), note };
   }
   const ratio = metricOf(subject, claim.metric)! / metricOf(baseline, claim.metric)!;
-  return { ...at, ...sides, ratio, ci: null, verdict: judge(claim, ratio, null, threshold), note: 'one measurement per cell: point ratio against the threshold, no interval' };
+  return {
+    ...at,
+    ...sides,
+    ratio,
+    ci: null,
+    verdict: judge(claim, ratio, null, threshold),
+    note: 'one measurement per cell: point ratio against the threshold, no interval',
+  };
 }
 
 function trend(claim: Claim, comparison: string, sel: Claim['comparisons'][number], s: WorkloadSection, threshold: number): ClaimEvaluation {
   const measured = s.groups
     .map((g) => ({ g, subject: select(g, sel.subject, claim.metric), baseline: select(g, sel.baseline, claim.metric) }))
-    .filter((m): m is { g: CellGroup; subject: CellView; baseline: CellView } => typeof m.subject !== 'string' && typeof m.baseline !== 'string' && hasSamples(m.subject) && hasSamples(m.baseline));
+    .filter(
+      (m): m is { g: CellGroup; subject: CellView; baseline: CellView } =>
+        typeof m.subject !== 'string' && typeof m.baseline !== 'string' && hasSamples(m.subject) && hasSamples(m.baseline),
+    );
   const first = measured[0];
   const last = measured[measured.length - 1];
   if (!first || !last || first === last) {
-    return { comparison, ...where(s), verdict: 'not measured', note: `needs both sides timed at two or more batch sizes (have ${measured.map((m) => m.g.batchSize).join(', ') || 'none'})` };
+    return {
+      comparison,
+      ...where(s),
+      verdict: 'not measured',
+      note: `needs both sides timed at two or more batch sizes (have ${measured.map((m) => m.g.batchSize).join(', ') || 'none'})`,
+    };
   }
-  const ci = medianRatioInterval([last.subject.cell.samplesMs!, first.baseline.cell.samplesMs!], [last.baseline.cell.samplesMs!, first.subject.cell.samplesMs!]);
+  const ci = medianRatioInterval(
+    [last.subject.cell.samplesMs!, first.baseline.cell.samplesMs!],
+    [last.baseline.cell.samplesMs!, first.subject.cell.samplesMs!],
+  );
   return {
     comparison,
     ...where(s),
@@ -169,7 +189,11 @@ export function evaluateClaims(model: RunModel, claims: Claim[], threshold: numb
       const comparison = `${sel.subject.engine}/${sel.subject.mode} vs ${sel.baseline.engine}/${sel.baseline.mode}`;
       const absent = [sel.subject.engine, sel.baseline.engine].filter((e) => !enginesRun.has(e));
       if (absent.length > 0) {
-        evaluations.push({ comparison, verdict: 'not measured', note: `not in this run: ${[...new Set(absent)].join(', ')} (engines run: ${[...enginesRun].join(', ')})` });
+        evaluations.push({
+          comparison,
+          verdict: 'not measured',
+          note: `not in this run: ${[...new Set(absent)].join(', ')} (engines run: ${[...enginesRun].join(', ')})`,
+        });
         continue;
       }
       for (const s of model.sections) {

@@ -87,7 +87,14 @@ export function compareRuns(a: Run, b: Run, opts: { thresholdPct: number } & Boo
     const sideB = cellsB.get(key) ?? [];
     // One cell per side pairs directly (hosts may differ); merged runs hold one per host, paired by host.
     const matched: Array<[Cell, Cell]> =
-      sideA.length === 1 && sideB.length === 1 ? [[sideA[0]!, sideB[0]!]] : sideA.flatMap((ca) => sideB.filter((cb) => cellHost(b, cb) === cellHost(a, ca)).slice(0, 1).map((cb): [Cell, Cell] => [ca, cb]));
+      sideA.length === 1 && sideB.length === 1
+        ? [[sideA[0]!, sideB[0]!]]
+        : sideA.flatMap((ca) =>
+            sideB
+              .filter((cb) => cellHost(b, cb) === cellHost(a, ca))
+              .slice(0, 1)
+              .map((cb): [Cell, Cell] => [ca, cb]),
+          );
     for (const c of sideA) if (!matched.some(([x]) => x === c)) unmatched.push({ cell: describe(c, cellHost(a, c)), why: 'only in A' });
     for (const c of sideB) if (!matched.some(([, y]) => y === c)) unmatched.push({ cell: describe(c, cellHost(b, c)), why: 'only in B' });
     for (const [ca, cb] of matched) {
@@ -97,14 +104,35 @@ export function compareRuns(a: Run, b: Run, opts: { thresholdPct: number } & Boo
       }
       const sa = ca.samplesMs ?? [];
       const sb = cb.samplesMs ?? [];
-      const base = { engine: ca.engine, mode: ca.mode, device: ca.device, workload: ca.workload, preset: ca.preset, params: paramsText(ca.params), batchSize: ca.batchSize, threads: cellThreads(a, ca), hostA: cellHost(a, ca), hostB: cellHost(b, cb), medianAMs: ca.stats.medianMs, medianBMs: cb.stats.medianMs, samplesA: sa.length, samplesB: sb.length };
+      const base = {
+        engine: ca.engine,
+        mode: ca.mode,
+        device: ca.device,
+        workload: ca.workload,
+        preset: ca.preset,
+        params: paramsText(ca.params),
+        batchSize: ca.batchSize,
+        threads: cellThreads(a, ca),
+        hostA: cellHost(a, ca),
+        hostB: cellHost(b, cb),
+        medianAMs: ca.stats.medianMs,
+        medianBMs: cb.stats.medianMs,
+        samplesA: sa.length,
+        samplesB: sb.length,
+      };
       if (sa.length < MIN_SAMPLES_FOR_CI || sb.length < MIN_SAMPLES_FOR_CI) {
         pairs.push({ ...base, ratio: cb.stats.medianMs / ca.stats.medianMs, verdict: 'no interval' });
         continue;
       }
       const ci = cellRatioInterval(cb, ca, opts);
       const change = classifyRatio(ci, threshold);
-      pairs.push({ ...base, ratio: ci.estimate, ci: { lo: ci.lo, hi: ci.hi }, interval: ci.by, verdict: change === 'higher' ? 'slower' : change === 'lower' ? 'faster' : 'no significant change' });
+      pairs.push({
+        ...base,
+        ratio: ci.estimate,
+        ci: { lo: ci.lo, hi: ci.hi },
+        interval: ci.by,
+        verdict: change === 'higher' ? 'slower' : change === 'lower' ? 'faster' : 'no significant change',
+      });
     }
   }
   for (const [key, sideB] of cellsB) if (!cellsA.has(key)) for (const c of sideB) unmatched.push({ cell: describe(c, cellHost(b, c)), why: 'only in B' });
@@ -114,7 +142,15 @@ export function compareRuns(a: Run, b: Run, opts: { thresholdPct: number } & Boo
     return { engine, cells: rs.length, ratio: Math.exp(rs.reduce((s, r) => s + Math.log(r), 0) / rs.length) };
   });
   const side = (r: Run) => ({ command: r.command, startedAt: r.startedAt, hosts: [...new Set(r.cells.map((c) => cellHost(r, c)))] });
-  return { thresholdPct: opts.thresholdPct, a: side(a), b: side(b), pairs, geomeans, unmatched, regressions: pairs.filter((p) => p.verdict === 'slower').length };
+  return {
+    thresholdPct: opts.thresholdPct,
+    a: side(a),
+    b: side(b),
+    pairs,
+    geomeans,
+    unmatched,
+    regressions: pairs.filter((p) => p.verdict === 'slower').length,
+  };
 }
 
 const pct = (ratio: number): string => `${ratio >= 1 ? '+' : ''}${num((ratio - 1) * 100)} %`;
@@ -127,18 +163,39 @@ export function compareText(c: Comparison): string {
     chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
   });
   for (const p of c.pairs) {
-    t.push([p.engine, p.mode, `${p.workload}/${p.preset}${p.hostA === p.hostB ? '' : ` (${p.hostA} -> ${p.hostB})`}`, p.batchSize, num(p.medianAMs), num(p.medianBMs), num(p.ratio), p.ci ? `${num(p.ci.lo)}-${num(p.ci.hi)}` : '-', pct(p.ratio), p.verdict]);
+    t.push([
+      p.engine,
+      p.mode,
+      `${p.workload}/${p.preset}${p.hostA === p.hostB ? '' : ` (${p.hostA} -> ${p.hostB})`}`,
+      p.batchSize,
+      num(p.medianAMs),
+      num(p.medianBMs),
+      num(p.ratio),
+      p.ci ? `${num(p.ci.lo)}-${num(p.ci.hi)}` : '-',
+      pct(p.ratio),
+      p.verdict,
+    ]);
   }
-  const lines = [t.toString(), `Geometric mean of B/A per engine: ${c.geomeans.map((g) => `${g.engine} ${num(g.ratio)} (${pct(g.ratio)}, ${g.cells} cells)`).join('; ') || 'no matched cells'}`];
+  const lines = [
+    t.toString(),
+    `Geometric mean of B/A per engine: ${c.geomeans.map((g) => `${g.engine} ${num(g.ratio)} (${pct(g.ratio)}, ${g.cells} cells)`).join('; ') || 'no matched cells'}`,
+  ];
   if (c.unmatched.length > 0) lines.push(`Not compared:\n${c.unmatched.map((u) => `  ${u.cell}: ${u.why}`).join('\n')}`);
   const count = (v: CompareVerdict): number => c.pairs.filter((p) => p.verdict === v).length;
-  lines.push(`${c.pairs.length} cells compared at ±${c.thresholdPct} %: ${count('slower')} slower, ${count('faster')} faster, ${count('no significant change')} no significant change, ${count('no interval')} without an interval (< ${MIN_SAMPLES_FOR_CI} samples)`);
+  lines.push(
+    `${c.pairs.length} cells compared at ±${c.thresholdPct} %: ${count('slower')} slower, ${count('faster')} faster, ${count('no significant change')} no significant change, ${count('no interval')} without an interval (< ${MIN_SAMPLES_FOR_CI} samples)`,
+  );
   return `${lines.join('\n')}\n`;
 }
 
 /** Self-contained HTML page of a comparison (same rules as the report: escaped, no requests). */
 export function compareHtml(c: Comparison): string {
-  const cls: Record<CompareVerdict, string | undefined> = { slower: 'v-contradicted', faster: 'v-supported', 'no significant change': undefined, 'no interval': 'muted' };
+  const cls: Record<CompareVerdict, string | undefined> = {
+    slower: 'v-contradicted',
+    faster: 'v-supported',
+    'no significant change': undefined,
+    'no interval': 'muted',
+  };
   const rows = c.pairs.map((p) => [
     td(esc(p.engine)),
     td(esc(p.mode)),
@@ -158,7 +215,19 @@ export function compareHtml(c: Comparison): string {
 <p>Ratio = median(B) / median(A) of latency, below 1 is faster; 95 % bootstrap interval from both sides' raw samples (resampling processes, then samples, where both sides ran several); a change needs the whole interval beyond ±${esc(c.thresholdPct)} %. ${c.regressions} regression${c.regressions === 1 ? '' : 's'}.</p>
 ${sortableTable(['engine', 'mode', 'device', 'workload', 'parameters', 'batch', 'host', 'A median (ms)', 'B median (ms)', 'B/A', 'B/A 95% CI', 'verdict'], rows, 'compare')}
 <h2>Geometric mean of B/A per engine</h2>
-${sortableTable(['engine', 'cells', 'B/A'], c.geomeans.map((g) => [td(esc(g.engine)), td(String(g.cells), g.cells), td(num(g.ratio), g.ratio)]), 'geomeans')}
-${c.unmatched.length > 0 ? `<h2>Not compared</h2>${sortableTable(['cell', 'why'], c.unmatched.map((u) => [td(esc(u.cell)), td(esc(u.why))]), 'unmatched')}` : ''}`;
+${sortableTable(
+  ['engine', 'cells', 'B/A'],
+  c.geomeans.map((g) => [td(esc(g.engine)), td(String(g.cells), g.cells), td(num(g.ratio), g.ratio)]),
+  'geomeans',
+)}
+${
+  c.unmatched.length > 0
+    ? `<h2>Not compared</h2>${sortableTable(
+        ['cell', 'why'],
+        c.unmatched.map((u) => [td(esc(u.cell)), td(esc(u.why))]),
+        'unmatched',
+      )}`
+    : ''
+}`;
   return htmlDocument('fwbench compare', body, { id: 'fwbench-compare', data: c });
 }

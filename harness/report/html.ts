@@ -2,7 +2,19 @@ import { sectionCharts } from './charts.js';
 import { claimSummary } from './claims.js';
 import { summarizeDistribution } from './distribution.js';
 import type { Report } from './index.js';
-import { COLD_START_LEGEND, COLD_START_MESSAGES, COLD_START_SEGMENTS, COLD_START_UNSPLIT, coldStartRest, engineMode, num, sectionTitle, type CellView, type HostView, type RunModel } from './model.js';
+import {
+  COLD_START_LEGEND,
+  COLD_START_MESSAGES,
+  COLD_START_SEGMENTS,
+  COLD_START_UNSPLIT,
+  coldStartRest,
+  engineMode,
+  num,
+  sectionTitle,
+  type CellView,
+  type HostView,
+  type RunModel,
+} from './model.js';
 import { answerText, runAnswers } from './verdict.js';
 
 /**
@@ -19,7 +31,11 @@ export const esc = (s: string | number): string =>
   String(s).replace(/[&<>"']/g, (ch) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[ch]!);
 
 /** JSON safe inside a <script> element: no "</script>" or "<!--" can form, and U+2028/2029 are escaped. */
-export const scriptJson = (v: unknown): string => JSON.stringify(v).replace(/</g, '\\u003c').replace(/\u2028/g, '\\u2028').replace(/\u2029/g, '\\u2029');
+export const scriptJson = (v: unknown): string =>
+  JSON.stringify(v)
+    .replace(/</g, '\\u003c')
+    .replace(/\u2028/g, '\\u2028')
+    .replace(/\u2029/g, '\\u2029');
 
 /** A table cell; numeric cells carry their value for sorting. */
 export const td = (text: string, sortValue?: number | null, cls?: string): string =>
@@ -102,21 +118,33 @@ const gib = (bytes: number): string => `${num(bytes / 2 ** 30)} GiB`;
 
 function hostBlock(h: HostView, cells: CellView[]): string {
   const x = h.host;
-  const gpus = x.gpus.gpus.length > 0 ? x.gpus.gpus.map((g) => `${g.name} (${gib(g.memoryBytes)})`).join(', ') + ` — driver ${x.gpus.driver ?? '?'}, CUDA ${x.gpus.cuda ?? '?'}` : `none (${x.gpus.reason ?? 'not detected'})`;
+  const gpus =
+    x.gpus.gpus.length > 0
+      ? x.gpus.gpus.map((g) => `${g.name} (${gib(g.memoryBytes)})`).join(', ') + ` — driver ${x.gpus.driver ?? '?'}, CUDA ${x.gpus.cuda ?? '?'}`
+      : `none (${x.gpus.reason ?? 'not detected'})`;
   const facts: Array<[string, string]> = [
     ['CPU', `${x.cpu.brand} (${x.cpu.manufacturer}), ${x.cpu.physicalCores} physical / ${x.cpu.logicalCores} logical cores, ${x.cpu.speedGHz} GHz`],
     ['SIMD', x.cpu.simd.join(' ') || 'none of the DL-relevant flags'],
     ['Memory', gib(x.memory.totalBytes)],
     ['GPUs', gpus],
     ['OS', `${x.os.distro} ${x.os.release} (${x.os.platform} ${x.os.arch}, kernel ${x.os.kernel}), Node ${x.node}, host name ${x.hostname}`],
-    ['Threads', h.config.threads.length > 1 ? `${h.config.threads.join(', ')} intra-op threads: every cell at each count` : `${h.config.threads[0]} intra-op threads for every engine`],
+    [
+      'Threads',
+      h.config.threads.length > 1
+        ? `${h.config.threads.join(', ')} intra-op threads: every cell at each count`
+        : `${h.config.threads[0]} intra-op threads for every engine`,
+    ],
     ['Run', `${h.startedAt} → ${h.finishedAt}, fwbench ${h.toolVersion}`],
   ];
   const settingsOf = (engine: string): string => {
     const seen = new Set<string>();
     for (const v of cells) {
       if (v.cell.engine !== engine || v.host !== h.fingerprint || !v.cell.settings) continue;
-      seen.add(`${v.cell.mode}: ${Object.entries(v.cell.settings).map(([k, val]) => `${k}=${val}`).join(', ')}`);
+      seen.add(
+        `${v.cell.mode}: ${Object.entries(v.cell.settings)
+          .map(([k, val]) => `${k}=${val}`)
+          .join(', ')}`,
+      );
     }
     return [...seen].map((s) => esc(s)).join('<br>') || '<span class="muted">no cell ran</span>';
   };
@@ -145,7 +173,11 @@ function overviewMatrix(report: Report): string {
         const v = g.cells.find((x) => engineMode(x.cell) === name);
         if (!v) return td('', null);
         if (v.cell.status !== 'ok' || !v.cell.stats) return td(esc(v.cell.status), null, 'bad');
-        return td(`${num(v.cell.stats.medianMs)} ms <span class="muted">${num(v.relativeToFastest)}×</span>`, v.cell.stats.medianMs, v.fastest ? 'best' : undefined);
+        return td(
+          `${num(v.cell.stats.medianMs)} ms <span class="muted">${num(v.relativeToFastest)}×</span>`,
+          v.cell.stats.medianMs,
+          v.fastest ? 'best' : undefined,
+        );
       }),
     ]),
   );
@@ -178,11 +210,37 @@ function cellTable(report: Report): string {
     ];
   });
   // The cell id (engine/mode/device/workload/preset/batch/threads) comes first: the column that stays in view when the table scrolls sideways.
-  return sortableTable(['cell', ...(multiHost ? ['host'] : []), 'batch', 'status', 'median (ms)', 'median 95% CI (ms)', 'p99 (ms)', 'samples', 'throughput (samples/s)', 'GFLOP/s', '% of machine peak GEMM', 'peak host memory (MiB)', ...(device ? ['peak GPU memory (MiB)'] : []), 'parity relL2', '× fastest'], rows, 'cells');
+  return sortableTable(
+    [
+      'cell',
+      ...(multiHost ? ['host'] : []),
+      'batch',
+      'status',
+      'median (ms)',
+      'median 95% CI (ms)',
+      'p99 (ms)',
+      'samples',
+      'throughput (samples/s)',
+      'GFLOP/s',
+      '% of machine peak GEMM',
+      'peak host memory (MiB)',
+      ...(device ? ['peak GPU memory (MiB)'] : []),
+      'parity relL2',
+      '× fastest',
+    ],
+    rows,
+    'cells',
+  );
 }
 
 function claimsSection(report: Report): string {
-  const summary = report.claims.map((r) => [td(esc(r.claim.id)), td(esc(r.claim.claim)), td(esc(r.claim.source)), td(esc(r.claim.metric)), td(esc(claimSummary(r)))]);
+  const summary = report.claims.map((r) => [
+    td(esc(r.claim.id)),
+    td(esc(r.claim.claim)),
+    td(esc(r.claim.source)),
+    td(esc(r.claim.metric)),
+    td(esc(claimSummary(r))),
+  ]);
   const cls = { supported: 'v-supported', contradicted: 'v-contradicted', 'no significant difference': 'v-nsd', 'not measured': 'muted' } as const;
   const multiHost = report.model.hosts.length > 1;
   const details = report.claims.flatMap((r) =>
@@ -214,29 +272,51 @@ export function htmlReport(report: Report): string {
 ${charts.length === 0 ? '<p class="muted">No cell of this workload ran.</p>' : `<div class="charts">${charts.map((c) => `<figure class="chart" id="${c.id}">${c.svg}<figcaption>${esc(c.caption)}</figcaption></figure>`).join('\n')}</div>`}
 </section>`;
   });
-  const cold = model.cells.filter((v) => v.cell.coldStart).map((v) => {
-    const c = v.cell.coldStart!;
-    const rest = coldStartRest(c);
-    return [
-      td(esc(`${engineMode(v.cell)} ${v.cell.workload}/${v.cell.preset} b${v.cell.batchSize}${multiHost ? ` on ${v.host}` : ''}`)),
-      ...COLD_START_SEGMENTS.map((s) => td(num(s.ms(c)), s.ms(c))),
-      td(`${num(rest.ms)}${rest.name === COLD_START_UNSPLIT ? ' (incl. import + weights)' : ''}`, rest.ms),
-      td(num(c.totalMs), c.totalMs),
-    ];
-  });
-  const parity = model.cells.filter((v) => v.cell.parity).map((v) => {
-    const p = v.cell.parity!;
-    return [td(esc(v.cell.id)), td(esc(p.reference)), td(p.relL2 === null ? '-' : p.relL2.toExponential(2), p.relL2), td(p.maxAbs === null ? '-' : p.maxAbs.toExponential(2), p.maxAbs), td(p.tolerance.toExponential(0), p.tolerance), td(p.pass ? 'pass' : 'FAIL', undefined, p.pass ? undefined : 'bad')];
-  });
-  const notOk = model.cells.filter((v) => v.cell.status !== 'ok').map((v) => [td(esc(v.cell.id)), ...(multiHost ? [td(esc(v.host))] : []), td(esc(v.cell.status), undefined, 'bad'), td(esc(v.cell.phase ?? '-')), td(esc(v.cell.reason ?? '')), td(esc(v.cell.fix ?? '-'))]);
+  const cold = model.cells
+    .filter((v) => v.cell.coldStart)
+    .map((v) => {
+      const c = v.cell.coldStart!;
+      const rest = coldStartRest(c);
+      return [
+        td(esc(`${engineMode(v.cell)} ${v.cell.workload}/${v.cell.preset} b${v.cell.batchSize}${multiHost ? ` on ${v.host}` : ''}`)),
+        ...COLD_START_SEGMENTS.map((s) => td(num(s.ms(c)), s.ms(c))),
+        td(`${num(rest.ms)}${rest.name === COLD_START_UNSPLIT ? ' (incl. import + weights)' : ''}`, rest.ms),
+        td(num(c.totalMs), c.totalMs),
+      ];
+    });
+  const parity = model.cells
+    .filter((v) => v.cell.parity)
+    .map((v) => {
+      const p = v.cell.parity!;
+      return [
+        td(esc(v.cell.id)),
+        td(esc(p.reference)),
+        td(p.relL2 === null ? '-' : p.relL2.toExponential(2), p.relL2),
+        td(p.maxAbs === null ? '-' : p.maxAbs.toExponential(2), p.maxAbs),
+        td(p.tolerance.toExponential(0), p.tolerance),
+        td(p.pass ? 'pass' : 'FAIL', undefined, p.pass ? undefined : 'bad'),
+      ];
+    });
+  const notOk = model.cells
+    .filter((v) => v.cell.status !== 'ok')
+    .map((v) => [
+      td(esc(v.cell.id)),
+      ...(multiHost ? [td(esc(v.host))] : []),
+      td(esc(v.cell.status), undefined, 'bad'),
+      td(esc(v.cell.phase ?? '-')),
+      td(esc(v.cell.reason ?? '')),
+      td(esc(v.cell.fix ?? '-')),
+    ]);
   const body = `<header><h1>fwbench report</h1>
 <p>fwbench ${esc(model.run.tool.version)} · run ${esc(model.run.startedAt)} · report generated ${esc(report.generatedAt)} · ${model.cells.length} cells on ${model.hosts.length} host${multiHost ? 's' : ''}</p>
 <p>Command: <code>${esc(model.run.command.join(' '))}</code></p>
-<p id="raw-samples">${report.embedSamples ? 'This page embeds the run\'s run.json whole, every raw sample included (<code>script#fwbench-run</code>).' : 'Raw samples are in the run folder\'s run.json, not in this page: its embedded copy (<code>script#fwbench-run</code>) carries each cell\'s quantiles and box instead (<code>samplesMsSummary</code>, <code>warmupMsSummary</code>); <code>fwbench report DIR --embed-samples</code> embeds them all.'}</p>
+<p id="raw-samples">${report.embedSamples ? "This page embeds the run's run.json whole, every raw sample included (<code>script#fwbench-run</code>)." : "Raw samples are in the run folder's run.json, not in this page: its embedded copy (<code>script#fwbench-run</code>) carries each cell's quantiles and box instead (<code>samplesMsSummary</code>, <code>warmupMsSummary</code>); <code>fwbench report DIR --embed-samples</code> embeds them all."}</p>
 <nav><a href="#answer">Answer</a><a href="#hosts">Hosts</a><a href="#overview">Overview</a>${model.sections.map((s, i) => `<a href="#workload-${i}">${esc(`${s.workload}/${s.preset}`)}</a>`).join('')}<a href="#cold-start">Cold start</a><a href="#parity">Parity</a><a href="#claims">Claims</a><a href="#not-ok">Skipped / failed</a></nav></header>
 <section id="answer"><h2>Answer</h2>
 <p>Per workload and batch size: the fastest engine/mode by median latency, its ratio to the next fastest with the 95 % bootstrap interval of that ratio (a difference within the ${report.thresholdPct} % noise threshold, or not significant, is said so), the lowest peak memory, the fastest cold start, and any parity failure.</p>
-<ul>${runAnswers(model, report.thresholdPct).map((a) => `<li${a.parityFailed.length || a.failed.length ? ' class="bad"' : ''}>${esc(answerText(a, report.thresholdPct))}</li>`).join('')}</ul></section>
+<ul>${runAnswers(model, report.thresholdPct)
+    .map((a) => `<li${a.parityFailed.length || a.failed.length ? ' class="bad"' : ''}>${esc(answerText(a, report.thresholdPct))}</li>`)
+    .join('')}</ul></section>
 <section id="hosts"><h2>Host${multiHost ? 's' : ''} and engines</h2>${model.hosts.map((h) => hostBlock(h, model.cells)).join('\n')}</section>
 <section id="overview"><h2>Overview</h2>
 <p>Median latency per engine/mode (columns) for each workload and batch size (rows); the fastest of each row is highlighted, × = median / that fastest median. Click a header to sort.</p>
@@ -250,7 +330,10 @@ ${sortableTable(['cell', ...COLD_START_SEGMENTS.map((s) => `${s.name} (ms)`), `$
 ${sortableTable(['cell', 'reference', 'relL2', 'max abs', 'tolerance (relL2)', 'result'], parity, 'parity-table')}</section>
 <section id="claims"><h2>Claims</h2>${claimsSection(report)}</section>
 <section id="not-ok"><h2>Skipped and failed cells</h2>${notOk.length === 0 ? '<p>Every cell ran and passed parity.</p>' : sortableTable(['cell', ...(multiHost ? ['host'] : []), 'status', 'phase', 'reason', 'fix'], notOk, 'not-ok-table')}</section>`;
-  return htmlDocument(`fwbench report — ${model.hosts.map((h) => h.fingerprint).join(', ')}`, body, { id: 'fwbench-run', data: report.embedSamples ? model.run : leanRun(model) });
+  return htmlDocument(`fwbench report — ${model.hosts.map((h) => h.fingerprint).join(', ')}`, body, {
+    id: 'fwbench-run',
+    data: report.embedSamples ? model.run : leanRun(model),
+  });
 }
 
 /**

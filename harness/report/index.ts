@@ -26,5 +26,11 @@ export type ReportFormat = keyof typeof REPORT_FORMATS;
 /** Builds the report of a run: grouped cells, intervals and claim verdicts. */
 export function buildReport(run: Run, opts: { thresholdPct: number; claimsPath?: string; embedSamples?: boolean }): Report {
   const model = buildModel(run);
-  return { model, claims: evaluateClaims(model, loadClaims(opts.claimsPath), opts.thresholdPct / 100), thresholdPct: opts.thresholdPct, generatedAt: new Date().toISOString(), embedSamples: opts.embedSamples ?? false };
+  return {
+    model,
+    claims: evaluateClaims(model, loadClaims(opts.claimsPath), opts.thresholdPct / 100),
+    thresholdPct: opts.thresholdPct,
+    generatedAt: new Date().toISOString(),
+    embedSamples: opts.embedSamples ?? false,
+  };
 }

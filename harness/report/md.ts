@@ -28,11 +28,20 @@ export function markdownReport(report: Report): string {
     out.push(
       `- **Host** ${md(h.fingerprint)}: ${md(h.host.cpu.brand)}, ${h.host.cpu.physicalCores} physical / ${h.host.cpu.logicalCores} logical cores, ${num(h.host.memory.totalBytes / 2 ** 30)} GiB, ${md(gpus)}; ${md(h.host.os.distro)} ${md(h.host.os.release)}, Node ${md(h.host.node)}; threads ${h.config.threads.join(', ')}; run ${md(h.startedAt)}`,
       // A code span shows markup as text; a backtick would end it and a blank line the list item.
-      `  - command: \`${h.command.join(' ').replace(/`/g, "'").replace(/[\r\n]+/g, ' ')}\``,
-      `  - engines: ${Object.entries(h.engines).map(([id, e]) => md(`${id} ${e.available ? e.version ?? '' : `unavailable (${e.reason ?? ''})`}`)).join('; ')}`,
+      `  - command: \`${h.command
+        .join(' ')
+        .replace(/`/g, "'")
+        .replace(/[\r\n]+/g, ' ')}\``,
+      `  - engines: ${Object.entries(h.engines)
+        .map(([id, e]) => md(`${id} ${e.available ? (e.version ?? '') : `unavailable (${e.reason ?? ''})`}`))
+        .join('; ')}`,
     );
   }
-  out.push('', 'Latency: median of the timed samples with its 95 % bootstrap interval; × fastest: median / the fastest median of the same workload and batch.', '');
+  out.push(
+    '',
+    'Latency: median of the timed samples with its 95 % bootstrap interval; × fastest: median / the fastest median of the same workload and batch.',
+    '',
+  );
   for (const s of model.sections) {
     out.push(`## ${md(sectionTitle(s, multiHost))}`, '', `Parameters: ${md(s.params)}; ${num(s.flopsPerSample / 1e9)} GFLOP per sample.`, '');
     const rows = s.groups.flatMap((g) =>
@@ -54,7 +63,13 @@ export function markdownReport(report: Report): string {
         ];
       }),
     );
-    out.push(table(['batch', 'engine/mode', 'status', 'median ms [95% CI]', 'p99 ms', 'samples/s', 'GFLOP/s', 'peak MiB', 'cold start ms', 'parity relL2', '× fastest'], rows), '');
+    out.push(
+      table(
+        ['batch', 'engine/mode', 'status', 'median ms [95% CI]', 'p99 ms', 'samples/s', 'GFLOP/s', 'peak MiB', 'cold start ms', 'parity relL2', '× fastest'],
+        rows,
+      ),
+      '',
+    );
   }
   const cold = model.cells.filter((v) => v.cell.coldStart);
   if (cold.length > 0) {
@@ -68,23 +83,51 @@ export function markdownReport(report: Report): string {
         num(c.totalMs),
       ];
     });
-    out.push('## Cold start', '', COLD_START_LEGEND, '', table(['cell', ...COLD_START_SEGMENTS.map((s) => `${s.name} ms`), `${COLD_START_MESSAGES} ms`, 'total ms'], rows), '');
+    out.push(
+      '## Cold start',
+      '',
+      COLD_START_LEGEND,
+      '',
+      table(['cell', ...COLD_START_SEGMENTS.map((s) => `${s.name} ms`), `${COLD_START_MESSAGES} ms`, 'total ms'], rows),
+      '',
+    );
   }
   out.push('## Claims', '', `Ratio = subject / baseline; a verdict needs the whole 95 % interval beyond ±${report.thresholdPct} %.`, '');
-  out.push(table(['claim', 'says', 'verdict'], report.claims.map((r) => [r.claim.id, r.claim.claim, claimSummary(r)])), '');
+  out.push(
+    table(
+      ['claim', 'says', 'verdict'],
+      report.claims.map((r) => [r.claim.id, r.claim.claim, claimSummary(r)]),
+    ),
+    '',
+  );
   const measured = report.claims.flatMap((r) => r.evaluations.filter((e) => e.verdict !== 'not measured').map((e) => ({ id: r.claim.id, e })));
   if (measured.length > 0) {
     out.push(
       table(
         ['claim', 'comparison', 'workload', 'batch', 'ratio [95% CI]', 'verdict'],
-        measured.map(({ id, e }) => [id, `${e.subject} vs ${e.baseline}`, `${e.workload}${multiHost ? ` on ${e.host}` : ''}`, e.batch ?? '', `${num(e.ratio)}${e.ci ? ` [${num(e.ci.lo)}, ${num(e.ci.hi)}]` : ''}`, e.verdict]),
+        measured.map(({ id, e }) => [
+          id,
+          `${e.subject} vs ${e.baseline}`,
+          `${e.workload}${multiHost ? ` on ${e.host}` : ''}`,
+          e.batch ?? '',
+          `${num(e.ratio)}${e.ci ? ` [${num(e.ci.lo)}, ${num(e.ci.hi)}]` : ''}`,
+          e.verdict,
+        ]),
       ),
       '',
     );
   }
   const notOk = model.cells.filter((v) => v.cell.status !== 'ok');
   if (notOk.length > 0) {
-    out.push('## Cells that did not run', '', table(['cell', 'host', 'status', 'reason', 'fix'], notOk.map((v) => [v.cell.id, v.host, v.cell.status, v.cell.reason ?? '', v.cell.fix ?? ''])), '');
+    out.push(
+      '## Cells that did not run',
+      '',
+      table(
+        ['cell', 'host', 'status', 'reason', 'fix'],
+        notOk.map((v) => [v.cell.id, v.host, v.cell.status, v.cell.reason ?? '', v.cell.fix ?? '']),
+      ),
+      '',
+    );
   }
   return `${out.join('\n')}\n`;
 }

@@ -28,7 +28,8 @@ export const paramsText = (params: Cell['params']): string =>
 export const cellThreads = (run: Pick<Run, 'config'>, c: Cell): number => c.threads ?? run.config.threads[0]!;
 
 /** Identity of a cell apart from its host: engine, mode, device, workload, parameters, batch size, threads. */
-export const cellKey = (c: Cell, threads: number): string => [c.engine, c.mode, c.device, c.workload, paramsText(c.params), c.batchSize, `t${threads}`].join('|');
+export const cellKey = (c: Cell, threads: number): string =>
+  [c.engine, c.mode, c.device, c.workload, paramsText(c.params), c.batchSize, `t${threads}`].join('|');
 
 /** Series label of a cell in tables and charts. */
 export const engineMode = (c: Cell): string => `${c.engine}/${c.mode}`;
@@ -48,7 +49,16 @@ export interface HostView {
 /** The hosts of a run: one for a plain run, every source's for a merged one. */
 export function hostsOf(run: Run): HostView[] {
   const sources = run.sources ?? [run];
-  return sources.map((s) => ({ fingerprint: s.hostFingerprint, host: s.host, engines: s.engines, config: s.config, command: s.command, toolVersion: s.tool.version, startedAt: s.startedAt, finishedAt: s.finishedAt }));
+  return sources.map((s) => ({
+    fingerprint: s.hostFingerprint,
+    host: s.host,
+    engines: s.engines,
+    config: s.config,
+    command: s.command,
+    toolVersion: s.tool.version,
+    startedAt: s.startedAt,
+    finishedAt: s.finishedAt,
+  }));
 }
 
 /** A cell with what the report derives from it. */
@@ -115,7 +125,18 @@ export function buildModel(run: Run): RunModel {
     const sectionId = [host, cell.device, cell.workload, params, `t${threads}`].join('|');
     let section = sections.get(sectionId);
     if (!section) {
-      section = { id: sectionId, host, device: cell.device, workload: cell.workload, preset: cell.preset, params, threads, threadSweep, flopsPerSample: cell.flops / cell.batchSize, groups: [] };
+      section = {
+        id: sectionId,
+        host,
+        device: cell.device,
+        workload: cell.workload,
+        preset: cell.preset,
+        params,
+        threads,
+        threadSweep,
+        flopsPerSample: cell.flops / cell.batchSize,
+        groups: [],
+      };
       sections.set(sectionId, section);
     }
     let group = section.groups.find((g) => g.batchSize === cell.batchSize);
@@ -150,7 +171,8 @@ export function buildModel(run: Run): RunModel {
 }
 
 /** Section heading, e.g. `cnn/tiny (cpu)` plus the host when a run has several. */
-export const sectionTitle = (s: WorkloadSection, multiHost: boolean): string => `${s.workload}/${s.preset} (${s.device}${s.threadSweep ? `, ${s.threads} threads` : ''})${multiHost ? ` on ${s.host}` : ''}`;
+export const sectionTitle = (s: WorkloadSection, multiHost: boolean): string =>
+  `${s.workload}/${s.preset} (${s.device}${s.threadSweep ? `, ${s.threads} threads` : ''})${multiHost ? ` on ${s.host}` : ''}`;
 
 /** One flat row per cell, units in the names: what the CSV, JSON and Markdown reports list. */
 export interface CellRow {
@@ -245,7 +267,8 @@ export const COLD_START_LEGEND =
   "Per cell, in ms (medians over replicates): spawn = process start to the worker's hello (interpreter and runner start); import = the framework's import (TensorFlow.js: with its backend's initialisation); weights = reading the safetensors files into memory; build = constructing the model with its weights (ORT: InferenceSession creation, where its graph optimizations run); compile / trace = torchscript trace + freeze, or the first call of torch.compile / tf.function / XLA, which compiles (- where the mode has none); first run = the first inference after those, with input preparation and readback; messages = total minus all of these (protocol messages between the segments); total = spawn to first output on the orchestrator's clock.";
 
 /** Number formatting shared by the text formats: 3 significant digits, plain decimals from 100 up. */
-export const num = (v: number | null | undefined, digits = 3): string => (v === null || v === undefined || !Number.isFinite(v) ? '-' : Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(digits));
+export const num = (v: number | null | undefined, digits = 3): string =>
+  v === null || v === undefined || !Number.isFinite(v) ? '-' : Math.abs(v) >= 100 ? v.toFixed(1) : v.toPrecision(digits);
 
 /**
  * Each ok replicate's own samples (sliced from the cell's pooled samplesMs), those with enough for

@@ -12,7 +12,24 @@ const WARNINGS_SHOWN = 8;
 export function summaryTable(run: Run): string {
   const sweep = run.config.threads.length > 1;
   const t = new Table({
-    head: ['engine', 'mode', 'workload', sweep ? 'batch/threads' : 'batch', 'status', 'median ms', '±CI %', 'p99 ms', 'n', 'samples/s', 'GFLOP/s', '% peak', 'peak MiB', 'cold ms', 'relL2', 'warn'],
+    head: [
+      'engine',
+      'mode',
+      'workload',
+      sweep ? 'batch/threads' : 'batch',
+      'status',
+      'median ms',
+      '±CI %',
+      'p99 ms',
+      'n',
+      'samples/s',
+      'GFLOP/s',
+      '% peak',
+      'peak MiB',
+      'cold ms',
+      'relL2',
+      'warn',
+    ],
     style: { head: [], border: [], compact: true },
     // No rule between rows: a run has many cells and the table must stay readable in a terminal.
     chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
@@ -43,7 +60,9 @@ export function summaryTable(run: Run): string {
     const why = `${c.status} - ${c.reason}${c.fix ? ` (fix: ${c.fix})` : ''}`;
     notOk.set(why, [...(notOk.get(why) ?? []), c.id]);
   }
-  const problems = [...notOk].map(([why, ids]) => `  ${ids.length === 1 ? ids[0] : `${ids[0]} and ${ids.length - 1} more cell${ids.length > 2 ? 's' : ''}`}: ${why}`);
+  const problems = [...notOk].map(
+    ([why, ids]) => `  ${ids.length === 1 ? ids[0] : `${ids[0]} and ${ids.length - 1} more cell${ids.length > 2 ? 's' : ''}`}: ${why}`,
+  );
   const warnings = run.cells.flatMap((c) => (c.warnings ?? []).map((w) => `  ${c.id}: ${w.code} - ${w.message}`));
   const starred = run.cells.some((c) => c.stats?.reliablePercentiles && !c.stats.reliablePercentiles.includes('p99'));
   // Counts per kind, then the first few lines: run.json keeps every warning.

@@ -38,10 +38,12 @@ export interface GroupAnswer {
 }
 
 const byMetric = (views: CellView[], metric: (v: CellView) => number | undefined): Array<{ v: CellView; x: number }> =>
-  views.flatMap((v) => {
-    const x = metric(v);
-    return x === undefined || !Number.isFinite(x) ? [] : [{ v, x }];
-  }).sort((a, b) => a.x - b.x);
+  views
+    .flatMap((v) => {
+      const x = metric(v);
+      return x === undefined || !Number.isFinite(x) ? [] : [{ v, x }];
+    })
+    .sort((a, b) => a.x - b.x);
 
 function groupTitle(s: WorkloadSection, batchSize: number, multiHost: boolean): string {
   return `${s.workload}/${s.preset}, batch ${batchSize}${s.threadSweep ? `, ${s.threads} threads` : ''}${s.device !== 'cpu' ? ` on ${s.device}` : ''}${multiHost ? ` (${s.host})` : ''}`;
@@ -59,7 +61,9 @@ export function runAnswers(model: RunModel, thresholdPct = DEFAULT_THRESHOLD_PCT
       const answer: GroupAnswer = {
         title: groupTitle(s, g.batchSize, multiHost),
         compared: ok.length,
-        parityFailed: g.cells.filter((v) => v.cell.status === 'parity-failed').map((v) => ({ who: engineMode(v.cell), relL2: v.cell.parity?.relL2 ?? null, tolerance: v.cell.parity?.tolerance ?? 0 })),
+        parityFailed: g.cells
+          .filter((v) => v.cell.status === 'parity-failed')
+          .map((v) => ({ who: engineMode(v.cell), relL2: v.cell.parity?.relL2 ?? null, tolerance: v.cell.parity?.tolerance ?? 0 })),
         failed: g.cells.filter((v) => v.cell.status === 'failed').map((v) => ({ who: engineMode(v.cell), reason: v.cell.reason ?? 'failed' })),
       };
       const [first, second] = speed;
@@ -75,7 +79,12 @@ export function runAnswers(model: RunModel, thresholdPct = DEFAULT_THRESHOLD_PCT
           significant: interval !== undefined && classifyRatio(interval, thresholdPct / 100) === 'higher',
         };
       }
-      if (memory[0]) answer.leastMemory = { who: engineMode(memory[0].v.cell), peakHostMiB: memory[0].x, ...(memory[1] ? { nextWho: engineMode(memory[1].v.cell), nextPeakHostMiB: memory[1].x } : {}) };
+      if (memory[0])
+        answer.leastMemory = {
+          who: engineMode(memory[0].v.cell),
+          peakHostMiB: memory[0].x,
+          ...(memory[1] ? { nextWho: engineMode(memory[1].v.cell), nextPeakHostMiB: memory[1].x } : {}),
+        };
       if (cold[0]) answer.fastestColdStart = { who: engineMode(cold[0].v.cell), totalMs: cold[0].x };
       return answer;
     }),
@@ -92,7 +101,10 @@ export function answerText(a: GroupAnswer, thresholdPct = DEFAULT_THRESHOLD_PCT)
   else {
     const n = a.next;
     const fastest = `fastest ${a.fastest.who} ${ms(a.fastest.medianMs)}`;
-    if (!n.interval) parts.push(`${fastest}, ${num(n.ratio)}x faster than the next, ${n.who} ${ms(n.medianMs)} (no interval: fewer than ${MIN_SAMPLES_FOR_CI} samples on a side; a longer --max-time gives more)`);
+    if (!n.interval)
+      parts.push(
+        `${fastest}, ${num(n.ratio)}x faster than the next, ${n.who} ${ms(n.medianMs)} (no interval: fewer than ${MIN_SAMPLES_FOR_CI} samples on a side; a longer --max-time gives more)`,
+      );
     else {
       const iv = `95 % interval ${num(n.interval.lo)}-${num(n.interval.hi)}x${n.interval.by === 'samples' ? ', within-process' : ''}`;
       parts.push(
@@ -102,9 +114,15 @@ export function answerText(a: GroupAnswer, thresholdPct = DEFAULT_THRESHOLD_PCT)
       );
     }
   }
-  if (a.leastMemory) parts.push(`least memory ${a.leastMemory.who} (${num(a.leastMemory.peakHostMiB)} MiB peak${a.leastMemory.nextWho ? `; next ${a.leastMemory.nextWho} ${num(a.leastMemory.nextPeakHostMiB)} MiB` : ''})`);
+  if (a.leastMemory)
+    parts.push(
+      `least memory ${a.leastMemory.who} (${num(a.leastMemory.peakHostMiB)} MiB peak${a.leastMemory.nextWho ? `; next ${a.leastMemory.nextWho} ${num(a.leastMemory.nextPeakHostMiB)} MiB` : ''})`,
+    );
   if (a.fastestColdStart) parts.push(`fastest cold start ${a.fastestColdStart.who} (${ms(a.fastestColdStart.totalMs)})`);
-  for (const p of a.parityFailed) parts.push(`PARITY FAILED ${p.who} (relL2 ${p.relL2 === null ? 'not finite' : p.relL2.toExponential(1)} > ${p.tolerance.toExponential(0)}): its output differs from the reference, so it was not timed`);
+  for (const p of a.parityFailed)
+    parts.push(
+      `PARITY FAILED ${p.who} (relL2 ${p.relL2 === null ? 'not finite' : p.relL2.toExponential(1)} > ${p.tolerance.toExponential(0)}): its output differs from the reference, so it was not timed`,
+    );
   if (a.failed.length) parts.push(`failed: ${a.failed.map((f) => f.who).join(', ')} (reasons in the table)`);
   return `${a.title}: ${parts.join('; ')}.`;
 }

@@ -4,7 +4,18 @@ import { availableParallelism } from 'node:os';
 import si from 'systeminformation';
 import { parseDocument } from 'yaml';
 import { z } from 'zod';
-import { checkTensorSizes, FAMILIES, FAMILY_NAMES, getFamily, parseSetText, resolveParams, setsForFamily, SIZES, type FamilyName, type Size } from '../../workloads/index.js';
+import {
+  checkTensorSizes,
+  FAMILIES,
+  FAMILY_NAMES,
+  getFamily,
+  parseSetText,
+  resolveParams,
+  setsForFamily,
+  SIZES,
+  type FamilyName,
+  type Size,
+} from '../../workloads/index.js';
 import { InputError } from '../errors.js';
 import { checkModes, getEngine } from '../engines/registry.js';
 import { DEVICES, ENGINE_IDS, type EngineId } from '../engines/types.js';
@@ -35,7 +46,15 @@ const PositiveIntUpTo = (max: number) => int(1, `a positive integer up to ${max}
 /** Milliseconds in [0, max]. */
 const MsUpTo = (max: number) => number(`a non-negative number of ms up to ${max}`).max(max, must(`a non-negative number of ms up to ${max}`));
 /** Upper bounds of the run flags (documented in each flag's description and in the config schema). */
-export const FLAG_MAX = { batchSize: 65_536, threads: 1024, replicates: 100, minSamples: 1_000_000, timeMs: 3_600_000, timeoutS: 604_800, memoryMb: 4_194_304 } as const;
+export const FLAG_MAX = {
+  batchSize: 65_536,
+  threads: 1024,
+  replicates: 100,
+  minSamples: 1_000_000,
+  timeMs: 3_600_000,
+  timeoutS: 604_800,
+  memoryMb: 4_194_304,
+} as const;
 /** A non-negative integer. */
 const NonNegativeInt = int(0, 'a non-negative integer');
 /** A finite non-negative number. */
@@ -48,7 +67,9 @@ const oneOf = <T extends string>(what: string, valid: readonly T[]) =>
   z.enum(valid as [T, ...T[]], { error: (iss) => `unknown ${what} ${show(iss.input)}; valid ${what}s: ${valid.join(', ')}` });
 /** A non-empty list of names from a fixed set. */
 const nameList = <T extends string>(what: string, valid: readonly T[]) =>
-  z.array(oneOf(what, valid), must(`a list of ${what}s (${valid.join(', ')})`)).min(1, { error: () => `empty ${what} list; valid ${what}s: ${valid.join(', ')}` });
+  z
+    .array(oneOf(what, valid), must(`a list of ${what}s (${valid.join(', ')})`))
+    .min(1, { error: () => `empty ${what} list; valid ${what}s: ${valid.join(', ')}` });
 
 /** Every preset name of any workload family (each family's own list is checked once the workloads are known). */
 export const PRESET_NAMES = [...new Set(Object.values(FAMILIES).flatMap((f) => Object.keys(f.presets)))];
@@ -65,7 +86,8 @@ const presetError = (iss: { code?: string; input?: unknown; keys?: string[] }): 
   if (v && typeof v === 'object' && !Array.isArray(v)) {
     for (const [k, x] of Object.entries(v)) {
       if (!(FAMILY_NAMES as string[]).includes(k)) return `unknown workload ${show(k)} in workload=preset; valid workloads: ${FAMILY_NAMES.join(', ')}`;
-      if (typeof x !== 'string' || !PRESET_NAMES.includes(x)) return `unknown preset ${show(x)} for ${k}; valid presets: ${Object.keys(FAMILIES[k as FamilyName].presets).join(', ')}`;
+      if (typeof x !== 'string' || !PRESET_NAMES.includes(x))
+        return `unknown preset ${show(x)} for ${k}; valid presets: ${Object.keys(FAMILIES[k as FamilyName].presets).join(', ')}`;
     }
   }
   return `must be a preset name or workload=preset pairs (${PRESET_PER_FAMILY_EXAMPLE}), got ${show(v)}`;
@@ -75,19 +97,28 @@ const presetError = (iss: { code?: string; input?: unknown; keys?: string[] }): 
  * (`cnn=resnet18,rnn=small`; a config file may also hold a mapping). Workloads it does not name
  * take the preset of `--size`.
  */
-const PresetChoice = z.union([PresetName, z.partialRecord(z.enum(FAMILY_NAMES as [FamilyName, ...FamilyName[]]), PresetName, { error: presetError })], { error: presetError });
+const PresetChoice = z.union([PresetName, z.partialRecord(z.enum(FAMILY_NAMES as [FamilyName, ...FamilyName[]]), PresetName, { error: presetError })], {
+  error: presetError,
+});
 
 const ParamValue = z.union([z.number(), z.string(), z.array(z.number())], must('a number, a string or a list of numbers'));
 
 /** How a flag's text becomes the value a config file would hold: numbers where the text is one, lists split at commas. */
 const asNumber = (text: string): unknown => (/^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$/.test(text) ? Number(text) : text);
-const items = (text: string): string[] => text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+const items = (text: string): string[] =>
+  text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '');
 const asList = (text: string): unknown => items(text);
 const asNumberList = (text: string): unknown => items(text).map(asNumber);
 const asNumberOrList = (text: string): unknown => (items(text).length === 1 ? asNumber(text) : asNumberList(text));
 const asText = (text: string): unknown => text;
 /** `--preset` text: a name, or `workload=preset` pairs. */
-const asPreset = (text: string): unknown => (text.includes('=') ? Object.fromEntries(items(text).map((i) => [i.split('=')[0]!.trim(), i.includes('=') ? i.slice(i.indexOf('=') + 1).trim() : undefined])) : text.trim());
+const asPreset = (text: string): unknown =>
+  text.includes('=')
+    ? Object.fromEntries(items(text).map((i) => [i.split('=')[0]!.trim(), i.includes('=') ? i.slice(i.indexOf('=') + 1).trim() : undefined]))
+    : text.trim();
 
 /** A flag: the schema of its value and how its command-line text becomes such a value (absent for switches). */
 interface Flag<S extends z.ZodType = z.ZodType> {
@@ -96,20 +127,60 @@ interface Flag<S extends z.ZodType = z.ZodType> {
   /** One line for the JSON Schema's description. */
   doc: string;
 }
-const flag = <S extends z.ZodType>(schema: S, fromText: ((text: string) => unknown) | undefined, doc: string): Flag<S> => ({ schema, ...(fromText ? { fromText } : {}), doc });
+const flag = <S extends z.ZodType>(schema: S, fromText: ((text: string) => unknown) | undefined, doc: string): Flag<S> => ({
+  schema,
+  ...(fromText ? { fromText } : {}),
+  doc,
+});
 
 /** Every `fwbench run` flag a config file may set, by its name on the command line. */
 const RUN_FLAGS = {
   engines: flag(nameList('engine', ENGINE_IDS), asList, 'engines to run'),
   workloads: flag(nameList('workload', FAMILY_NAMES), asList, 'workload families to run'),
-  modes: flag(z.union([z.literal('all'), z.array(z.string(must('a mode name')).min(1, must('a mode name')), must("a list of mode names or 'all'")).min(1, { error: () => "empty mode list; give mode names (see fwbench list) or 'all'" })], must("a list of mode names or 'all'")), (t) => (t.trim() === 'all' ? 'all' : asList(t)), "execution modes (e.g. [eager, compile]) or 'all'"),
+  modes: flag(
+    z.union(
+      [
+        z.literal('all'),
+        z
+          .array(z.string(must('a mode name')).min(1, must('a mode name')), must("a list of mode names or 'all'"))
+          .min(1, { error: () => "empty mode list; give mode names (see fwbench list) or 'all'" }),
+      ],
+      must("a list of mode names or 'all'"),
+    ),
+    (t) => (t.trim() === 'all' ? 'all' : asList(t)),
+    "execution modes (e.g. [eager, compile]) or 'all'",
+  ),
   preset: flag(PresetChoice, asPreset, `preset of every workload (must exist for each), or one per workload (${PRESET_PER_FAMILY_EXAMPLE}); overrides size`),
-  size: flag(oneOf('size', SIZES), asText, 'size class of every workload: tiny, small (resnet18, rnn small, bert-mini) or base (resnet50, rnn large, bert-base); default small, tiny with quick'),
-  'batch-sizes': flag(z.array(PositiveIntUpTo(FLAG_MAX.batchSize), must('a list of positive integers')).min(1, { error: () => 'empty batch size list; give positive integers' }), asNumberList, `batch sizes, each up to ${FLAG_MAX.batchSize} (default [1, 8]; [1] with quick)`),
+  size: flag(
+    oneOf('size', SIZES),
+    asText,
+    'size class of every workload: tiny, small (resnet18, rnn small, bert-mini) or base (resnet50, rnn large, bert-base); default small, tiny with quick',
+  ),
+  'batch-sizes': flag(
+    z.array(PositiveIntUpTo(FLAG_MAX.batchSize), must('a list of positive integers')).min(1, { error: () => 'empty batch size list; give positive integers' }),
+    asNumberList,
+    `batch sizes, each up to ${FLAG_MAX.batchSize} (default [1, 8]; [1] with quick)`,
+  ),
   out: flag(z.string(must('a folder path')).min(1, must('a folder path')), asText, 'output folder for cells.jsonl and run.json'),
-  set: flag(z.union([z.string(), z.record(z.string(), ParamValue)], must("a mapping of workload parameters (seq: 37) or 'key=value,...' text")), asText, "workload parameter overrides: a mapping (seq: 37, depths: [1, 1, 2, 1]) or the flag's 'key=value,...' text"),
+  set: flag(
+    z.union([z.string(), z.record(z.string(), ParamValue)], must("a mapping of workload parameters (seq: 37) or 'key=value,...' text")),
+    asText,
+    "workload parameter overrides: a mapping (seq: 37, depths: [1, 1, 2, 1]) or the flag's 'key=value,...' text",
+  ),
   device: flag(oneOf('device', DEVICES), asText, 'device of every cell'),
-  threads: flag(z.union([PositiveIntUpTo(FLAG_MAX.threads), z.array(PositiveIntUpTo(FLAG_MAX.threads), must('a positive integer or a list of them')).min(1, { error: () => 'empty threads list; give positive integers' })], must('a positive integer or a list of them')), asNumberOrList, 'intra-op threads of every engine, or a list to sweep (each count a matrix dimension); default: physical cores, capped at the CPUs allowed'),
+  threads: flag(
+    z.union(
+      [
+        PositiveIntUpTo(FLAG_MAX.threads),
+        z
+          .array(PositiveIntUpTo(FLAG_MAX.threads), must('a positive integer or a list of them'))
+          .min(1, { error: () => 'empty threads list; give positive integers' }),
+      ],
+      must('a positive integer or a list of them'),
+    ),
+    asNumberOrList,
+    'intra-op threads of every engine, or a list to sweep (each count a matrix dimension); default: physical cores, capped at the CPUs allowed',
+  ),
   seed: flag(NonNegativeInt, asNumber, 'seed of weights and inputs'),
   quick: flag(z.boolean(must('true or false')), undefined, 'smoke run: size tiny and batch 1 unless given, measured to ±5 % in short loops'),
   rigorous: flag(z.boolean(must('true or false')), undefined, 'measurement preset rigorous (±0.5 %, >= 662 samples, 5 processes per cell)'),
@@ -121,7 +192,11 @@ const RUN_FLAGS = {
   'warmup-max-time': flag(MsUpTo(FLAG_MAX.timeMs), asNumber, `warm-up: at most this long (ms, up to ${FLAG_MAX.timeMs})`),
   timeout: flag(PositiveIntUpTo(FLAG_MAX.timeoutS), asNumber, `kill a cell's worker after this many seconds (up to ${FLAG_MAX.timeoutS})`),
   json: flag(z.boolean(must('true or false')), undefined, 'print run.json on stdout instead of the summary table'),
-  'max-memory-mb': flag(PositiveIntUpTo(FLAG_MAX.memoryMb), asNumber, `cap each cell worker's private memory (MiB, up to ${FLAG_MAX.memoryMb}; RLIMIT_DATA, and V8's heap limit for Node workers)`),
+  'max-memory-mb': flag(
+    PositiveIntUpTo(FLAG_MAX.memoryMb),
+    asNumber,
+    `cap each cell worker's private memory (MiB, up to ${FLAG_MAX.memoryMb}; RLIMIT_DATA, and V8's heap limit for Node workers)`,
+  ),
 } as const;
 /** A run flag's name. */
 export type RunFlag = keyof typeof RUN_FLAGS;
@@ -130,7 +205,11 @@ export const RUN_FLAG_NAMES = Object.keys(RUN_FLAGS) as RunFlag[];
 
 /** The config file's content: any subset of the run flags. */
 export const RunConfigFileSchema = z
-  .object(Object.fromEntries(RUN_FLAG_NAMES.map((k) => [k, RUN_FLAGS[k].schema.optional().describe(RUN_FLAGS[k].doc)])) as { [K in RunFlag]: z.ZodOptional<(typeof RUN_FLAGS)[K]['schema']> })
+  .object(
+    Object.fromEntries(RUN_FLAG_NAMES.map((k) => [k, RUN_FLAGS[k].schema.optional().describe(RUN_FLAGS[k].doc)])) as {
+      [K in RunFlag]: z.ZodOptional<(typeof RUN_FLAGS)[K]['schema']>;
+    },
+  )
   .strict();
 /** A parsed config file. */
 export type RunConfigFile = z.infer<typeof RunConfigFileSchema>;
@@ -180,7 +259,8 @@ export function readConfigFile(path: string): RunConfigFile {
   if (!existsSync(path)) throw new InputError(`--config ${path}: no such file`);
   if (statSync(path).isDirectory()) throw new InputError(`--config ${path}: is a folder; give a YAML or JSON file`);
   const size = statSync(path).size;
-  if (size > CONFIG_MAX_BYTES) throw new InputError(`--config ${path}: ${size} bytes; a config file holds run flags and may be at most ${CONFIG_MAX_BYTES} bytes`);
+  if (size > CONFIG_MAX_BYTES)
+    throw new InputError(`--config ${path}: ${size} bytes; a config file holds run flags and may be at most ${CONFIG_MAX_BYTES} bytes`);
   const text = readFileSync(path, 'utf8');
   const json = /\.json$/i.test(path) || (!/\.ya?ml$/i.test(path) && text.trimStart().startsWith('{'));
   let data: unknown;
@@ -203,7 +283,8 @@ export function readConfigFile(path: string): RunConfigFile {
     }
   }
   if (data === null || data === undefined) throw new InputError(`${path}: empty config file; give a mapping of run flags, e.g. engines: [onnxruntime]`);
-  if (typeof data !== 'object' || Array.isArray(data)) throw new InputError(`${path}: must be a mapping of run flags (${RUN_FLAG_NAMES.join(', ')}), got ${Array.isArray(data) ? 'a list' : show(data)}`);
+  if (typeof data !== 'object' || Array.isArray(data))
+    throw new InputError(`${path}: must be a mapping of run flags (${RUN_FLAG_NAMES.join(', ')}), got ${Array.isArray(data) ? 'a list' : show(data)}`);
   for (const key of Object.keys(data)) {
     if (key in RUN_FLAGS) continue;
     const near = RUN_FLAG_NAMES.find((k) => camel(k) === key || k === key.replace(/^--/, '') || k === key.toLowerCase().replace(/_/g, '-'));
@@ -232,11 +313,23 @@ type PresetValue = string | Partial<Record<FamilyName, string>>;
  * else the workload's preset of the `--size` class (default `small`, `tiny` with --quick). The
  * size is returned when some workload took its preset from it.
  */
-function presetsOf(workloads: FamilyName[], preset: PresetValue | undefined, size: Size | undefined, quick: boolean, where: (key: RunFlag) => string): { preset: Record<string, string>; size?: Size } {
-  if (typeof preset === 'string' && size !== undefined) throw new InputError(`${where('preset')} ${preset} names the preset of every workload, so ${where('size')} would pick none: give one of them, or one preset per workload (${PRESET_PER_FAMILY_EXAMPLE}) to override the size for those`);
+function presetsOf(
+  workloads: FamilyName[],
+  preset: PresetValue | undefined,
+  size: Size | undefined,
+  quick: boolean,
+  where: (key: RunFlag) => string,
+): { preset: Record<string, string>; size?: Size } {
+  if (typeof preset === 'string' && size !== undefined)
+    throw new InputError(
+      `${where('preset')} ${preset} names the preset of every workload, so ${where('size')} would pick none: give one of them, or one preset per workload (${PRESET_PER_FAMILY_EXAMPLE}) to override the size for those`,
+    );
   const named = typeof preset === 'string' ? Object.fromEntries(workloads.map((w) => [w, preset])) : (preset ?? {});
   const unrun = Object.keys(named).filter((w) => !workloads.includes(w as FamilyName));
-  if (unrun.length) throw new InputError(`${where('preset')} names ${unrun.join(', ')}, which ${where('workloads')} does not run (${workloads.join(', ')}); drop it there or add it to workloads`);
+  if (unrun.length)
+    throw new InputError(
+      `${where('preset')} names ${unrun.join(', ')}, which ${where('workloads')} does not run (${workloads.join(', ')}); drop it there or add it to workloads`,
+    );
   const sizeClass = size ?? (quick ? 'tiny' : 'small');
   const fromSize = workloads.filter((w) => named[w] === undefined);
   for (const w of workloads) {
@@ -244,7 +337,9 @@ function presetsOf(workloads: FamilyName[], preset: PresetValue | undefined, siz
     if (p !== undefined && !(p in FAMILIES[w].presets)) {
       const hint = typeof preset === 'string' ? `; give one preset per workload (${PRESET_PER_FAMILY_EXAMPLE}) or a --size (${SIZES.join(', ')})` : '';
       // Named as a later check of a flag's value is: the file and key prefix it, the flag does not.
-      throw new InputError(`${where('preset').startsWith('--') ? '' : `${where('preset')}: `}unknown preset '${p}' for workload '${w}'; valid presets: ${Object.keys(FAMILIES[w].presets).join(', ')}${hint}`);
+      throw new InputError(
+        `${where('preset').startsWith('--') ? '' : `${where('preset')}: `}unknown preset '${p}' for workload '${w}'; valid presets: ${Object.keys(FAMILIES[w].presets).join(', ')}${hint}`,
+      );
     }
   }
   return { preset: Object.fromEntries(workloads.map((w) => [w, named[w] ?? FAMILIES[w].sizes[sizeClass]])), ...(fromSize.length ? { size: sizeClass } : {}) };
@@ -253,7 +348,11 @@ function presetsOf(workloads: FamilyName[], preset: PresetValue | undefined, siz
 /** `--set` as key/value pairs, from the flag's text(s) or a config file's mapping; a key given twice keeps its last value. */
 function setPairs(v: unknown): Array<[string, string]> {
   const pairs: Array<[string, string]> =
-    typeof v === 'string' ? parseSetText(v) : Array.isArray(v) ? (v as Array<[string, string]>) : Object.entries((v ?? {}) as Record<string, z.infer<typeof ParamValue>>).map(([k, x]) => [k, Array.isArray(x) ? x.join(',') : String(x)]);
+    typeof v === 'string'
+      ? parseSetText(v)
+      : Array.isArray(v)
+        ? (v as Array<[string, string]>)
+        : Object.entries((v ?? {}) as Record<string, z.infer<typeof ParamValue>>).map(([k, x]) => [k, Array.isArray(x) ? x.join(',') : String(x)]);
   return [...new Map(pairs)];
 }
 
@@ -278,7 +377,8 @@ export interface RunSettings {
 export async function runSettings(flags: Record<string, unknown>, fromCommandLine: (camelKey: string) => boolean): Promise<RunSettings> {
   const file = typeof flags.config === 'string' ? readConfigFile(flags.config) : {};
   const presetOnCli = fromCommandLine('quick') || fromCommandLine('rigorous');
-  const fromFile = (key: RunFlag): boolean => file[key] !== undefined && !fromCommandLine(camel(key)) && !(presetOnCli && (key === 'quick' || key === 'rigorous'));
+  const fromFile = (key: RunFlag): boolean =>
+    file[key] !== undefined && !fromCommandLine(camel(key)) && !(presetOnCli && (key === 'quick' || key === 'rigorous'));
   const value = <K extends RunFlag>(key: K): unknown => (fromFile(key) ? file[key] : flags[camel(key)]);
   /** Where a value came from, as messages name it. */
   const where = (key: RunFlag): string => (fromFile(key) ? `${String(flags.config)}: ${key}` : `--${key}`);
@@ -294,7 +394,10 @@ export async function runSettings(flags: Record<string, unknown>, fromCommandLin
 
   const quick = value('quick') === true;
   const rigorous = value('rigorous') === true;
-  if (quick && rigorous) throw new InputError(`${where('quick')} and ${fromFile('quick') === fromFile('rigorous') ? where('rigorous').replace(/^.*: /, '') : where('rigorous')} exclude each other`);
+  if (quick && rigorous)
+    throw new InputError(
+      `${where('quick')} and ${fromFile('quick') === fromFile('rigorous') ? where('rigorous').replace(/^.*: /, '') : where('rigorous')} exclude each other`,
+    );
   const measurePreset = quick ? 'quick' : rigorous ? 'rigorous' : 'default';
   const p = { quick: QUICK_MEASURE, default: DEFAULT_MEASURE, rigorous: RIGOROUS_MEASURE }[measurePreset];
   const opt = (key: RunFlag): number | undefined => value(key) as number | undefined;
@@ -305,7 +408,9 @@ export async function runSettings(flags: Record<string, unknown>, fromCommandLin
   const minGiven = opt('min-time');
   const maxGiven = opt('max-time');
   if (minGiven !== undefined && maxGiven !== undefined && minGiven > maxGiven) {
-    throw new InputError(`${where('min-time')} ${minGiven} exceeds ${where('max-time')} ${maxGiven}: the timed loop must be allowed at least its minimum; give min-time <= max-time`);
+    throw new InputError(
+      `${where('min-time')} ${minGiven} exceeds ${where('max-time')} ${maxGiven}: the timed loop must be allowed at least its minimum; give min-time <= max-time`,
+    );
   }
   // A bound given alone moves the preset's other bound with it when they would cross.
   const minTimeMs = minGiven ?? Math.min(p.minTimeMs, maxGiven ?? Infinity);
@@ -347,7 +452,12 @@ export async function runSettings(flags: Record<string, unknown>, fromCommandLin
     ...(opt('max-memory-mb') !== undefined ? { maxMemoryMb: opt('max-memory-mb')! } : {}),
   };
   // Modes and every workload's parameters are checked here, before anything starts.
-  checked('modes', () => checkModes(config.engines.map((e) => getEngine(e)), config.modes));
+  checked('modes', () =>
+    checkModes(
+      config.engines.map((e) => getEngine(e)),
+      config.modes,
+    ),
+  );
   const families = config.workloads.map((w) => getFamily(w));
   for (const f of families) {
     checked('preset', () => resolveParams(f, config.preset[f.name]!));

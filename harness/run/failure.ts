@@ -34,7 +34,12 @@ const OOM_PATTERNS = [
 /** True when `text` is a framework's or runtime's out-of-memory message. */
 export const isOutOfMemoryText = (text: string): boolean => OOM_PATTERNS.some((p) => p.test(text));
 
-const lastLine = (lines: string[]): string | undefined => [...lines].reverse().find((l) => l.trim() !== '')?.trim().slice(0, 200);
+const lastLine = (lines: string[]): string | undefined =>
+  [...lines]
+    .reverse()
+    .find((l) => l.trim() !== '')
+    ?.trim()
+    .slice(0, 200);
 
 /** The cause and one-line reason of a worker that did not complete the protocol (or sent an error). */
 export function classifyFailure(o: WorkerOutcome): { cause: FailureCause; reason: string } {
@@ -44,7 +49,10 @@ export function classifyFailure(o: WorkerOutcome): { cause: FailureCause; reason
   const tail = output ? `; last output: ${output}` : '';
   if (o.interrupted) return { cause: 'interrupted', reason: `stopped ${phase}: the run was interrupted` };
   if (o.memoryCapMb !== undefined && !o.hello && !o.timedOut) {
-    return { cause: 'out-of-memory', reason: `the worker could not start under --max-memory-mb ${o.memoryCapMb}: too little memory for the runtime itself (${status ?? 'it hung and was stopped'}${tail}); raise --max-memory-mb` };
+    return {
+      cause: 'out-of-memory',
+      reason: `the worker could not start under --max-memory-mb ${o.memoryCapMb}: too little memory for the runtime itself (${status ?? 'it hung and was stopped'}${tail}); raise --max-memory-mb`,
+    };
   }
   if (o.timedOut) return { cause: 'timeout', reason: `timed out after ${(o.timeoutMs ?? 0) / 1000} s ${phase}; the worker's process group was killed${tail}` };
   const message = o.error?.message.split('\n')[0];
@@ -53,7 +61,11 @@ export function classifyFailure(o: WorkerOutcome): { cause: FailureCause; reason
   if ((message && isOutOfMemoryText(message)) || (!message && oomLine)) {
     return { cause: 'out-of-memory', reason: `out of memory ${phase}${status ? ` (${status})` : ''}: ${message ?? oomLine!}` };
   }
-  if (o.signal === 'SIGKILL' && o.oomKillSeen) return { cause: 'out-of-memory', reason: `out of memory ${phase}: killed by SIGKILL while the kernel's OOM killer fired (memory cgroup oom_kill count rose)${tail}` };
+  if (o.signal === 'SIGKILL' && o.oomKillSeen)
+    return {
+      cause: 'out-of-memory',
+      reason: `out of memory ${phase}: killed by SIGKILL while the kernel's OOM killer fired (memory cgroup oom_kill count rose)${tail}`,
+    };
   if (message) return { cause: 'exception', reason: `${message} (${phase})` };
   if (o.protocolError && !o.protocolCutOff) return { cause: 'protocol', reason: `${o.protocolError} ${phase}; the worker was stopped` };
   // A worker that died mid-message: its death is the cause, the cut-off line a consequence.

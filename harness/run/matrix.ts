@@ -10,7 +10,17 @@ import type { Device, EngineId } from '../engines/types.js';
 import { compareOutputs, FP32_REL_L2_TOLERANCE } from '../stats/parity.js';
 import { PROTOCOL_VERSION, type ToWorker } from '../worker/protocol.js';
 import { diagnosticsFields, startDiagnostics, withFractionOfPeak } from '../diagnostics/run-checks.js';
-import { ResultsStore, SCHEMA_VERSION, type BatchFit, type Cell, type ColdStart, type EngineStatus, type Replicate, type Run, type RunConfig } from '../results/schema.js';
+import {
+  ResultsStore,
+  SCHEMA_VERSION,
+  type BatchFit,
+  type Cell,
+  type ColdStart,
+  type EngineStatus,
+  type Replicate,
+  type Run,
+  type RunConfig,
+} from '../results/schema.js';
 import { classifyFailure, type FailureCause } from './failure.js';
 import { environmentDifferences } from './resume.js';
 import { describeFailure, runEngineWorker, stopAllWorkers, threadEnv, type WorkerOutcome } from './workers.js';
@@ -61,7 +71,17 @@ export function planCells(config: RunConfig): PlannedCell[] {
         const engine = getEngine(id);
         for (const mode of modesToRun(engine, config.modes)) {
           for (const threads of config.threads) {
-            cells.push({ id: `${engine.id}/${mode}/${config.device}/${family.name}/${preset}/b${batchSize}/t${threads}`, engine: engine.id, mode, device: config.device, family, preset, params, batchSize, threads });
+            cells.push({
+              id: `${engine.id}/${mode}/${config.device}/${family.name}/${preset}/b${batchSize}/t${threads}`,
+              engine: engine.id,
+              mode,
+              device: config.device,
+              family,
+              preset,
+              params,
+              batchSize,
+              threads,
+            });
           }
         }
       }
@@ -77,7 +97,12 @@ export async function probeEngine(id: EngineId, timeoutMs = 60_000): Promise<Eng
   if (o.probe) return { available: true, framework: e.framework, version: o.probe.version, devices: o.probe.devices, details: o.probe.details };
   // An interpreter that never started the runner is the cause, not the engine.
   if (e.language === 'python' && process.env.FWBENCH_PYTHON && !o.hello) {
-    return { available: false, framework: e.framework, reason: `FWBENCH_PYTHON=${process.env.FWBENCH_PYTHON} did not start the Python runner: ${describeFailure(o)}`, fix: 'point FWBENCH_PYTHON at the Python that python-runners/setup.sh set up (python-runners/.venv/bin/python), or unset it' };
+    return {
+      available: false,
+      framework: e.framework,
+      reason: `FWBENCH_PYTHON=${process.env.FWBENCH_PYTHON} did not start the Python runner: ${describeFailure(o)}`,
+      fix: 'point FWBENCH_PYTHON at the Python that python-runners/setup.sh set up (python-runners/.venv/bin/python), or unset it',
+    };
   }
   return { available: false, framework: e.framework, reason: describeFailure(o), ...(o.error?.fix ? { fix: o.error.fix } : {}) };
 }
@@ -89,7 +114,11 @@ export async function probeEngines(ids: EngineId[]): Promise<Record<string, Engi
 }
 
 /** The job message that runs one cell (or the reference) on the materialized weights and inputs. */
-function jobMessage(c: Pick<PlannedCell, 'engine' | 'mode' | 'device' | 'family' | 'params' | 'batchSize' | 'threads'>, m: Materialized, config: RunConfig): ToWorker {
+function jobMessage(
+  c: Pick<PlannedCell, 'engine' | 'mode' | 'device' | 'family' | 'params' | 'batchSize' | 'threads'>,
+  m: Materialized,
+  config: RunConfig,
+): ToWorker {
   const native = ENGINES[c.engine].nativeWeights?.(c.family, c.params, m);
   return {
     type: 'job',
@@ -103,16 +132,30 @@ function jobMessage(c: Pick<PlannedCell, 'engine' | 'mode' | 'device' | 'family'
 }
 
 /** Reference output for a workload instance and batch: cached next to its weights (keyed by ORT version). */
-async function referenceOutput(m: Materialized, family: WorkloadFamily, params: Params, batchSize: number, config: RunConfig, ortVersion: string): Promise<{ values: number[]; shape: number[] } | { error: string }> {
+async function referenceOutput(
+  m: Materialized,
+  family: WorkloadFamily,
+  params: Params,
+  batchSize: number,
+  config: RunConfig,
+  ortVersion: string,
+): Promise<{ values: number[]; shape: number[] } | { error: string }> {
   const path = join(cacheDir(), `${family.name}-${m.key}.reference-b${batchSize}-ort${ortVersion}.safetensors`);
   if (cacheEntryOk(path)) {
     const t = loadTensors(path).tensors.get('logits')!;
     return { values: Array.from(t.data), shape: t.shape };
   }
   const threads = Math.max(...config.threads);
-  const o = await runEngineWorker(ENGINES[REFERENCE.engine], jobMessage({ ...REFERENCE, family, params, batchSize, threads }, m, config), { timeoutMs: config.cellTimeoutMs, env: threadEnv(threads), onParity: () => 'stop' });
+  const o = await runEngineWorker(ENGINES[REFERENCE.engine], jobMessage({ ...REFERENCE, family, params, batchSize, threads }, m, config), {
+    timeoutMs: config.cellTimeoutMs,
+    env: threadEnv(threads),
+    onParity: () => 'stop',
+  });
   if (!o.parity) return { error: `reference (${REFERENCE_NAME}) failed: ${describeFailure(o)}` };
-  saveTensors(path, new Map([['logits', { dtype: 'F32', shape: o.parity.shape, data: Float32Array.from(o.parity.values) }]]), { reference: REFERENCE_NAME, ortVersion });
+  saveTensors(path, new Map([['logits', { dtype: 'F32', shape: o.parity.shape, data: Float32Array.from(o.parity.values) }]]), {
+    reference: REFERENCE_NAME,
+    ortVersion,
+  });
   recordCacheEntry(path);
   return { values: o.parity.values, shape: o.parity.shape };
 }
@@ -157,7 +200,11 @@ type RepStatus = { status: Cell['status']; reason: string | null; fix?: string; 
 
 function replicateStatus(o: WorkerOutcome, parity: Cell['parity']): RepStatus {
   if (o.error?.unavailable) return { status: 'skipped', reason: o.error.message, ...(o.error.fix ? { fix: o.error.fix } : {}) };
-  if (parity && !parity.pass) return { status: 'parity-failed', reason: `output differs from ${parity.reference}: relL2 ${parity.relL2}, maxAbs ${parity.maxAbs} (tolerance ${parity.tolerance})` };
+  if (parity && !parity.pass)
+    return {
+      status: 'parity-failed',
+      reason: `output differs from ${parity.reference}: relL2 ${parity.relL2}, maxAbs ${parity.maxAbs} (tolerance ${parity.tolerance})`,
+    };
   if (!o.done || !o.samples || o.error) {
     const f = classifyFailure(o);
     return { status: 'failed', reason: f.reason, cause: f.cause, ...(o.error?.phase || o.phase ? { phase: o.error?.phase ?? o.phase } : {}) };
@@ -190,7 +237,9 @@ function replicateRecord(index: number, r: ReplicateOutcome, st: RepStatus, offs
           ...(o.samples.clockResolutionNs !== undefined ? { clockResolutionNs: o.samples.clockResolutionNs } : {}),
         }
       : {}),
-    ...(o.memory ? { memory: { peakHostBytes: o.memory.peakHostBytes, ...(o.memory.peakDeviceBytes !== undefined ? { peakDeviceBytes: o.memory.peakDeviceBytes } : {}) } } : {}),
+    ...(o.memory
+      ? { memory: { peakHostBytes: o.memory.peakHostBytes, ...(o.memory.peakDeviceBytes !== undefined ? { peakDeviceBytes: o.memory.peakDeviceBytes } : {}) } }
+      : {}),
     ...(o.built && o.parity && o.spawnMs !== undefined && o.toFirstOutputMs !== undefined
       ? { coldStart: { spawnMs: o.spawnMs, ...o.built.phases, firstRunMs: o.parity.firstRunMs, totalMs: o.toFirstOutputMs } }
       : {}),
@@ -206,13 +255,16 @@ export function cellWarnings(stats: Stats, reps: Replicate[], samplesMs: number[
   // every cell of a busy machine "noisy"; the plain CV stays in stats.cv.
   if (robustCv > 0.1) w.push({ code: 'high-cv', message: `robust CV (1.4826 MAD / median) ${(robustCv * 100).toFixed(1)} % > 10 %` });
   for (const r of reps) {
-    if (r.firstWarmupMs !== undefined && r.medianMs !== undefined && r.firstWarmupMs > 10 * r.medianMs) w.push({ code: 'slow-first-run', message: `${tag(r)}first warm-up ${r.firstWarmupMs.toPrecision(3)} ms > 10x median ${r.medianMs.toPrecision(3)} ms` });
+    if (r.firstWarmupMs !== undefined && r.medianMs !== undefined && r.firstWarmupMs > 10 * r.medianMs)
+      w.push({ code: 'slow-first-run', message: `${tag(r)}first warm-up ${r.firstWarmupMs.toPrecision(3)} ms > 10x median ${r.medianMs.toPrecision(3)} ms` });
   }
   for (const r of reps) {
-    if (r.clockResolutionNs && r.medianMs !== undefined && r.medianMs * 1e6 < 100 * r.clockResolutionNs) w.push({ code: 'timer-resolution', message: `${tag(r)}median ${r.medianMs.toPrecision(3)} ms < 100x clock resolution ${r.clockResolutionNs} ns` });
+    if (r.clockResolutionNs && r.medianMs !== undefined && r.medianMs * 1e6 < 100 * r.clockResolutionNs)
+      w.push({ code: 'timer-resolution', message: `${tag(r)}median ${r.medianMs.toPrecision(3)} ms < 100x clock resolution ${r.clockResolutionNs} ns` });
   }
   for (const r of reps) {
-    if (r.stopReason !== undefined && r.stopReason !== 'target-interval') w.push({ code: 'target-not-reached', message: `${tag(r)}stopped at ${r.stopReason} with ±${r.interval?.halfWidthPct.toFixed(2) ?? '?'} % (n ${r.n})` });
+    if (r.stopReason !== undefined && r.stopReason !== 'target-interval')
+      w.push({ code: 'target-not-reached', message: `${tag(r)}stopped at ${r.stopReason} with ±${r.interval?.halfWidthPct.toFixed(2) ?? '?'} % (n ${r.n})` });
   }
   return w;
 }
@@ -237,7 +289,10 @@ export function cellFromReplicates(c: PlannedCell, config: RunConfig, startedAt:
   const pick = bad ?? 0;
   const o = outcomes[pick]!.o;
   const parities = outcomes.map((r) => r.parity).filter((p): p is NonNullable<Cell['parity']> => p !== undefined);
-  const parity = bad !== undefined ? outcomes[bad]!.parity : parities.reduce<Cell['parity']>((w, p) => (!w || (p.relL2 ?? Infinity) > (w.relL2 ?? Infinity) ? p : w), undefined);
+  const parity =
+    bad !== undefined
+      ? outcomes[bad]!.parity
+      : parities.reduce<Cell['parity']>((w, p) => (!w || (p.relL2 ?? Infinity) > (w.relL2 ?? Infinity) ? p : w), undefined);
   const mem = reps.flatMap((r) => (r.memory ? [r.memory] : []));
   const dev = mem.flatMap((m) => (m.peakDeviceBytes !== undefined ? [m.peakDeviceBytes] : []));
   const cold = reps.flatMap((r) => (r.coldStart ? [r.coldStart] : []));
@@ -247,16 +302,23 @@ export function cellFromReplicates(c: PlannedCell, config: RunConfig, startedAt:
     ...(parity ? { parity } : {}),
     ...(built ? { settings: built.settings } : {}),
     ...(mem.length ? { memory: { peakHostBytes: medianOf(mem.map((m) => m.peakHostBytes)), ...(dev.length ? { peakDeviceBytes: medianOf(dev) } : {}) } } : {}),
-    ...(cold.length
-      ? { coldStart: medianColdStart(cold) }
-      : {}),
+    ...(cold.length ? { coldStart: medianColdStart(cold) } : {}),
     replicates: reps,
     worker,
   };
   if (bad !== undefined) {
     const st = statuses[bad]!;
     const reason = `${outcomes.length > 1 ? `replicate ${bad}: ` : ''}${st.reason}`;
-    return { ...base, ...extras, status: st.status, reason, ...(st.fix ? { fix: st.fix } : {}), ...(st.phase ? { phase: st.phase } : {}), ...(st.cause ? { cause: st.cause } : {}), durationMs };
+    return {
+      ...base,
+      ...extras,
+      status: st.status,
+      reason,
+      ...(st.fix ? { fix: st.fix } : {}),
+      ...(st.phase ? { phase: st.phase } : {}),
+      ...(st.cause ? { cause: st.cause } : {}),
+      durationMs,
+    };
   }
   const samplesMs = outcomes.flatMap((r) => nsToMs(r.o.samples!.samplesNs));
   const stats: Stats = { ...summarize(samplesMs), ...bootstrapCis(samplesMs), reliablePercentiles: reliablePercentiles(samplesMs.length) };
@@ -286,11 +348,15 @@ export function cellFromReplicates(c: PlannedCell, config: RunConfig, startedAt:
 /** Why a cell cannot run here, from the engine's probe and descriptor, or undefined if it can. */
 function skipReason(c: PlannedCell, status: EngineStatus | undefined): { reason: string; fix?: string } | undefined {
   const e = ENGINES[c.engine];
-  if (!e.devices.includes(c.device)) return { reason: `${e.id} does not run on ${c.device}; it supports ${e.devices.join(', ')}`, fix: `use --device ${e.devices[0]}` };
+  if (!e.devices.includes(c.device))
+    return { reason: `${e.id} does not run on ${c.device}; it supports ${e.devices.join(', ')}`, fix: `use --device ${e.devices[0]}` };
   if (!status?.available) return { reason: status?.reason ?? 'engine was not probed', ...(status?.fix ? { fix: status.fix } : {}) };
   if (!status.devices?.includes(c.device)) {
     const why = status.details?.[c.device];
-    return { reason: `${e.id} cannot use ${c.device} here${why ? `: ${why}` : ''}`, ...(status.details?.[`${c.device}Fix`] ? { fix: status.details[`${c.device}Fix`] } : {}) };
+    return {
+      reason: `${e.id} cannot use ${c.device} here${why ? `: ${why}` : ''}`,
+      ...(status.details?.[`${c.device}Fix`] ? { fix: status.details[`${c.device}Fix`] } : {}),
+    };
   }
   return undefined;
 }
@@ -322,7 +388,8 @@ export function largestBatchFit(cells: Cell[]): BatchFit[] {
     if (c.cause !== 'out-of-memory') continue;
     const k = sweepKey(c);
     const prev = out.get(k);
-    if (!prev || c.batchSize < prev.outOfMemoryAtBatch) out.set(k, { engine: c.engine, mode: c.mode, device: c.device, workload: c.workload, largestBatch: null, outOfMemoryAtBatch: c.batchSize });
+    if (!prev || c.batchSize < prev.outOfMemoryAtBatch)
+      out.set(k, { engine: c.engine, mode: c.mode, device: c.device, workload: c.workload, largestBatch: null, outOfMemoryAtBatch: c.batchSize });
   }
   for (const f of out.values()) {
     const fitting = cells.filter((c) => sweepKey(c) === sweepKey(f) && fits(c) && c.batchSize < f.outOfMemoryAtBatch).map((c) => c.batchSize);
@@ -368,13 +435,18 @@ export async function runMatrix(asked: RunConfig, outDir: string, command: strin
   const [host, engines] = await Promise.all([detectHost(), probeEngines(probeIds)]);
   const config = runnableConfig(asked, engines);
   if (config.engines.length === 0) {
-    const why = asked.engines.map((id) => `${id}: ${engines[id]?.available ? `does not run on ${asked.device}` : (engines[id]?.reason ?? 'unavailable')}`).join('; ');
+    const why = asked.engines
+      .map((id) => `${id}: ${engines[id]?.available ? `does not run on ${asked.device}` : (engines[id]?.reason ?? 'unavailable')}`)
+      .join('; ');
     throw new InputError(`no engine can run on ${asked.device} here (${why}); see fwbench detect`);
   }
   const cells = planCells(config);
   if (resume) {
     const differences = environmentDifferences(resume.run, hostFingerprint(host), engines);
-    if (differences.length) throw new InputError(`cannot resume ${outDir}: the machine or its engines changed since the run started (${differences.join('; ')}); start a new run with --out`);
+    if (differences.length)
+      throw new InputError(
+        `cannot resume ${outDir}: the machine or its engines changed since the run started (${differences.join('; ')}); start a new run with --out`,
+      );
   }
   const diagnostics = await startDiagnostics(config, host, engines, (t) => hooks.onNote?.(t));
   // Stopped probes would read as unavailable engines: a run interrupted this early keeps nothing.
@@ -436,11 +508,14 @@ export async function runMatrix(asked: RunConfig, outDir: string, command: strin
     });
     if (runnable.length === 0) continue;
     const m = materialize(family, params, config.seed, batchSize);
-    const ref = refStatus.available ? await referenceOutput(m, family, params, batchSize, config, refStatus.version ?? 'unknown') : { error: `reference engine ${REFERENCE.engine} unavailable: ${refStatus.reason}` };
+    const ref = refStatus.available
+      ? await referenceOutput(m, family, params, batchSize, config, refStatus.version ?? 'unknown')
+      : { error: `reference engine ${REFERENCE.engine} unavailable: ${refStatus.reason}` };
     if (signal?.aborted) break;
     for (const c of runnable) {
       const cellStart = new Date().toISOString();
-      if ('error' in ref) finish({ ...baseRecord(c, config, cellStart), status: 'failed', reason: ref.error, phase: 'parity', cause: 'reference', durationMs: 0 });
+      if ('error' in ref)
+        finish({ ...baseRecord(c, config, cellStart), status: 'failed', reason: ref.error, phase: 'parity', cause: 'reference', durationMs: 0 });
       else pending.push({ c, startedAt: cellStart, durationMs: 0, reps: [] });
     }
     if ('error' in ref) continue;
@@ -461,7 +536,13 @@ export async function runMatrix(asked: RunConfig, outDir: string, command: strin
           ...(config.maxMemoryMb ? { maxMemoryMb: config.maxMemoryMb } : {}),
           onParity: (pm) => {
             const f = compareOutputs(ref.values, ref.shape, pm.values, pm.shape);
-            parity = { reference: REFERENCE_NAME, relL2: Number.isFinite(f.relL2) ? f.relL2 : null, maxAbs: Number.isFinite(f.maxAbs) ? f.maxAbs : null, tolerance: FP32_REL_L2_TOLERANCE, pass: f.pass };
+            parity = {
+              reference: REFERENCE_NAME,
+              relL2: Number.isFinite(f.relL2) ? f.relL2 : null,
+              maxAbs: Number.isFinite(f.maxAbs) ? f.maxAbs : null,
+              tolerance: FP32_REL_L2_TOLERANCE,
+              pass: f.pass,
+            };
             return f.pass ? 'continue' : 'stop';
           },
         });
@@ -470,7 +551,8 @@ export async function runMatrix(asked: RunConfig, outDir: string, command: strin
         p.durationMs += Date.now() - t0;
         p.reps.push({ o, parity, startedAt: repStart });
         // A replicate that is not ok decides the cell: the remaining ones are not run.
-        if (replicateStatus(o, parity).status !== 'ok' || p.reps.length === replicates) finish(cellFromReplicates(c, config, p.startedAt, p.durationMs, p.reps));
+        if (replicateStatus(o, parity).status !== 'ok' || p.reps.length === replicates)
+          finish(cellFromReplicates(c, config, p.startedAt, p.durationMs, p.reps));
       }
     }
   }

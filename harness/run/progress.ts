@@ -4,7 +4,8 @@ import type { PlannedCell, RunHooks } from './matrix.js';
 
 /** One short line about a finished cell. */
 export function cellLine(c: Cell): string {
-  if (c.status === 'ok' && c.stats) return `${c.status} median ${c.stats.medianMs.toFixed(3)} ms, ${c.throughput?.toFixed(1)} samples/s, relL2 ${c.parity?.relL2?.toExponential(1)}`;
+  if (c.status === 'ok' && c.stats)
+    return `${c.status} median ${c.stats.medianMs.toFixed(3)} ms, ${c.throughput?.toFixed(1)} samples/s, relL2 ${c.parity?.relL2?.toExponential(1)}`;
   return `${c.status}: ${c.reason}`;
 }
 

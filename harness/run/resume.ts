@@ -36,7 +36,8 @@ const FLAG_FIELDS: Record<string, { flag: string; fields: string[] }> = {
   maxMemoryMb: { flag: '--max-memory-mb', fields: ['maxMemoryMb'] },
 };
 
-const at = (config: RunConfig, path: string): unknown => path.split('.').reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), config);
+const at = (config: RunConfig, path: string): unknown =>
+  path.split('.').reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), config);
 const show = (v: unknown): string => (v === undefined ? '(not set)' : JSON.stringify(v));
 
 /** Each field that `given` (built from the command line) sets differently from the run's `stored` configuration, for the options the user gave. */
@@ -61,7 +62,8 @@ export function environmentDifferences(run: Pick<Run, 'hostFingerprint' | 'engin
   for (const [id, was] of Object.entries(run.engines)) {
     const now = engines[id];
     if (!now) continue;
-    if (was.available !== now.available) out.push(`engine ${id}: ${was.available ? 'available' : 'unavailable'} in the run, ${now.available ? 'available' : 'unavailable'} now`);
+    if (was.available !== now.available)
+      out.push(`engine ${id}: ${was.available ? 'available' : 'unavailable'} in the run, ${now.available ? 'available' : 'unavailable'} now`);
     else if (was.version !== now.version) out.push(`engine ${id}: version ${was.version} in the run, ${now.version} now`);
   }
   return out;
@@ -74,7 +76,8 @@ export function requireResumeFolder(dir: string): void {
 
 /** Refuses to resume a folder without a run.json. */
 function requireRunFolder(dir: string): void {
-  if (!existsSync(join(dir, 'run.json'))) throw new InputError(`cannot resume ${dir}: it has no run.json (a run writes it before its first cell; this one never got that far, so start it again)`);
+  if (!existsSync(join(dir, 'run.json')))
+    throw new InputError(`cannot resume ${dir}: it has no run.json (a run writes it before its first cell; this one never got that far, so start it again)`);
 }
 
 /** The run to continue in `dir` and its finished cells; a truncated last line of cells.jsonl is dropped through `warn`. */
@@ -85,7 +88,8 @@ export function loadResume(dir: string, warn: (text: string) => void): { run: Ru
     const run = loadRun(store.runPath);
     if (run.sources) throw new Error('it holds a merged run (fwbench merge), not a run of this machine');
     const o = run.orchestrator;
-    if (run.state === 'running' && o && o.hostname === hostname() && o.pid !== process.pid && pidAlive(o.pid)) throw new Error(`its run is still going (fwbench pid ${o.pid}); stop it first (Ctrl-C, or kill ${o.pid}), then resume`);
+    if (run.state === 'running' && o && o.hostname === hostname() && o.pid !== process.pid && pidAlive(o.pid))
+      throw new Error(`its run is still going (fwbench pid ${o.pid}); stop it first (Ctrl-C, or kill ${o.pid}), then resume`);
     return { run, cells: store.readCells(warn) };
   } catch (e) {
     throw new InputError(`cannot resume ${dir}: ${e instanceof Error ? e.message : String(e)}`);
@@ -95,6 +99,9 @@ export function loadResume(dir: string, warn: (text: string) => void): { run: Ru
 /** The configuration a resumed run continues with (the run's own), or an InputError naming every field the command line sets differently. */
 export function resumeConfig(dir: string, stored: RunConfig, given: RunConfig, explicitOptions: string[]): RunConfig {
   const diffs = configDifferences(stored, given, explicitOptions);
-  if (diffs.length) throw new InputError(`cannot resume ${dir}: the configuration differs: ${diffs.join('; ')} (leave those flags out to continue the run as it was, or start a new run with --out)`);
+  if (diffs.length)
+    throw new InputError(
+      `cannot resume ${dir}: the configuration differs: ${diffs.join('; ')} (leave those flags out to continue the run as it was, or start a new run with --out)`,
+    );
   return stored;
 }

@@ -44,10 +44,15 @@ const isExecutable = (path: string): boolean => {
  * else `python3` on PATH; or why there is none.
  */
 export function pythonInterpreter(env: NodeJS.ProcessEnv = process.env): { path: string } | { missing: string } {
-  if (env.FWBENCH_PYTHON) return isExecutable(env.FWBENCH_PYTHON) ? { path: env.FWBENCH_PYTHON } : { missing: `FWBENCH_PYTHON=${env.FWBENCH_PYTHON} is not an executable file` };
+  if (env.FWBENCH_PYTHON)
+    return isExecutable(env.FWBENCH_PYTHON) ? { path: env.FWBENCH_PYTHON } : { missing: `FWBENCH_PYTHON=${env.FWBENCH_PYTHON} is not an executable file` };
   const venv = join(packageRoot(), 'python-runners', '.venv', 'bin', 'python');
   if (isExecutable(venv)) return { path: venv };
-  const onPath = (env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, 'python3')).find(isExecutable);
+  const onPath = (env.PATH ?? '')
+    .split(delimiter)
+    .filter(Boolean)
+    .map((dir) => join(dir, 'python3'))
+    .find(isExecutable);
   return onPath ? { path: onPath } : { missing: `no Python interpreter: FWBENCH_PYTHON is unset, ${venv} does not exist and python3 is not on PATH` };
 }
 
@@ -165,16 +170,29 @@ export async function runEngineWorker(engine: EngineDescriptor, first: ToWorker,
   if (engine.language === 'node') return withOwnTmp(opts, (o) => runNodeWorker(first, o));
   const python = pythonInterpreter();
   if ('missing' in python) {
-    return { done: false, exitCode: null, signal: null, timedOut: false, logTail: [], error: { type: 'error', phase: 'start', message: python.missing, unavailable: true, fix: PYTHON_SETUP_COMMAND } };
+    return {
+      done: false,
+      exitCode: null,
+      signal: null,
+      timedOut: false,
+      logTail: [],
+      error: { type: 'error', phase: 'start', message: python.missing, unavailable: true, fix: PYTHON_SETUP_COMMAND },
+    };
   }
   const runners = join(packageRoot(), 'python-runners');
   const pythonPath = [runners, process.env.PYTHONPATH].filter(Boolean).join(delimiter);
-  return withOwnTmp(opts, (o) => runWorkerProcess(python.path, ['-m', 'fwbench_runner'], first, { ...o, env: { ...o.env, PYTHONPATH: pythonPath, PYTHONUNBUFFERED: '1' } }));
+  return withOwnTmp(opts, (o) =>
+    runWorkerProcess(python.path, ['-m', 'fwbench_runner'], first, { ...o, env: { ...o.env, PYTHONPATH: pythonPath, PYTHONUNBUFFERED: '1' } }),
+  );
 }
 
 /** util-linux prlimit, which applies --max-memory-mb to a worker before it starts; undefined when absent. */
 export function prlimitPath(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  return (env.PATH ?? '').split(delimiter).filter(Boolean).map((dir) => join(dir, 'prlimit')).find(isExecutable);
+  return (env.PATH ?? '')
+    .split(delimiter)
+    .filter(Boolean)
+    .map((dir) => join(dir, 'prlimit'))
+    .find(isExecutable);
 }
 
 /** How many processes the kernel's OOM killer has killed in this memory cgroup (v2 or v1), when the kernel says. */
@@ -213,7 +231,10 @@ function terminateGroup(pid: number): void {
 /** Stops every running worker (SIGINT/SIGTERM of the orchestrator; `now`: SIGKILL at once) and refuses to start new ones; their outcomes say `interrupted`. */
 export function stopAllWorkers(now = false): void {
   stopRequested = true;
-  for (const pid of liveWorkers) (now ? signalGroup(pid, 'SIGKILL') : terminateGroup(pid));
+  for (const pid of liveWorkers) {
+    if (now) signalGroup(pid, 'SIGKILL');
+    else terminateGroup(pid);
+  }
 }
 
 /** How long a worker under --max-memory-mb may take to say hello (a normal start takes a few seconds). */

@@ -22,8 +22,16 @@ export type Manifest = Record<string, unknown>;
 
 const k8sName = (state: ScheduleState, job: Job): string => `fwbench-${state.id}-${job.name}`;
 const claimName = (state: ScheduleState, job: Job): string => state.options.pvc ?? k8sName(state, job);
-const labels = (state: ScheduleState, job: Job): Record<string, string> => ({ 'app.kubernetes.io/name': 'fwbench', 'fwbench/schedule': state.id, 'fwbench/job': job.name });
-const metadata = (o: ScheduleOptions, name: string, l: Record<string, string>): Manifest => ({ name, ...(o.namespace ? { namespace: o.namespace } : {}), labels: l });
+const labels = (state: ScheduleState, job: Job): Record<string, string> => ({
+  'app.kubernetes.io/name': 'fwbench',
+  'fwbench/schedule': state.id,
+  'fwbench/job': job.name,
+});
+const metadata = (o: ScheduleOptions, name: string, l: Record<string, string>): Manifest => ({
+  name,
+  ...(o.namespace ? { namespace: o.namespace } : {}),
+  labels: l,
+});
 const nsArgs = (o: ScheduleOptions): string[] => (o.namespace ? ['-n', o.namespace] : []);
 
 /** The claims (unless --pvc) and Jobs of a schedule, in the order kubectl creates them. */
@@ -33,7 +41,12 @@ export function jobManifests(state: ScheduleState): Manifest[] {
   for (const job of state.jobs) {
     const l = labels(state, job);
     if (!o.pvc) {
-      out.push({ apiVersion: 'v1', kind: 'PersistentVolumeClaim', metadata: metadata(o, claimName(state, job), l), spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: o.pvcSize } } } });
+      out.push({
+        apiVersion: 'v1',
+        kind: 'PersistentVolumeClaim',
+        metadata: metadata(o, claimName(state, job), l),
+        spec: { accessModes: ['ReadWriteOnce'], resources: { requests: { storage: o.pvcSize } } },
+      });
     }
     const requests = { ...(o.cpus ? { cpu: String(o.cpus) } : {}), ...(o.mem ? { memory: o.mem } : {}) };
     const container = {
@@ -41,7 +54,9 @@ export function jobManifests(state: ScheduleState): Manifest[] {
       image: o.image!,
       args: [...job.runArgs, '--out', posix.join(job.dir, 'run')],
       volumeMounts: [{ name: 'results', mountPath: MOUNT }],
-      ...(o.gpus || Object.keys(requests).length ? { resources: { ...(Object.keys(requests).length ? { requests } : {}), ...(o.gpus ? { limits: { 'nvidia.com/gpu': String(o.gpus) } } : {}) } } : {}),
+      ...(o.gpus || Object.keys(requests).length
+        ? { resources: { ...(Object.keys(requests).length ? { requests } : {}), ...(o.gpus ? { limits: { 'nvidia.com/gpu': String(o.gpus) } } : {}) } }
+        : {}),
     };
     out.push({
       apiVersion: 'batch/v1',
@@ -52,7 +67,11 @@ export function jobManifests(state: ScheduleState): Manifest[] {
         backoffLimit: 0,
         template: {
           metadata: { labels: l },
-          spec: { restartPolicy: 'Never', containers: [container], volumes: [{ name: 'results', persistentVolumeClaim: { claimName: claimName(state, job) } }] },
+          spec: {
+            restartPolicy: 'Never',
+            containers: [container],
+            volumes: [{ name: 'results', persistentVolumeClaim: { claimName: claimName(state, job) } }],
+          },
         },
       },
     });
@@ -82,8 +101,14 @@ async function kubectl(args: string[], input?: string): Promise<string> {
   return r.stdout;
 }
 
-interface JobStatusJson { status?: { active?: number; succeeded?: number; failed?: number; conditions?: Array<{ type: string; status: string; reason?: string; message?: string }> } }
-interface PodListJson { items?: Array<{ status?: { phase?: string; containerStatuses?: Array<{ state?: { terminated?: { exitCode?: number; reason?: string }; waiting?: { reason?: string } } }> } }> }
+interface JobStatusJson {
+  status?: { active?: number; succeeded?: number; failed?: number; conditions?: Array<{ type: string; status: string; reason?: string; message?: string }> };
+}
+interface PodListJson {
+  items?: Array<{
+    status?: { phase?: string; containerStatuses?: Array<{ state?: { terminated?: { exitCode?: number; reason?: string }; waiting?: { reason?: string } } }> };
+  }>;
+}
 
 /** The Kubernetes scheduler (batch/v1 Jobs). */
 export const k8s: Scheduler = {
@@ -91,15 +116,22 @@ export const k8s: Scheduler = {
   options: ['namespace', 'pvc', 'pvcSize', 'cpus', 'mem'],
 
   check(o) {
-    if (!o.image) throw new InputError('--on k8s runs a container: give --image REGISTRY/fwbench:TAG (docker build --build-arg VARIANT=cuda -t REGISTRY/fwbench:TAG . && docker push ...)');
+    if (!o.image)
+      throw new InputError(
+        '--on k8s runs a container: give --image REGISTRY/fwbench:TAG (docker build --build-arg VARIANT=cuda -t REGISTRY/fwbench:TAG . && docker push ...)',
+      );
     if (o.namespace && !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(o.namespace)) throw new InputError(`--namespace must be a DNS-1123 label, got '${o.namespace}'`);
   },
 
   defaultResultsDir: (id) => posix.join(MOUNT, id),
 
   render(state) {
-    for (const j of state.jobs) if (k8sName(state, j).length > 63 - '-fetch'.length) throw new InputError(`Kubernetes name ${k8sName(state, j)} is too long (at most 57 characters)`);
-    return { files: [{ name: MANIFEST, text: toYaml(jobManifests(state)) }], submitCommands: [{ argv: ['kubectl', 'create', ...nsArgs(state.options), '-f', MANIFEST, '-o', 'name'] }] };
+    for (const j of state.jobs)
+      if (k8sName(state, j).length > 63 - '-fetch'.length) throw new InputError(`Kubernetes name ${k8sName(state, j)} is too long (at most 57 characters)`);
+    return {
+      files: [{ name: MANIFEST, text: toYaml(jobManifests(state)) }],
+      submitCommands: [{ argv: ['kubectl', 'create', ...nsArgs(state.options), '-f', MANIFEST, '-o', 'name'] }],
+    };
   },
 
   async submit(state, scheduleDir, submitted) {
@@ -119,7 +151,11 @@ export const k8s: Scheduler = {
     if (failed || (s.failed ?? 0) > 0) {
       const pods = JSON.parse(await kubectl(['get', 'pods', ...nsArgs(o), '-l', `job-name=${k8sName(state, job)}`, '-o', 'json'])) as PodListJson;
       const t = pods.items?.[0]?.status?.containerStatuses?.[0]?.state?.terminated;
-      return { state: 'done', ok: false, detail: `Job failed${failed ? ` (${failed.reason}: ${failed.message})` : ''}${t ? `; container ${t.reason ?? 'terminated'} with exit code ${t.exitCode}` : ''}` };
+      return {
+        state: 'done',
+        ok: false,
+        detail: `Job failed${failed ? ` (${failed.reason}: ${failed.message})` : ''}${t ? `; container ${t.reason ?? 'terminated'} with exit code ${t.exitCode}` : ''}`,
+      };
     }
     return (s.active ?? 0) > 0 ? { state: 'running', detail: 'Job active' } : { state: 'pending', detail: 'Job waiting for a pod' };
   },
@@ -137,7 +173,9 @@ export const k8s: Scheduler = {
       await kubectl(['cp', ...nsArgs(o), `${podName}:${job.dir}`, target]);
       return target;
     } finally {
-      await kubectl(['delete', ...nsArgs(o), `pod/${podName}`, '--wait=false']).catch((e: Error) => process.stderr.write(`fwbench collect: could not delete pod ${podName} (delete it by hand): ${e.message}\n`));
+      await kubectl(['delete', ...nsArgs(o), `pod/${podName}`, '--wait=false']).catch((e: Error) =>
+        process.stderr.write(`fwbench collect: could not delete pod ${podName} (delete it by hand): ${e.message}\n`),
+      );
     }
   },
 };

@@ -121,9 +121,7 @@ export interface SpecFile {
 }
 
 /** Where a job stands. */
-export type JobStatus =
-  | { state: 'pending' | 'running'; detail: string }
-  | { state: 'done'; ok: boolean; detail: string };
+export type JobStatus = { state: 'pending' | 'running'; detail: string } | { state: 'done'; ok: boolean; detail: string };
 
 /** Each scheduler file implements this. */
 export interface Scheduler {
@@ -146,7 +144,11 @@ export interface Scheduler {
 }
 
 /** DNS-1123 label piece: lowercase letters, digits and '-'. */
-export const dnsName = (text: string): string => text.toLowerCase().replace(/[^a-z0-9-]+/g, '-').replace(/^-+|-+$/g, '') || 'job';
+export const dnsName = (text: string): string =>
+  text
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^-+|-+$/g, '') || 'job';
 
 /** Removes every occurrence of a long option and its value (`--x v` or `--x=v`) from argv. */
 export function withoutOption(args: readonly string[], name: string): string[] {
@@ -201,14 +203,21 @@ export function writeState(dir: string, state: ScheduleState): string {
  */
 function checkStatePaths(path: string, state: ScheduleState): void {
   const show = (s: string): string => JSON.stringify(s);
-  if (state.options.resultsDir.split('/').includes('..')) throw new InputError(`${path}: options.resultsDir ${show(state.options.resultsDir)} contains '..'; refusing to collect from it`);
+  if (state.options.resultsDir.split('/').includes('..'))
+    throw new InputError(`${path}: options.resultsDir ${show(state.options.resultsDir)} contains '..'; refusing to collect from it`);
   const seen = new Set<string>();
   for (const job of state.jobs) {
-    if (!/^[a-z0-9][a-z0-9-]*$/.test(job.name)) throw new InputError(`${path}: job name ${show(job.name)} is not a plain name (lowercase letters, digits and '-', as schedule writes them); refusing to collect`);
+    if (!/^[a-z0-9][a-z0-9-]*$/.test(job.name))
+      throw new InputError(
+        `${path}: job name ${show(job.name)} is not a plain name (lowercase letters, digits and '-', as schedule writes them); refusing to collect`,
+      );
     if (seen.has(job.name)) throw new InputError(`${path}: job name ${show(job.name)} appears twice; refusing to collect`);
     seen.add(job.name);
     const expected = posix.join(state.options.resultsDir, job.name);
-    if (job.dir !== expected) throw new InputError(`${path}: job ${job.name} has folder ${show(job.dir)}, not ${show(expected)} (the results folder and the job name); refusing to collect`);
+    if (job.dir !== expected)
+      throw new InputError(
+        `${path}: job ${job.name} has folder ${show(job.dir)}, not ${show(expected)} (the results folder and the job name); refusing to collect`,
+      );
   }
 }
 
@@ -223,17 +232,27 @@ export function readState(pathOrDir: string): { state: ScheduleState; dir: strin
     throw new InputError(`${path} is not JSON (${(e as Error).message})`);
   }
   const parsed = StateSchema.safeParse(raw);
-  if (!parsed.success) throw new InputError(`${path} is not an fwbench schedule state file: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`);
+  if (!parsed.success)
+    throw new InputError(`${path} is not an fwbench schedule state file: ${parsed.error.issues[0]?.path.join('.')}: ${parsed.error.issues[0]?.message}`);
   checkStatePaths(path, parsed.data);
   return { state: parsed.data, dir: join(path, '..') };
 }
 
 /** The last non-empty lines of a client's output, joined for a one-line reason. */
-export const tailLines = (text: string, n = 3): string => text.split('\n').map((l) => l.trim()).filter(Boolean).slice(-n).join(' | ');
+export const tailLines = (text: string, n = 3): string =>
+  text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean)
+    .slice(-n)
+    .join(' | ');
 
 /** The telling line of a job's log for a one-line reason: the last error-like line (a stack trace ends in noise), else the last line. */
 export function logReason(text: string): string {
-  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   return lines.findLast((l) => /\b(error|exception|fatal|killed|traceback|oom)\b/i.test(l)) ?? lines.at(-1) ?? '(empty log)';
 }
 
@@ -250,5 +269,6 @@ export function requireClients(programs: readonly string[], what: string): void 
       }
     });
   const missing = programs.filter((p) => !found(p));
-  if (missing.length) throw new InputError(`${what} needs ${missing.join(', ')} on PATH; install the scheduler's client (or use --dry-run to only write the specs)`);
+  if (missing.length)
+    throw new InputError(`${what} needs ${missing.join(', ')} on PATH; install the scheduler's client (or use --dry-run to only write the specs)`);
 }

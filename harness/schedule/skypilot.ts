@@ -72,9 +72,11 @@ export const skypilot: Scheduler = {
   options: ['resultsDir', 'workdir', 'gpuType', 'cloud', 'cpus', 'mem'],
 
   check(o) {
-    if (o.gpus && !o.gpuType) throw new InputError('--gpus on SkyPilot needs --gpu-type (an accelerator name such as H100, A100-80GB, L4; sky show-gpus lists them)');
+    if (o.gpus && !o.gpuType)
+      throw new InputError('--gpus on SkyPilot needs --gpu-type (an accelerator name such as H100, A100-80GB, L4; sky show-gpus lists them)');
     if (o.gpuType && !o.gpus) throw new InputError('--gpu-type needs --gpus N');
-    if (o.mem && !/^\d+(\.\d+)?\+?$/.test(o.mem)) throw new InputError(`--mem on SkyPilot is in GB, optionally with '+' for at least: e.g. 32 or 32+, got '${o.mem}'`);
+    if (o.mem && !/^\d+(\.\d+)?\+?$/.test(o.mem))
+      throw new InputError(`--mem on SkyPilot is in GB, optionally with '+' for at least: e.g. 32 or 32+, got '${o.mem}'`);
   },
 
   defaultResultsDir: (id) => posix.join('fwbench-results', id),

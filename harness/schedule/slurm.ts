@@ -107,10 +107,16 @@ export const slurm: Scheduler = {
     const exitFile = join(job.dir, 'exit-code');
     if (existsSync(exitFile)) {
       const code = readFileSync(exitFile, 'utf8').trim();
-      return code === '0' ? { state: 'done', ok: true, detail: 'fwbench run exited 0' } : { state: 'done', ok: false, detail: `fwbench run exited ${code}${logTail ? `; ${log}: ${logTail}` : ''}` };
+      return code === '0'
+        ? { state: 'done', ok: true, detail: 'fwbench run exited 0' }
+        : { state: 'done', ok: false, detail: `fwbench run exited ${code}${logTail ? `; ${log}: ${logTail}` : ''}` };
     }
     const verdict = await slurmVerdict(id);
-    return { state: 'done', ok: false, detail: `left the queue without an exit code (${verdict ?? 'Slurm no longer knows the job: cancelled before it started, or purged from memory, and no accounting for sacct'})${logTail ? `; ${log}: ${logTail}` : ''}` };
+    return {
+      state: 'done',
+      ok: false,
+      detail: `left the queue without an exit code (${verdict ?? 'Slurm no longer knows the job: cancelled before it started, or purged from memory, and no accounting for sacct'})${logTail ? `; ${log}: ${logTail}` : ''}`,
+    };
   },
 
   // The results folder is on the shared filesystem: read in place.

@@ -2,7 +2,18 @@ import { execa } from 'execa';
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, posix } from 'node:path';
 import { InputError } from '../errors.js';
-import { logReason, shJoin, shq, tailLines, type Job, type ScheduleOptions, type ScheduleState, type SpecFile, type SubmitCommand, type Scheduler } from './plan.js';
+import {
+  logReason,
+  shJoin,
+  shq,
+  tailLines,
+  type Job,
+  type ScheduleOptions,
+  type ScheduleState,
+  type SpecFile,
+  type SubmitCommand,
+  type Scheduler,
+} from './plan.js';
 
 /**
  * Plain ssh: each job is a small shell script copied to its folder on the host and started there
@@ -46,7 +57,8 @@ export const ssh: Scheduler = {
   check(o) {
     if (o.hosts.length === 0) throw new InputError('--on ssh needs --hosts user@host[,user@host...] (or Host aliases of your ssh config)');
     for (const h of o.hosts) if (h.startsWith('-') || /\s/.test(h)) throw new InputError(`bad ssh destination '${h}': give user@host or a Host alias`);
-    if (!o.image && !o.workdir) throw new InputError('--on ssh needs --image (docker run on the host) or --workdir (an fwbench checkout on the host, set up with npm run setup)');
+    if (!o.image && !o.workdir)
+      throw new InputError('--on ssh needs --image (docker run on the host) or --workdir (an fwbench checkout on the host, set up with npm run setup)');
     if (o.gpus && !o.image) throw new InputError('--gpus on ssh needs --image (docker run --gpus); a checkout uses the GPUs the host has');
   },
 
@@ -62,7 +74,8 @@ export const ssh: Scheduler = {
       const c = submitCommand(state, job);
       const r = await execa(c.argv[0]!, c.argv.slice(1), { cwd: scheduleDir, inputFile: join(scheduleDir, c.stdinFile!), reject: false });
       const pid = /^(\d+)$/m.exec(r.stdout)?.[1];
-      if (r.exitCode !== 0 || !pid) throw new Error(`ssh ${job.host} failed to start job ${job.name} (exit ${r.exitCode}): ${tailLines(`${r.stdout}\n${r.stderr}`)}`);
+      if (r.exitCode !== 0 || !pid)
+        throw new Error(`ssh ${job.host} failed to start job ${job.name} (exit ${r.exitCode}): ${tailLines(`${r.stdout}\n${r.stderr}`)}`);
       submitted({ ...job, submittedId: `${job.host}:${pid}` });
     }
   },
@@ -78,7 +91,11 @@ export const ssh: Scheduler = {
     if (status === 'running') return { state: 'running', detail: `process ${pid} on ${job.host}` };
     if (status === 'exit 0') return { state: 'done', ok: true, detail: 'fwbench run exited 0' };
     if (status.startsWith('exit ')) return { state: 'done', ok: false, detail: `fwbench run exited ${status.slice(5)}; log: ${logTail}` };
-    return { state: 'done', ok: false, detail: `process ${pid} on ${job.host} ended without writing exit-code (killed, or the host rebooted); log: ${logTail}` };
+    return {
+      state: 'done',
+      ok: false,
+      detail: `process ${pid} on ${job.host} ended without writing exit-code (killed, or the host rebooted); log: ${logTail}`,
+    };
   },
 
   async fetch(state, job, localDir) {

@@ -87,15 +87,27 @@ export async function findTensorflowWheel(candidates: string[]): Promise<WheelIn
     }
     tried.push(`${py} (${r.exitCode === 3 ? 'no tensorflow package' : r.failed && r.exitCode === undefined ? 'not found' : `exit ${r.exitCode}`})`);
   }
-  throw new SetupError(`no Python with TensorFlow found; tried ${tried.join(', ') || 'none (no interpreter: FWBENCH_PYTHON unset, no python-runners/.venv, no python3)'}`, 'bash python-runners/setup.sh (creates python-runners/.venv with tensorflow-cpu), or pass --python PATH');
+  throw new SetupError(
+    `no Python with TensorFlow found; tried ${tried.join(', ') || 'none (no interpreter: FWBENCH_PYTHON unset, no python-runners/.venv, no python3)'}`,
+    'bash python-runners/setup.sh (creates python-runners/.venv with tensorflow-cpu), or pass --python PATH',
+  );
 }
 
 /** Files of the wheel that the addon compiles and links against. */
 export function wheelCApi(dir: string): { include: string; libs: string[] } {
   const include = join(dir, 'include');
-  const needed = [join(include, 'tensorflow', 'c', 'c_api.h'), join(include, 'tensorflow', 'c', 'eager', 'c_api.h'), join(dir, 'libtensorflow_cc.so.2'), join(dir, 'libtensorflow_framework.so.2')];
+  const needed = [
+    join(include, 'tensorflow', 'c', 'c_api.h'),
+    join(include, 'tensorflow', 'c', 'eager', 'c_api.h'),
+    join(dir, 'libtensorflow_cc.so.2'),
+    join(dir, 'libtensorflow_framework.so.2'),
+  ];
   const missing = needed.filter((f) => !existsSync(f));
-  if (missing.length) throw new SetupError(`the TensorFlow wheel at ${dir} lacks the C API files ${missing.join(', ')}`, 'install a Linux TensorFlow 2.x wheel (pip install tensorflow-cpu) that ships tensorflow/include and libtensorflow_cc.so.2');
+  if (missing.length)
+    throw new SetupError(
+      `the TensorFlow wheel at ${dir} lacks the C API files ${missing.join(', ')}`,
+      'install a Linux TensorFlow 2.x wheel (pip install tensorflow-cpu) that ships tensorflow/include and libtensorflow_cc.so.2',
+    );
   return { include, libs: needed.slice(2) };
 }
 
@@ -123,23 +135,44 @@ export function readOrigin(pkgDir: string): LibtensorflowOrigin | undefined {
 }
 
 /** Runs the whole offline installation; `log` receives one line per step. */
-export async function setupTfjsNode(opts: { gpu?: boolean; python?: string; log: (line: string) => void }): Promise<{ packageDir: string; origin: LibtensorflowOrigin }> {
+export async function setupTfjsNode(opts: {
+  gpu?: boolean;
+  python?: string;
+  log: (line: string) => void;
+}): Promise<{ packageDir: string; origin: LibtensorflowOrigin }> {
   const pkg = opts.gpu ? '@tensorflow/tfjs-node-gpu' : '@tensorflow/tfjs-node';
   const other = opts.gpu ? '@tensorflow/tfjs-node' : '@tensorflow/tfjs-node-gpu';
   const wheel = await findTensorflowWheel(pythonCandidates(opts.python));
   const capi = wheelCApi(wheel.dir);
   opts.log(`found TensorFlow ${wheel.version} (${wheel.distribution}) at ${wheel.dir}`);
   const headers = nodeHeadersDir();
-  if (!headers) throw new SetupError(`Node's C headers (include/node/node_api.h) are not next to ${process.execPath}`, 'install the Node headers (Debian: apt-get install libnode-dev or nodejs-dev), or set npm_config_nodedir');
+  if (!headers)
+    throw new SetupError(
+      `Node's C headers (include/node/node_api.h) are not next to ${process.execPath}`,
+      'install the Node headers (Debian: apt-get install libnode-dev or nodejs-dev), or set npm_config_nodedir',
+    );
   for (const tool of ['make', 'g++']) {
-    if ((await execa(tool, ['--version'], { reject: false })).exitCode !== 0) throw new SetupError(`${tool} is not installed; node-gyp needs it to build the addon`, 'apt-get install -y g++ make');
+    if ((await execa(tool, ['--version'], { reject: false })).exitCode !== 0)
+      throw new SetupError(`${tool} is not installed; node-gyp needs it to build the addon`, 'apt-get install -y g++ make');
   }
 
   let dir = packageDir(pkg);
   if (!dir) {
     opts.log(`installing ${pkg}@${TFJS_NODE_VERSION} from npm with its download scripts skipped`);
-    const r = await execa('npm', ['install', '--no-save', '--ignore-scripts', '--no-audit', '--no-fund', `${pkg}@${TFJS_NODE_VERSION}`], { cwd: packageRoot(), reject: false, all: true });
-    if (r.exitCode !== 0) throw new SetupError(`npm install ${pkg} failed: ${r.all?.split('\n').filter((l) => !l.startsWith('npm warn')).slice(-3).join(' | ')}`, 'check access to the npm registry');
+    const r = await execa('npm', ['install', '--no-save', '--ignore-scripts', '--no-audit', '--no-fund', `${pkg}@${TFJS_NODE_VERSION}`], {
+      cwd: packageRoot(),
+      reject: false,
+      all: true,
+    });
+    if (r.exitCode !== 0)
+      throw new SetupError(
+        `npm install ${pkg} failed: ${r.all
+          ?.split('\n')
+          .filter((l) => !l.startsWith('npm warn'))
+          .slice(-3)
+          .join(' | ')}`,
+        'check access to the npm registry',
+      );
     dir = packageDir(pkg);
     if (!dir) throw new SetupError(`${pkg} is still not resolvable after npm install`, 'run npm install in the project folder');
   }
@@ -155,17 +188,37 @@ export async function setupTfjsNode(opts: { gpu?: boolean; python?: string; log:
   // binding.gyp links -ltensorflow -ltensorflow_framework; the loader then looks for the
   // libraries' own sonames through the addon's rpath ($ORIGIN/../../deps/lib).
   const [cc, framework] = capi.libs as [string, string];
-  for (const [name, target] of [['libtensorflow.so', cc], ['libtensorflow_cc.so.2', cc], ['libtensorflow_framework.so', framework], ['libtensorflow_framework.so.2', framework]] as const) symlinkSync(target, join(deps, 'lib', name));
+  for (const [name, target] of [
+    ['libtensorflow.so', cc],
+    ['libtensorflow_cc.so.2', cc],
+    ['libtensorflow_framework.so', framework],
+    ['libtensorflow_framework.so.2', framework],
+  ] as const)
+    symlinkSync(target, join(deps, 'lib', name));
 
   opts.log(`building the ${pkg} addon with node-gyp against TensorFlow ${wheel.version} (about a minute on 2 cores)`);
   const preGyp = join(dir, '..', '..', '.bin', 'node-pre-gyp');
   const gyp = existsSync(preGyp) ? preGyp : 'node-pre-gyp';
   const build = await execa(gyp, ['rebuild', `--nodedir=${headers}`], { cwd: dir, reject: false, all: true, env: { JOBS: 'max' } });
   if (build.exitCode !== 0) {
-    const tail = (build.all ?? '').split('\n').filter((l) => /error|Error/.test(l)).slice(-5).join(' | ');
-    throw new SetupError(`building the ${pkg} addon failed: ${tail || `exit ${build.exitCode}`}`, 'see the node-gyp output above; it needs python3, make and g++');
+    const tail = (build.all ?? '')
+      .split('\n')
+      .filter((l) => /error|Error/.test(l))
+      .slice(-5)
+      .join(' | ');
+    throw new SetupError(
+      `building the ${pkg} addon failed: ${tail || `exit ${build.exitCode}`}`,
+      'see the node-gyp output above; it needs python3, make and g++',
+    );
   }
-  const origin: LibtensorflowOrigin = { origin: 'tensorflow wheel', tensorflowVersion: wheel.version, distribution: wheel.distribution, libraryDir: wheel.dir, python: wheel.python, builtAt: new Date().toISOString() };
+  const origin: LibtensorflowOrigin = {
+    origin: 'tensorflow wheel',
+    tensorflowVersion: wheel.version,
+    distribution: wheel.distribution,
+    libraryDir: wheel.dir,
+    python: wheel.python,
+    builtAt: new Date().toISOString(),
+  };
   writeFileAtomic(join(deps, ORIGIN_FILE), `${JSON.stringify(origin, null, 2)}\n`);
   return { packageDir: dir, origin };
 }

@@ -156,14 +156,22 @@ export function meanInterval(samples: readonly number[], opts: BootstrapOptions 
  * each sample set resampled independently. One numerator and one denominator give the plain
  * ratio B/A; two of each give a ratio of ratios (how a ratio changes between two conditions).
  */
-export function medianRatioInterval(numerators: ReadonlyArray<readonly number[]>, denominators: ReadonlyArray<readonly number[]>, opts: BootstrapOptions = {}): Interval {
+export function medianRatioInterval(
+  numerators: ReadonlyArray<readonly number[]>,
+  denominators: ReadonlyArray<readonly number[]>,
+  opts: BootstrapOptions = {},
+): Interval {
   const nums = numerators.map((s) => new MedianResampler(s));
   const dens = denominators.map((s) => new MedianResampler(s));
   const ratio = (f: (r: MedianResampler) => number): number => nums.reduce((p, r) => p * f(r), 1) / dens.reduce((p, r) => p * f(r), 1);
   const rng = createRng(opts.seed ?? DEFAULT_SEED);
   const draws = new Float64Array(opts.resamples ?? DEFAULT_RESAMPLES);
   for (let i = 0; i < draws.length; i++) draws[i] = ratio((r) => r.draw(rng));
-  return percentileInterval(ratio((r) => r.median), draws, opts.confidence ?? 0.95);
+  return percentileInterval(
+    ratio((r) => r.median),
+    draws,
+    opts.confidence ?? 0.95,
+  );
 }
 
 /** Ratio verdict by Criterion's rule: a change only when the whole interval lies beyond the noise threshold. */
@@ -185,7 +193,11 @@ export function classifyRatio(ci: { lo: number; hi: number }, threshold: number)
  * process-to-process variation (JIT, memory placement, machine state) that a rerun meets. The
  * estimate is the ratio of the means of the process medians.
  */
-export function replicateRatioInterval(numerator: ReadonlyArray<readonly number[]>, denominator: ReadonlyArray<readonly number[]>, opts: BootstrapOptions = {}): Interval {
+export function replicateRatioInterval(
+  numerator: ReadonlyArray<readonly number[]>,
+  denominator: ReadonlyArray<readonly number[]>,
+  opts: BootstrapOptions = {},
+): Interval {
   if (numerator.length === 0 || denominator.length === 0) throw new Error('replicateRatioInterval: a side has no processes');
   const nums = numerator.map((s) => new MedianResampler(s));
   const dens = denominator.map((s) => new MedianResampler(s));

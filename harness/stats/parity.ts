@@ -24,7 +24,13 @@ export interface ParityFigures {
 }
 
 /** Compares an engine's output with the reference output. */
-export function compareOutputs(ref: ArrayLike<number>, refShape: number[], out: ArrayLike<number>, outShape: number[], tolerance = FP32_REL_L2_TOLERANCE): ParityFigures {
+export function compareOutputs(
+  ref: ArrayLike<number>,
+  refShape: number[],
+  out: ArrayLike<number>,
+  outShape: number[],
+  tolerance = FP32_REL_L2_TOLERANCE,
+): ParityFigures {
   if (refShape.join('x') !== outShape.join('x') || ref.length !== out.length) {
     return { relL2: Infinity, maxAbs: Infinity, pass: false, problem: `output shape [${outShape}] differs from reference [${refShape}]` };
   }

@@ -28,14 +28,17 @@ export function parseFault(text: string | undefined): Fault | undefined {
   const kind = m?.[1] as FaultKind | undefined;
   const phase = m?.[2] as Phase | undefined;
   if (!m || !kind || !phase || !FAULT_KINDS.includes(kind) || !PHASES.includes(phase)) {
-    throw new Error(`FWBENCH_FAULT='${text}' is not <kind>@<phase>[:<engine>[:<minBatch>]] with kind in ${FAULT_KINDS.join('|')} and phase in ${PHASES.join('|')}`);
+    throw new Error(
+      `FWBENCH_FAULT='${text}' is not <kind>@<phase>[:<engine>[:<minBatch>]] with kind in ${FAULT_KINDS.join('|')} and phase in ${PHASES.join('|')}`,
+    );
   }
   return { kind, phase, ...(m[3] ? { engine: m[3] } : {}), ...(m[4] ? { minBatch: Number(m[4]) } : {}) };
 }
 
 /** The message each framework gives when a CUDA allocation fails (injected: there is no GPU here). */
 const CUDA_OOM: Record<string, string> = {
-  onnxruntime: 'CUDA failure 2: out of memory ; GPU=0 ; file=cuda_allocator.cc ; expr=cudaMalloc((void**)&p, size); Failed to allocate memory for requested buffer of size 1073741824',
+  onnxruntime:
+    'CUDA failure 2: out of memory ; GPU=0 ; file=cuda_allocator.cc ; expr=cudaMalloc((void**)&p, size); Failed to allocate memory for requested buffer of size 1073741824',
   tfjs: 'ResourceExhaustedError: OOM when allocating tensor with shape[1024,1024,256] and type float on /job:localhost/replica:0/task:0/device:GPU:0 by allocator GPU_0_bfc',
 };
 

@@ -66,9 +66,25 @@ export const DEFAULT_MEASURE: MeasureSettings = {
 };
 
 /** `--quick`: ±5 %, short times, one process per cell. */
-export const QUICK_MEASURE: MeasureSettings = { ...DEFAULT_MEASURE, warmupMinMs: 100, warmupMaxMs: 200, minSamples: 10, minTimeMs: 100, maxTimeMs: 1000, targetInterval: 0.05 };
+export const QUICK_MEASURE: MeasureSettings = {
+  ...DEFAULT_MEASURE,
+  warmupMinMs: 100,
+  warmupMaxMs: 200,
+  minSamples: 10,
+  minTimeMs: 100,
+  maxTimeMs: 1000,
+  targetInterval: 0.05,
+};
 /** `--rigorous`: ±0.5 %, >= 662 samples (p99 trustworthy), longer. */
-export const RIGOROUS_MEASURE: MeasureSettings = { ...DEFAULT_MEASURE, warmupMinMs: 3000, warmupMaxMs: 5000, minSamples: 662, minTimeMs: 3000, maxTimeMs: 30000, targetInterval: 0.005 };
+export const RIGOROUS_MEASURE: MeasureSettings = {
+  ...DEFAULT_MEASURE,
+  warmupMinMs: 3000,
+  warmupMaxMs: 5000,
+  minSamples: 662,
+  minTimeMs: 3000,
+  maxTimeMs: 30000,
+  targetInterval: 0.005,
+};
 /** Processes per cell for each preset. */
 export const PRESET_REPLICATES = { quick: 1, default: 1, rigorous: 5 } as const;
 
@@ -118,7 +134,12 @@ export function isStable(values: number[], window: number, tol: number): boolean
 }
 
 /** Runs warm-up then the timed loop around `iteration`. `clock` returns monotonic ns; `onTimedLoop` is called once, between warm-up and the timed loop (the worker announces the phase). */
-export async function measure(iteration: () => Promise<unknown>, s: MeasureSettings, clock: () => bigint = process.hrtime.bigint, onTimedLoop: () => void | Promise<void> = () => undefined): Promise<MeasureResult> {
+export async function measure(
+  iteration: () => Promise<unknown>,
+  s: MeasureSettings,
+  clock: () => bigint = process.hrtime.bigint,
+  onTimedLoop: () => void | Promise<void> = () => undefined,
+): Promise<MeasureResult> {
   const clockResolutionNs = clockResolution(clock);
   const warmupNs: number[] = [];
   const warmStart = clock();

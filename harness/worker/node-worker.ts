@@ -74,7 +74,15 @@ async function main(): Promise<void> {
   const weightsMs = msSince(t);
   await at('build');
   t = process.hrtime.bigint();
-  const model = await runtime.build({ family: cell.family, params: cell.params, batchSize: cell.batchSize, weights, device: cell.device, mode: cell.mode, threads: cell.threads });
+  const model = await runtime.build({
+    family: cell.family,
+    params: cell.params,
+    batchSize: cell.batchSize,
+    weights,
+    device: cell.device,
+    mode: cell.mode,
+    threads: cell.threads,
+  });
   const buildMs = msSince(t);
   weights.clear();
   // No compile segment: ORT optimizes the graph inside session creation (build), TensorFlow.js runs eagerly.
@@ -86,7 +94,12 @@ async function main(): Promise<void> {
   const verdict = await receive();
   if (verdict.type === 'continue') {
     await at('warmup');
-    const r = await measure(() => model.run(inputs), first.measure, process.hrtime.bigint, () => at('measure'));
+    const r = await measure(
+      () => model.run(inputs),
+      first.measure,
+      process.hrtime.bigint,
+      () => at('measure'),
+    );
     send({ type: 'samples', ...r });
   }
   await model.dispose();

@@ -2,6 +2,7 @@
 Prints JSON: version, torch.__config__.show(), the BLAS-like shared libraries mapped into this
 process (/proc/self/maps, resolved through symlinks such as Debian's alternatives) and the rate
 of a 512x512 FP32 GEMM (GFLOP/s, median of a few calls)."""
+
 import json
 import os
 import re
@@ -34,7 +35,13 @@ def main(threads=None):
     n = 512
     a, b = torch.rand(n, n), torch.rand(n, n)
     ms = median_ms(lambda: torch.mm(a, b), 300)
-    return {"version": torch.__version__, "config": torch.__config__.show(), "libs": mapped_blas_libs(), "gemm512Gflops": 2 * n**3 / (ms / 1e3) / 1e9, "threads": torch.get_num_threads()}
+    return {
+        "version": torch.__version__,
+        "config": torch.__config__.show(),
+        "libs": mapped_blas_libs(),
+        "gemm512Gflops": 2 * n**3 / (ms / 1e3) / 1e9,
+        "threads": torch.get_num_threads(),
+    }
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """What every framework module provides to the runner loop (the Python twin of
 harness/engines/types.ts): `probe()` and `build(BuildRequest) -> BuiltModel`, raising
 EngineUnavailable with the fix when the engine cannot run here."""
+
 import contextlib
 import sys
 from dataclasses import dataclass

@@ -1,6 +1,7 @@
 """Test-only fault injection, the Python twin of harness/worker/fault.ts (see there):
 FWBENCH_FAULT=<kind>@<phase>[:<engine>[:<minBatch>]] makes this real runner process crash, hang,
 garble the protocol or exhaust memory on entering `phase`. Not a user feature."""
+
 import os
 import re
 import signal
@@ -26,10 +27,14 @@ def cuda_oom(engine):
     if engine == "torch":
         import torch
 
-        return torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 15.77 GiB total capacity; 13.90 GiB already allocated; 1.06 GiB free)")
+        return torch.cuda.OutOfMemoryError(
+            "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 15.77 GiB total capacity; 13.90 GiB already allocated; 1.06 GiB free)"
+        )
     import tensorflow as tf
 
-    return tf.errors.ResourceExhaustedError(None, None, "OOM when allocating tensor with shape[1024,1024,256] and type float on /job:localhost/replica:0/task:0/device:GPU:0 by allocator GPU_0_bfc")
+    return tf.errors.ResourceExhaustedError(
+        None, None, "OOM when allocating tensor with shape[1024,1024,256] and type float on /job:localhost/replica:0/task:0/device:GPU:0 by allocator GPU_0_bfc"
+    )
 
 
 def maybe_fault(fault, phase, engine, batch_size, write_raw):

@@ -9,6 +9,7 @@ the half-width is <= targetInterval x median, else at maxSamples ('max-samples')
 ('max-time'), whichever comes first (at least one sample). Times are integer ns from
 time.perf_counter_ns.
 """
+
 import math
 import time
 

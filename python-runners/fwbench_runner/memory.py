@@ -1,5 +1,6 @@
 """Peak resident set size (VmHWM), read the way harness/worker/memory.ts reads it. Not
 ru_maxrss: on Linux a child inherits its parent's high-water mark through exec."""
+
 import re
 
 

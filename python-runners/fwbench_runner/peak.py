@@ -1,6 +1,7 @@
 """Timing of the peak kernels (`fwbench peak`), the Python twin of harness/engines/peak-timing.ts:
 two warm-up calls, then calls until at least 5 samples and 200 ms, or the time budget (at least
 3 samples), or 50 samples; the median. Engines provide `peak(req)` returning `figures(...)`."""
+
 import statistics
 import time
 from dataclasses import dataclass

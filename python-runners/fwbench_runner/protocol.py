@@ -1,5 +1,6 @@
 """The worker protocol on fd 3: line-delimited JSON, every message validated against
 results/schema/protocol.schema.json (generated from harness/worker/protocol.ts, the single definition)."""
+
 import json
 import sys
 from pathlib import Path

@@ -1,6 +1,7 @@
 """ResNet geometry from workload parameters, mirroring resnetLayout in workloads/cnn.ts (the
 definition; the parity check against the reference catches any drift). Framework-free so both
 the PyTorch and the Keras builders read the same blocks."""
+
 from dataclasses import dataclass, field
 
 EXPANSION = {"basic": 1, "bottleneck": 4}

@@ -2,6 +2,7 @@
 job (or probe) -> hello -> built -> parity -> continue|stop -> samples -> memory -> done, or an
 `error` naming the phase, with the traceback, and `unavailable` + `fix` when the engine cannot
 run here. stdout/stderr stay free for the frameworks' own logs."""
+
 import ctypes
 import importlib
 import os
@@ -57,7 +58,9 @@ class Worker:
 
     def run(self):
         first = self.channel.receive()
-        self.channel.send({"type": "hello", "protocol": PROTOCOL_VERSION, "pid": os.getpid(), "language": "python", "runtime": f"python {platform.python_version()}"})
+        self.channel.send(
+            {"type": "hello", "protocol": PROTOCOL_VERSION, "pid": os.getpid(), "language": "python", "runtime": f"python {platform.python_version()}"}
+        )
         if first["type"] == "probe":
             self.enter("probe", first["engine"])
             p = load_engine(first["engine"]).probe()

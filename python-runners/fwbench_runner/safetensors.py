@@ -1,6 +1,7 @@
 """Minimal safetensors reader (the files workloads/safetensors.ts writes): an 8-byte little-endian
 header length, a JSON header of {name: {dtype, shape, data_offsets}} plus optional
 `__metadata__`, then raw little-endian data. numpy only, so the common loop loads no framework."""
+
 import json
 import struct
 

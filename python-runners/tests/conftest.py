@@ -1,4 +1,5 @@
 """Makes `fwbench_runner` importable when pytest runs from the repository root or python-runners/."""
+
 import sys
 from pathlib import Path
 

@@ -1,13 +1,13 @@
 """The test-only fault switch (FWBENCH_FAULT) in the real runner process, and the phase callback of
 the timed loop that lets a fault fire between warm-up and measurement."""
+
 import signal
 
 import pytest
+from test_protocol import converse, converse_raw
 
 from fwbench_runner.fault import parse_fault
 from fwbench_runner.measure import measure
-
-from test_protocol import converse, converse_raw
 
 PROBE = {"type": "probe", "protocol": 1, "engine": "torch"}
 
@@ -52,7 +52,18 @@ def test_exit_segv_and_garbage_are_real(monkeypatch):
 
 def test_the_timed_loop_callback_runs_once_between_warmup_and_samples():
     events = []
-    settings = {"warmupMinIters": 3, "warmupMaxIters": 3, "warmupMaxMs": 1000, "warmupTolerance": 0.1, "warmupWindow": 3, "minSamples": 4, "minTimeMs": 0, "maxTimeMs": 1000, "maxSamples": 4, "targetInterval": 0}
+    settings = {
+        "warmupMinIters": 3,
+        "warmupMaxIters": 3,
+        "warmupMaxMs": 1000,
+        "warmupTolerance": 0.1,
+        "warmupWindow": 3,
+        "minSamples": 4,
+        "minTimeMs": 0,
+        "maxTimeMs": 1000,
+        "maxSamples": 4,
+        "targetInterval": 0,
+    }
     out = measure(lambda: events.append("run"), settings, on_timed_loop=lambda: events.append("timed"))
     assert events == ["run"] * 3 + ["timed"] + ["run"] * 4
     assert len(out["samplesNs"]) == 4

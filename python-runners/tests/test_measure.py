@@ -1,4 +1,5 @@
 """The loop rules, on a fake clock, with the same cases as tests/stats-parity-measure.unit.test.ts."""
+
 import json
 import re
 from pathlib import Path
@@ -27,7 +28,7 @@ def settings(**kw):
 
 
 def test_defaults_equal_harness_measure_ts():
-    ts = (Path(__file__).resolve().parents[2] / "harness" / "measure.ts").read_text()
+    ts = (Path(__file__).resolve().parents[2] / "harness" / "worker" / "measure.ts").read_text()
     block = re.search(r"DEFAULT_MEASURE: MeasureSettings = \{(.*?)\};", ts, re.S).group(1)
     assert {k: float(v) for k, v in re.findall(r"(\w+): ([\d.]+)", block)} == {k: float(v) for k, v in DEFAULT_MEASURE.items()}
 

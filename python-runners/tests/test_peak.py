@@ -1,4 +1,5 @@
 """Peak kernels of the Python runner (fwbench peak) and the BLAS probe of fwbench doctor."""
+
 from fwbench_runner.blas_info import mapped_blas_libs
 from fwbench_runner.peak import PeakRequest, figures, median_ms
 
@@ -23,5 +24,9 @@ def test_torch_peak_positive():
 
 def test_mapped_blas_libs_from_maps_file(tmp_path):
     maps = tmp_path / "maps"
-    maps.write_text("7f00-7f01 r-xp 00000000 08:01 1 /usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0\n7f02-7f03 r-xp 00000000 08:01 2 /usr/lib/libc.so.6\n7f04-7f05 rw-p 00000000 00:00 0\n")
+    maps.write_text(
+        "7f00-7f01 r-xp 00000000 08:01 1 /usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0\n"
+        "7f02-7f03 r-xp 00000000 08:01 2 /usr/lib/libc.so.6\n"
+        "7f04-7f05 rw-p 00000000 00:00 0\n"
+    )
     assert mapped_blas_libs(str(maps)) == ["/usr/lib/x86_64-linux-gnu/blas/libblas.so.3.11.0"]

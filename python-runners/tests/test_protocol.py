@@ -1,5 +1,6 @@
 """Messages validate against results/schema/protocol.schema.json, and the runner speaks the protocol
 over a real socketpair on fd 3 (as the orchestrator's spawn does)."""
+
 import json
 import os
 import socket
@@ -10,17 +11,30 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from fwbench_runner import runner
 from fwbench_runner.engine import EngineUnavailable
 from fwbench_runner.measure import measure
 from fwbench_runner.protocol import Channel, validators
-from fwbench_runner import runner
 
 RUNNERS = Path(__file__).resolve().parents[1]
 TO_WORKER, FROM_WORKER = validators()
 
 
 def test_every_message_the_runner_sends_validates():
-    samples = measure(lambda: None, {"warmupMinIters": 1, "warmupMaxIters": 2, "warmupMaxMs": 1, "warmupTolerance": 0.1, "warmupWindow": 2, "minSamples": 2, "minTimeMs": 0, "maxTimeMs": 1000, "maxSamples": 3})
+    samples = measure(
+        lambda: None,
+        {
+            "warmupMinIters": 1,
+            "warmupMaxIters": 2,
+            "warmupMaxMs": 1,
+            "warmupTolerance": 0.1,
+            "warmupWindow": 2,
+            "minSamples": 2,
+            "minTimeMs": 0,
+            "maxTimeMs": 1000,
+            "maxSamples": 3,
+        },
+    )
     for msg in [
         {"type": "hello", "protocol": 1, "pid": os.getpid(), "language": "python", "runtime": "python 3.11"},
         {"type": "probe-result", "version": "2.13.0", "devices": ["cpu"], "details": {"blas": "mkl"}},
@@ -112,6 +126,24 @@ def test_runner_reports_the_failing_phase_with_the_traceback(tmp_path):
     assert code == 1
     assert msgs[-1]["type"] == "error" and msgs[-1]["phase"] == "probe"
     assert "no engine 'jax'" in msgs[-1]["message"] and "Traceback" in msgs[-1]["stack"]
-    job = {"type": "job", "protocol": 1, "cell": {"engine": "torch", "mode": "eager", "device": "cpu", "family": "rnn", "params": {}, "batchSize": 1, "threads": 1}, "weightsPath": str(tmp_path / "missing.safetensors"), "inputsPath": str(tmp_path / "x"), "measure": {"warmupMinIters": 1, "warmupMaxIters": 1, "warmupMaxMs": 1, "warmupTolerance": 0.1, "warmupWindow": 2, "minSamples": 1, "minTimeMs": 0, "maxTimeMs": 1, "maxSamples": 1, "targetInterval": 0.01}}
+    job = {
+        "type": "job",
+        "protocol": 1,
+        "cell": {"engine": "torch", "mode": "eager", "device": "cpu", "family": "rnn", "params": {}, "batchSize": 1, "threads": 1},
+        "weightsPath": str(tmp_path / "missing.safetensors"),
+        "inputsPath": str(tmp_path / "x"),
+        "measure": {
+            "warmupMinIters": 1,
+            "warmupMaxIters": 1,
+            "warmupMaxMs": 1,
+            "warmupTolerance": 0.1,
+            "warmupWindow": 2,
+            "minSamples": 1,
+            "minTimeMs": 0,
+            "maxTimeMs": 1,
+            "maxSamples": 1,
+            "targetInterval": 0.01,
+        },
+    }
     msgs, code = converse(job)
     assert code == 1 and msgs[-1]["phase"] == "load" and "missing.safetensors" in msgs[-1]["message"]

@@ -92,13 +92,18 @@ async function runNvidiaSmi(cmd: string, args: string[]): Promise<SmiResult> {
   if (r.timedOut) return { ok: false, reason: `${cmd} did not answer within ${TIMEOUT_MS / 1000} s`, output };
   // nvidia-smi prints most of its failures ("NVIDIA-SMI has failed because it couldn't communicate
   // with the NVIDIA driver", "No devices were found") on stdout, not stderr.
-  const firstLine = [r.stderr, r.stdout].flatMap((s) => s.split(/\r?\n/)).map((l) => l.trim()).find((l) => l.length > 0);
+  const firstLine = [r.stderr, r.stdout]
+    .flatMap((s) => s.split(/\r?\n/))
+    .map((l) => l.trim())
+    .find((l) => l.length > 0);
   const how = r.exitCode !== undefined ? `exit code ${r.exitCode}` : (r.signal ?? 'failed');
   return { ok: false, reason: `${cmd} failed (${how})${firstLine ? `: ${firstLine}` : ''}`, output };
 }
 
 /** Lists NVIDIA GPUs with nvidia-smi; never throws: without GPUs, `reason` says why. */
-export async function detectNvidiaGpus(opts: { /** Path or command name of nvidia-smi (default 'nvidia-smi'). */ nvidiaSmi?: string } = {}): Promise<NvidiaDetection> {
+export async function detectNvidiaGpus(
+  opts: { /** Path or command name of nvidia-smi (default 'nvidia-smi'). */ nvidiaSmi?: string } = {},
+): Promise<NvidiaDetection> {
   const cmd = opts.nvidiaSmi ?? 'nvidia-smi';
   // The CUDA version is only in the plain header; both calls are independent, so run them together.
   const [first, plain] = await Promise.all([runNvidiaSmi(cmd, queryArgs(QUERY_FIELDS)), runNvidiaSmi(cmd, [])]);

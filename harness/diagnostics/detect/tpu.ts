@@ -99,7 +99,9 @@ export async function detectTpu(
     signs.push(vfioGroups.length > 0 ? `${vfioDir} groups ${vfioGroups.join(', ')} with ${devices}` : devices);
   }
 
-  const tpuVars = Object.keys(env).filter((k) => k.startsWith('TPU_') && env[k] !== undefined).sort();
+  const tpuVars = Object.keys(env)
+    .filter((k) => k.startsWith('TPU_') && env[k] !== undefined)
+    .sort();
   // Names only: values such as TPU_WORKER_HOSTNAMES name internal hosts and end up in run.json.
   if (tpuVars.length > 0) signs.push(`environment variables ${tpuVars.join(', ')}`);
 

@@ -1,7 +1,17 @@
 import { endianness } from 'node:os';
 import type { Tensor, TensorMap } from '../../../workloads/safetensors.js';
 import { TOOL_VERSION } from '../../version.js';
-import { AttributeType, DataType, encodeModel, type AttributeLike, type DataTypeCode, type DimensionLike, type NodeLike, type TensorLike, type ValueInfoLike } from './proto.js';
+import {
+  AttributeType,
+  DataType,
+  encodeModel,
+  type AttributeLike,
+  type DataTypeCode,
+  type DimensionLike,
+  type NodeLike,
+  type TensorLike,
+  type ValueInfoLike,
+} from './proto.js';
 
 /** Element types of graph values. */
 export type ElemType = 'float32' | 'int32' | 'int64';

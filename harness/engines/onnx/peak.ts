@@ -31,7 +31,13 @@ export function copyGraph(elements: number): Uint8Array {
 /** Measures GEMM GFLOP/s and copy GB/s through ONNX Runtime with the given execution provider. */
 export async function ortPeak(ort: Ort, req: PeakRequest): Promise<PeakResult> {
   const executionProviders = req.device === 'cuda' ? ['cuda'] : ['cpu'];
-  const options = { graphOptimizationLevel: 'disabled' as const, intraOpNumThreads: req.threads, interOpNumThreads: 1, executionMode: 'sequential' as const, executionProviders };
+  const options = {
+    graphOptimizationLevel: 'disabled' as const,
+    intraOpNumThreads: req.threads,
+    interOpNumThreads: 1,
+    executionMode: 'sequential' as const,
+    executionProviders,
+  };
   const gemm = await ort.InferenceSession.create(gemmGraph(req.gemmN), options);
   const a = new ort.Tensor('float32', filled(req.gemmN * req.gemmN, 3), [req.gemmN, req.gemmN]);
   // Preallocated outputs: the timed call is the kernel, not a fresh allocation's page faults.
@@ -47,5 +53,10 @@ export async function ortPeak(ort: Ort, req: PeakRequest): Promise<PeakResult> {
     await copy.run({ x }, { y });
   }, req.maxMs);
   await copy.release();
-  return peakFigures(req, gemmMs, copyMs, { gemm: 'MatMul (A input, B initializer)', copy: 'Mul(x, 1) with graph optimizations disabled, preallocated outputs', executionProviders: executionProviders.join(','), intraOpNumThreads: String(req.threads) });
+  return peakFigures(req, gemmMs, copyMs, {
+    gemm: 'MatMul (A input, B initializer)',
+    copy: 'Mul(x, 1) with graph optimizations disabled, preallocated outputs',
+    executionProviders: executionProviders.join(','),
+    intraOpNumThreads: String(req.threads),
+  });
 }

@@ -20,7 +20,14 @@ function reorderGates(t: Tensor, out: Float32Array, offset = 0): void {
  * [batch, seq] int64, output `logits` [batch, classes].
  */
 export function rnnGraph(params: Params, weights: TensorMap): GraphBuilder {
-  const [S, H, E, L, V, C] = ['seq', 'hidden', 'embed', 'layers', 'vocab', 'classes'].map((k) => int(params, k)) as [number, number, number, number, number, number];
+  const [S, H, E, L, V, C] = ['seq', 'hidden', 'embed', 'layers', 'vocab', 'classes'].map((k) => int(params, k)) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
   const g = new GraphBuilder('fwbench-rnn');
 
   const tokens = g.input('tokens', 'int64', ['batch', S]);

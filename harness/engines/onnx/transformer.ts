@@ -10,7 +10,15 @@ import { float, GraphBuilder, transpose2d, weight } from './graph.js';
  * [batch, classes].
  */
 export function transformerGraph(params: Params, weights: TensorMap): GraphBuilder {
-  const [S, H, heads, L, F, V, C] = ['seq', 'hidden', 'heads', 'layers', 'ffn', 'vocab', 'classes'].map((k) => int(params, k)) as [number, number, number, number, number, number, number];
+  const [S, H, heads, L, F, V, C] = ['seq', 'hidden', 'heads', 'layers', 'ffn', 'vocab', 'classes'].map((k) => int(params, k)) as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
   const d = H / heads;
   const g = new GraphBuilder('fwbench-transformer');
 

@@ -1,7 +1,15 @@
 import type * as TF from '@tensorflow/tfjs';
 import type { TensorMap } from '../../../workloads/safetensors.js';
 import type { FamilyName, Params } from '../../../workloads/types.js';
-import { EngineUnavailable, type BuiltModel, type Device, type EngineId, type EngineRuntime, type EngineSettings, type NodeEngineDescriptor } from '../types.js';
+import {
+  EngineUnavailable,
+  type BuiltModel,
+  type Device,
+  type EngineId,
+  type EngineRuntime,
+  type EngineSettings,
+  type NodeEngineDescriptor,
+} from '../types.js';
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { readOrigin } from '../../setup/tfjs-node.js';
@@ -72,7 +80,9 @@ async function importNative(pkg: NativePackage): Promise<Record<string, unknown>
 function libtensorflowOrigin(pkg: NativePackage): string {
   const dir = dirname(createRequire(import.meta.url).resolve(`${pkg}/package.json`));
   const o = readOrigin(dir);
-  return o ? `${o.distribution ?? 'tensorflow'} ${o.tensorflowVersion} Python wheel (${o.libraryDir}), built by fwbench setup` : 'libtensorflow downloaded by the package install script';
+  return o
+    ? `${o.distribution ?? 'tensorflow'} ${o.tensorflowVersion} Python wheel (${o.libraryDir}), built by fwbench setup`
+    : 'libtensorflow downloaded by the package install script';
 }
 
 /** Registers and initialises the backend once per process; later calls only re-select it. */
@@ -141,7 +151,8 @@ async function builder(family: FamilyName): Promise<(w: TensorMap, p: Params, m?
 /** The worker-side runtime of one TF.js backend. */
 function createRuntime(spec: BackendSpec): EngineRuntime {
   const checkDevice = (device: Device): void => {
-    if (device !== spec.device) throw new EngineUnavailable(`${spec.id} runs on ${spec.device} only, not ${device}`, `use device ${spec.device} for ${spec.id}`);
+    if (device !== spec.device)
+      throw new EngineUnavailable(`${spec.id} runs on ${spec.device} only, not ${device}`, `use device ${spec.device} for ${spec.id}`);
   };
   return {
     async probe() {
@@ -188,7 +199,16 @@ function createRuntime(spec: BackendSpec): EngineRuntime {
 }
 
 function descriptor(spec: BackendSpec, description: string, extra: Pick<NodeEngineDescriptor, 'inDefaultRun'> = {}): NodeEngineDescriptor {
-  return { id: spec.id, framework: 'TensorFlow.js', language: 'node', devices: [spec.device], modes: ['eager'], description, load: async () => createRuntime(spec), ...extra };
+  return {
+    id: spec.id,
+    framework: 'TensorFlow.js',
+    language: 'node',
+    devices: [spec.device],
+    modes: ['eager'],
+    description,
+    load: async () => createRuntime(spec),
+    ...extra,
+  };
 }
 
 /** TF.js on native libtensorflow (CPU), via @tensorflow/tfjs-node. */
@@ -202,6 +222,13 @@ export const tfjsNodeGpu = descriptor(
   'TensorFlow.js on native libtensorflow with CUDA via @tensorflow/tfjs-node-gpu; tf.layers / tf ops, eager',
 );
 /** TF.js WebAssembly backend (XNNPACK kernels). */
-export const tfjsWasm = descriptor({ id: 'tfjs-wasm', backend: 'wasm', device: 'cpu' }, 'TensorFlow.js WebAssembly backend (XNNPACK; single-threaded under Node); tf.layers / tf ops, eager');
+export const tfjsWasm = descriptor(
+  { id: 'tfjs-wasm', backend: 'wasm', device: 'cpu' },
+  'TensorFlow.js WebAssembly backend (XNNPACK; single-threaded under Node); tf.layers / tf ops, eager',
+);
 /** TF.js pure-JavaScript CPU backend: a fallback (the doctor says so), run only when asked for. */
-export const tfjsCpu = descriptor({ id: 'tfjs-cpu', backend: 'cpu', device: 'cpu' }, 'TensorFlow.js pure-JavaScript CPU backend (one thread; a fallback, run only when asked for); tf.layers / tf ops, eager', { inDefaultRun: false });
+export const tfjsCpu = descriptor(
+  { id: 'tfjs-cpu', backend: 'cpu', device: 'cpu' },
+  'TensorFlow.js pure-JavaScript CPU backend (one thread; a fallback, run only when asked for); tf.layers / tf ops, eager',
+  { inDefaultRun: false },
+);

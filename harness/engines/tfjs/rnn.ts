@@ -16,7 +16,9 @@ export function buildRnn(weights: TensorMap, params: Params, mapping: KerasMappi
   const input = tf.input({ shape: [int(params, 'seq')], dtype: 'int32', name: 'tokens' });
   // Every weight is overwritten by setWeights; zero initialisers matter for big models because
   // tfjs' default orthogonal recurrent initialiser runs a slow QR in JavaScript.
-  let x = tf.layers.embedding({ inputDim: int(params, 'vocab'), outputDim: int(params, 'embed'), embeddingsInitializer: 'zeros', name: 'embedding' }).apply(input) as tf.SymbolicTensor;
+  let x = tf.layers
+    .embedding({ inputDim: int(params, 'vocab'), outputDim: int(params, 'embed'), embeddingsInitializer: 'zeros', name: 'embedding' })
+    .apply(input) as tf.SymbolicTensor;
   for (let l = 0; l < layers; l++) {
     x = tf.layers
       .lstm({
@@ -33,7 +35,9 @@ export function buildRnn(weights: TensorMap, params: Params, mapping: KerasMappi
       })
       .apply(x) as tf.SymbolicTensor;
   }
-  const logits = tf.layers.dense({ units: int(params, 'classes'), kernelInitializer: 'zeros', biasInitializer: 'zeros', name: 'fc' }).apply(x) as tf.SymbolicTensor;
+  const logits = tf.layers
+    .dense({ units: int(params, 'classes'), kernelInitializer: 'zeros', biasInitializer: 'zeros', name: 'fc' })
+    .apply(x) as tf.SymbolicTensor;
   const model = tf.model({ inputs: input, outputs: logits, name: 'lstm_classifier' });
   loadKerasWeights(model, rnnKerasWeights(weights, params, mapping));
   return {

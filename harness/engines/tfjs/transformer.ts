@@ -19,12 +19,20 @@ export const geluExact = (x: tf.Tensor2D): tf.Tensor2D => x.mul(tf.erf(x.mul(Mat
  * Builds the encoder classifier for `params` from canonical weights; `mapping` and `gelu` are
  * injectable so tests can plant a wrong layout or activation and check that parity catches it.
  */
-export function buildTransformer(weights: TensorMap, params: Params, mapping: KerasMapping = KERAS_MAPPING, gelu: (x: tf.Tensor2D) => tf.Tensor2D = geluExact): TfjsModel {
+export function buildTransformer(
+  weights: TensorMap,
+  params: Params,
+  mapping: KerasMapping = KERAS_MAPPING,
+  gelu: (x: tf.Tensor2D) => tf.Tensor2D = geluExact,
+): TfjsModel {
   const [H, heads, layers] = [int(params, 'hidden'), int(params, 'heads'), int(params, 'layers')];
   const headDim = H / heads;
   const vars = new Map<string, tf.Tensor[]>();
   for (const { layer, weights: list } of transformerKerasWeights(weights, params, mapping)) {
-    vars.set(layer, list.map((t) => tf.tensor(t.data, t.shape)));
+    vars.set(
+      layer,
+      list.map((t) => tf.tensor(t.data, t.shape)),
+    );
   }
   const get = (prefix: string): tf.Tensor[] => vars.get(kerasName(prefix))!;
 
@@ -35,7 +43,11 @@ export function buildTransformer(weights: TensorMap, params: Params, mapping: Ke
   const layerNorm = (x: tf.Tensor2D, prefix: string): tf.Tensor2D => {
     const [gamma, beta] = get(prefix) as [tf.Tensor1D, tf.Tensor1D];
     const { mean, variance } = tf.moments(x, -1, true);
-    return x.sub(mean).mul(tf.rsqrt(variance.add(LAYER_NORM_EPS))).mul(gamma).add(beta);
+    return x
+      .sub(mean)
+      .mul(tf.rsqrt(variance.add(LAYER_NORM_EPS)))
+      .mul(gamma)
+      .add(beta);
   };
   /** Self-attention over rows [batch * seq, H]: heads split contiguously, scaled dot product, softmax. */
   const attention = (x: tf.Tensor2D, batch: number, seq: number, prefix: string): tf.Tensor2D => {
@@ -44,7 +56,10 @@ export function buildTransformer(weights: TensorMap, params: Params, mapping: Ke
     const k = split(dense(x, `${prefix}.key`));
     const v = split(dense(x, `${prefix}.value`));
     const probs = tf.softmax(tf.matMul(q, k, false, true));
-    const context = tf.matMul(probs, v).transpose([0, 2, 1, 3]).reshape([batch * seq, H]) as tf.Tensor2D;
+    const context = tf
+      .matMul(probs, v)
+      .transpose([0, 2, 1, 3])
+      .reshape([batch * seq, H]) as tf.Tensor2D;
     return dense(context, `${prefix}.output`);
   };
 
