@@ -5,12 +5,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import {
-  busyCores,
   classifyTorchBlas,
   deviceFindings,
   governorFindings,
   gpuThrottleFindings,
-  parseProcStat,
   parseThrottleReasons,
   THROTTLE_QUERY,
   threadsFinding,
@@ -19,6 +17,7 @@ import {
 } from '../harness/diagnostics/doctor.js';
 import { FindingSchema } from '../harness/diagnostics/schema.js';
 import { fractionOfPeak, machinePeakOf, measurePeak } from '../harness/diagnostics/peak.js';
+import { busyCores, parseProcStat } from '../harness/worker/load.js';
 import { RunSchema } from '../harness/results/schema.js';
 import { packageRoot } from '../harness/run/workers.js';
 import { abovePeakFinding } from '../harness/diagnostics/run-checks.js';
@@ -146,7 +145,9 @@ describe('doctor checks', () => {
   it('busy machine: /proc/stat arithmetic', () => {
     const a = parseProcStat('cpu  100 0 100 800 0 0 0 0 0 0\ncpu0 50 0 50 400 0 0 0 0 0 0\n')!;
     const b = parseProcStat('cpu  250 0 150 900 100 0 0 0 0 0\n')!;
-    expect(a).toEqual({ busy: 200, total: 1000 });
+    expect(a).toEqual({ busy: 200, total: 1000, steal: 0, cores: 1 });
+    // steal (8th field) counts as busy and is read on its own; cpuN lines give the core count.
+    expect(parseProcStat('cpu  10 0 10 70 0 0 0 10 0 0\ncpu0 5 0 5 35 0 0 0 5 0 0\ncpu1 5 0 5 35 0 0 0 5 0 0\n')).toEqual({ busy: 30, total: 100, steal: 10, cores: 2 });
     // 200 busy of 400 elapsed jiffies on 2 cores: one core busy.
     expect(busyCores(a, b, 2)).toBe(1);
   });

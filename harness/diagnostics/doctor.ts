@@ -4,6 +4,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { HostInfo } from './detect/host.js';
 import type { Finding } from './schema.js';
+import { busyCores, parseProcStat } from '../worker/load.js';
 import { packageRoot, pythonInterpreter } from '../run/workers.js';
 
 /**
@@ -87,23 +88,6 @@ export async function governorFindings(sysRoot = '/sys'): Promise<Finding[]> {
       fix: 'sudo cpupower frequency-set -g performance (or: echo performance | sudo tee /sys/devices/system/cpu/cpu*/cpufreq/scaling_governor)',
     },
   ];
-}
-
-/** The aggregate `cpu` line of /proc/stat: busy and total jiffies (idle + iowait count as idle). */
-export function parseProcStat(text: string): { busy: number; total: number } | undefined {
-  const line = text.split('\n').find((l) => /^cpu\s/.test(l));
-  if (!line) return undefined;
-  const v = line.trim().split(/\s+/).slice(1, 9).map(Number);
-  if (v.length < 4 || v.some((x) => !Number.isFinite(x))) return undefined;
-  const total = v.reduce((a, b) => a + b, 0);
-  const idle = (v[3] ?? 0) + (v[4] ?? 0);
-  return { busy: total - idle, total };
-}
-
-/** Busy cores from two /proc/stat samples, e.g. 1.6 of 2. */
-export function busyCores(before: { busy: number; total: number }, after: { busy: number; total: number }, cores: number): number {
-  const dt = after.total - before.total;
-  return dt > 0 ? ((after.busy - before.busy) / dt) * cores : 0;
 }
 
 /** Warns when other processes keep cores busy (sampled over `sampleMs` from /proc/stat, or the load average where there is none). */

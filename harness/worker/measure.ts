@@ -1,3 +1,4 @@
+import { watchLoad, type TimedLoopLoad } from './load.js';
 import type { MeasureSettings } from './protocol.js';
 
 /**
@@ -29,6 +30,8 @@ export interface MeasureResult {
   interval: MedianCi;
   /** Smallest positive step of the clock seen in consecutive reads (ns; 0 if it never moved). */
   clockResolutionNs: number;
+  /** What the worker and the rest of the machine used during the timed loop (absent when not watched). */
+  load?: TimedLoopLoad;
 }
 
 /** A median with its order-statistic confidence interval (ns) and half-width in % of the median. */
@@ -139,6 +142,7 @@ export async function measure(
   s: MeasureSettings,
   clock: () => bigint = process.hrtime.bigint,
   onTimedLoop: () => void | Promise<void> = () => undefined,
+  watch: (() => () => TimedLoopLoad) | undefined = watchLoad,
 ): Promise<MeasureResult> {
   const clockResolutionNs = clockResolution(clock);
   const warmupNs: number[] = [];
@@ -165,6 +169,7 @@ export async function measure(
     }
   }
   await onTimedLoop();
+  const loadOfLoop = watch?.();
   const samplesNs: number[] = [];
   const start = clock();
   let stopReason: MeasureResult['stopReason'];
@@ -192,5 +197,6 @@ export async function measure(
       break;
     }
   }
-  return { warmupNs, samplesNs, stopReason, warmupStopReason, interval: medianCi(samplesNs), clockResolutionNs };
+  const load = loadOfLoop?.();
+  return { warmupNs, samplesNs, stopReason, warmupStopReason, interval: medianCi(samplesNs), clockResolutionNs, ...(load ? { load } : {}) };
 }

@@ -136,6 +136,20 @@ export type ColdStartPhases = z.infer<typeof ColdStartPhasesSchema>;
 export const COLD_START_PHASES = Object.keys(ColdStartPhasesSchema.shape) as Array<keyof ColdStartPhases>;
 
 /** Messages from a worker to the orchestrator. */
+/** CPU accounting of one timed loop (harness/worker/load.ts, python-runners/fwbench_runner/load.py). */
+export const LoadSchema = z.object({
+  /** Wall time of the timed loop. */
+  wallMs: Num,
+  /** CPU time of the worker process in it (user + sys, all threads). */
+  ownCpuMs: Num,
+  /** Involuntary context switches of the worker in it. */
+  involuntarySwitches: Num,
+  /** From /proc/stat: the machine's cores, the cores it kept busy on average (the worker included) and those stolen by the hypervisor. */
+  machine: z.object({ cores: Num, busyCores: Num, stealCores: Num }).optional(),
+});
+/** CPU accounting of one timed loop. */
+export type Load = z.infer<typeof LoadSchema>;
+
 export const FromWorkerSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('hello'), protocol: z.number().int(), pid: z.number().int(), language: z.enum(['node', 'python']), runtime: z.string() }),
   z.object({
@@ -161,6 +175,8 @@ export const FromWorkerSchema = z.discriminatedUnion('type', [
     interval: z.object({ medianNs: Num, loNs: Num, hiNs: Num, halfWidthPct: Num }),
     /** Smallest positive step of the worker's clock (ns; 0 if it never moved). */
     clockResolutionNs: Num,
+    /** What the worker and the rest of the machine used during the timed loop (harness/worker/load.ts); absent from older workers. */
+    load: LoadSchema.optional(),
   }),
   z.object({
     type: z.literal('memory'),

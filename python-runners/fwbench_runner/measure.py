@@ -13,6 +13,8 @@ time.perf_counter_ns.
 import math
 import time
 
+from .load import watch_load
+
 Z95 = 1.959963984540054
 
 DEFAULT_MEASURE = {
@@ -72,9 +74,10 @@ def clock_resolution(clock, reads=1000):
     return best
 
 
-def measure(iteration, s=DEFAULT_MEASURE, clock=time.perf_counter_ns, on_timed_loop=lambda: None):
+def measure(iteration, s=DEFAULT_MEASURE, clock=time.perf_counter_ns, on_timed_loop=lambda: None, watch=watch_load):
     """Runs warm-up then the timed loop around `iteration`; returns the `samples` message fields.
-    `on_timed_loop` is called once, between warm-up and the timed loop (the runner announces the phase)."""
+    `on_timed_loop` is called once, between warm-up and the timed loop (the runner announces the phase);
+    `watch` (None: not watched) gives the loop's CPU accounting, the `load` field."""
     target = s.get("targetInterval", 0)
     resolution = clock_resolution(clock)
     warmup_ns = []
@@ -96,6 +99,7 @@ def measure(iteration, s=DEFAULT_MEASURE, clock=time.perf_counter_ns, on_timed_l
             warmup_stop = "max-time"
             break
     on_timed_loop()
+    load_of_loop = watch() if watch else None
     samples_ns = []
     start = clock()
     next_check = 0
@@ -124,4 +128,5 @@ def measure(iteration, s=DEFAULT_MEASURE, clock=time.perf_counter_ns, on_timed_l
         "warmupStopReason": warmup_stop,
         "interval": median_ci(samples_ns),
         "clockResolutionNs": resolution,
+        **({"load": load_of_loop()} if load_of_loop else {}),
     }

@@ -1,0 +1,72 @@
+import type { Load } from '../worker/protocol.js';
+
+/**
+ * When a replicate's timing cannot be trusted because the machine was busy (docs/methodology.md,
+ * "Busy machines"). Two rules, either one marks the replicate `contended`:
+ *
+ * 1. CPU: during its timed loop the machine was saturated (its busy cores, from /proc/stat, within
+ *    SATURATED_SLACK of all cores) while other processes used more than OTHERS_MIN_CORES cores
+ *    (the machine's busy cores less the worker's own CPU time over wall time), plus two ticks of
+ *    /proc/stat's 10 ms resolution spread over the loop; or the hypervisor stole more than
+ *    STEAL_MIN_FRACTION of the cores. A machine with idle cores left is not contended: the worker
+ *    could have had them.
+ * 2. Timing: with other replicates of the cell, its median is more than OUTLIER_RATIO times theirs
+ *    (the median of their medians) and its 95 % interval lies wholly above all of theirs. Only
+ *    the slow side: a neighbour cannot make a framework faster.
+ */
+
+/** Cores other processes may use on a saturated machine before a loop counts as contended. */
+export const OTHERS_MIN_CORES = 0.25;
+/** A machine within this many cores of all busy is saturated. */
+export const SATURATED_SLACK = 0.25;
+/** Steal above this fraction of the cores marks a loop contended (a VM whose host is busy). */
+export const STEAL_MIN_FRACTION = 0.05;
+/** A replicate this many times slower than the others' median, with a disjoint interval, is contended. */
+export const OUTLIER_RATIO = 1.5;
+/** /proc/stat counts in ticks of 10 ms: two ticks of slack per loop. */
+const TICK_SLACK_MS = 20;
+/** How many more replicate processes a cell gets, by default, to replace contended ones (`--rerun-contended`). */
+export const DEFAULT_CONTENDED_RERUNS = 2;
+
+/** What other processes did during one timed loop, derived from its load figures. */
+export interface LoadVerdict {
+  /** Cores used by other processes (and stolen), averaged over the loop. */
+  othersCores: number;
+  /** Why the loop was contended, or undefined when it was not (or the machine figures are missing). */
+  reason?: string;
+}
+
+const fmt = (x: number): string => x.toFixed(2);
+
+/** Rule 1 for one timed loop. */
+export function judgeLoad(load: Load | undefined): LoadVerdict | undefined {
+  if (!load?.machine || load.wallMs <= 0) return undefined;
+  const { cores, busyCores, stealCores } = load.machine;
+  const own = load.ownCpuMs / load.wallMs;
+  const othersCores = Math.max(0, busyCores - own);
+  const verdict: LoadVerdict = { othersCores };
+  const limit = OTHERS_MIN_CORES + (TICK_SLACK_MS / load.wallMs) * cores;
+  if (stealCores > STEAL_MIN_FRACTION * cores) verdict.reason = `the hypervisor stole ${fmt(stealCores)} of ${cores} cores during the timed loop`;
+  else if (busyCores >= cores - SATURATED_SLACK && othersCores > limit)
+    verdict.reason = `other processes used ${fmt(othersCores)} of ${cores} cores while the machine was saturated (${fmt(busyCores)} busy; this worker ${fmt(own)})`;
+  return verdict;
+}
+
+/** The timing figures rule 2 compares. */
+export interface ReplicateTiming {
+  medianMs: number;
+  interval?: { loMs: number; hiMs: number };
+}
+
+/** Rule 2: why replicate `i` is a slow outlier among `all`, or undefined. Needs at least one other replicate. */
+export function slowOutlier(all: readonly ReplicateTiming[], i: number): string | undefined {
+  const me = all[i];
+  const others = all.filter((_, j) => j !== i);
+  if (!me || others.length === 0) return undefined;
+  const sorted = others.map((r) => r.medianMs).sort((a, b) => a - b);
+  const mid = sorted.length % 2 ? sorted[(sorted.length - 1) / 2]! : (sorted[sorted.length / 2 - 1]! + sorted[sorted.length / 2]!) / 2;
+  const disjoint = others.every((r) => (me.interval?.loMs ?? me.medianMs) > (r.interval?.hiMs ?? r.medianMs));
+  if (mid > 0 && me.medianMs > OUTLIER_RATIO * mid && disjoint)
+    return `its median ${fmt(me.medianMs)} ms is ${fmt(me.medianMs / mid)}x the other replicates' ${fmt(mid)} ms, with disjoint intervals`;
+  return undefined;
+}
