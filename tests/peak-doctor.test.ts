@@ -147,7 +147,12 @@ describe('doctor checks', () => {
     const b = parseProcStat('cpu  250 0 150 900 100 0 0 0 0 0\n')!;
     expect(a).toEqual({ busy: 200, total: 1000, steal: 0, cores: 1 });
     // steal (8th field) counts as busy and is read on its own; cpuN lines give the core count.
-    expect(parseProcStat('cpu  10 0 10 70 0 0 0 10 0 0\ncpu0 5 0 5 35 0 0 0 5 0 0\ncpu1 5 0 5 35 0 0 0 5 0 0\n')).toEqual({ busy: 30, total: 100, steal: 10, cores: 2 });
+    expect(parseProcStat('cpu  10 0 10 70 0 0 0 10 0 0\ncpu0 5 0 5 35 0 0 0 5 0 0\ncpu1 5 0 5 35 0 0 0 5 0 0\n')).toEqual({
+      busy: 30,
+      total: 100,
+      steal: 10,
+      cores: 2,
+    });
     // 200 busy of 400 elapsed jiffies on 2 cores: one core busy.
     expect(busyCores(a, b, 2)).toBe(1);
   });
