@@ -19,7 +19,7 @@ describe('contention rule 1: CPU used by others on a saturated machine', () => {
     expect(v.reason).toBe('other processes used 0.90 of 2 cores while the machine was saturated (2.00 busy; this worker 1.10)');
   });
   it('a neighbour that leaves a core idle is not: the worker could have had it', () => {
-    expect(judgeLoad(loop(0.5, 1.2)).reason).toBeUndefined();
+    expect(judgeLoad(loop(0.5, 1.2))?.reason).toBeUndefined();
   });
   it('steal above 5 % of the cores is contention even when nothing else runs', () => {
     expect(judgeLoad(loop(1.8, 2, 0.2))!.reason).toBe('the hypervisor stole 0.20 of 2 cores during the timed loop');

@@ -72,7 +72,7 @@ describe('replicate-aware bootstrap of a ratio (processes, then samples)', () =>
     const a = [0.97, 1.0, 1.04].map((l) => process(rng, l));
     const b = [1.01, 1.04, 1.05].map((l) => process(rng, l));
     const pooled = medianRatioInterval([b.flat()], [a.flat()]);
-    const byProcess = replicateRatioInterval(b, a);
+    const byProcess = replicateRatioInterval([b], [a]);
     expect(pooled.hi - pooled.lo).toBeLessThan(0.02);
     expect(classifyRatio(pooled, 0.01)).toBe('higher');
     expect(byProcess.lo).toBeLessThan(1.01);
@@ -83,9 +83,9 @@ describe('replicate-aware bootstrap of a ratio (processes, then samples)', () =>
     const rng = createRng(5);
     const a = [1.0, 1.01, 0.995].map((l) => process(rng, l));
     const b = [1.2, 1.21, 1.195].map((l) => process(rng, l));
-    const ci = replicateRatioInterval(b, a, { seed: 9 });
+    const ci = replicateRatioInterval([b], [a], { seed: 9 });
     expect(ci.estimate).toBeCloseTo(1.2, 2);
     expect(classifyRatio(ci, 0.05)).toBe('higher');
-    expect(replicateRatioInterval(b, a, { seed: 9 })).toEqual(ci);
+    expect(replicateRatioInterval([b], [a], { seed: 9 })).toEqual(ci);
   });
 });

@@ -1,9 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { Comparison } from '../harness/report/compare.js';
+import { compareRuns, type Comparison } from '../harness/report/compare.js';
 import { evaluateClaims, loadClaims } from '../harness/report/claims.js';
 import { buildModel } from '../harness/report/model.js';
+import { runAnswers } from '../harness/report/verdict.js';
 import type { Run } from '../harness/results/schema.js';
 import { fwbench, tempDir } from './helpers.js';
 import { HOSTILE, readRun, realRun, withSamples, writeRunDir } from './report-helpers.js';
@@ -205,5 +206,62 @@ describe('fwbench compare, merge, report formats and claims on a real run', () =
     const trend = r2.get('tf-scales')!.evaluations;
     expect(trend).toHaveLength(2);
     for (const e of trend) expect(e.batch).toBe('1→2');
+  });
+
+  it("one estimator (issue 17): every claim kind, compare and the answer give the ratio of the table's medians, inside its interval", () => {
+    // The run's 3-replicate cells, relabelled so every kind of bundled claim is measured: latency
+    // pairs (interval over processes, then samples), memory and cold-start pairs (point ratios), trends.
+    const relabelled: Run = {
+      ...run,
+      cells: run.cells.map((c) => (c.engine === 'onnxruntime' ? { ...c, engine: 'torch', mode: 'eager' } : { ...c, engine: 'tensorflow', mode: 'eager' })),
+    };
+    const model = buildModel(relabelled);
+    const table = (label: string | undefined, workload: string | undefined, batch: number): Run['cells'][number] => {
+      const [engine, mode] = label!.split('/');
+      const found = model.sections
+        .filter((s) => `${s.workload}/${s.preset}` === workload)
+        .flatMap((s) => s.groups.filter((g) => g.batchSize === batch).flatMap((g) => g.cells.map((v) => v.cell)))
+        .filter((c) => c.engine === engine && c.mode === mode);
+      expect(found, `${label} ${workload} b${batch}`).toHaveLength(1);
+      return found[0]!;
+    };
+    const metric = {
+      latency: (c: Run['cells'][number]) => c.stats!.medianMs,
+      peakHostMemory: (c: Run['cells'][number]) => c.memory!.peakHostBytes,
+      coldStart: (c: Run['cells'][number]) => c.coldStart!.totalMs,
+    };
+    const kinds = new Set<string>();
+    for (const r of evaluateClaims(model, loadClaims(), 0.05)) {
+      for (const e of r.evaluations.filter((x) => x.ratio !== undefined)) {
+        const m = metric[r.claim.metric];
+        let expected: number;
+        if (e.batch!.includes('→')) {
+          const [b0, b1] = e.batch!.split('→').map(Number) as [number, number];
+          const [s0, s1] = e.subject!.split(' → ');
+          const [a0, a1] = e.baseline!.split(' → ');
+          expected = (m(table(s1, e.workload, b1)) * m(table(a0, e.workload, b0))) / (m(table(a1, e.workload, b1)) * m(table(s0, e.workload, b0)));
+          kinds.add('trend');
+        } else {
+          expected = m(table(e.subject, e.workload, Number(e.batch))) / m(table(e.baseline, e.workload, Number(e.batch)));
+          kinds.add(`${r.claim.metric}${e.ci ? ' with interval' : ''}`);
+        }
+        expect(e.ratio, `${r.claim.id} ${e.comparison} ${e.workload} ${e.batch}`).toBeCloseTo(expected, 12);
+        if (e.ci) {
+          expect(e.ci.lo).toBeLessThanOrEqual(e.ratio!);
+          expect(e.ci.hi).toBeGreaterThanOrEqual(e.ratio!);
+        }
+      }
+    }
+    expect([...kinds].sort()).toEqual(['coldStart', 'latency with interval', 'peakHostMemory', 'trend']);
+
+    const slower = withSamples(run, (xs) => xs.map((v) => v * 1.2));
+    for (const p of compareRuns(run, slower, { thresholdPct: 5 }).pairs.filter((x) => x.ci)) {
+      expect(p.ratio).toBeCloseTo(p.medianBMs / p.medianAMs, 12);
+      expect(p.ci!.lo).toBeLessThanOrEqual(p.ratio);
+      expect(p.ci!.hi).toBeGreaterThanOrEqual(p.ratio);
+    }
+    for (const a of runAnswers(buildModel(run))) {
+      if (a.fastest && a.next) expect(a.next.ratio).toBeCloseTo(a.next.medianMs / a.fastest.medianMs, 12);
+    }
   });
 });

@@ -1,9 +1,9 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
 import { InputError } from '../errors.js';
-import { classifyRatio, MIN_SAMPLES_FOR_CI, medianRatioInterval } from '../stats/bootstrap.js';
+import { classifyRatio, MIN_SAMPLES_FOR_CI } from '../stats/bootstrap.js';
 import bundledClaims from './claims.json' with { type: 'json' };
-import { cellRatioInterval, type CellGroup, type CellView, type RunModel, type WorkloadSection } from './model.js';
+import { cellRatioInterval, ratioOfCells, type CellGroup, type CellView, type RunModel, type WorkloadSection } from './model.js';
 
 /**
  * Turns the claims of the PyTorch-vs-TensorFlow literature (claims.json, one entry per claim of
@@ -163,10 +163,7 @@ function trend(claim: Claim, comparison: string, sel: Claim['comparisons'][numbe
       note: `needs both sides timed at two or more batch sizes (have ${measured.map((m) => m.g.batchSize).join(', ') || 'none'})`,
     };
   }
-  const ci = medianRatioInterval(
-    [last.subject.cell.samplesMs!, first.baseline.cell.samplesMs!],
-    [last.baseline.cell.samplesMs!, first.subject.cell.samplesMs!],
-  );
+  const ci = ratioOfCells([last.subject.cell, first.baseline.cell], [last.baseline.cell, first.subject.cell]);
   return {
     comparison,
     ...where(s),

@@ -1,4 +1,12 @@
-import { MIN_SAMPLES_FOR_CI, medianInterval, medianRatioInterval, replicateRatioInterval, type BootstrapOptions, type Interval } from '../stats/bootstrap.js';
+import {
+  MIN_SAMPLES_FOR_CI,
+  medianInterval,
+  medianRatioInterval,
+  replicateRatioInterval,
+  sortedMedian,
+  type BootstrapOptions,
+  type Interval,
+} from '../stats/bootstrap.js';
 import type { HostInfo } from '../diagnostics/detect/host.js';
 import { COLD_START_PHASES } from '../worker/protocol.js';
 import type { Cell, ColdStart, EngineStatus, Run, RunConfig } from '../results/schema.js';
@@ -283,13 +291,36 @@ export function replicateSamples(c: Cell): number[][] {
 }
 
 /**
- * 95 % bootstrap interval of median(b) / median(a) for two ok cells with samples: processes, then
- * samples inside each, when both ran several replicates (replicateRatioInterval); otherwise the
- * pooled samples, which can only reflect within-process noise. `by` says which.
+ * fwbench's one estimator, used by the table, every report format, `compare`, the answer and the
+ * claims: a cell's latency is the median of its (clean) samples, `stats.medianMs`; a ratio of
+ * cells is the product of the numerator cells' medians over the denominators', so a ratio always
+ * equals what the table's medians give. Its 95 % interval is a bootstrap: processes, then samples
+ * inside each (replicateRatioInterval) when every cell ran two or more replicates, scaled to this
+ * estimate; otherwise the pooled samples (medianRatioInterval), which can only reflect
+ * within-process noise. `by` says which. The interval always contains the estimate (a percentile
+ * interval of very skewed samples can fall to one side of it; it is then widened to it).
  */
-export function cellRatioInterval(b: Cell, a: Cell, opts: BootstrapOptions = {}): Interval & { by: 'replicates' | 'samples' } {
-  const ga = replicateSamples(a);
-  const gb = replicateSamples(b);
-  if (ga.length >= 2 && gb.length >= 2) return { ...replicateRatioInterval(gb, ga, opts), by: 'replicates' };
-  return { ...medianRatioInterval([b.samplesMs ?? []], [a.samplesMs ?? []], opts), by: 'samples' };
+export function ratioOfCells(nums: readonly Cell[], dens: readonly Cell[], opts: BootstrapOptions = {}): Interval & { by: 'replicates' | 'samples' } {
+  const median = (c: Cell): number => c.stats?.medianMs ?? sortedMedian(Float64Array.from(c.samplesMs ?? []).sort());
+  const estimate = nums.reduce((p, c) => p * median(c), 1) / dens.reduce((p, c) => p * median(c), 1);
+  const groups = (side: readonly Cell[]): number[][][] => side.map(replicateSamples);
+  const [gn, gd] = [groups(nums), groups(dens)];
+  let by: 'replicates' | 'samples' = 'samples';
+  let lo: number;
+  let hi: number;
+  if ([...gn, ...gd].every((g) => g.length >= 2)) {
+    const iv = replicateRatioInterval(gn, gd, opts);
+    const scale = iv.estimate > 0 ? estimate / iv.estimate : 1;
+    [lo, hi, by] = [iv.lo * scale, iv.hi * scale, 'replicates'];
+  } else {
+    ({ lo, hi } = medianRatioInterval(
+      nums.map((c) => c.samplesMs ?? []),
+      dens.map((c) => c.samplesMs ?? []),
+      opts,
+    ));
+  }
+  return { estimate, lo: Math.min(lo, estimate), hi: Math.max(hi, estimate), by };
 }
+
+/** median(b) / median(a) with its interval: ratioOfCells of one cell on each side. */
+export const cellRatioInterval = (b: Cell, a: Cell, opts: BootstrapOptions = {}): Interval & { by: 'replicates' | 'samples' } => ratioOfCells([b], [a], opts);

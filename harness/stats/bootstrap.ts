@@ -185,30 +185,38 @@ export function classifyRatio(ci: { lo: number; hi: number }, threshold: number)
 }
 
 /**
- * Replicate-aware (two-stage) bootstrap interval of median(B) / median(A) when each side was
- * measured in several processes: every draw resamples each side's processes with replacement,
- * then the samples inside each chosen process (its median drawn by MedianResampler), and takes
- * the mean of those process medians. Pooling the samples instead treats every sample as
- * independent, so the interval would only reflect within-process noise and miss the larger
- * process-to-process variation (JIT, memory placement, machine state) that a rerun meets. The
- * estimate is the ratio of the means of the process medians.
+ * Replicate-aware (two-stage) bootstrap interval of a product of cells' medians divided by another
+ * (for a plain ratio, one cell on each side) when each cell was measured in several processes:
+ * every draw resamples each cell's processes with replacement, then the samples inside each chosen
+ * process (its median drawn by MedianResampler), and takes the mean of those process medians.
+ * Pooling the samples instead treats every sample as independent, so the interval would only
+ * reflect within-process noise and miss the larger process-to-process variation (JIT, memory
+ * placement, machine state) that a rerun meets. `estimate` is the same statistic on the original
+ * processes (the mean of the process medians); callers that report another point estimate scale
+ * the interval to it (see harness/report/model.ts ratioOfCells).
  */
 export function replicateRatioInterval(
-  numerator: ReadonlyArray<readonly number[]>,
-  denominator: ReadonlyArray<readonly number[]>,
+  numerators: ReadonlyArray<ReadonlyArray<readonly number[]>>,
+  denominators: ReadonlyArray<ReadonlyArray<readonly number[]>>,
   opts: BootstrapOptions = {},
 ): Interval {
-  if (numerator.length === 0 || denominator.length === 0) throw new Error('replicateRatioInterval: a side has no processes');
-  const nums = numerator.map((s) => new MedianResampler(s));
-  const dens = denominator.map((s) => new MedianResampler(s));
-  const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+  const cells = (side: ReadonlyArray<ReadonlyArray<readonly number[]>>): MedianResampler[][] =>
+    side.map((processes) => {
+      if (processes.length === 0) throw new Error('replicateRatioInterval: a cell has no processes');
+      return processes.map((s) => new MedianResampler(s));
+    });
+  const nums = cells(numerators);
+  const dens = cells(denominators);
   const rng = createRng(opts.seed ?? DEFAULT_SEED);
-  const side = (groups: readonly MedianResampler[]): number => {
+  /** One cell's statistic: the mean of its process medians, each process drawn with replacement and its median drawn. */
+  const drawCell = (groups: readonly MedianResampler[]): number => {
     let sum = 0;
     for (let k = 0; k < groups.length; k++) sum += groups[Math.floor(rng() * groups.length)]!.draw(rng);
     return sum / groups.length;
   };
+  const meanMedian = (groups: readonly MedianResampler[]): number => groups.reduce((a, r) => a + r.median, 0) / groups.length;
+  const product = (side: MedianResampler[][], f: (g: readonly MedianResampler[]) => number): number => side.reduce((p, g) => p * f(g), 1);
   const draws = new Float64Array(opts.resamples ?? DEFAULT_RESAMPLES);
-  for (let i = 0; i < draws.length; i++) draws[i] = side(nums) / side(dens);
-  return percentileInterval(mean(nums.map((r) => r.median)) / mean(dens.map((r) => r.median)), draws, opts.confidence ?? 0.95);
+  for (let i = 0; i < draws.length; i++) draws[i] = product(nums, drawCell) / product(dens, drawCell);
+  return percentileInterval(product(nums, meanMedian) / product(dens, meanMedian), draws, opts.confidence ?? 0.95);
 }
