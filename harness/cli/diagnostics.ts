@@ -1,7 +1,8 @@
 import { type Command, Option } from 'commander';
 import { detectHost, hostFingerprint } from '../diagnostics/detect/host.js';
 import { formatFindings, runDoctor } from '../diagnostics/doctor.js';
-import { defaultThreads, FLAG } from '../run/config.js';
+import { FLAG } from '../run/config.js';
+import { defaultThreads } from '../run/flags.js';
 import { DEVICES, ENGINE_IDS, type Device, type EngineId } from '../engines/types.js';
 import { formatPeak, measurePeak } from '../diagnostics/peak.js';
 import { probeEngines } from '../run/matrix.js';
