@@ -193,6 +193,8 @@ export interface OwnField<V = unknown> {
  * - its own run.json `config` field (OwnField), which a resume compares;
  * - `sets`: shared fields (SHARED_CONFIG_FIELDS) it changes together with other flags, which a resume compares;
  * - `none`: why it changes no result (where the output goes, how it is printed); a resume lets it differ.
+ * A flag with a field of its own is the one entry; one that sets shared fields also needs its part
+ * in computing them (harness/run/config.ts runSettings), as those flags together decide them.
  */
 export type FlagResults<V = unknown> = OwnField<V> | { sets: readonly [SharedConfigPath, ...SharedConfigPath[]] } | { none: string };
 
