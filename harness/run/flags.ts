@@ -15,7 +15,8 @@ import { MeasureSettingsSchema, type MeasureSettings } from '../worker/protocol.
  * options (runOptions), the config file's schema (configFileSchema, published as
  * results/schema/config.schema.json), run.json's `config` (runConfigSchema; harness/run/config.ts
  * fills it), the resume check (resumeCheck) and the flag reference in docs/cli.md
- * (harness/run/flags-doc.ts, `npm run docs`). Adding a run flag is one entry here.
+ * (harness/run/flags-doc.ts, `npm run docs`). Adding a run flag is one entry here (one that
+ * changes the fields several flags decide together also needs its part in runSettings).
  *
  * A flag's value is a zod schema over the value as a config file holds it (numbers, lists,
  * booleans) with, for the command line, a conversion of the flag's text into that value; the same
