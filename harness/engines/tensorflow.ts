@@ -4,7 +4,7 @@ import { cacheDir } from '../../workloads/materialize.js';
 import { loadTensors, writeSafetensors } from '../../workloads/safetensors.js';
 import type { WorkloadFamily } from '../../workloads/types.js';
 import { cnnKerasWeights, rnnKerasWeights, transformerKerasWeights, type KerasLayerWeights } from './keras-layout.js';
-import type { PythonEngineDescriptor } from './types.js';
+import { DEVICES, type PythonEngineDescriptor } from './types.js';
 
 /**
  * TensorFlow (Keras), run by the Python runner (python-runners/fwbench_runner/tensorflow_engine.py).
@@ -36,7 +36,7 @@ export const tensorflow: PythonEngineDescriptor = {
   id: 'tensorflow',
   framework: 'TensorFlow',
   language: 'python',
-  devices: ['cpu', 'cuda'],
+  devices: [...DEVICES],
   modes: ['eager', 'function', 'xla'],
   defaultModes: ['eager', 'function'],
   description:

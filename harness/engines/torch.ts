@@ -1,4 +1,4 @@
-import type { PythonEngineDescriptor } from './types.js';
+import { DEVICES, type PythonEngineDescriptor } from './types.js';
 
 /**
  * PyTorch, run by the Python runner (python-runners/fwbench_runner/torch_engine.py): nn.Modules
@@ -10,7 +10,7 @@ export const torch: PythonEngineDescriptor = {
   id: 'torch',
   framework: 'PyTorch',
   language: 'python',
-  devices: ['cpu', 'cuda'],
+  devices: [...DEVICES],
   modes: ['eager', 'torchscript', 'compile'],
   defaultModes: ['eager', 'torchscript'],
   description:

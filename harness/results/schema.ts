@@ -1,9 +1,10 @@
 import { existsSync, readFileSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { SIZES } from '../../workloads/index.js';
+import { FAMILY_NAMES, SIZES } from '../../workloads/index.js';
 import { HostInfoSchema } from '../diagnostics/detect/host.js';
 import { FindingSchema, MachinePeakSchema } from '../diagnostics/schema.js';
+import { DEVICES } from '../engines/types.js';
 import { FAILURE_CAUSES } from '../run/failure.js';
 import { appendDurable, makeFolder, writeFileAtomic } from '../io/files.js';
 import { ColdStartPhasesSchema, MeasureSettingsSchema } from '../worker/protocol.js';
@@ -116,8 +117,8 @@ export const CellSchema = z.object({
   engine: z.string(),
   framework: z.string(),
   mode: z.string(),
-  device: z.enum(['cpu', 'cuda']),
-  workload: z.enum(['cnn', 'rnn', 'transformer']),
+  device: z.enum(DEVICES),
+  workload: z.enum(FAMILY_NAMES),
   preset: z.string(),
   params: z.record(z.string(), z.union([z.number(), z.string(), z.array(z.number())])),
   batchSize: z.number().int(),
@@ -176,7 +177,7 @@ export const EngineStatusSchema = z.object({
   available: z.boolean(),
   framework: z.string(),
   version: z.string().optional(),
-  devices: z.array(z.enum(['cpu', 'cuda'])).optional(),
+  devices: z.array(z.enum(DEVICES)).optional(),
   details: z.record(z.string(), z.string()).optional(),
   reason: z.string().optional(),
   fix: z.string().optional(),
@@ -192,7 +193,7 @@ export const RunConfigSchema = z.object({
    * not on its device) instead of giving them skipped cells, and stores the engines it ran.
    */
   onlyAvailable: z.boolean().optional(),
-  workloads: z.array(z.enum(['cnn', 'rnn', 'transformer'])),
+  workloads: z.array(z.enum(FAMILY_NAMES)),
   /** Each workload's preset (runs before per-workload presets held one name for all; they are read as this). */
   preset: z.record(z.string(), z.string()),
   /** `--size`: the size class the workloads without a `--preset` of their own took their preset from. */
@@ -201,7 +202,7 @@ export const RunConfigSchema = z.object({
   /** `--modes`: mode names or 'all'; absent = each engine's default modes. */
   modes: z.union([z.literal('all'), z.array(z.string())]).optional(),
   sets: z.array(z.tuple([z.string(), z.string()])),
-  device: z.enum(['cpu', 'cuda']),
+  device: z.enum(DEVICES),
   /** `--threads`: the intra-op thread counts, one matrix dimension (each cell runs with one); a single number (older runs) reads as a list of one. */
   threads: z.union([z.array(z.number().int().min(1)).min(1), z.number().int().min(1).transform((n) => [n])]),
   seed: z.number().int(),
@@ -236,7 +237,7 @@ export type RunSource = z.infer<typeof RunSourceSchema>;
 export const BatchFitSchema = z.object({
   engine: z.string(),
   mode: z.string(),
-  device: z.enum(['cpu', 'cuda']),
+  device: z.enum(DEVICES),
   workload: z.string(),
   /** Largest batch that ran without running out of memory (null: not even the smallest). */
   largestBatch: z.number().int().nullable(),
