@@ -7,7 +7,7 @@ import { cnnKerasWeights, rnnKerasWeights, transformerKerasWeights, type KerasLa
 import { DEVICES, type PythonEngineDescriptor } from './types.js';
 
 /**
- * TensorFlow (Keras), run by the Python runner (python-runners/fwbench_runner/tensorflow_engine.py).
+ * TensorFlow (Keras), run by the Python runner (python-runners/fwbench_runner/tensorflow/, a module per family).
  * The canonical -> Keras mapping is described once, in tfjs/keras-layout.ts: the orchestrator
  * writes its result next to the canonical weights and the Python side only calls `set_weights`.
  */
