@@ -166,11 +166,13 @@ export function buildProgram(): Command {
 
   program
     .command('schema')
-    .description('write the JSON Schemas of run.json, cells.jsonl lines, the worker protocol and the run config file')
+    .description(
+      'write the JSON Schemas of run.json, cells.jsonl lines, the worker protocol and the run config file, and manifest.json (engines, modes, devices, workload families, sizes: the lists the Python runner reads)',
+    )
     .option('--out <dir>', 'output folder', 'results/schema')
     .action((o: { out: string }) => {
-      writeSchemas(checkOutputDir(o.out, '--out'));
-      process.stderr.write(`fwbench: wrote run.schema.json, cell.schema.json, protocol.schema.json, config.schema.json to ${o.out}\n`);
+      const names = writeSchemas(checkOutputDir(o.out, '--out'));
+      process.stderr.write(`fwbench: wrote ${names.join(', ')} to ${o.out}\n`);
     });
 
   registerSetupCommands(program);

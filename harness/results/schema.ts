@@ -1,8 +1,10 @@
 import { existsSync, readFileSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { FAMILY_NAMES } from '../../workloads/index.js';
 import { HostInfoSchema } from '../diagnostics/detect/host.js';
 import { FindingSchema, MachinePeakSchema } from '../diagnostics/schema.js';
+import { DEVICES } from '../engines/types.js';
 import { FAILURE_CAUSES } from '../run/failure.js';
 import { appendDurable, makeFolder, writeFileAtomic } from '../io/files.js';
 import { ColdStartPhasesSchema } from '../worker/protocol.js';
@@ -116,8 +118,8 @@ export const CellSchema = z.object({
   engine: z.string(),
   framework: z.string(),
   mode: z.string(),
-  device: z.enum(['cpu', 'cuda']),
-  workload: z.enum(['cnn', 'rnn', 'transformer']),
+  device: z.enum(DEVICES),
+  workload: z.enum(FAMILY_NAMES),
   preset: z.string(),
   params: z.record(z.string(), z.union([z.number(), z.string(), z.array(z.number())])),
   batchSize: z.number().int(),
@@ -176,7 +178,7 @@ export const EngineStatusSchema = z.object({
   available: z.boolean(),
   framework: z.string(),
   version: z.string().optional(),
-  devices: z.array(z.enum(['cpu', 'cuda'])).optional(),
+  devices: z.array(z.enum(DEVICES)).optional(),
   details: z.record(z.string(), z.string()).optional(),
   reason: z.string().optional(),
   fix: z.string().optional(),
@@ -211,7 +213,7 @@ export type RunSource = z.infer<typeof RunSourceSchema>;
 export const BatchFitSchema = z.object({
   engine: z.string(),
   mode: z.string(),
-  device: z.enum(['cpu', 'cuda']),
+  device: z.enum(DEVICES),
   workload: z.string(),
   /** Largest batch that ran without running out of memory (null: not even the smallest). */
   largestBatch: z.number().int().nullable(),

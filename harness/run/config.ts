@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { checkTensorSizes, FAMILIES, FAMILY_NAMES, getFamily, resolveParams, setsForFamily, SIZES, type FamilyName, type Size } from '../../workloads/index.js';
 import { InputError } from '../errors.js';
 import { checkModes, getEngine } from '../engines/registry.js';
-import { DEFAULT_MEASURE, QUICK_MEASURE, RIGOROUS_MEASURE } from '../worker/measure.js';
+import { MEASURE_PRESETS } from '../worker/measure.js';
 import { checkOutputDir } from '../io/output.js';
 import type { RunConfig } from '../results/schema.js';
 import {
@@ -193,7 +193,7 @@ export async function runSettings(
       `${where('quick')} and ${fromFile('quick') === fromFile('rigorous') ? where('rigorous').replace(/^.*: /, '') : where('rigorous')} exclude each other`,
     );
   const measurePreset = quick ? 'quick' : rigorous ? 'rigorous' : 'default';
-  const p = { quick: QUICK_MEASURE, default: DEFAULT_MEASURE, rigorous: RIGOROUS_MEASURE }[measurePreset];
+  const p = MEASURE_PRESETS[measurePreset];
   const opt = (key: string): number | undefined => value(key) as number | undefined;
   const context: FlagContext = { measurePreset, given: (key) => fromCommandLine(camel(key)) || file[key] !== undefined };
 

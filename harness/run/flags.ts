@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { FAMILIES, FAMILY_NAMES, getFamily, parseSetText, SIZES, type FamilyName } from '../../workloads/index.js';
 import { DEFAULT_ENGINES, ENGINES, getEngine } from '../engines/registry.js';
 import { DEVICES, ENGINE_IDS } from '../engines/types.js';
-import { DEFAULT_MEASURE, PRESET_REPLICATES, QUICK_MEASURE, RIGOROUS_MEASURE } from '../worker/measure.js';
+import { DEFAULT_MEASURE, MEASURE_PRESET_NAMES, PRESET_REPLICATES, QUICK_MEASURE, RIGOROUS_MEASURE, type MeasurePreset } from '../worker/measure.js';
 import { MeasureSettingsSchema, type MeasureSettings } from '../worker/protocol.js';
 
 /**
@@ -150,7 +150,7 @@ const unique = <T>(v: readonly T[] | undefined): T[] => [...new Set(v ?? [])];
 // What an entry of the table says.
 
 /** The measurement preset of a run. */
-export type MeasurePreset = 'quick' | 'default' | 'rigorous';
+export type { MeasurePreset };
 
 /** What a flag's `from` may know besides its own value. */
 export interface FlagContext {
@@ -177,7 +177,7 @@ export const SHARED_CONFIG_FIELDS = {
   size: z.enum(SIZES).optional(),
   measure: MeasureSettingsSchema,
   /** Measurement preset: quick, default or rigorous (explicit flags override it). */
-  measurePreset: z.enum(['quick', 'default', 'rigorous']).optional(),
+  measurePreset: z.enum(MEASURE_PRESET_NAMES).optional(),
 };
 /** A path of a shared field, as the resume check names it. */
 export type SharedConfigPath = Exclude<keyof typeof SHARED_CONFIG_FIELDS, 'measure'> | `measure.${keyof MeasureSettings}`;
@@ -257,7 +257,7 @@ export const RUN_FLAGS = {
     help: `comma-separated workloads (${FAMILY_NAMES.join(', ')})`,
     default: { value: [...FAMILY_NAMES] },
     file: { schema: nameList('workload', FAMILY_NAMES), fromText: asList, doc: 'workload families to run' },
-    results: { field: 'workloads', stored: z.array(z.enum(['cnn', 'rnn', 'transformer'])), from: (v) => unique(v).map((w) => getFamily(w).name) },
+    results: { field: 'workloads', stored: z.array(z.enum(FAMILY_NAMES)), from: (v) => unique(v).map((w) => getFamily(w).name) },
   }),
   modes: defineRunFlag({
     arg: '<list>',
@@ -349,7 +349,7 @@ export const RUN_FLAGS = {
     help: `device for every cell (${DEVICES.join(', ')})`,
     default: { value: 'cpu' },
     file: { schema: oneOf('device', DEVICES), fromText: asText, doc: 'device of every cell' },
-    results: { field: 'device', stored: z.enum(['cpu', 'cuda']), from: (v) => v },
+    results: { field: 'device', stored: z.enum(DEVICES), from: (v) => v },
   }),
   threads: defineRunFlag({
     arg: '<list>',

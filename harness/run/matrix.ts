@@ -113,8 +113,8 @@ export async function probeEngines(ids: EngineId[]): Promise<Record<string, Engi
   return Object.fromEntries(ids.map((id, i) => [id, results[i]!]));
 }
 
-/** The job message that runs one cell (or the reference) on the materialized weights and inputs. */
-function jobMessage(
+/** The job message that runs one cell (or the reference) on the materialized weights and inputs (python-runners/tests read real ones). */
+export function jobMessage(
   c: Pick<PlannedCell, 'engine' | 'mode' | 'device' | 'family' | 'params' | 'batchSize' | 'threads'>,
   m: Materialized,
   config: RunConfig,
