@@ -4,7 +4,7 @@ import { DEFAULT_MEASURE } from '../harness/worker/measure.js';
 import type { RunConfig } from '../harness/results/schema.js';
 import { CellSchema } from '../harness/results/schema.js';
 import { cellFromOutcome, type PlannedCell } from '../harness/run/matrix.js';
-import type { WorkerOutcome } from '../harness/run/workers.js';
+import type { WorkerOutcome } from '../harness/run/outcome.js';
 
 /** How worker outcomes become cell records: the status rules, independent of any engine. */
 const family = getFamily('rnn');

@@ -5,7 +5,7 @@ import { clockResolution, DEFAULT_MEASURE, measure, medianCi, medianCiIndices } 
 import type { MeasureSettings } from '../harness/worker/protocol.js';
 import { CellSchema, type RunConfig } from '../harness/results/schema.js';
 import { cellFromReplicates, cellWarnings, type PlannedCell, type ReplicateOutcome } from '../harness/run/matrix.js';
-import type { WorkerOutcome } from '../harness/run/workers.js';
+import type { WorkerOutcome } from '../harness/run/outcome.js';
 import { bootstrapCis, flagOutliers, reliablePercentiles, summarize } from '../harness/stats/summary.js';
 
 /** The same cases as python-runners/tests/test_measure.py, from one shared file. */

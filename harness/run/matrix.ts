@@ -21,9 +21,10 @@ import {
   type Run,
   type RunConfig,
 } from '../results/schema.js';
-import { classifyFailure, type FailureCause } from './failure.js';
+import { classifyFailure, describeFailure, type FailureCause } from './failure.js';
+import type { WorkerOutcome } from './outcome.js';
 import { environmentDifferences } from './resume.js';
-import { describeFailure, runEngineWorker, stopAllWorkers, threadEnv, type WorkerOutcome } from './workers.js';
+import { runEngineWorker, stopAllWorkers, threadEnv } from './workers.js';
 import { InputError } from '../errors.js';
 import { medianAbsoluteDeviation } from 'simple-statistics';
 import { bootstrapCis, flagOutliers, nsToMs, reliablePercentiles, summarize, type Stats } from '../stats/summary.js';
