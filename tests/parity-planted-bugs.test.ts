@@ -6,7 +6,7 @@ import { KERAS_MAPPING, type KerasMapping } from '../harness/engines/keras-layou
 import { buildRnn } from '../harness/engines/tfjs/rnn.js';
 import { buildTransformer } from '../harness/engines/tfjs/transformer.js';
 import { compareOutputs, FP32_REL_L2_TOLERANCE, type ParityFigures } from '../harness/stats/parity.js';
-import { REFERENCE } from '../harness/run/matrix.js';
+import { REFERENCE } from '../harness/run/plan.js';
 import { getFamily, int, type FamilyName } from '../workloads/index.js';
 import { swapBlocks, workloadInstance, type WorkloadInstance } from './helpers.js';
 

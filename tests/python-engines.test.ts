@@ -5,7 +5,8 @@ import { checkModes, ENGINES, modesToRun } from '../harness/engines/registry.js'
 import { DEFAULT_MEASURE } from '../harness/worker/measure.js';
 import { FP32_REL_L2_TOLERANCE } from '../harness/stats/parity.js';
 import { RunSchema, type Run } from '../harness/results/schema.js';
-import { planCells, probeEngine } from '../harness/run/matrix.js';
+import { probeEngine } from '../harness/run/execute.js';
+import { planCells } from '../harness/run/plan.js';
 import { pythonInterpreter } from '../harness/run/workers.js';
 import { expectColdStartAddsUp, fwbench, QUICK, tempDir } from './helpers.js';
 

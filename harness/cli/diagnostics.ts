@@ -4,7 +4,7 @@ import { formatFindings, runDoctor } from '../diagnostics/doctor.js';
 import { defaultThreads, FLAG } from '../run/config.js';
 import { DEVICES, ENGINE_IDS, type Device, type EngineId } from '../engines/types.js';
 import { formatPeak, measurePeak } from '../diagnostics/peak.js';
-import { probeEngines } from '../run/matrix.js';
+import { probeEngines } from '../run/execute.js';
 
 /** Registers `fwbench peak` and `fwbench doctor`. */
 export function registerDiagnosticCommands(program: Command): void {

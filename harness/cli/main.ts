@@ -17,7 +17,7 @@ import { fsCause } from '../io/files.js';
 import { checkOutputDir, checkOutputFile, writeOutputFile } from '../io/output.js';
 import { registerReportCommands } from './report.js';
 import { runCommand } from './run.js';
-import { probeEngines } from '../run/matrix.js';
+import { probeEngines } from '../run/execute.js';
 import { registerScheduleCommands } from './schedule.js';
 import { writeSchemas } from '../results/json-schemas.js';
 import { registerSetupCommands } from './setup.js';
