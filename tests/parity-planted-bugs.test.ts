@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { onnxruntime } from '../harness/engines/onnxruntime.js';
-import { tfjsNode, type TfjsModel } from '../harness/engines/tfjs/index.js';
+import { tfjsNode } from '../harness/engines/tfjs/index.js';
+import type { TfjsModel } from '../harness/engines/tfjs/model.js';
 import { KERAS_MAPPING, type KerasMapping } from '../harness/engines/keras-layout.js';
 import { buildRnn } from '../harness/engines/tfjs/rnn.js';
 import { buildTransformer } from '../harness/engines/tfjs/transformer.js';
