@@ -1,5 +1,9 @@
+import { Option, type Command } from 'commander';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
+import { FAMILY_NAMES, parseSetText, SIZES } from '../../workloads/index.js';
+import { DEFAULT_ENGINES, ENGINES } from '../engines/registry.js';
+import { DEVICES, ENGINE_IDS } from '../engines/types.js';
 import { InputError } from '../errors.js';
 import { progressHooks } from '../run/progress.js';
 import type { RunConfig } from '../results/schema.js';
@@ -10,8 +14,11 @@ import { prlimitPath, stopAllWorkers } from '../run/workers.js';
 import { answerBlock, summaryTable } from '../report/summary.js';
 import { escapeControl } from '../io/escape.js';
 import { lockFolder } from '../io/lock.js';
-import { insideDir, writeOutputFile } from '../io/output.js';
+import { checkOutputDir, insideDir, writeOutputFile } from '../io/output.js';
 import { DEFAULT_THRESHOLD_PCT } from '../report/verdict.js';
+import { PRESET_NAMES, PRESET_PER_FAMILY_EXAMPLE, runFlag, runSettings } from '../run/config.js';
+import { DEFAULT_MEASURE, PRESET_REPLICATES, QUICK_MEASURE, RIGOROUS_MEASURE } from '../worker/measure.js';
+import { EXIT } from './program.js';
 
 /** How `fwbench run` ended; the CLI maps it to an exit code (0, 1, 130, 143). */
 export type RunEnd = 'ok' | 'cellsFailed' | 'SIGINT' | 'SIGTERM';
@@ -95,4 +102,94 @@ async function runLocked(given: RunConfig, req: RunRequest, warn: (t: string) =>
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+}
+
+/** Adds `fwbench run` (its flags, and the action that runs the matrix) to `program`. */
+export function registerRunCommand(program: Command): Command {
+  return program
+    .command('run')
+    .description('run the benchmark matrix (engines x workloads x batch sizes); each cell in its own process')
+    .option(
+      '--config <file>',
+      'YAML or JSON file whose keys are these flags without dashes (engines: [onnxruntime], batch-sizes: [1, 8], target-interval: 1); flags given here override it',
+    )
+    .addOption(
+      new Option('--engines <list>', `comma-separated engines (${ENGINE_IDS.join(', ')})`)
+        .argParser(runFlag('engines'))
+        .default(DEFAULT_ENGINES, `every engine available here but ${ENGINE_IDS.filter((id) => !DEFAULT_ENGINES.includes(id)).join(', ')}`),
+    )
+    .option('--workloads <list>', `comma-separated workloads (${FAMILY_NAMES.join(', ')})`, runFlag('workloads'), [...FAMILY_NAMES])
+    .option(
+      '--modes <list>',
+      `comma-separated execution modes (e.g. eager,compile), or 'all' for every mode of every engine; default: ${ENGINE_IDS.filter(
+        (id) => ENGINES[id].defaultModes,
+      )
+        .map((id) => `${ENGINES[id].defaultModes!.join(' and ')} of ${id}`)
+        .join(', ')}, the first mode of the others; an engine with none of the listed modes runs its first`,
+      runFlag('modes'),
+    )
+    .option(
+      '--preset <presets>',
+      `preset of every workload (${PRESET_NAMES.join(', ')}), or one per workload (${PRESET_PER_FAMILY_EXAMPLE}); workloads it does not name take their --size preset`,
+      runFlag('preset'),
+    )
+    .option(
+      '--size <class>',
+      `size class of every workload's preset (${SIZES.join(', ')}); default small (${PRESET_PER_FAMILY_EXAMPLE}), tiny with --quick`,
+      runFlag('size'),
+    )
+    .addOption(new Option('--batch-sizes <list>', 'comma-separated batch sizes').argParser(runFlag('batch-sizes')).default([1, 8], '1,8; 1 with --quick'))
+    .option('--out <dir>', 'output folder for cells.jsonl and run.json', runFlag('out'), `results/run-${new Date().toISOString().replace(/[:.]/g, '-')}`)
+    .option(
+      '--set <key=value,...>',
+      'override workload parameters, e.g. seq=37,hidden=96,heads=3 (list values continue after commas: depths=1,1,2,1)',
+      (v: string, prev: Array<[string, string]>) => [...prev, ...parseSetText(v)],
+      [] as Array<[string, string]>,
+    )
+    .option('--device <device>', `device for every cell (${DEVICES.join(', ')})`, runFlag('device'), 'cpu')
+    .option(
+      '--threads <list>',
+      'intra-op threads, or a comma-separated list to sweep (each count is a matrix dimension: every cell runs at each); default: physical cores, capped at the CPUs allowed',
+      runFlag('threads'),
+    )
+    .option('--seed <n>', 'seed of weights and inputs', runFlag('seed'), 0)
+    .option(
+      '--quick',
+      `smoke run: --size tiny and batch 1 unless given, measured with ±${QUICK_MEASURE.targetInterval * 100} % target, >= ${QUICK_MEASURE.minSamples} samples, ${QUICK_MEASURE.minTimeMs}-${QUICK_MEASURE.maxTimeMs} ms, ${PRESET_REPLICATES.quick} process per cell`,
+    )
+    .option(
+      '--rigorous',
+      `measurement preset: ±${RIGOROUS_MEASURE.targetInterval * 100} % target, >= ${RIGOROUS_MEASURE.minSamples} samples (p99), ${RIGOROUS_MEASURE.minTimeMs}-${RIGOROUS_MEASURE.maxTimeMs} ms, ${PRESET_REPLICATES.rigorous} processes per cell`,
+    )
+    .option(
+      '--target-interval <pct>',
+      `stop once the 95 % interval of the median is within ±PCT % of it (default ${DEFAULT_MEASURE.targetInterval * 100}; 0 = run to --max-time)`,
+      runFlag('target-interval'),
+    )
+    .option('--replicates <n>', `fresh worker processes per cell, interleaved across cells (default ${PRESET_REPLICATES.default})`, runFlag('replicates'))
+    .option(
+      '--min-samples <n>',
+      `timed loop: at least this many samples (default ${DEFAULT_MEASURE.minSamples}: p90 needs 64, p99 662)`,
+      runFlag('min-samples'),
+    )
+    .option('--min-time <ms>', `timed loop: at least this long (ms, default ${DEFAULT_MEASURE.minTimeMs})`, runFlag('min-time'))
+    .option('--max-time <ms>', `timed loop: at most this long (ms, default ${DEFAULT_MEASURE.maxTimeMs})`, runFlag('max-time'))
+    .option('--warmup-max-time <ms>', `warm-up: at most this long (ms, default ${DEFAULT_MEASURE.warmupMaxMs})`, runFlag('warmup-max-time'))
+    .option('--timeout <s>', "kill a cell's worker after this many seconds", runFlag('timeout'), 600)
+    .option('--json', 'print run.json on stdout instead of the summary table')
+    .option(
+      '--resume <dir>',
+      'continue the interrupted or killed run in DIR: run only its missing cells, with its configuration (flags given again must match it)',
+    )
+    .option(
+      '--max-memory-mb <n>',
+      "cap each cell worker's private memory (RLIMIT_DATA via prlimit; Node workers also get V8's heap limit); running past it is an out-of-memory cell, and a batch-size sweep stops there",
+      runFlag('max-memory-mb'),
+    )
+    .action(async (o: Record<string, unknown>, cmd: Command) => {
+      const { config, out, json, given } = await runSettings(o, (key) => cmd.getOptionValueSource(key) === 'cli');
+      const resume = typeof o.resume === 'string' ? { resume: resolve(checkOutputDir(o.resume, '--resume')) } : {};
+      const end = await runCommand(config, { out: resolve(out), ...resume, explicitOptions: given, json, command: ['fwbench', ...process.argv.slice(2)] });
+      process.exitCode = EXIT[end];
+    });
 }
