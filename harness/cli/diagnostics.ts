@@ -5,7 +5,7 @@ import { FLAG } from '../run/config.js';
 import { defaultThreads } from '../run/flags.js';
 import { DEVICES, ENGINE_IDS, type Device, type EngineId } from '../engines/types.js';
 import { formatPeak, measurePeak } from '../diagnostics/peak.js';
-import { probeEngines } from '../run/matrix.js';
+import { probeEngines } from '../run/execute.js';
 
 /** The engines `fwbench doctor` checks when --engines is not given (its help names them). */
 const DOCTOR_ENGINES: EngineId[] = ['onnxruntime', 'tfjs-wasm', 'tfjs-cpu', 'torch', 'tensorflow'];

@@ -1,13 +1,11 @@
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { checkTensorSizes, FAMILIES, FAMILY_NAMES, getFamily, parseSetText, resolveParams } from '../../workloads/index.js';
 import { InputError } from '../errors.js';
 import { materialize } from '../../workloads/materialize.js';
 import { loadTensors } from '../../workloads/safetensors.js';
 import { detectHost } from '../diagnostics/detect/host.js';
-import { FLAG, runSettings } from '../run/config.js';
-import { runOptions } from '../run/flags.js';
+import { FLAG } from '../run/config.js';
 import { registerDiagnosticCommands } from './diagnostics.js';
 import { buildOnnxModel } from '../engines/onnx/index.js';
 import { ENGINES } from '../engines/registry.js';
@@ -15,16 +13,13 @@ import { ENGINE_IDS } from '../engines/types.js';
 import { escapeControl } from '../io/escape.js';
 import { fsCause } from '../io/files.js';
 import { checkOutputDir, checkOutputFile, writeOutputFile } from '../io/output.js';
+import { EXIT, newProgram } from './program.js';
 import { registerReportCommands } from './report.js';
-import { runCommand } from './run.js';
-import { probeEngines } from '../run/matrix.js';
+import { registerRunCommand } from './run.js';
+import { probeEngines } from '../run/execute.js';
 import { registerScheduleCommands } from './schedule.js';
 import { writeSchemas } from '../results/json-schemas.js';
 import { registerSetupCommands } from './setup.js';
-import { TOOL_VERSION } from '../version.js';
-
-/** Exit codes: 0 all cells ok or skipped; 1 some cell failed or parity-failed (compare: a regression); 2 bad input; 3 internal error; 130 / 143 run interrupted by SIGINT / SIGTERM (partial run kept, resumable). */
-export const EXIT = { ok: 0, cellsFailed: 1, badInput: 2, internal: 3, SIGINT: 130, SIGTERM: 143 } as const;
 
 function printJson(v: unknown): void {
   process.stdout.write(`${JSON.stringify(v, null, 2)}\n`);
@@ -32,22 +27,7 @@ function printJson(v: unknown): void {
 
 /** Builds the commander program. */
 export function buildProgram(): Command {
-  const program = new Command('fwbench')
-    .description('Cross-framework deep-learning benchmarks: identical models and weights on every engine, verified equal, then timed.')
-    .version(TOOL_VERSION)
-    .showSuggestionAfterError(true)
-    .option('--debug', 'print the stack trace of an internal error')
-    .configureOutput({
-      outputError: (s, write) =>
-        write(
-          `fwbench: ${s
-            .replace(/^error: /, '')
-            .trimEnd()
-            .split('\n')
-            .map(escapeControl)
-            .join('\n')}\n`,
-        ),
-    });
+  const program = newProgram();
 
   program
     .command('detect')
@@ -114,14 +94,7 @@ export function buildProgram(): Command {
       process.stdout.write(`${out.join('\n')}\n`);
     });
 
-  const run = program.command('run').description('run the benchmark matrix (engines x workloads x batch sizes); each cell in its own process');
-  for (const option of runOptions()) run.addOption(option);
-  run.action(async (o: Record<string, unknown>, cmd: Command) => {
-    const { config, out, json, given } = await runSettings(o, (key) => cmd.getOptionValueSource(key) === 'cli');
-    const resume = typeof o.resume === 'string' ? { resume: resolve(checkOutputDir(o.resume, '--resume')) } : {};
-    const end = await runCommand(config, { out: resolve(out), ...resume, explicitOptions: given, json, command: ['fwbench', ...process.argv.slice(2)] });
-    process.exitCode = EXIT[end];
-  });
+  registerRunCommand(program);
 
   program
     .command('export')

@@ -6,7 +6,8 @@
  */
 import { ENGINES } from '../../dist/harness/engines/registry.js';
 import { ENGINE_IDS } from '../../dist/harness/engines/types.js';
-import { jobMessage, planCells } from '../../dist/harness/run/matrix.js';
+import { jobMessage } from '../../dist/harness/run/execute.js';
+import { planCells } from '../../dist/harness/run/plan.js';
 import { QUICK_MEASURE } from '../../dist/harness/worker/measure.js';
 import { FAMILIES, FAMILY_NAMES } from '../../dist/workloads/index.js';
 import { materialize } from '../../dist/workloads/materialize.js';

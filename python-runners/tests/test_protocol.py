@@ -24,7 +24,7 @@ TO_WORKER, FROM_WORKER = validators()
 @pytest.fixture(scope="module")
 def jobs(tmp_path_factory):
     """{(engine, mode, family): job message} as `fwbench run` makes them, weights and inputs in a fresh cache."""
-    if not (REPO / "dist" / "harness" / "run" / "matrix.js").exists():
+    if not (REPO / "dist" / "harness" / "run" / "execute.js").exists():
         pytest.fail("dist/ is missing: run `npm run build` (npm ci runs it) so the orchestrator's code can make the job messages")
     env = {**os.environ, "FWBENCH_CACHE": str(tmp_path_factory.mktemp("cache"))}
     out = subprocess.run(["node", str(RUNNERS / "tests" / "orchestrator_jobs.mjs")], env=env, capture_output=True, text=True, check=True)
