@@ -58,7 +58,7 @@ export const BLOCK_MEASURE = { ...DEFAULT_MEASURE, warmupMinMs: 1000, minSamples
 type Ort = typeof import('onnxruntime-node');
 type Session = Awaited<ReturnType<Ort['InferenceSession']['create']>>;
 type Tf = typeof import('@tensorflow/tfjs');
-type TfjsModel = import('../harness/engines/tfjs/index.js').TfjsModel;
+type TfjsModel = import('../harness/engines/tfjs/model.js').TfjsModel;
 
 /** One bare iteration against ONNX Runtime: `session.run` on feeds made once, then the logits' host array. */
 async function ortIteration(session: Session, inputs: TensorMap): Promise<() => Promise<unknown>> {

@@ -2,8 +2,8 @@
 uses, timed by a plain loop written directly against PyTorch or TensorFlow, with none of the
 runner's code (stopping rule, protocol, BuiltModel.run) in or around the loop.
 
-The model is built (and traced or compiled, as the runner does) with the engine's own builder
-module (neither is measured); each timed iteration is one forward pass on the host input plus the
+The model is built (and traced or compiled, as the runner does) with the engine's own package,
+fwbench_runner.torch or fwbench_runner.tensorflow (neither is measured); each timed iteration is one forward pass on the host input plus the
 copy of the logits to a NumPy array, as the runner does: torch `fn(x).numpy()` under inference_mode, TensorFlow `fn(x).numpy()`.
 
 With "blocks", one process alternates blocks of the runner's own timed loop (BuiltModel.run
@@ -19,6 +19,7 @@ import time
 
 from fwbench_runner.engine import BuildRequest
 from fwbench_runner.measure import DEFAULT_MEASURE, measure, median_ci
+from fwbench_runner.runner import load_engine
 from fwbench_runner.safetensors import load_tensors
 
 #: Harness blocks in same-process mode: the default rule with shorter bounds (as BLOCK_MEASURE in bare-loop.ts).
@@ -31,19 +32,14 @@ def iteration_for(job):
     inputs, _ = load_tensors(job["inputsPath"])
     batch = next(iter(inputs.values())).shape[0]
     req = BuildRequest(job["family"], job["params"], batch, weights, native, "cpu", job["mode"], job["threads"])
+    built = load_engine(job["engine"]).build(req)
     if job["engine"] == "torch":
         import torch
 
-        from fwbench_runner import torch_engine
-
-        built = torch_engine.build(req)
         guard = torch.inference_mode
     else:
         import tensorflow as tf
 
-        from fwbench_runner import tensorflow_engine
-
-        built = tensorflow_engine.build(req)
         guard = lambda: tf.device("/CPU:0")  # noqa: E731
     x = built.prepare(inputs)
     if built.compiles:

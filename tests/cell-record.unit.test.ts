@@ -3,8 +3,9 @@ import { getFamily, resolveParams } from '../workloads/index.js';
 import { DEFAULT_MEASURE } from '../harness/worker/measure.js';
 import type { RunConfig } from '../harness/results/schema.js';
 import { CellSchema } from '../harness/results/schema.js';
-import { cellFromOutcome, type PlannedCell } from '../harness/run/matrix.js';
-import type { WorkerOutcome } from '../harness/run/workers.js';
+import type { PlannedCell } from '../harness/run/plan.js';
+import { cellFromReplicates } from '../harness/run/record.js';
+import type { WorkerOutcome } from '../harness/run/outcome.js';
 
 /** How worker outcomes become cell records: the status rules, independent of any engine. */
 const family = getFamily('rnn');
@@ -54,7 +55,9 @@ const complete: WorkerOutcome = {
   memory: { type: 'memory', peakHostBytes: 1e8 },
 };
 const passed = { reference: 'onnxruntime/disabled/cpu', relL2: 1e-7, maxAbs: 1e-7, tolerance: 1e-4, pass: true };
-const record = (o: WorkerOutcome, parity = passed) => CellSchema.parse(cellFromOutcome(planned, config, '2026-01-01T00:00:00Z', 10, o, parity));
+const startedAt = '2026-01-01T00:00:00Z';
+/** One replicate's outcome as its cell record. */
+const record = (o: WorkerOutcome, parity = passed) => CellSchema.parse(cellFromReplicates(planned, config, startedAt, 10, [{ o, parity, startedAt }]));
 
 describe('cell records from worker outcomes', () => {
   it('a complete, parity-passing outcome is ok with stats, throughput, GFLOP/s, memory and cold start', () => {

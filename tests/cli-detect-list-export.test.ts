@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
 import { compareOutputs } from '../harness/stats/parity.js';
-import { publishedSchemas } from '../harness/results/json-schemas.js';
+import { publishedFiles } from '../harness/results/json-schemas.js';
 import { getFamily, resolveParams } from '../workloads/index.js';
 import { cacheDir, materialize } from '../workloads/materialize.js';
 import { loadTensors } from '../workloads/safetensors.js';
@@ -115,8 +115,8 @@ describe('fwbench export', () => {
 });
 
 describe('published JSON Schemas', () => {
-  it('results/schema/ matches the zod definitions (run `npm run schemas` after changing them)', () => {
-    for (const [name, schema] of Object.entries(publishedSchemas())) {
+  it('results/schema/ (the schemas and manifest.json) matches the zod definitions and the declared lists (run `npm run schemas` after changing them)', () => {
+    for (const [name, schema] of Object.entries(publishedFiles())) {
       const onDisk = JSON.parse(readFileSync(join('results/schema', name), 'utf8')) as unknown;
       expect(onDisk, name).toEqual(JSON.parse(JSON.stringify(schema)));
     }

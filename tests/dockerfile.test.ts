@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { probeEngine } from '../harness/run/matrix.js';
+import { probeEngine } from '../harness/run/execute.js';
 import { engineLibraryEnv } from '../harness/run/workers.js';
 import { tempDir } from './helpers.js';
 

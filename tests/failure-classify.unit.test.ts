@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { classifyFailure, isOutOfMemoryText } from '../harness/run/failure.js';
-import { runWorkerProcess, type WorkerOutcome } from '../harness/run/workers.js';
+import type { WorkerOutcome } from '../harness/run/outcome.js';
+import { runWorkerProcess } from '../harness/run/workers.js';
 
 const dead = (o: Partial<WorkerOutcome>): WorkerOutcome => ({
   done: false,

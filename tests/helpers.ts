@@ -3,6 +3,7 @@ import { expect } from 'vitest';
 import { FP32_REL_L2_TOLERANCE } from '../harness/stats/parity.js';
 import type { Cell } from '../harness/results/schema.js';
 import { mkdtempSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { getFamily, int, resolveParams, type FamilyName, type Params } from '../workloads/index.js';
@@ -21,6 +22,16 @@ export async function fwbench(
   });
   return { exitCode: r.exitCode ?? -1, stdout: r.stdout, stderr: r.stderr };
 }
+
+/** Whether an npm package (an optional dependency) is installed here. */
+export const installed = (pkg: string): boolean => {
+  try {
+    createRequire(import.meta.url).resolve(pkg);
+    return true;
+  } catch {
+    return false;
+  }
+};
 
 /** A fresh temporary folder. */
 export const tempDir = (prefix = 'fwbench-'): string => mkdtempSync(join(tmpdir(), prefix));

@@ -1,12 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { onnxruntime } from '../harness/engines/onnxruntime.js';
-import { tfjsNode, type TfjsModel } from '../harness/engines/tfjs/index.js';
+import { tfjsNode } from '../harness/engines/tfjs/index.js';
+import type { TfjsModel } from '../harness/engines/tfjs/model.js';
 import { KERAS_MAPPING, type KerasMapping } from '../harness/engines/keras-layout.js';
 import { buildRnn } from '../harness/engines/tfjs/rnn.js';
 import { buildTransformer } from '../harness/engines/tfjs/transformer.js';
 import { compareOutputs, FP32_REL_L2_TOLERANCE, type ParityFigures } from '../harness/stats/parity.js';
-import { REFERENCE } from '../harness/run/matrix.js';
+import { REFERENCE } from '../harness/run/plan.js';
 import { getFamily, int, type FamilyName } from '../workloads/index.js';
 import { swapBlocks, workloadInstance, type WorkloadInstance } from './helpers.js';
 

@@ -4,8 +4,9 @@ import { getFamily, resolveParams } from '../workloads/index.js';
 import { clockResolution, DEFAULT_MEASURE, measure, medianCi, medianCiIndices } from '../harness/worker/measure.js';
 import type { MeasureSettings } from '../harness/worker/protocol.js';
 import { CellSchema, type RunConfig } from '../harness/results/schema.js';
-import { cellFromReplicates, cellWarnings, type PlannedCell, type ReplicateOutcome } from '../harness/run/matrix.js';
-import type { WorkerOutcome } from '../harness/run/workers.js';
+import type { PlannedCell } from '../harness/run/plan.js';
+import { cellFromReplicates, cellWarnings, type ReplicateOutcome } from '../harness/run/record.js';
+import type { WorkerOutcome } from '../harness/run/outcome.js';
 import { bootstrapCis, flagOutliers, reliablePercentiles, summarize } from '../harness/stats/summary.js';
 
 /** The same cases as python-runners/tests/test_measure.py, from one shared file. */

@@ -1,15 +1,15 @@
 import * as tf from '@tensorflow/tfjs';
-import { createRequire } from 'node:module';
 import { afterAll, describe, expect, it } from 'vitest';
 import { buildCnn } from '../harness/engines/tfjs/cnn.js';
 import { compareOutputs } from '../harness/stats/parity.js';
-import { tfjsCpu, tfjsNode, tfjsNodeGpu, tfjsWasm, type TfjsModel } from '../harness/engines/tfjs/index.js';
+import { tfjsCpu, tfjsNode, tfjsNodeGpu, tfjsWasm } from '../harness/engines/tfjs/index.js';
+import type { TfjsModel } from '../harness/engines/tfjs/model.js';
 import { KERAS_MAPPING, lstmToKeras, nchwToNhwc, oihwToHwio, transpose2d, type KerasMapping } from '../harness/engines/keras-layout.js';
 import { buildRnn } from '../harness/engines/tfjs/rnn.js';
 import { EngineUnavailable, type BuiltModel, type NodeEngineDescriptor } from '../harness/engines/types.js';
 import { int, type FamilyName } from '../workloads/index.js';
 import type { Tensor, TensorMap } from '../workloads/safetensors.js';
-import { swapBlocks, workloadInstance, type WorkloadInstance } from './helpers.js';
+import { installed, swapBlocks, workloadInstance, type WorkloadInstance } from './helpers.js';
 
 const BATCH = 2;
 const SEED = 0;
@@ -167,14 +167,6 @@ describe('settings and probes', () => {
     expect(probe).toMatchObject({ version: '4.22.0', devices: ['cpu'], details: { backend: 'wasm', threads: '1' } });
   });
 
-  const installed = (pkg: string): boolean => {
-    try {
-      createRequire(import.meta.url).resolve(pkg);
-      return true;
-    } catch {
-      return false;
-    }
-  };
   it.skipIf(installed('@tensorflow/tfjs-node'))('tfjs-node reports why it is unavailable and how to fix it', async () => {
     const err = await (await tfjsNode.load()).probe().catch((e: unknown) => e);
     expect(err).toBeInstanceOf(EngineUnavailable);

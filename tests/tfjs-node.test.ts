@@ -1,9 +1,8 @@
 import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { RunSchema } from '../harness/results/schema.js';
 import { findTensorflowWheel, SetupError, wheelCApi } from '../harness/setup/tfjs-node.js';
-import { expectOkCells, fwbench, QUICK, tempDir } from './helpers.js';
+import { fwbench, tempDir } from './helpers.js';
 
 /**
  * tfjs-node built offline against the TensorFlow wheel (`npx fwbench setup tfjs-node`, part of the
@@ -19,33 +18,7 @@ describe('tfjs-node on the TensorFlow wheel (needs `npm run setup`)', () => {
     expect(e.details!.libtensorflowOrigin).toMatch(/tensorflow(-cpu)? [\d.]+ Python wheel .* built by fwbench setup/);
     expect(e.details!.libtensorflow).toMatch(/^2\.\d+/);
   });
-
-  it('runs all three families at batch 1 and 8 with parity passing against the reference', async () => {
-    const out = tempDir();
-    const r = await fwbench([
-      'run',
-      '--engines',
-      'tfjs-node',
-      '--workloads',
-      'cnn,rnn,transformer',
-      '--preset',
-      'tiny',
-      '--batch-sizes',
-      '1,8',
-      '--out',
-      out,
-      '--json',
-      ...QUICK,
-    ]);
-    expect(r.exitCode, r.stderr).toBe(0);
-    const run = RunSchema.parse(JSON.parse(r.stdout));
-    expectOkCells(run.cells, 6);
-    for (const c of run.cells) {
-      expect(c.settings!.backend).toBe('tensorflow');
-      expect(c.settings!.threads).toBe(c.threads);
-      expect(run.config.threads).toContain(c.threads);
-    }
-  });
+  // Its runs of every family, parity-verified, are in conformance.test.ts.
 });
 
 describe('offline set-up: clear failures', () => {

@@ -3,7 +3,7 @@ import { compareRuns } from '../harness/report/compare.js';
 import { DEFAULT_MEASURE } from '../harness/worker/measure.js';
 import { buildModel, cellKey, cellThreads } from '../harness/report/model.js';
 import { RunConfigSchema, type RunConfig } from '../harness/results/schema.js';
-import { planCells } from '../harness/run/matrix.js';
+import { planCells } from '../harness/run/plan.js';
 import { fwbench, QUICK, tempDir } from './helpers.js';
 import { readRun } from './report-helpers.js';
 

@@ -1,10 +1,14 @@
 import { type Command, Option } from 'commander';
 import { detectHost, hostFingerprint } from '../diagnostics/detect/host.js';
 import { formatFindings, runDoctor } from '../diagnostics/doctor.js';
-import { defaultThreads, FLAG } from '../run/config.js';
+import { FLAG } from '../run/config.js';
+import { defaultThreads } from '../run/flags.js';
 import { DEVICES, ENGINE_IDS, type Device, type EngineId } from '../engines/types.js';
 import { formatPeak, measurePeak } from '../diagnostics/peak.js';
-import { probeEngines } from '../run/matrix.js';
+import { probeEngines } from '../run/execute.js';
+
+/** The engines `fwbench doctor` checks when --engines is not given (its help names them). */
+const DOCTOR_ENGINES: EngineId[] = ['onnxruntime', 'tfjs-wasm', 'tfjs-cpu', 'torch', 'tensorflow'];
 
 /** Registers `fwbench peak` and `fwbench doctor`. */
 export function registerDiagnosticCommands(program: Command): void {
@@ -47,14 +51,14 @@ export function registerDiagnosticCommands(program: Command): void {
     .description(
       'detect what makes numbers wrong or slow here (reference BLAS, too few threads, CPU governor, busy machine, GPU asked but not used, GPU throttling, pure-JS TF.js), each with its fix',
     )
-    .option('--engines <list>', 'engines you intend to run (default: onnxruntime,tfjs-wasm,tfjs-cpu,torch,tensorflow)', FLAG.engines)
+    .option('--engines <list>', `engines you intend to run (default: ${DOCTOR_ENGINES.join(',')})`, FLAG.engines)
     .addOption(new Option('--device <device>', 'device you intend to run on').choices([...DEVICES]).default('cpu'))
     .option('--threads <n>', 'threads you intend to pass to run (default: physical cores, capped at the CPUs allowed)', FLAG.positiveInt)
     .option('--python <path>', 'interpreter whose PyTorch the BLAS check loads (default: FWBENCH_PYTHON, else python-runners/.venv/bin/python, else python3)')
     .option('--json', 'print JSON on stdout')
     .action(async (o: { engines?: EngineId[]; device: Device; threads?: number; python?: string; json?: boolean }) => {
       const host = await detectHost();
-      const engines = o.engines ?? ['onnxruntime', 'tfjs-wasm', 'tfjs-cpu', 'torch', 'tensorflow'];
+      const engines = o.engines ?? DOCTOR_ENGINES;
       const findings = await runDoctor({
         engines,
         threads: o.threads ?? (await defaultThreads()),

@@ -1,16 +1,21 @@
+import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { InputError } from '../errors.js';
 import { progressHooks } from '../run/progress.js';
 import type { RunConfig } from '../results/schema.js';
 import { loadResume, requireResumeFolder, resumeConfig } from '../run/resume.js';
-import { InterruptedBeforeStart, planCells, runMatrix } from '../run/matrix.js';
+import { InterruptedBeforeStart, runMatrix } from '../run/execute.js';
+import { planCells } from '../run/plan.js';
 import { prlimitPath, stopAllWorkers } from '../run/workers.js';
 import { answerBlock, summaryTable } from '../report/summary.js';
 import { escapeControl } from '../io/escape.js';
 import { lockFolder } from '../io/lock.js';
-import { insideDir, writeOutputFile } from '../io/output.js';
+import { checkOutputDir, insideDir, writeOutputFile } from '../io/output.js';
 import { DEFAULT_THRESHOLD_PCT } from '../report/verdict.js';
+import { runSettings } from '../run/config.js';
+import { runOptions } from '../run/flags.js';
+import { EXIT } from './program.js';
 
 /** How `fwbench run` ended; the CLI maps it to an exit code (0, 1, 130, 143). */
 export type RunEnd = 'ok' | 'cellsFailed' | 'SIGINT' | 'SIGTERM';
@@ -94,4 +99,16 @@ async function runLocked(given: RunConfig, req: RunRequest, warn: (t: string) =>
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+}
+
+/** Adds `fwbench run` (its flags, from the run-flag table, and the action that runs the matrix) to `program`. */
+export function registerRunCommand(program: Command): Command {
+  const run = program.command('run').description('run the benchmark matrix (engines x workloads x batch sizes); each cell in its own process');
+  for (const option of runOptions()) run.addOption(option);
+  return run.action(async (o: Record<string, unknown>, cmd: Command) => {
+    const { config, out, json, given } = await runSettings(o, (key) => cmd.getOptionValueSource(key) === 'cli');
+    const resume = typeof o.resume === 'string' ? { resume: resolve(checkOutputDir(o.resume, '--resume')) } : {};
+    const end = await runCommand(config, { out: resolve(out), ...resume, explicitOptions: given, json, command: ['fwbench', ...process.argv.slice(2)] });
+    process.exitCode = EXIT[end];
+  });
 }

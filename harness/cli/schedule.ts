@@ -6,7 +6,8 @@ import { lockFolder } from '../io/lock.js';
 import { ownFolder } from '../io/output.js';
 import { join, resolve } from 'node:path';
 import { InputError } from '../errors.js';
-import { buildProgram } from './main.js';
+import { newProgram } from './program.js';
+import { registerRunCommand } from './run.js';
 import { FLAG, runSettings } from '../run/config.js';
 import { mergeRuns, writeMerged } from '../results/merge.js';
 import { loadRunWithCells } from '../results/read.js';
@@ -64,11 +65,12 @@ const hostList = (text: string): string[] => {
 
 /**
  * Parses the run flags with `fwbench run`'s own parser and checks (a typo must not cost a queue
- * wait): a fresh program whose `run` action only builds the validated configuration.
+ * wait): a fresh program with only the `run` command, whose action only builds the validated
+ * configuration.
  */
 async function checkRunFlags(flags: string[]): Promise<RunConfig> {
-  const program = buildProgram();
-  const run = program.commands.find((c) => c.name() === 'run')!;
+  const program = newProgram();
+  const run = registerRunCommand(program);
   let config: RunConfig | undefined;
   run.action(async (o: Record<string, unknown>) => {
     if (run.getOptionValueSource('out') === 'cli')

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { InputError } from '../errors.js';
-import { probeEngine } from '../run/matrix.js';
+import { probeEngine } from '../run/execute.js';
 import { SetupError, setupTfjsNode } from '../setup/tfjs-node.js';
 
 /** `fwbench setup ...`: set-up steps for engines whose npm install cannot fetch what they need. */

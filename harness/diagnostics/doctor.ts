@@ -2,6 +2,7 @@ import { execa } from 'execa';
 import { readdir, readFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
+import type { Device } from '../engines/types.js';
 import type { HostInfo } from './detect/host.js';
 import type { Finding } from './schema.js';
 import { busyCores, parseProcStat } from '../worker/load.js';
@@ -177,7 +178,7 @@ function ranOnCpu(settings: Record<string, string | number | boolean> | undefine
 
 /** GPU asked for but none here, or cells asked for cuda whose engine reports running on the CPU. */
 export function deviceFindings(
-  device: 'cpu' | 'cuda',
+  device: Device,
   host: Pick<HostInfo, 'gpus'> | undefined,
   cells: Array<{ id: string; device: string; settings?: Record<string, string | number | boolean> }> = [],
 ): Finding[] {
@@ -303,7 +304,7 @@ export async function torchBlasCheck(threads: number, python?: string): Promise<
 export interface DoctorOptions {
   engines: readonly string[];
   threads: number;
-  device: 'cpu' | 'cuda';
+  device: Device;
   host: HostInfo;
   /** Cheap checks only (fwbench run): no PyTorch load, shorter load sampling. */
   cheap?: boolean;

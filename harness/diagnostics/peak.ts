@@ -10,7 +10,8 @@ import { EnginePeakSchema, type EnginePeak, type MachinePeak } from './schema.js
 import { PROTOCOL_VERSION } from '../worker/protocol.js';
 
 export { EnginePeakSchema, MachinePeakSchema, type EnginePeak, type MachinePeak } from './schema.js';
-import { describeFailure, runEngineWorker, threadEnv } from '../run/workers.js';
+import { describeFailure } from '../run/failure.js';
+import { runEngineWorker, threadEnv } from '../run/workers.js';
 
 /**
  * `fwbench peak`: this machine's achievable FP32 GEMM rate and memory bandwidth, measured through

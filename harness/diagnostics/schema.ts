@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { DEVICES } from '../engines/types.js';
 
 /** Schemas of `fwbench peak` and `fwbench doctor` results, embedded in run.json (zod only: results.ts imports this file). */
 
@@ -38,7 +39,7 @@ export type EnginePeak = z.infer<typeof EnginePeakSchema>;
 
 /** The machine's peak: the best engine's GEMM rate and copy bandwidth, with every engine's figures. */
 export const MachinePeakSchema = z.object({
-  device: z.enum(['cpu', 'cuda']),
+  device: z.enum(DEVICES),
   threads: z.number().int(),
   /** Best GEMM rate of any engine (GFLOP/s): the denominator of every cell's fractionOfPeak. */
   gflops: z.number(),

@@ -5,6 +5,7 @@ import type { Tensor as OrtTensor } from 'onnxruntime-node';
 import type { TensorMap } from '../../workloads/safetensors.js';
 import type { FamilyName, Params } from '../../workloads/types.js';
 import {
+  DEVICES,
   EngineUnavailable,
   type BuildRequest,
   type BuiltModel,
@@ -47,7 +48,7 @@ function createRuntime(ort: Ort, buildModel: BuildModel): EngineRuntime {
   return {
     async probe(): Promise<ProbeResult> {
       const cuda = cudaMissing();
-      const devices: Device[] = cuda ? ['cpu'] : ['cpu', 'cuda'];
+      const devices: Device[] = cuda ? ['cpu'] : [...DEVICES];
       const providers = ort
         .listSupportedBackends()
         .map((b) => b.name)
@@ -145,7 +146,7 @@ export const onnxruntime: NodeEngineDescriptor = {
   id: 'onnxruntime',
   framework: 'ONNX Runtime',
   language: 'node',
-  devices: ['cpu', 'cuda'],
+  devices: [...DEVICES],
   modes: [...MODES],
   description: 'ONNX Runtime (onnxruntime-node), CPU or CUDA execution provider; modes are graph optimization levels',
   async load(): Promise<EngineRuntime> {

@@ -4,10 +4,10 @@ import { cacheDir } from '../../workloads/materialize.js';
 import { loadTensors, writeSafetensors } from '../../workloads/safetensors.js';
 import type { WorkloadFamily } from '../../workloads/types.js';
 import { cnnKerasWeights, rnnKerasWeights, transformerKerasWeights, type KerasLayerWeights } from './keras-layout.js';
-import type { PythonEngineDescriptor } from './types.js';
+import { DEVICES, type PythonEngineDescriptor } from './types.js';
 
 /**
- * TensorFlow (Keras), run by the Python runner (python-runners/fwbench_runner/tensorflow_engine.py).
+ * TensorFlow (Keras), run by the Python runner (python-runners/fwbench_runner/tensorflow/, a module per family).
  * The canonical -> Keras mapping is described once, in tfjs/keras-layout.ts: the orchestrator
  * writes its result next to the canonical weights and the Python side only calls `set_weights`.
  */
@@ -36,7 +36,7 @@ export const tensorflow: PythonEngineDescriptor = {
   id: 'tensorflow',
   framework: 'TensorFlow',
   language: 'python',
-  devices: ['cpu', 'cuda'],
+  devices: [...DEVICES],
   modes: ['eager', 'function', 'xla'],
   defaultModes: ['eager', 'function'],
   description:

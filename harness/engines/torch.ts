@@ -1,7 +1,7 @@
-import type { PythonEngineDescriptor } from './types.js';
+import { DEVICES, type PythonEngineDescriptor } from './types.js';
 
 /**
- * PyTorch, run by the Python runner (python-runners/fwbench_runner/torch_engine.py): nn.Modules
+ * PyTorch, run by the Python runner (python-runners/fwbench_runner/torch/, a module per family): nn.Modules
  * in PyTorch's own idiom on the canonical weights. By default its eager mode and its graph mode
  * (TorchScript) sit side by side, as TensorFlow's eager and tf.function do; `--modes all` adds
  * torch.compile, whose compilation took 120 s of a first default run's 395 s on 2 cores.
@@ -10,7 +10,7 @@ export const torch: PythonEngineDescriptor = {
   id: 'torch',
   framework: 'PyTorch',
   language: 'python',
-  devices: ['cpu', 'cuda'],
+  devices: [...DEVICES],
   modes: ['eager', 'torchscript', 'compile'],
   defaultModes: ['eager', 'torchscript'],
   description:

@@ -143,7 +143,7 @@ export interface NodeEngineDescriptor extends EngineDescriptorBase {
   load(): Promise<EngineRuntime>;
 }
 
-/** An engine run by the Python runner (python-runners/fwbench_runner, one module per framework). */
+/** An engine run by the Python runner (python-runners/fwbench_runner, one package per framework). */
 export interface PythonEngineDescriptor extends EngineDescriptorBase {
   /** Language of the worker that runs it. */
   language: 'python';

@@ -1,4 +1,4 @@
-import type { Report } from './index.js';
+import type { Report } from './build.js';
 import { cellRow, type CellRow } from './model.js';
 
 /**

@@ -1,7 +1,7 @@
 import { sectionCharts } from './charts.js';
 import { claimSummary } from './claims.js';
 import { summarizeDistribution } from './distribution.js';
-import type { Report } from './index.js';
+import type { Report } from './build.js';
 import {
   COLD_START_LEGEND,
   COLD_START_MESSAGES,

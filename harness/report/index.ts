@@ -1,36 +1,11 @@
-import type { Run } from '../results/schema.js';
-import { evaluateClaims, loadClaims, type ClaimResult } from './claims.js';
 import { csvReport } from './csv.js';
 import { htmlReport } from './html.js';
 import { jsonReport } from './json.js';
 import { markdownReport } from './md.js';
-import { buildModel, type RunModel } from './model.js';
 
-/** Everything a report format lays out. */
-export interface Report {
-  model: RunModel;
-  claims: ClaimResult[];
-  /** Noise threshold of the claim verdicts (percent). */
-  thresholdPct: number;
-  /** When the report was made (ISO). */
-  generatedAt: string;
-  /** The HTML page embeds run.json with every raw sample (`--embed-samples`), not per-cell summaries of them. */
-  embedSamples: boolean;
-}
+export { buildReport } from './build.js';
 
 /** Report formats: one writer per file in this folder. */
 export const REPORT_FORMATS = { html: htmlReport, md: markdownReport, csv: csvReport, json: jsonReport } as const;
 /** A report format name (also the file extension). */
 export type ReportFormat = keyof typeof REPORT_FORMATS;
-
-/** Builds the report of a run: grouped cells, intervals and claim verdicts. */
-export function buildReport(run: Run, opts: { thresholdPct: number; claimsPath?: string; embedSamples?: boolean }): Report {
-  const model = buildModel(run);
-  return {
-    model,
-    claims: evaluateClaims(model, loadClaims(opts.claimsPath), opts.thresholdPct / 100),
-    thresholdPct: opts.thresholdPct,
-    generatedAt: new Date().toISOString(),
-    embedSamples: opts.embedSamples ?? false,
-  };
-}

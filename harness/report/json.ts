@@ -1,5 +1,5 @@
 import { claimSummary } from './claims.js';
-import type { Report } from './index.js';
+import type { Report } from './build.js';
 import { cellRow } from './model.js';
 
 /** The report's derived figures as JSON (raw samples stay in run.json): per-cell rows, hosts and claim verdicts. */

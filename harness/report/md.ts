@@ -1,5 +1,5 @@
 import { claimSummary } from './claims.js';
-import type { Report } from './index.js';
+import type { Report } from './build.js';
 import { COLD_START_LEGEND, COLD_START_MESSAGES, COLD_START_SEGMENTS, COLD_START_UNSPLIT, coldStartRest, engineMode, num, sectionTitle } from './model.js';
 import { answerText, runAnswers } from './verdict.js';
 

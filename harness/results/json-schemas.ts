@@ -3,6 +3,7 @@ import { writeFileAtomic } from '../io/files.js';
 import { z } from 'zod';
 import { RunConfigFileSchema } from '../run/config.js';
 import { FromWorkerSchema, ToWorkerSchema } from '../worker/protocol.js';
+import { identityManifest } from './manifest.js';
 import { CellLineSchema, RunSchema } from './schema.js';
 
 /**
@@ -16,16 +17,23 @@ export function publishedSchemas(): Record<string, unknown> {
   return {
     'run.schema.json': gen(RunSchema, 'fwbench run.json'),
     'cell.schema.json': gen(CellLineSchema, 'fwbench cells.jsonl line'),
-    'config.schema.json': gen(RunConfigFileSchema, 'fwbench run --config file (YAML or JSON); keys are the run flags without their dashes'),
     'protocol.schema.json': {
       title: 'fwbench worker protocol (line-delimited JSON on fd 3)',
       $defs: { toWorker: z.toJSONSchema(ToWorkerSchema, { io: 'input' }), fromWorker: z.toJSONSchema(FromWorkerSchema, { io: 'input' }) },
     },
+    'config.schema.json': gen(RunConfigFileSchema, 'fwbench run --config file (YAML or JSON); keys are the run flags without their dashes'),
   };
 }
 
-/** Writes the schemas into a folder (default results/schema). */
-export function writeSchemas(dir: string): void {
+/** Everything `fwbench schema` writes, by file name: the JSON Schemas and the identity manifest (manifest.ts). */
+export function publishedFiles(): Record<string, unknown> {
+  return { ...publishedSchemas(), 'manifest.json': identityManifest() };
+}
+
+/** Writes the schemas and the manifest into a folder (default results/schema); returns the file names. */
+export function writeSchemas(dir: string): string[] {
   mkdirSync(dir, { recursive: true });
-  for (const [name, schema] of Object.entries(publishedSchemas())) writeFileAtomic(`${dir}/${name}`, `${JSON.stringify(schema, null, 2)}\n`);
+  const files = publishedFiles();
+  for (const [name, content] of Object.entries(files)) writeFileAtomic(`${dir}/${name}`, `${JSON.stringify(content, null, 2)}\n`);
+  return Object.keys(files);
 }

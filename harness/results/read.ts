@@ -2,7 +2,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { InputError } from '../errors.js';
 import { ResultsStore, RunSchema, SCHEMA_VERSION, type Run } from './schema.js';
-import { planCells } from '../run/matrix.js';
+import { planCells } from '../run/plan.js';
 import { TOOL_VERSION } from '../version.js';
 
 /**

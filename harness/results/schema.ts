@@ -1,12 +1,14 @@
 import { existsSync, readFileSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { SIZES } from '../../workloads/index.js';
+import { FAMILY_NAMES } from '../../workloads/index.js';
 import { HostInfoSchema } from '../diagnostics/detect/host.js';
 import { FindingSchema, MachinePeakSchema } from '../diagnostics/schema.js';
+import { DEVICES } from '../engines/types.js';
 import { FAILURE_CAUSES } from '../run/failure.js';
 import { appendDurable, makeFolder, writeFileAtomic } from '../io/files.js';
-import { ColdStartPhasesSchema, MeasureSettingsSchema } from '../worker/protocol.js';
+import { ColdStartPhasesSchema } from '../worker/protocol.js';
+import { RUN_FLAGS, runConfigSchema } from '../run/flags.js';
 
 /**
  * The files a run writes: `DIR/cells.jsonl` (one cell per line, each line carrying the schema
@@ -116,8 +118,8 @@ export const CellSchema = z.object({
   engine: z.string(),
   framework: z.string(),
   mode: z.string(),
-  device: z.enum(['cpu', 'cuda']),
-  workload: z.enum(['cnn', 'rnn', 'transformer']),
+  device: z.enum(DEVICES),
+  workload: z.enum(FAMILY_NAMES),
   preset: z.string(),
   params: z.record(z.string(), z.union([z.number(), z.string(), z.array(z.number())])),
   batchSize: z.number().int(),
@@ -176,7 +178,7 @@ export const EngineStatusSchema = z.object({
   available: z.boolean(),
   framework: z.string(),
   version: z.string().optional(),
-  devices: z.array(z.enum(['cpu', 'cuda'])).optional(),
+  devices: z.array(z.enum(DEVICES)).optional(),
   details: z.record(z.string(), z.string()).optional(),
   reason: z.string().optional(),
   fix: z.string().optional(),
@@ -184,36 +186,11 @@ export const EngineStatusSchema = z.object({
 /** Engine availability. */
 export type EngineStatus = z.infer<typeof EngineStatusSchema>;
 
-/** The run's configuration, mirroring the CLI flags. */
-export const RunConfigSchema = z.object({
-  engines: z.array(z.string()),
-  /**
-   * The engines were the default list, not named: a run leaves out those not available here (or
-   * not on its device) instead of giving them skipped cells, and stores the engines it ran.
-   */
-  onlyAvailable: z.boolean().optional(),
-  workloads: z.array(z.enum(['cnn', 'rnn', 'transformer'])),
-  /** Each workload's preset (runs before per-workload presets held one name for all; they are read as this). */
-  preset: z.record(z.string(), z.string()),
-  /** `--size`: the size class the workloads without a `--preset` of their own took their preset from. */
-  size: z.enum(SIZES).optional(),
-  batchSizes: z.array(z.number().int()),
-  /** `--modes`: mode names or 'all'; absent = each engine's default modes. */
-  modes: z.union([z.literal('all'), z.array(z.string())]).optional(),
-  sets: z.array(z.tuple([z.string(), z.string()])),
-  device: z.enum(['cpu', 'cuda']),
-  /** `--threads`: the intra-op thread counts, one matrix dimension (each cell runs with one); a single number (older runs) reads as a list of one. */
-  threads: z.union([z.array(z.number().int().min(1)).min(1), z.number().int().min(1).transform((n) => [n])]),
-  seed: z.number().int(),
-  measure: MeasureSettingsSchema,
-  /** Worker processes per cell, run round-robin across the cells of a (workload, batch) group (absent = 1). */
-  replicates: z.number().int().min(1).optional(),
-  /** Measurement preset: quick, default or rigorous (explicit flags override it). */
-  measurePreset: z.enum(['quick', 'default', 'rigorous']).optional(),
-  cellTimeoutMs: z.number(),
-  /** `--max-memory-mb`: cap on each cell worker's private memory (absent = no cap). */
-  maxMemoryMb: z.number().int().min(1).optional(),
-});
+/**
+ * The run's configuration: the fields of the run flags that change results, each declared by its
+ * flag (harness/run/flags.ts RUN_FLAGS), and the fields several flags set together.
+ */
+export const RunConfigSchema = runConfigSchema(RUN_FLAGS);
 /** Run configuration. */
 export type RunConfig = z.infer<typeof RunConfigSchema>;
 
@@ -236,7 +213,7 @@ export type RunSource = z.infer<typeof RunSourceSchema>;
 export const BatchFitSchema = z.object({
   engine: z.string(),
   mode: z.string(),
-  device: z.enum(['cpu', 'cuda']),
+  device: z.enum(DEVICES),
   workload: z.string(),
   /** Largest batch that ran without running out of memory (null: not even the smallest). */
   largestBatch: z.number().int().nullable(),

@@ -1,4 +1,4 @@
-import type { WorkerOutcome } from './workers.js';
+import type { WorkerOutcome } from './outcome.js';
 
 /**
  * Why a worker did not finish, as a cause and one line for the cell's reason: the phase it was
@@ -73,4 +73,9 @@ export function classifyFailure(o: WorkerOutcome): { cause: FailureCause; reason
   if (status) return { cause: o.signal ? 'signal' : 'exit-code', reason: `worker ${status} ${phase}${cut}${tail}` };
   if (o.protocolError) return { cause: 'protocol', reason: `${o.protocolError} ${phase}, then the worker exited` };
   return { cause: 'protocol', reason: `worker ended without completing the protocol ${phase}${tail}` };
+}
+
+/** One line describing why a worker did not finish, for a failed cell's or engine's reason. */
+export function describeFailure(o: WorkerOutcome): string {
+  return classifyFailure(o).reason;
 }

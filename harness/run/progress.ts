@@ -1,6 +1,7 @@
 import cliProgress from 'cli-progress';
 import type { Cell } from '../results/schema.js';
-import type { PlannedCell, RunHooks } from './matrix.js';
+import type { RunHooks } from './execute.js';
+import type { PlannedCell } from './plan.js';
 
 /** One short line about a finished cell. */
 export function cellLine(c: Cell): string {

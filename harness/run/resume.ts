@@ -5,6 +5,7 @@ import { InputError } from '../errors.js';
 import { pidAlive } from '../io/lock.js';
 import { loadRun } from '../results/read.js';
 import { ResultsStore, type Cell, type EngineStatus, type Run, type RunConfig } from '../results/schema.js';
+import { resumeCheck, RUN_FLAGS, type RunFlagTable } from './flags.js';
 
 /**
  * `fwbench run --resume DIR`: the run's own configuration (from DIR/run.json, written before its
@@ -12,44 +13,23 @@ import { ResultsStore, type Cell, type EngineStatus, type Run, type RunConfig } 
  * flag given again or the machine and its engines differ from the run's.
  */
 
-/** The run flags (commander option names) and the configuration fields they set. */
-const FLAG_FIELDS: Record<string, { flag: string; fields: string[] }> = {
-  engines: { flag: '--engines', fields: ['engines'] },
-  workloads: { flag: '--workloads', fields: ['workloads'] },
-  modes: { flag: '--modes', fields: ['modes'] },
-  preset: { flag: '--preset', fields: ['preset'] },
-  size: { flag: '--size', fields: ['preset'] },
-  batchSizes: { flag: '--batch-sizes', fields: ['batchSizes'] },
-  set: { flag: '--set', fields: ['sets'] },
-  device: { flag: '--device', fields: ['device'] },
-  threads: { flag: '--threads', fields: ['threads'] },
-  seed: { flag: '--seed', fields: ['seed'] },
-  quick: { flag: '--quick', fields: ['measurePreset'] },
-  rigorous: { flag: '--rigorous', fields: ['measurePreset'] },
-  targetInterval: { flag: '--target-interval', fields: ['measure.targetInterval'] },
-  replicates: { flag: '--replicates', fields: ['replicates'] },
-  minSamples: { flag: '--min-samples', fields: ['measure.minSamples'] },
-  minTime: { flag: '--min-time', fields: ['measure.minTimeMs'] },
-  maxTime: { flag: '--max-time', fields: ['measure.maxTimeMs'] },
-  warmupMaxTime: { flag: '--warmup-max-time', fields: ['measure.warmupMaxMs'] },
-  timeout: { flag: '--timeout', fields: ['cellTimeoutMs'] },
-  maxMemoryMb: { flag: '--max-memory-mb', fields: ['maxMemoryMb'] },
-};
-
 const at = (config: RunConfig, path: string): unknown =>
   path.split('.').reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), config);
 const show = (v: unknown): string => (v === undefined ? '(not set)' : JSON.stringify(v));
 
-/** Each field that `given` (built from the command line) sets differently from the run's `stored` configuration, for the options the user gave. */
-export function configDifferences(stored: RunConfig, given: RunConfig, explicitOptions: string[]): string[] {
+/**
+ * Each field that `given` (built from the command line) sets differently from the run's `stored`
+ * configuration, for the options the user gave (commander's names): the fields each flag's entry
+ * in the flags table says it changes (`table` is RUN_FLAGS but in tests).
+ */
+export function configDifferences(stored: RunConfig, given: RunConfig, explicitOptions: string[], table: RunFlagTable = RUN_FLAGS): string[] {
   const out: string[] = [];
-  for (const name of explicitOptions) {
-    const f = FLAG_FIELDS[name];
-    if (!f) continue;
-    for (const path of f.fields) {
+  for (const option of explicitOptions) {
+    const { flag, fields } = resumeCheck(table, option);
+    for (const path of fields) {
       const was = at(stored, path);
       const now = at(given, path);
-      if (JSON.stringify(was) !== JSON.stringify(now)) out.push(`${f.flag} (${path}): the run has ${show(was)}, this command gives ${show(now)}`);
+      if (JSON.stringify(was) !== JSON.stringify(now)) out.push(`${flag} (${path}): the run has ${show(was)}, this command gives ${show(now)}`);
     }
   }
   return out;

@@ -88,8 +88,14 @@ export const RIGOROUS_MEASURE: MeasureSettings = {
   maxTimeMs: 30000,
   targetInterval: 0.005,
 };
+/** The measurement presets by name (`--quick`, the default, `--rigorous`). */
+export const MEASURE_PRESETS = { quick: QUICK_MEASURE, default: DEFAULT_MEASURE, rigorous: RIGOROUS_MEASURE } as const;
+/** A measurement preset's name. */
+export type MeasurePreset = keyof typeof MEASURE_PRESETS;
+/** The measurement presets' names. */
+export const MEASURE_PRESET_NAMES = Object.keys(MEASURE_PRESETS) as MeasurePreset[];
 /** Processes per cell for each preset. */
-export const PRESET_REPLICATES = { quick: 1, default: 1, rigorous: 5 } as const;
+export const PRESET_REPLICATES: Record<MeasurePreset, number> = { quick: 1, default: 1, rigorous: 5 };
 
 /**
  * 0-based indices of the order statistics bounding a 95 % interval of the median of n sorted

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { FAMILY_NAMES } from '../../workloads/index.js';
+import { DEVICES } from '../engines/types.js';
 
 /**
  * The worker protocol: line-delimited JSON on file descriptor 3 (stdout and stderr stay free for
@@ -52,8 +54,8 @@ export type MeasureSettings = z.infer<typeof MeasureSettingsSchema>;
 export const CellSpecSchema = z.object({
   engine: z.string(),
   mode: z.string(),
-  device: z.enum(['cpu', 'cuda']),
-  family: z.enum(['cnn', 'rnn', 'transformer']),
+  device: z.enum(DEVICES),
+  family: z.enum(FAMILY_NAMES),
   params: z.record(z.string(), z.union([Num, z.string(), z.array(Num)])),
   batchSize: z.number().int().min(1),
   threads: z.number().int().min(1),
@@ -64,7 +66,7 @@ export type CellSpec = z.infer<typeof CellSpecSchema>;
 /** What a `peak` job asks of an engine (see harness/diagnostics/peak.ts). */
 export const PeakRequestShape = {
   engine: z.string(),
-  device: z.enum(['cpu', 'cuda']),
+  device: z.enum(DEVICES),
   threads: z.number().int().min(1),
   /** GEMM size: C[n,n] = A[n,n] x B[n,n], 2n^3 FLOPs per call. */
   gemmN: z.number().int().min(1),
@@ -155,7 +157,7 @@ export const FromWorkerSchema = z.discriminatedUnion('type', [
   z.object({
     type: z.literal('probe-result'),
     version: z.string(),
-    devices: z.array(z.enum(['cpu', 'cuda'])),
+    devices: z.array(z.enum(DEVICES)),
     details: z.record(z.string(), z.string()),
   }),
   z.object({ type: z.literal('built'), phases: ColdStartPhasesSchema, settings: z.record(z.string(), z.union([z.string(), Num, z.boolean()])) }),

@@ -1,11 +1,16 @@
-"""What every framework module provides to the runner loop (the Python twin of
-harness/engines/types.ts): `probe()` and `build(BuildRequest) -> BuiltModel`, raising
-EngineUnavailable with the fix when the engine cannot run here."""
+"""What every framework package (fwbench_runner.torch, fwbench_runner.tensorflow) provides to the
+runner loop (the Python twin of harness/engines/types.ts): `probe()`, `build(BuildRequest) ->
+BuiltModel` and `peak(PeakRequest)`, raising EngineUnavailable with the fix when the engine cannot
+run here; and the helpers they share. Each package picks the module of a cell's workload family
+from its FAMILIES dict and the mode's step from its MODES dict (`pick`); the keys of both are
+checked against results/schema/manifest.json by python-runners/tests/test_manifest.py."""
 
 import contextlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from .manifest import ENGINES
 
 REQUIREMENTS = Path(__file__).resolve().parents[1] / "requirements-cpu.txt"
 
@@ -30,6 +35,18 @@ def pinned(package):
 def install_fix(package):
     """The exact command that installs `package` into the interpreter running this worker."""
     return f"{sys.executable} -m pip install '{pinned(package)}' (or: bash python-runners/setup.sh)"
+
+
+def pick(engine_id, kind, table, name):
+    """`table[name]`, or a ValueError naming the valid keys: how an engine picks its family module or its mode."""
+    if name not in table:
+        raise ValueError(f"{engine_id}: unknown {kind} '{name}'; valid: {', '.join(table)}")
+    return table[name]
+
+
+def devices_here(engine_id, cuda_usable):
+    """The engine's devices (from the manifest) that it can use here: CUDA only when usable."""
+    return [d for d in ENGINES[engine_id]["devices"] if cuda_usable or d != "cuda"]
 
 
 @dataclass

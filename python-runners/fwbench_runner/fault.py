@@ -8,8 +8,7 @@ import signal
 import sys
 import time
 
-KINDS = ("exit", "segv", "kill", "hang", "garbage", "truncate", "exception", "oom", "cuda-oom")
-PHASES = ("start", "probe", "peak", "load", "build", "parity", "warmup", "measure", "memory")
+from .manifest import FAULT_KINDS, PHASES
 
 
 def parse_fault(text):
@@ -17,8 +16,10 @@ def parse_fault(text):
     if not text:
         return None
     m = re.fullmatch(r"([a-z-]+)@([a-z-]+)(?::([a-z0-9-]+)(?::(\d+))?)?", text)
-    if not m or m.group(1) not in KINDS or m.group(2) not in PHASES:
-        raise ValueError(f"FWBENCH_FAULT='{text}' is not <kind>@<phase>[:<engine>[:<minBatch>]] with kind in {'|'.join(KINDS)} and phase in {'|'.join(PHASES)}")
+    if not m or m.group(1) not in FAULT_KINDS or m.group(2) not in PHASES:
+        raise ValueError(
+            f"FWBENCH_FAULT='{text}' is not <kind>@<phase>[:<engine>[:<minBatch>]] with kind in {'|'.join(FAULT_KINDS)} and phase in {'|'.join(PHASES)}"
+        )
     return {"kind": m.group(1), "phase": m.group(2), "engine": m.group(3), "min_batch": int(m.group(4)) if m.group(4) else None}
 
 

@@ -1,4 +1,5 @@
-"""The warm-up and timed loop, the same rules and defaults as harness/worker/measure.ts (see there).
+"""The warm-up and timed loop, the same rules as harness/worker/measure.ts (see there), and its
+defaults (DEFAULT_MEASURE, read from results/schema/manifest.json).
 
 Warm-up: at least warmupMinIters iterations and warmupMinMs (absent = 0), then until the last
 warmupWindow times all lie within +-warmupTolerance of their median (stable), capped by
@@ -14,22 +15,9 @@ import math
 import time
 
 from .load import watch_load
+from .manifest import DEFAULT_MEASURE
 
 Z95 = 1.959963984540054
-
-DEFAULT_MEASURE = {
-    "warmupMinIters": 3,
-    "warmupMinMs": 500,
-    "warmupMaxIters": 50,
-    "warmupMaxMs": 2000,
-    "warmupTolerance": 0.1,
-    "warmupWindow": 3,
-    "minSamples": 20,
-    "minTimeMs": 500,
-    "maxTimeMs": 2000,
-    "maxSamples": 100000,
-    "targetInterval": 0.02,
-}
 
 
 def is_stable(values, window, tol):

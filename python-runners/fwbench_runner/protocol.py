@@ -1,9 +1,12 @@
 """The worker protocol on fd 3: line-delimited JSON, every message validated against
-results/schema/protocol.schema.json (generated from harness/worker/protocol.ts, the single definition)."""
+results/schema/protocol.schema.json (generated from harness/worker/protocol.ts, the single definition),
+and a job's cell against the identity lists of results/schema/manifest.json."""
 
 import json
 import sys
 from pathlib import Path
+
+from .manifest import SCHEMA_DIR, check_cell
 
 try:
     import jsonschema
@@ -14,7 +17,7 @@ except ModuleNotFoundError as e:  # e.g. a distribution's python3 chosen through
     ) from e
 
 PROTOCOL_VERSION = 1
-SCHEMA_PATH = Path(__file__).resolve().parents[2] / "results" / "schema" / "protocol.schema.json"
+SCHEMA_PATH = SCHEMA_DIR / "protocol.schema.json"
 
 
 def validators(path=SCHEMA_PATH):
@@ -41,6 +44,9 @@ class Channel:
         if not line:
             raise EOFError("orchestrator closed the channel")
         msg = json.loads(line)
+        if isinstance(msg, dict) and msg.get("type") == "job" and isinstance(msg.get("cell"), dict):
+            # Before the schema, whose message for a value outside an enum spans many lines.
+            check_cell(msg["cell"])
         self.to_worker.validate(msg)
         return msg
 

@@ -26,8 +26,8 @@ PR_SET_PDEATHSIG = 1
 
 #: engine id -> (module, top-level framework import, pip package that provides it).
 ENGINES = {
-    "torch": ("fwbench_runner.torch_engine", "torch", "torch"),
-    "tensorflow": ("fwbench_runner.tensorflow_engine", "tensorflow", "tensorflow-cpu"),
+    "torch": ("fwbench_runner.torch", "torch", "torch"),
+    "tensorflow": ("fwbench_runner.tensorflow", "tensorflow", "tensorflow-cpu"),
 }
 
 

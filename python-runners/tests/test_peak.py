@@ -2,6 +2,7 @@
 
 from fwbench_runner.blas_info import mapped_blas_libs
 from fwbench_runner.peak import PeakRequest, figures, median_ms
+from fwbench_runner.runner import load_engine
 
 
 def test_median_and_figures():
@@ -16,9 +17,7 @@ def test_median_and_figures():
 
 
 def test_torch_peak_positive():
-    from fwbench_runner import torch_engine
-
-    f = torch_engine.peak(PeakRequest("cpu", 1, 128, 1 << 16, 50))
+    f = load_engine("torch").peak(PeakRequest("cpu", 1, 128, 1 << 16, 50))
     assert f["gemmGflops"] > 0 and f["copyGBps"] > 0 and f["gemmN"] == 128
 
 

@@ -2,8 +2,8 @@ import * as tf from '@tensorflow/tfjs';
 import { resnetLayout, type ConvLayer } from '../../../workloads/cnn.js';
 import type { Tensor, TensorMap } from '../../../workloads/safetensors.js';
 import type { Params } from '../../../workloads/types.js';
-import type { TfjsModel } from './index.js';
-import { cnnKerasWeights, convLayerNames, KERAS_MAPPING, kerasName, nchwToNhwc, type KerasLayerWeights, type KerasMapping } from '../keras-layout.js';
+import { loadKerasWeights, type TfjsModel } from './model.js';
+import { cnnKerasWeights, convLayerNames, KERAS_MAPPING, kerasName, nchwToNhwc, type KerasMapping } from '../keras-layout.js';
 
 /**
  * ResNet as a TF.js user writes it: a tf.layers functional model on NHWC images, padded the way
@@ -34,16 +34,6 @@ function convBn(x: tf.SymbolicTensor, c: ConvLayer): tf.SymbolicTensor {
 }
 
 const relu = (x: tf.SymbolicTensor, name: string): tf.SymbolicTensor => tf.layers.activation({ activation: 'relu', name }).apply(x) as tf.SymbolicTensor;
-
-/** Copies the mapped Keras weights into the model's layers (each list must match the layer's variables). */
-export function loadKerasWeights(model: tf.LayersModel, list: KerasLayerWeights[]): void {
-  for (const { layer, weights } of list) {
-    const values = weights.map((t) => tf.tensor(t.data, t.shape));
-    model.getLayer(layer).setWeights(values);
-    // setWeights assigns (shares) the data into the layer's variables, so these handles can go.
-    tf.dispose(values);
-  }
-}
 
 /** Builds the ResNet for `params` from canonical weights; `mapping` is injectable for tests. */
 export function buildCnn(weights: TensorMap, params: Params, mapping: KerasMapping = KERAS_MAPPING): TfjsModel {

@@ -14,19 +14,12 @@ import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { readOrigin } from '../../setup/tfjs-node.js';
 import type { KerasMapping } from '../keras-layout.js';
+import type { TfjsModel } from './model.js';
 
 /**
  * TensorFlow.js engines: one runtime factory, four backends. Nothing here imports TensorFlow.js
  * at module load (the orchestrator imports this file); frameworks load inside `load()`.
  */
-
-/** A TF.js model built from canonical weights: `predict` runs under the caller's tf.tidy. */
-export interface TfjsModel {
-  /** One forward pass on canonical inputs; returns logits [batch, classes]. */
-  predict(inputs: TensorMap): TF.Tensor;
-  /** Frees the model's weights. */
-  dispose(): void;
-}
 
 type Tf = typeof TF;
 type Backend = 'tensorflow' | 'wasm' | 'cpu';

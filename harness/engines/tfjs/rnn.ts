@@ -1,8 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { TensorMap } from '../../../workloads/safetensors.js';
 import { int, type Params } from '../../../workloads/types.js';
-import { loadKerasWeights } from './cnn.js';
-import type { TfjsModel } from './index.js';
+import { loadKerasWeights, type TfjsModel } from './model.js';
 import { KERAS_MAPPING, kerasName, rnnKerasWeights, type KerasMapping } from '../keras-layout.js';
 
 /**

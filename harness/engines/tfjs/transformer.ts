@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { TensorMap } from '../../../workloads/safetensors.js';
 import { LAYER_NORM_EPS } from '../../../workloads/transformer.js';
 import { int, type Params } from '../../../workloads/types.js';
-import type { TfjsModel } from './index.js';
+import type { TfjsModel } from './model.js';
 import { KERAS_MAPPING, kerasName, transformerKerasWeights, type KerasMapping } from '../keras-layout.js';
 
 /**

@@ -1,0 +1,42 @@
+import { FAMILIES, FAMILY_NAMES, SIZES } from '../../workloads/index.js';
+import { ENGINES, modesToRun } from '../engines/registry.js';
+import { DEVICES, ENGINE_IDS } from '../engines/types.js';
+import { FAULT_KINDS } from '../worker/fault.js';
+import { DEFAULT_MEASURE } from '../worker/measure.js';
+import { PHASES } from '../worker/protocol.js';
+
+/**
+ * results/schema/manifest.json: the identity lists, taken from their one declaration each, for
+ * code that cannot import TypeScript (the Python runner validates cells against it and takes its
+ * modes, devices, phases and measurement defaults from it). `fwbench schema` writes it beside the
+ * JSON Schemas; a test keeps the committed copy current.
+ */
+export function identityManifest() {
+  return {
+    title: 'fwbench identity lists, generated from the TypeScript declarations by `fwbench schema` (npm run schemas): do not edit',
+    /** harness/engines/registry.ts: each engine's framework, worker language, devices, modes and the modes a run gets without --modes. */
+    engines: Object.fromEntries(
+      ENGINE_IDS.map((id) => {
+        const e = ENGINES[id];
+        return [id, { framework: e.framework, language: e.language, devices: e.devices, modes: e.modes, defaultModes: modesToRun(e, undefined) }];
+      }),
+    ),
+    /** harness/engines/types.ts DEVICES. */
+    devices: DEVICES,
+    /** workloads/: each family's parameters, presets and the preset of each size class. */
+    families: Object.fromEntries(
+      FAMILY_NAMES.map((name) => {
+        const f = FAMILIES[name];
+        return [name, { description: f.description, params: f.params, presets: f.presets, sizes: f.sizes }];
+      }),
+    ),
+    /** workloads/types.ts SIZES. */
+    sizes: SIZES,
+    /** harness/worker/protocol.ts PHASES: the phases a worker announces. */
+    phases: PHASES,
+    /** harness/worker/fault.ts FAULT_KINDS: the test-only FWBENCH_FAULT kinds. */
+    faultKinds: FAULT_KINDS,
+    /** harness/worker/measure.ts DEFAULT_MEASURE: the timed loop's default settings. */
+    measure: DEFAULT_MEASURE,
+  };
+}

@@ -1,0 +1,259 @@
+import { join } from 'node:path';
+import type { Params, WorkloadFamily } from '../../workloads/index.js';
+import { cacheEntryOk, recordCacheEntry } from '../../workloads/cache.js';
+import { cacheDir, materialize, type Materialized } from '../../workloads/materialize.js';
+import { loadTensors, saveTensors } from '../../workloads/safetensors.js';
+import { detectHost, hostFingerprint } from '../diagnostics/detect/host.js';
+import { startDiagnostics } from '../diagnostics/run-checks.js';
+import { ENGINES, getEngine } from '../engines/registry.js';
+import type { EngineId } from '../engines/types.js';
+import { InputError } from '../errors.js';
+import { ResultsStore, type Cell, type EngineStatus, type Run, type RunConfig } from '../results/schema.js';
+import { compareOutputs, FP32_REL_L2_TOLERANCE } from '../stats/parity.js';
+import { PROTOCOL_VERSION, type ToWorker } from '../worker/protocol.js';
+import { describeFailure } from './failure.js';
+import { planCells, REFERENCE, REFERENCE_NAME, runnableConfig, skipReason, sweepSkip, type PlannedCell } from './plan.js';
+import { baseRecord, cellFromReplicates, replicateStatus, RunRecord, type ReplicateOutcome } from './record.js';
+import { environmentDifferences } from './resume.js';
+import { runEngineWorker, stopAllWorkers, threadEnv } from './workers.js';
+
+/**
+ * Carrying out a run: probing the engines, then the cell loop, one worker process per cell and
+ * replicate, each cell's output checked against the reference before it is timed.
+ */
+
+/** Probes one engine in its own worker: version and devices, or the reason it cannot run here and the fix. */
+export async function probeEngine(id: EngineId, timeoutMs = 60_000): Promise<EngineStatus> {
+  const e = ENGINES[id];
+  const o = await runEngineWorker(e, { type: 'probe', protocol: PROTOCOL_VERSION, engine: id }, { timeoutMs });
+  if (o.probe) return { available: true, framework: e.framework, version: o.probe.version, devices: o.probe.devices, details: o.probe.details };
+  // An interpreter that never started the runner is the cause, not the engine.
+  if (e.language === 'python' && process.env.FWBENCH_PYTHON && !o.hello) {
+    return {
+      available: false,
+      framework: e.framework,
+      reason: `FWBENCH_PYTHON=${process.env.FWBENCH_PYTHON} did not start the Python runner: ${describeFailure(o)}`,
+      fix: 'point FWBENCH_PYTHON at the Python that python-runners/setup.sh set up (python-runners/.venv/bin/python), or unset it',
+    };
+  }
+  return { available: false, framework: e.framework, reason: describeFailure(o), ...(o.error?.fix ? { fix: o.error.fix } : {}) };
+}
+
+/** Probes several engines concurrently (probes are short and run nothing timed). */
+export async function probeEngines(ids: EngineId[]): Promise<Record<string, EngineStatus>> {
+  const results = await Promise.all(ids.map((id) => probeEngine(id)));
+  return Object.fromEntries(ids.map((id, i) => [id, results[i]!]));
+}
+
+/** The job message that runs one cell (or the reference) on the materialized weights and inputs. */
+export function jobMessage(
+  c: Pick<PlannedCell, 'engine' | 'mode' | 'device' | 'family' | 'params' | 'batchSize' | 'threads'>,
+  m: Materialized,
+  config: RunConfig,
+): ToWorker {
+  const native = ENGINES[c.engine].nativeWeights?.(c.family, c.params, m);
+  return {
+    type: 'job',
+    protocol: PROTOCOL_VERSION,
+    cell: { engine: c.engine, mode: c.mode, device: c.device, family: c.family.name, params: c.params, batchSize: c.batchSize, threads: c.threads },
+    weightsPath: m.weightsPath,
+    inputsPath: m.inputsPath,
+    ...(native ? { nativeWeightsPath: native } : {}),
+    measure: config.measure,
+  };
+}
+
+type ReferenceOutput = { values: number[]; shape: number[] };
+
+/** Reference output for a workload instance and batch: cached next to its weights (keyed by ORT version). */
+async function referenceOutput(
+  m: Materialized,
+  family: WorkloadFamily,
+  params: Params,
+  batchSize: number,
+  config: RunConfig,
+  ortVersion: string,
+): Promise<ReferenceOutput | { error: string }> {
+  const path = join(cacheDir(), `${family.name}-${m.key}.reference-b${batchSize}-ort${ortVersion}.safetensors`);
+  if (cacheEntryOk(path)) {
+    const t = loadTensors(path).tensors.get('logits')!;
+    return { values: Array.from(t.data), shape: t.shape };
+  }
+  const threads = Math.max(...config.threads);
+  const o = await runEngineWorker(ENGINES[REFERENCE.engine], jobMessage({ ...REFERENCE, family, params, batchSize, threads }, m, config), {
+    timeoutMs: config.cellTimeoutMs,
+    env: threadEnv(threads),
+    onParity: () => 'stop',
+  });
+  if (!o.parity) return { error: `reference (${REFERENCE_NAME}) failed: ${describeFailure(o)}` };
+  saveTensors(path, new Map([['logits', { dtype: 'F32', shape: o.parity.shape, data: Float32Array.from(o.parity.values) }]]), {
+    reference: REFERENCE_NAME,
+    ortVersion,
+  });
+  recordCacheEntry(path);
+  return { values: o.parity.values, shape: o.parity.shape };
+}
+
+/** One replicate of a cell: a fresh worker, timed only if its output matches the reference. */
+async function runReplicate(c: PlannedCell, m: Materialized, ref: ReferenceOutput, config: RunConfig): Promise<Omit<ReplicateOutcome, 'startedAt'>> {
+  let parity: Cell['parity'];
+  const o = await runEngineWorker(ENGINES[c.engine], jobMessage(c, m, config), {
+    timeoutMs: config.cellTimeoutMs,
+    env: threadEnv(c.threads),
+    ...(config.maxMemoryMb ? { maxMemoryMb: config.maxMemoryMb } : {}),
+    onParity: (pm) => {
+      const f = compareOutputs(ref.values, ref.shape, pm.values, pm.shape);
+      parity = {
+        reference: REFERENCE_NAME,
+        relL2: Number.isFinite(f.relL2) ? f.relL2 : null,
+        maxAbs: Number.isFinite(f.maxAbs) ? f.maxAbs : null,
+        tolerance: FP32_REL_L2_TOLERANCE,
+        pass: f.pass,
+      };
+      return f.pass ? 'continue' : 'stop';
+    },
+  });
+  return { o, parity };
+}
+
+/** Progress callbacks (the CLI draws a bar or prints lines). */
+export interface RunHooks {
+  onPlan?(cells: PlannedCell[]): void;
+  onCellStart?(cell: PlannedCell): void;
+  onCellDone?(cell: Cell): void;
+  onNote?(text: string): void;
+}
+
+/** The run was interrupted while probing engines, before run.json existed: nothing to keep or resume. */
+export class InterruptedBeforeStart extends Error {
+  constructor(readonly signal: string) {
+    super(`interrupted by ${signal} before the first cell: nothing was kept`);
+  }
+}
+
+/** What stops or continues a run. */
+export interface RunOptions {
+  /** Aborting it (SIGINT/SIGTERM) stops every worker, keeps the finished cells and writes run.json as `interrupted`. */
+  signal?: AbortSignal;
+  /** `fwbench run --resume`: the run found in the folder and its finished cells (from cells.jsonl); only the missing cells run. */
+  resume?: { run: Run; cells: Cell[] };
+}
+
+/** What every (workload, batch) group of a run shares. */
+interface RunContext {
+  config: RunConfig;
+  engines: Record<string, EngineStatus>;
+  record: RunRecord;
+  hooks: RunHooks;
+  signal: AbortSignal | undefined;
+  /** Records a final cell and reports it. */
+  finish(cell: Cell): void;
+}
+
+/** The planned cells by (workload, batch), in plan order: each group shares one materialization and reference. */
+function groupsOf(cells: PlannedCell[]): PlannedCell[][] {
+  const groups = new Map<string, PlannedCell[]>();
+  for (const c of cells) {
+    const k = `${c.family.name}|${c.batchSize}`;
+    groups.set(k, [...(groups.get(k) ?? []), c]);
+  }
+  return [...groups.values()];
+}
+
+/** Runs the missing cells of one (workload, batch) group. */
+async function runGroup(all: PlannedCell[], ctx: RunContext): Promise<void> {
+  const { config, engines, record, hooks, signal, finish } = ctx;
+  const group = all.filter((c) => !record.done.has(c.id));
+  if (group.length === 0) return;
+  const { family, params, batchSize } = group[0]!;
+  const runnable = group.filter((c) => {
+    const cellStart = new Date().toISOString();
+    const skip = skipReason(c, engines[c.engine]);
+    const oom = skip ? undefined : sweepSkip(c, record.done.values());
+    if (skip) finish({ ...baseRecord(c, config, cellStart), status: 'skipped', reason: skip.reason, ...(skip.fix ? { fix: skip.fix } : {}), durationMs: 0 });
+    else if (oom) finish({ ...baseRecord(c, config, cellStart), status: 'skipped', reason: oom, durationMs: 0 });
+    return !skip && !oom;
+  });
+  if (runnable.length === 0) return;
+  const m = materialize(family, params, config.seed, batchSize);
+  const refStatus = engines[REFERENCE.engine]!;
+  const ref = refStatus.available
+    ? await referenceOutput(m, family, params, batchSize, config, refStatus.version ?? 'unknown')
+    : { error: `reference engine ${REFERENCE.engine} unavailable: ${refStatus.reason}` };
+  if (signal?.aborted) return;
+  const pending: Array<{ c: PlannedCell; startedAt: string; durationMs: number; reps: ReplicateOutcome[] }> = [];
+  for (const c of runnable) {
+    const cellStart = new Date().toISOString();
+    if ('error' in ref)
+      finish({ ...baseRecord(c, config, cellStart), status: 'failed', reason: ref.error, phase: 'parity', cause: 'reference', durationMs: 0 });
+    else pending.push({ c, startedAt: cellStart, durationMs: 0, reps: [] });
+  }
+  if ('error' in ref) return;
+  const replicates = config.replicates ?? 1;
+  // Each runnable cell runs in `replicates` fresh processes, round-robin across the group
+  // (A B C, A B C, ...) so slow drift of the machine does not favour one engine or mode.
+  for (let r = 0; r < replicates && !signal?.aborted; r++) {
+    for (const p of pending) {
+      if (record.done.has(p.c.id)) continue;
+      const c = p.c;
+      hooks.onCellStart?.(c);
+      if (replicates > 1) hooks.onNote?.(`${c.id}: replicate ${r + 1}/${replicates}`);
+      const repStart = new Date().toISOString();
+      const t0 = Date.now();
+      const { o, parity } = await runReplicate(c, m, ref, config);
+      // An interrupted worker is not a result: the cell stays missing and runs again on --resume.
+      if (o.interrupted || signal?.aborted) break;
+      p.durationMs += Date.now() - t0;
+      p.reps.push({ o, parity, startedAt: repStart });
+      // A replicate that is not ok decides the cell: the remaining ones are not run.
+      if (replicateStatus(o, parity).status !== 'ok' || p.reps.length === replicates) finish(cellFromReplicates(c, config, p.startedAt, p.durationMs, p.reps));
+    }
+  }
+}
+
+/**
+ * Runs the whole matrix. run.json is written first (state `running`, with the configuration), each
+ * cell is appended to DIR/cells.jsonl the moment it is final (its last replicate ran, or one was
+ * not ok), and run.json is rewritten at the end (`complete`) or on interruption (`interrupted`).
+ * A killed orchestrator therefore loses only the cells in flight: with `--replicates N` the
+ * unfinished cells of the current (workload, batch) group, whose replicates are interleaved.
+ */
+export async function runMatrix(asked: RunConfig, outDir: string, command: string[], hooks: RunHooks = {}, opts: RunOptions = {}): Promise<Run> {
+  const { signal, resume } = opts;
+  const stop = (): void => stopAllWorkers();
+  if (signal?.aborted) throw new InterruptedBeforeStart(String(signal.reason));
+  signal?.addEventListener('abort', stop, { once: true });
+  const startedAt = new Date().toISOString();
+  const store = new ResultsStore(outDir);
+  hooks.onNote?.('detecting host and probing engines');
+  const probeIds = [...new Set<EngineId>([...asked.engines.map((e) => getEngine(e).id), REFERENCE.engine])];
+  const [host, engines] = await Promise.all([detectHost(), probeEngines(probeIds)]);
+  const config = runnableConfig(asked, engines);
+  if (config.engines.length === 0) {
+    const why = asked.engines
+      .map((id) => `${id}: ${engines[id]?.available ? `does not run on ${asked.device}` : (engines[id]?.reason ?? 'unavailable')}`)
+      .join('; ');
+    throw new InputError(`no engine can run on ${asked.device} here (${why}); see fwbench detect`);
+  }
+  const cells = planCells(config);
+  if (resume) {
+    const differences = environmentDifferences(resume.run, hostFingerprint(host), engines);
+    if (differences.length)
+      throw new InputError(
+        `cannot resume ${outDir}: the machine or its engines changed since the run started (${differences.join('; ')}); start a new run with --out`,
+      );
+  }
+  const diagnostics = await startDiagnostics(config, host, engines, (t) => hooks.onNote?.(t));
+  // Stopped probes would read as unavailable engines: a run interrupted this early keeps nothing.
+  if (signal?.aborted) throw new InterruptedBeforeStart(String(signal.reason));
+  const record = new RunRecord({ store, command, startedAt, host, engines, config, cells, diagnostics, ...(resume ? { resume } : {}) });
+  record.write('running');
+  hooks.onPlan?.(cells.filter((c) => !record.done.has(c.id)));
+  const ctx: RunContext = { config, engines, record, hooks, signal, finish: (cell) => hooks.onCellDone?.(record.finish(cell)) };
+  for (const group of groupsOf(cells)) {
+    if (signal?.aborted) break;
+    await runGroup(group, ctx);
+  }
+  signal?.removeEventListener('abort', stop);
+  return record.write(signal?.aborted ? 'interrupted' : 'complete', String(signal?.reason ?? 'unknown'));
+}

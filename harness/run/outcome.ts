@@ -1,0 +1,51 @@
+import type { FromWorker, Phase } from '../worker/protocol.js';
+
+/**
+ * What one worker process said and how it ended: written by the worker runner (workers.ts), read
+ * by the failure classifier (failure.ts) and the cell records (record.ts).
+ */
+
+/** Everything a worker said, with how it ended. */
+export interface WorkerOutcome {
+  /** --max-memory-mb the worker ran under (MiB), when capped. */
+  memoryCapMb?: number;
+  /** Orchestrator clock: spawn -> hello (ms). */
+  spawnMs?: number;
+  /** Orchestrator clock: spawn -> parity message (ms). */
+  toFirstOutputMs?: number;
+  hello?: Extract<FromWorker, { type: 'hello' }>;
+  probe?: Extract<FromWorker, { type: 'probe-result' }>;
+  peak?: Extract<FromWorker, { type: 'peak-result' }>;
+  built?: Extract<FromWorker, { type: 'built' }>;
+  parity?: Extract<FromWorker, { type: 'parity' }>;
+  samples?: Extract<FromWorker, { type: 'samples' }>;
+  memory?: Extract<FromWorker, { type: 'memory' }>;
+  error?: Extract<FromWorker, { type: 'error' }>;
+  /** The last phase the worker announced (`start` until it says otherwise). */
+  phase?: Phase;
+  /** Completed the protocol with `done`. */
+  done: boolean;
+  exitCode: number | null;
+  signal: string | null;
+  timedOut: boolean;
+  /** The time limit it ran under (ms). */
+  timeoutMs?: number;
+  /** Stopped by the orchestrator because the run was interrupted (SIGINT/SIGTERM): not a result. */
+  interrupted?: boolean;
+  /** The kernel's OOM-killer count (memory cgroup) rose while this worker ran. */
+  oomKillSeen?: boolean;
+  /** Last lines the worker printed on stdout/stderr (framework logs, crashes). */
+  logTail: string[];
+  /** A protocol violation (unparseable or invalid line). */
+  protocolError?: string;
+  /**
+   * The invalid line was the channel's last, cut off when the worker's end closed (it died or
+   * exited mid-message): how it ended says why, not the cut-off line.
+   */
+  protocolCutOff?: boolean;
+  /**
+   * The first out-of-memory message in anything the worker printed, kept even when a long native
+   * stack trace after it scrolls it out of `logTail`.
+   */
+  outOfMemoryLine?: string;
+}

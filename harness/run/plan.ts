@@ -1,0 +1,119 @@
+import { getFamily, resolveParams, setsForFamily, type Params, type WorkloadFamily } from '../../workloads/index.js';
+import { ENGINES, getEngine, modesToRun } from '../engines/registry.js';
+import type { Device, EngineId } from '../engines/types.js';
+import type { BatchFit, Cell, EngineStatus, RunConfig } from '../results/schema.js';
+
+/**
+ * Planning a run: which cells the configuration asks for, which of them this machine can run,
+ * and which a batch-size sweep leaves out after running out of memory.
+ */
+
+/** The reference every cell's output is compared with: ONNX Runtime on the CPU with graph optimizations disabled. */
+export const REFERENCE = { engine: 'onnxruntime' as const, mode: 'disabled', device: 'cpu' as const };
+/** The reference as cells' parity records name it. */
+export const REFERENCE_NAME = `${REFERENCE.engine}/${REFERENCE.mode}/${REFERENCE.device}`;
+
+/** One planned cell. */
+export interface PlannedCell {
+  id: string;
+  engine: EngineId;
+  mode: string;
+  device: Device;
+  family: WorkloadFamily;
+  /** The family's preset (before `--set` overrides). */
+  preset: string;
+  params: Params;
+  batchSize: number;
+  /** Intra-op threads (one entry of config.threads). */
+  threads: number;
+}
+
+/**
+ * Expands the configuration into cells, grouped by (workload, batch) so each group shares one
+ * reference; thread counts are a dimension inside a group, so their replicates interleave too.
+ */
+export function planCells(config: RunConfig): PlannedCell[] {
+  const families = config.workloads.map((w) => getFamily(w));
+  const cells: PlannedCell[] = [];
+  for (const family of families) {
+    const preset = config.preset[family.name]!;
+    const params = resolveParams(family, preset, setsForFamily(family, config.sets, families));
+    for (const batchSize of config.batchSizes) {
+      for (const id of config.engines) {
+        const engine = getEngine(id);
+        for (const mode of modesToRun(engine, config.modes)) {
+          for (const threads of config.threads) {
+            cells.push({
+              id: `${engine.id}/${mode}/${config.device}/${family.name}/${preset}/b${batchSize}/t${threads}`,
+              engine: engine.id,
+              mode,
+              device: config.device,
+              family,
+              preset,
+              params,
+              batchSize,
+              threads,
+            });
+          }
+        }
+      }
+    }
+  }
+  return cells;
+}
+
+/**
+ * The configuration a run carries out: as asked, except that a run on the default engine list
+ * leaves out the engines that are not available here or not on its device (run.json `engines`
+ * keeps their reasons and fixes, and the end of the run lists them once).
+ */
+export function runnableConfig(asked: RunConfig, engines: Record<string, EngineStatus>): RunConfig {
+  if (!asked.onlyAvailable) return asked;
+  return { ...asked, engines: asked.engines.filter((id) => engines[id]?.available && ENGINES[id as EngineId].devices.includes(asked.device)) };
+}
+
+/** Why a cell cannot run here, from the engine's probe and descriptor, or undefined if it can. */
+export function skipReason(c: PlannedCell, status: EngineStatus | undefined): { reason: string; fix?: string } | undefined {
+  const e = ENGINES[c.engine];
+  if (!e.devices.includes(c.device))
+    return { reason: `${e.id} does not run on ${c.device}; it supports ${e.devices.join(', ')}`, fix: `use --device ${e.devices[0]}` };
+  if (!status?.available) return { reason: status?.reason ?? 'engine was not probed', ...(status?.fix ? { fix: status.fix } : {}) };
+  if (!status.devices?.includes(c.device)) {
+    const why = status.details?.[c.device];
+    return {
+      reason: `${e.id} cannot use ${c.device} here${why ? `: ${why}` : ''}`,
+      ...(status.details?.[`${c.device}Fix`] ? { fix: status.details[`${c.device}Fix`] } : {}),
+    };
+  }
+  return undefined;
+}
+
+/** Key of a batch-size sweep: everything of a cell but its batch size. */
+const sweepKey = (c: { engine: string; mode: string; device: string; workload: string }): string => `${c.engine}/${c.mode}/${c.device}/${c.workload}`;
+/** A cell that ran far enough to show the batch fits in memory. */
+const fits = (c: Cell): boolean => c.status === 'ok' || c.status === 'parity-failed';
+
+/** Per sweep that ran out of memory: the smallest batch that did and the largest that fit below it. */
+export function largestBatchFit(cells: Cell[]): BatchFit[] {
+  const out = new Map<string, BatchFit>();
+  for (const c of cells) {
+    if (c.cause !== 'out-of-memory') continue;
+    const k = sweepKey(c);
+    const prev = out.get(k);
+    if (!prev || c.batchSize < prev.outOfMemoryAtBatch)
+      out.set(k, { engine: c.engine, mode: c.mode, device: c.device, workload: c.workload, largestBatch: null, outOfMemoryAtBatch: c.batchSize });
+  }
+  for (const f of out.values()) {
+    const fitting = cells.filter((c) => sweepKey(c) === sweepKey(f) && fits(c) && c.batchSize < f.outOfMemoryAtBatch).map((c) => c.batchSize);
+    f.largestBatch = fitting.length ? Math.max(...fitting) : null;
+  }
+  return [...out.values()];
+}
+
+/** Why a cell is not run because a smaller batch of its sweep ran out of memory, or undefined. */
+export function sweepSkip(c: PlannedCell, done: Iterable<Cell>): string | undefined {
+  const key = sweepKey({ ...c, workload: c.family.name });
+  const fit = largestBatchFit([...done]).find((f) => sweepKey(f) === key);
+  if (!fit || c.batchSize <= fit.outOfMemoryAtBatch) return undefined;
+  return `not run: batch ${fit.outOfMemoryAtBatch} ran out of memory; largest batch that fit: ${fit.largestBatch ?? 'none'}`;
+}

@@ -1,0 +1,18 @@
+"""LSTM classifier in Keras: Embedding -> LSTM (stacked) -> Dense."""
+
+import keras
+from keras import layers
+
+
+def model(p, batch):
+    tokens = keras.Input((p["seq"],), batch_size=batch, dtype="int32", name="tokens")
+    x = layers.Embedding(p["vocab"], p["embed"], name="embedding")(tokens)
+    for l in range(p["layers"]):
+        # Keras' defaults (tanh, sigmoid recurrent activation) are the canonical LSTM's.
+        x = layers.LSTM(p["hidden"], return_sequences=l < p["layers"] - 1, name=f"lstm_{l}")(x)
+    return keras.Model(tokens, layers.Dense(p["classes"], name="fc")(x), name="lstm_classifier")
+
+
+def layer_weights(grouped, p):
+    """Every layer's weights as the Keras-layout file holds them."""
+    return grouped

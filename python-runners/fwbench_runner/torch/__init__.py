@@ -1,0 +1,195 @@
+"""PyTorch engine: the workload families written as a PyTorch user writes them, one module per
+family (cnn.py: torchvision-style ResNet, NCHW; rnn.py: nn.LSTM with batch_first; transformer.py:
+BERT-style encoder on nn.Linear and F.scaled_dot_product_attention), loading the canonical weights
+directly: the canonical names are PyTorch's module paths, apart from what a family's
+`parameter_name` renames (nn.LSTM's flat parameter names, nn.Embedding's `.weight`).
+
+Modes: `eager` (torch.inference_mode), `torchscript` (torch.jit.trace + torch.jit.freeze on the
+parity inputs) and `compile` (torch.compile, which compiles on its first call): both in
+`TorchModel.compile`, timed as the cold start's compile segment, never in the timed loop."""
+
+import os
+import re
+import shutil
+
+import numpy as np
+import torch
+
+from ..engine import BuiltModel, EngineUnavailable, devices_here, pick
+from . import cnn, rnn, transformer
+
+#: Workload family -> its module: `model(params)` (the nn.Module) and `parameter_name(canonical)`.
+FAMILIES = {"cnn": cnn, "rnn": rnn, "transformer": transformer}
+GPU_FIX = "python-runners/.venv/bin/pip install -r python-runners/requirements-gpu.txt on a machine with an NVIDIA GPU and driver"
+
+
+def load_canonical(model, family, weights):
+    """load_state_dict with the canonical tensors; anything missing or extra is an error."""
+    state = {FAMILIES[family].parameter_name(name): torch.tensor(np.asarray(a)) for name, a in weights.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # BatchNorm's step counter is training state, absent from inference weights by design.
+    missing = [k for k in missing if not k.endswith("num_batches_tracked")]
+    if missing or unexpected:
+        raise ValueError(f"{family} weights do not fit the PyTorch model: missing {missing}, unexpected {unexpected}")
+
+
+def blas():
+    m = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
+    return m.group(1) if m else "unknown"
+
+
+def cuda_status():
+    """(usable, why not) for the CUDA device."""
+    if torch.version.cuda is None:
+        return False, f"torch {torch.__version__} is a CPU-only build"
+    if not torch.cuda.is_available():
+        return False, f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA device"
+    return True, torch.cuda.get_device_name(0)
+
+
+def probe():
+    usable, cuda = cuda_status()
+    details = {
+        "blas": blas(),
+        "threads": str(torch.get_num_threads()),
+        "cuda": cuda,
+        "compiler": shutil.which("g++") or shutil.which("c++") or "none (torch.compile on CPU needs a C++ compiler)",
+    }
+    if not usable:
+        details["cudaFix"] = GPU_FIX
+    return {"version": torch.__version__, "devices": devices_here("torch", usable), "details": details}
+
+
+def trace_and_freeze(model, feed):
+    with torch.no_grad():
+        model.fn = torch.jit.freeze(torch.jit.trace(model.fn, feed.to(model.device)))
+
+
+def compile_on_first_call(model, feed):
+    # Wrapping here too: torch.compile's first use imports Dynamo and Inductor (seconds), part of compiling.
+    model.fn = torch.compile(model.fn, dynamic=False)
+    model.run(feed)
+
+
+#: Mode -> its tracing / compilation step on the prepared parity inputs (eager has none).
+MODES = {"eager": None, "torchscript": trace_and_freeze, "compile": compile_on_first_call}
+
+
+class TorchModel(BuiltModel):
+    def __init__(self, fn, mode, device, settings):
+        self.fn = fn
+        self.compile_step = MODES[mode]
+        self.compiles = self.compile_step is not None
+        self.device = device
+        self.settings = settings
+        self.cuda = device.type == "cuda"
+        if self.cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+
+    def prepare(self, inputs):
+        # PyTorch users hold NCHW float images and int64 token ids; copying makes them writable.
+        if "images" in inputs:
+            return torch.from_numpy(np.array(inputs["images"], dtype=np.float32))
+        return torch.from_numpy(np.array(inputs["tokens"], dtype=np.int64))
+
+    def session(self):
+        return torch.inference_mode()
+
+    def compile(self, feed):
+        self.compile_step(self, feed)
+
+    def run(self, feed):
+        if not self.cuda:
+            return self.fn(feed).numpy()
+        # Inputs start on the host each call, as they do for every engine (ORT, tfjs take host arrays).
+        out = self.fn(feed.to(self.device)).cpu()
+        # .cpu() already waits for the copy; this makes "all queued work finished" explicit before the clock is read.
+        torch.cuda.synchronize(self.device)
+        return out.numpy()
+
+    def peak_device_bytes(self):
+        return torch.cuda.max_memory_allocated(self.device) if self.cuda else None
+
+
+def build(req):
+    family = pick("torch", "workload family", FAMILIES, req.family)
+    pick("torch", "mode", MODES, req.mode)
+    # Thread pools are sized before the first op; set_num_interop_threads fails once any parallel work ran.
+    torch.set_num_threads(req.threads)
+    torch.set_num_interop_threads(1)
+    if req.device == "cuda":
+        usable, why = cuda_status()
+        if not usable:
+            raise EngineUnavailable(why, GPU_FIX)
+    device = torch.device("cuda:0" if req.device == "cuda" else "cpu")
+    model = family.model(req.params)
+    load_canonical(model, req.family, req.weights)
+    model = model.eval().to(device)
+    placed = {t.device for t in [*model.parameters(), *model.buffers()]}
+    if placed != {device}:
+        raise RuntimeError(f"model tensors on {sorted(map(str, placed))}, expected all on {device}")
+    settings = {
+        "torchVersion": torch.__version__,
+        "mode": req.mode,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "interopThreads": torch.get_num_interop_threads(),
+        "requestedThreads": req.threads,
+        "blas": blas(),
+        "mkldnn": torch.backends.mkldnn.is_available(),
+        "mkldnnEnabled": torch.backends.mkldnn.enabled,
+        # "highest" is strict FP32; "high"/"medium" let matmuls use TF32 or bf16 passes.
+        "float32MatmulPrecision": torch.get_float32_matmul_precision(),
+        "gradMode": "inference_mode",
+        "placement": f"all parameters and buffers on {device}",
+    }
+    if req.mode == "compile":
+        settings["compileBackend"] = "inductor"
+    if device.type == "cuda":
+        settings.update(
+            gpu=torch.cuda.get_device_name(device),
+            tf32Matmul=torch.backends.cuda.matmul.allow_tf32,
+            tf32Conv=torch.backends.cudnn.allow_tf32,
+            cudnnBenchmark=torch.backends.cudnn.benchmark,
+            nvidiaTf32Override=os.environ.get("NVIDIA_TF32_OVERRIDE", "unset"),
+        )
+    return TorchModel(model, req.mode, device, settings)
+
+
+def peak(req):
+    """GEMM via torch.mm into a preallocated output, copy via dst.copy_(src) (one read, one write per element)."""
+    from ..peak import figures, median_ms
+
+    if req.device == "cuda":
+        usable, why = cuda_status()
+        if not usable:
+            raise EngineUnavailable(why, GPU_FIX)
+    torch.set_num_threads(req.threads)
+    dev = torch.device("cuda" if req.device == "cuda" else "cpu")
+    sync = (lambda: torch.cuda.synchronize(dev)) if req.device == "cuda" else (lambda: None)
+    g = torch.Generator().manual_seed(0)
+    n = req.gemm_n
+    a, b = (torch.rand(n, n, generator=g).to(dev) for _ in range(2))
+    c = torch.empty(n, n, device=dev)
+
+    def gemm():
+        torch.mm(a, b, out=c)
+        sync()
+
+    with torch.inference_mode():
+        gemm_ms = median_ms(gemm, req.max_ms)
+        a = b = c = None  # frees the GEMM operands before the copy kernel
+        src = torch.rand(req.copy_elements, generator=g).to(dev)
+        dst = torch.empty_like(src)
+
+        def copy():
+            dst.copy_(src)
+            sync()
+
+        copy_ms = median_ms(copy, req.max_ms)
+    return figures(
+        req,
+        gemm_ms,
+        copy_ms,
+        {"gemm": "torch.mm(a, b, out=c)", "copy": "dst.copy_(src)", "blas": blas(), "threads": torch.get_num_threads(), "device": str(dev)},
+    )
