@@ -8,7 +8,8 @@ import { loadResume, requireResumeFolder, resumeConfig } from '../run/resume.js'
 import { InterruptedBeforeStart, runMatrix } from '../run/execute.js';
 import { planCells } from '../run/plan.js';
 import { prlimitPath, stopAllWorkers } from '../run/workers.js';
-import { answerBlock, summaryTable } from '../report/summary.js';
+import { answerBlock, contentionText, summaryTable } from '../report/summary.js';
+import { waitForQuiet } from '../run/contention.js';
 import { escapeControl } from '../io/escape.js';
 import { lockFolder } from '../io/lock.js';
 import { checkOutputDir, insideDir, writeOutputFile } from '../io/output.js';
@@ -30,6 +31,8 @@ export interface RunRequest {
   explicitOptions: string[];
   /** `--json`: print run.json on stdout. */
   json?: boolean;
+  /** `--wait-idle`: wait at most this many seconds for a quiet machine before the first cell. */
+  waitIdleS?: number;
   /** The command line, recorded in run.json. */
   command: string[];
 }
@@ -74,6 +77,7 @@ async function runLocked(given: RunConfig, req: RunRequest, warn: (t: string) =>
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
   try {
+    if (req.waitIdleS !== undefined) await waitForQuiet(req.waitIdleS, warn, controller.signal);
     const run = await runMatrix(config, outDir, req.command, progressHooks(), { signal: controller.signal, ...(resume ? { resume } : {}) });
     if (run.state === 'interrupted') {
       warn(
@@ -86,11 +90,16 @@ async function runLocked(given: RunConfig, req: RunRequest, warn: (t: string) =>
     const report = buildReport(run, { thresholdPct: DEFAULT_THRESHOLD_PCT });
     const reportPath = insideDir(outDir, 'report.html');
     writeOutputFile(reportPath, REPORT_FORMATS.html(report));
+    const busy = contentionText(run);
     if (req.json) {
       process.stdout.write(`${JSON.stringify(run, null, 2)}\n`);
+      if (busy) warn(busy);
       warn(`report: ${reportPath}`);
-    } else process.stdout.write(`${summaryTable(run)}${answerBlock(run, report.model)}Report:  ${reportPath}\nResults: ${outDir}/run.json\n`);
-    return run.cells.some((c) => c.status === 'failed' || c.status === 'parity-failed') ? 'cellsFailed' : 'ok';
+    } else
+      process.stdout.write(
+        `${summaryTable(run)}${answerBlock(run, report.model)}${busy ? `${busy}\n` : ''}Report:  ${reportPath}\nResults: ${outDir}/run.json\n`,
+      );
+    return run.cells.some((c) => c.status === 'failed' || c.status === 'parity-failed' || c.status === 'unstable') ? 'cellsFailed' : 'ok';
   } catch (e) {
     if (!(e instanceof InterruptedBeforeStart)) throw e;
     warn(e.message);
@@ -106,9 +115,17 @@ export function registerRunCommand(program: Command): Command {
   const run = program.command('run').description('run the benchmark matrix (engines x workloads x batch sizes); each cell in its own process');
   for (const option of runOptions()) run.addOption(option);
   return run.action(async (o: Record<string, unknown>, cmd: Command) => {
-    const { config, out, json, given } = await runSettings(o, (key) => cmd.getOptionValueSource(key) === 'cli');
+    const { config, out, json, waitIdleS, given } = await runSettings(o, (key) => cmd.getOptionValueSource(key) === 'cli');
     const resume = typeof o.resume === 'string' ? { resume: resolve(checkOutputDir(o.resume, '--resume')) } : {};
-    const end = await runCommand(config, { out: resolve(out), ...resume, explicitOptions: given, json, command: ['fwbench', ...process.argv.slice(2)] });
+    const wait = waitIdleS === undefined ? {} : { waitIdleS };
+    const end = await runCommand(config, {
+      out: resolve(out),
+      ...resume,
+      ...wait,
+      explicitOptions: given,
+      json,
+      command: ['fwbench', ...process.argv.slice(2)],
+    });
     process.exitCode = EXIT[end];
   });
 }

@@ -95,3 +95,26 @@ export function answerBlock(run: Run, model: RunModel): string {
     '',
   ].join('\n');
 }
+
+/**
+ * The end of a run on a busy machine, in words: how many replicates were contended and re-run, and
+ * why (the first reason of each cell); the cells left unstable. Empty when nothing was contended.
+ */
+export function contentionText(run: Run): string {
+  const hit = run.cells.filter((c) => c.replicates?.some((r) => r.status === 'contended'));
+  if (hit.length === 0) return '';
+  const reps = hit.flatMap((c) => c.replicates!.filter((r) => r.status === 'contended').map((r) => ({ c, r })));
+  const unstable = run.cells.filter((c) => c.status === 'unstable');
+  const lines = [
+    `Busy machine: ${reps.length} replicate${reps.length > 1 ? 's' : ''} of ${hit.length} cell${hit.length > 1 ? 's' : ''} contended by other processes, kept in run.json and not pooled; each was re-run in a fresh process (--rerun-contended):`,
+    ...hit.map((c) => {
+      const mine = c.replicates!.filter((r) => r.status === 'contended');
+      return `  ${c.id}: replicate ${mine.map((r) => r.index).join(', ')} (${mine[0]!.reason})`;
+    }),
+  ];
+  if (unstable.length)
+    lines.push(
+      `Unstable (no clean replicate, so no timing and no verdict): ${unstable.map((c) => c.id).join(', ')}. Run them again on a quiet machine (fwbench doctor; fwbench run --wait-idle).`,
+    );
+  return lines.join('\n');
+}

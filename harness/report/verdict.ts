@@ -35,6 +35,8 @@ export interface GroupAnswer {
   fastestColdStart?: { who: string; totalMs: number };
   parityFailed: Array<{ who: string; relL2: number | null; tolerance: number }>;
   failed: Array<{ who: string; reason: string }>;
+  /** Cells whose every replicate was contended (a busy machine): no timing, so no verdict from them. */
+  unstable: string[];
 }
 
 const byMetric = (views: CellView[], metric: (v: CellView) => number | undefined): Array<{ v: CellView; x: number }> =>
@@ -65,6 +67,7 @@ export function runAnswers(model: RunModel, thresholdPct = DEFAULT_THRESHOLD_PCT
           .filter((v) => v.cell.status === 'parity-failed')
           .map((v) => ({ who: engineMode(v.cell), relL2: v.cell.parity?.relL2 ?? null, tolerance: v.cell.parity?.tolerance ?? 0 })),
         failed: g.cells.filter((v) => v.cell.status === 'failed').map((v) => ({ who: engineMode(v.cell), reason: v.cell.reason ?? 'failed' })),
+        unstable: g.cells.filter((v) => v.cell.status === 'unstable').map((v) => engineMode(v.cell)),
       };
       const [first, second] = speed;
       if (first) answer.fastest = { who: engineMode(first.v.cell), medianMs: first.x };
@@ -124,5 +127,6 @@ export function answerText(a: GroupAnswer, thresholdPct = DEFAULT_THRESHOLD_PCT)
       `PARITY FAILED ${p.who} (relL2 ${p.relL2 === null ? 'not finite' : p.relL2.toExponential(1)} > ${p.tolerance.toExponential(0)}): its output differs from the reference, so it was not timed`,
     );
   if (a.failed.length) parts.push(`failed: ${a.failed.map((f) => f.who).join(', ')} (reasons in the table)`);
+  if (a.unstable.length) parts.push(`UNSTABLE ${a.unstable.join(', ')}: the machine was busy in every replicate, so no timing and no verdict from it`);
   return `${a.title}: ${parts.join('; ')}.`;
 }

@@ -7,7 +7,7 @@ import { FindingSchema, MachinePeakSchema } from '../diagnostics/schema.js';
 import { DEVICES } from '../engines/types.js';
 import { FAILURE_CAUSES } from '../run/failure.js';
 import { appendDurable, makeFolder, writeFileAtomic } from '../io/files.js';
-import { ColdStartPhasesSchema } from '../worker/protocol.js';
+import { ColdStartPhasesSchema, LoadSchema } from '../worker/protocol.js';
 import { RUN_FLAGS, runConfigSchema } from '../run/flags.js';
 
 /**
@@ -71,13 +71,20 @@ export type ColdStart = z.infer<typeof ColdStartSchema>;
 /** 95 % order-statistic interval of the median as the worker's stopping rule saw it (ms). */
 export const AchievedIntervalSchema = z.object({ medianMs: z.number(), loMs: z.number(), hiMs: z.number(), halfWidthPct: z.number() });
 
+/** What ended a cell or a replicate the same way: timed (`ok`), cannot run here, failed, or output wrong (never timed). */
+const OUTCOMES = ['ok', 'skipped', 'failed', 'parity-failed'] as const;
+/** A cell's status: an outcome, or `unstable` when every replicate was contended (harness/run/contention.ts): no clean timing could be had. */
+export const CELL_STATUSES = [...OUTCOMES, 'unstable'] as const;
+/** A replicate's status: an outcome, or `contended` when the machine was busy during its timed loop (kept, never pooled). */
+export const REPLICATE_STATUSES = [...OUTCOMES, 'contended'] as const;
+
 /** One worker process's share of a cell. */
 export const ReplicateSchema = z.object({
   /** 0-based replicate index (the round in which it ran). */
   index: z.number().int(),
   pid: z.number().int().optional(),
   startedAt: z.string(),
-  status: z.enum(['ok', 'skipped', 'failed', 'parity-failed']),
+  status: z.enum(REPLICATE_STATUSES),
   reason: z.string().nullable(),
   parity: ParitySchema.optional(),
   n: z.number().int().optional(),
@@ -93,13 +100,17 @@ export const ReplicateSchema = z.object({
   clockResolutionNs: z.number().optional(),
   memory: z.object({ peakHostBytes: z.number(), peakDeviceBytes: z.number().optional() }).optional(),
   coldStart: ColdStartSchema.optional(),
+  /** What the worker and the machine used during its timed loop (harness/worker/load.ts). */
+  load: LoadSchema.optional(),
+  /** Cores other processes used during its timed loop (the machine's busy cores less the worker's own), where /proc/stat was readable. */
+  othersCores: z.number().optional(),
 });
 /** A replicate record. */
 export type Replicate = z.infer<typeof ReplicateSchema>;
 
 /** A measurement-quality warning on a cell. */
 export const WarningSchema = z.object({
-  code: z.enum(['high-cv', 'slow-first-run', 'timer-resolution', 'target-not-reached']),
+  code: z.enum(['high-cv', 'slow-first-run', 'timer-resolution', 'target-not-reached', 'contended']),
   message: z.string(),
 });
 
@@ -126,8 +137,8 @@ export const CellSchema = z.object({
   /** Intra-op threads the cell ran with (one entry of config.threads; absent in runs made before the --threads sweep, where config.threads holds the one count). */
   threads: z.number().int().min(1).optional(),
   seed: z.number().int(),
-  /** `ok` (timed, parity passed), `skipped` (cannot run here), `failed`, `parity-failed` (never timed). */
-  status: z.enum(['ok', 'skipped', 'failed', 'parity-failed']),
+  /** `ok` (timed, parity passed), `skipped` (cannot run here), `failed`, `parity-failed` (never timed), `unstable` (every replicate contended: no clean timing). */
+  status: z.enum(CELL_STATUSES),
   /** Why the cell is not ok (null when ok). */
   reason: z.string().nullable(),
   /** How to make a skipped cell runnable. */

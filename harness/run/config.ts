@@ -5,6 +5,7 @@ import { checkTensorSizes, FAMILIES, FAMILY_NAMES, getFamily, resolveParams, set
 import { InputError } from '../errors.js';
 import { checkModes, getEngine } from '../engines/registry.js';
 import { MEASURE_PRESETS } from '../worker/measure.js';
+import { DEFAULT_WAIT_IDLE_S } from './contention.js';
 import { checkOutputDir } from '../io/output.js';
 import type { RunConfig } from '../results/schema.js';
 import {
@@ -151,6 +152,8 @@ export interface RunSettings {
   out: string;
   /** Print run.json instead of the summary table. */
   json: boolean;
+  /** `--wait-idle`: wait at most this many seconds for a quiet machine before the first cell (absent: start at once). */
+  waitIdleS?: number;
   /** The flags set on the command line or in the config file (commander's camelCase names), which a resume checks against the run's. */
   given: string[];
 }
@@ -260,5 +263,7 @@ export async function runSettings(
   const given = fileFlagNames(table)
     .filter((k) => context.given(k))
     .map(camel);
-  return { config, out: checkOutputDir(value('out') as string, where('out')), json: value('json') === true, given };
+  const wait = value('wait-idle');
+  const waitIdle = wait === undefined || wait === false ? {} : { waitIdleS: wait === true ? DEFAULT_WAIT_IDLE_S : (wait as number) };
+  return { config, out: checkOutputDir(value('out') as string, where('out')), json: value('json') === true, ...waitIdle, given };
 }

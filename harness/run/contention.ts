@@ -1,3 +1,6 @@
+import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { busyCores, parseProcStat, type ProcStat } from '../worker/load.js';
 import type { Load } from '../worker/protocol.js';
 
 /**
@@ -69,4 +72,58 @@ export function slowOutlier(all: readonly ReplicateTiming[], i: number): string 
   if (mid > 0 && me.medianMs > OUTLIER_RATIO * mid && disjoint)
     return `its median ${fmt(me.medianMs)} ms is ${fmt(me.medianMs / mid)}x the other replicates' ${fmt(mid)} ms, with disjoint intervals`;
   return undefined;
+}
+
+/** `--wait-idle` without a value: wait at most this long for a quiet machine. */
+export const DEFAULT_WAIT_IDLE_S = 300;
+/** A machine is quiet when other processes keep fewer cores than this busy for QUIET_SECONDS in a row. */
+export const QUIET_MAX_CORES = 0.25;
+const QUIET_SECONDS = 3;
+
+/**
+ * `fwbench run --wait-idle`: waits, before the first cell, until the machine has been quiet (busy
+ * cores below QUIET_MAX_CORES, from /proc/stat once a second) for QUIET_SECONDS in a row, or
+ * `maxSeconds` passed. `note` gets a line when it starts waiting and when it ends. Returns whether
+ * the machine was quiet; false also where /proc/stat cannot be read (then it does not wait).
+ */
+export async function waitForQuiet(maxSeconds: number, note: (text: string) => void, signal?: AbortSignal): Promise<boolean> {
+  const read = (): ProcStat | undefined => {
+    try {
+      return parseProcStat(readFileSync('/proc/stat', 'utf8'));
+    } catch {
+      return undefined;
+    }
+  };
+  let prev = read();
+  if (!prev) {
+    note('--wait-idle: /proc/stat is not readable here, so quiet cannot be told: starting now');
+    return false;
+  }
+  const deadline = Date.now() + maxSeconds * 1000;
+  let quietFor = 0;
+  let busy = 0;
+  let announced = false;
+  while (!signal?.aborted) {
+    await sleep(1000);
+    const now = read();
+    if (!now) return false;
+    busy = busyCores(prev, now, now.cores);
+    prev = now;
+    quietFor = busy < QUIET_MAX_CORES ? quietFor + 1 : 0;
+    if (quietFor >= QUIET_SECONDS) {
+      if (announced) note(`--wait-idle: the machine is quiet (${fmt(busy)} of ${now.cores} cores busy): starting`);
+      return true;
+    }
+    if (!announced) {
+      note(
+        `--wait-idle: ${fmt(busy)} of ${now.cores} cores are busy; waiting up to ${maxSeconds} s for a quiet machine (below ${QUIET_MAX_CORES} for ${QUIET_SECONDS} s)`,
+      );
+      announced = true;
+    }
+    if (Date.now() >= deadline) {
+      note(`--wait-idle: still ${fmt(busy)} of ${now.cores} cores busy after ${maxSeconds} s: starting anyway; contended replicates will be re-run or marked`);
+      return false;
+    }
+  }
+  return false;
 }

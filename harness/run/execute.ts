@@ -9,8 +9,10 @@ import { ENGINES, getEngine } from '../engines/registry.js';
 import type { EngineId } from '../engines/types.js';
 import { InputError } from '../errors.js';
 import { ResultsStore, type Cell, type EngineStatus, type Run, type RunConfig } from '../results/schema.js';
+import { sortedMedian } from '../stats/bootstrap.js';
 import { compareOutputs, FP32_REL_L2_TOLERANCE } from '../stats/parity.js';
 import { PROTOCOL_VERSION, type ToWorker } from '../worker/protocol.js';
+import { DEFAULT_CONTENDED_RERUNS, judgeLoad, slowOutlier } from './contention.js';
 import { describeFailure } from './failure.js';
 import { planCells, REFERENCE, REFERENCE_NAME, runnableConfig, skipReason, sweepSkip, type PlannedCell } from './plan.js';
 import { baseRecord, cellFromReplicates, replicateStatus, RunRecord, type ReplicateOutcome } from './record.js';
@@ -160,6 +162,14 @@ function groupsOf(cells: PlannedCell[]): PlannedCell[][] {
   return [...groups.values()];
 }
 
+/** A cell of the group being run: its replicates so far. */
+interface Pending {
+  c: PlannedCell;
+  startedAt: string;
+  durationMs: number;
+  reps: ReplicateOutcome[];
+}
+
 /** Runs the missing cells of one (workload, batch) group. */
 async function runGroup(all: PlannedCell[], ctx: RunContext): Promise<void> {
   const { config, engines, record, hooks, signal, finish } = ctx;
@@ -181,7 +191,7 @@ async function runGroup(all: PlannedCell[], ctx: RunContext): Promise<void> {
     ? await referenceOutput(m, family, params, batchSize, config, refStatus.version ?? 'unknown')
     : { error: `reference engine ${REFERENCE.engine} unavailable: ${refStatus.reason}` };
   if (signal?.aborted) return;
-  const pending: Array<{ c: PlannedCell; startedAt: string; durationMs: number; reps: ReplicateOutcome[] }> = [];
+  const pending: Pending[] = [];
   for (const c of runnable) {
     const cellStart = new Date().toISOString();
     if ('error' in ref)
@@ -190,25 +200,66 @@ async function runGroup(all: PlannedCell[], ctx: RunContext): Promise<void> {
   }
   if ('error' in ref) return;
   const replicates = config.replicates ?? 1;
+  const reruns = config.contendedReruns ?? DEFAULT_CONTENDED_RERUNS;
+  /** Runs one more replicate of `p`; false when the run was interrupted (the cell stays missing and runs again on --resume). */
+  const runOne = async (p: Pending, label: string): Promise<boolean> => {
+    hooks.onCellStart?.(p.c);
+    if (label) hooks.onNote?.(`${p.c.id}: ${label}`);
+    const repStart = new Date().toISOString();
+    const t0 = Date.now();
+    const { o, parity } = await runReplicate(p.c, m, ref, config);
+    if (o.interrupted || signal?.aborted) return false;
+    p.durationMs += Date.now() - t0;
+    const contended = replicateStatus(o, parity).status === 'ok' ? judgeLoad(o.samples?.load)?.reason : undefined;
+    p.reps.push({ o, parity, startedAt: repStart, ...(contended ? { contended } : {}) });
+    if (contended) hooks.onNote?.(`${p.c.id}: replicate ${p.reps.length - 1} contended: ${contended}`);
+    return true;
+  };
   // Each runnable cell runs in `replicates` fresh processes, round-robin across the group
   // (A B C, A B C, ...) so slow drift of the machine does not favour one engine or mode.
   for (let r = 0; r < replicates && !signal?.aborted; r++) {
     for (const p of pending) {
       if (record.done.has(p.c.id)) continue;
-      const c = p.c;
-      hooks.onCellStart?.(c);
-      if (replicates > 1) hooks.onNote?.(`${c.id}: replicate ${r + 1}/${replicates}`);
-      const repStart = new Date().toISOString();
-      const t0 = Date.now();
-      const { o, parity } = await runReplicate(c, m, ref, config);
-      // An interrupted worker is not a result: the cell stays missing and runs again on --resume.
-      if (o.interrupted || signal?.aborted) break;
-      p.durationMs += Date.now() - t0;
-      p.reps.push({ o, parity, startedAt: repStart });
-      // A replicate that is not ok decides the cell: the remaining ones are not run.
-      if (replicateStatus(o, parity).status !== 'ok' || p.reps.length === replicates) finish(cellFromReplicates(c, config, p.startedAt, p.durationMs, p.reps));
+      if (!(await runOne(p, replicates > 1 ? `replicate ${r + 1}/${replicates}` : ''))) break;
+      // A replicate that is not ok decides the cell: the remaining ones are not run. A cell whose
+      // replicates are all in and clean is final at once; one with a contended replicate waits for
+      // its re-runs, after the group's rounds (a busy neighbour gets time to finish).
+      const last = p.reps[p.reps.length - 1]!;
+      if (replicateStatus(last.o, last.parity).status !== 'ok') finish(cellFromReplicates(p.c, config, p.startedAt, p.durationMs, p.reps));
+      else if (p.reps.length === replicates && !needsRerun(p.reps, replicates)) finish(cellFromReplicates(p.c, config, p.startedAt, p.durationMs, p.reps));
     }
   }
+  // Re-runs: a contended replicate (rule 1 at once, rule 2 across the cell's clean ones) is kept,
+  // never pooled, and replaced by a fresh process, up to `reruns` more per cell.
+  for (const p of pending) {
+    if (record.done.has(p.c.id) || signal?.aborted) continue;
+    while (needsRerun(p.reps, replicates) && p.reps.length < replicates + reruns) {
+      const n = p.reps.length - replicates + 1;
+      if (!(await runOne(p, `re-run ${n}/${reruns}: ${p.reps.filter((x) => x.contended).length} contended replicate(s)`))) return;
+      const last = p.reps[p.reps.length - 1]!;
+      if (replicateStatus(last.o, last.parity).status !== 'ok') break;
+    }
+    finish(cellFromReplicates(p.c, config, p.startedAt, p.durationMs, p.reps));
+  }
+}
+
+/**
+ * Marks the slow outliers among a cell's clean replicates as contended (rule 2 of
+ * harness/run/contention.ts) and says whether the cell still lacks `replicates` clean ones.
+ */
+function needsRerun(reps: ReplicateOutcome[], replicates: number): boolean {
+  const clean = reps.filter((r) => !r.contended && replicateStatus(r.o, r.parity).status === 'ok');
+  const timings = clean.map((r) => {
+    const iv = r.o.samples!.interval;
+    const samples = r.o.samples!.samplesNs;
+    const medianMs = sortedMedian(Float64Array.from(samples).sort()) / 1e6;
+    return { medianMs, interval: { loMs: iv.loNs / 1e6, hiMs: iv.hiNs / 1e6 } };
+  });
+  timings.forEach((_, i) => {
+    const why = slowOutlier(timings, i);
+    if (why) clean[i]!.contended = why;
+  });
+  return clean.filter((r) => !r.contended).length < replicates;
 }
 
 /**

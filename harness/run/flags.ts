@@ -7,6 +7,7 @@ import { DEFAULT_ENGINES, ENGINES, getEngine } from '../engines/registry.js';
 import { DEVICES, ENGINE_IDS } from '../engines/types.js';
 import { DEFAULT_MEASURE, MEASURE_PRESET_NAMES, PRESET_REPLICATES, QUICK_MEASURE, RIGOROUS_MEASURE, type MeasurePreset } from '../worker/measure.js';
 import { MeasureSettingsSchema, type MeasureSettings } from '../worker/protocol.js';
+import { DEFAULT_CONTENDED_RERUNS, DEFAULT_WAIT_IDLE_S } from './contention.js';
 
 /**
  * The flags of `fwbench run`, each declared once in RUN_FLAGS: its value on the command line and
@@ -414,6 +415,31 @@ export const RUN_FLAGS = {
       stored: z.number().int().min(1).optional(),
       from: (v, c) => v ?? PRESET_REPLICATES[c.measurePreset],
     },
+  }),
+  'rerun-contended': defineRunFlag({
+    arg: '<n>',
+    help: `re-run a replicate whose timed loop other processes contended (a busy machine; docs/methodology.md), up to N more processes per cell (default ${DEFAULT_CONTENDED_RERUNS}); a cell with no clean replicate is unstable`,
+    file: {
+      schema: NonNegativeInt.max(FLAG_MAX.replicates, must(`a non-negative integer up to ${FLAG_MAX.replicates}`)),
+      fromText: asNumber,
+      doc: `more processes per cell to replace contended replicates (up to ${FLAG_MAX.replicates})`,
+    },
+    results: {
+      field: 'contendedReruns',
+      /** `--rerun-contended`: how many more processes a cell may get to replace contended replicates (absent: runs before contention was judged). */
+      stored: z.number().int().min(0).optional(),
+      from: (v) => v ?? DEFAULT_CONTENDED_RERUNS,
+    },
+  }),
+  'wait-idle': defineRunFlag({
+    arg: '[seconds]',
+    help: `before the first cell, wait until other processes leave the machine quiet, at most SECONDS (default ${DEFAULT_WAIT_IDLE_S}); then start anyway, with a warning`,
+    file: {
+      schema: NonNegative.max(FLAG_MAX.timeoutS, must(`a non-negative number of seconds up to ${FLAG_MAX.timeoutS}`)),
+      fromText: asNumber,
+      doc: `before the first cell, wait at most this many seconds for a quiet machine (up to ${FLAG_MAX.timeoutS})`,
+    },
+    results: { none: 'when the run starts, not how it measures' },
   }),
   'min-samples': defineRunFlag({
     arg: '<n>',

@@ -8,6 +8,7 @@ import { bootstrapCis, flagOutliers, nsToMs, reliablePercentiles, summarize, typ
 import { TOOL_VERSION } from '../version.js';
 import { classifyFailure, type FailureCause } from './failure.js';
 import type { WorkerOutcome } from './outcome.js';
+import { judgeLoad } from './contention.js';
 import { largestBatchFit, type PlannedCell } from './plan.js';
 
 /**
@@ -40,6 +41,8 @@ export interface ReplicateOutcome {
   o: WorkerOutcome;
   parity: Cell['parity'];
   startedAt: string;
+  /** Why its timing is not trusted (harness/run/contention.ts), when the machine was busy: kept, never pooled. */
+  contended?: string;
 }
 
 const medianOf = (v: number[]): number => {
@@ -48,7 +51,7 @@ const medianOf = (v: number[]): number => {
   return s.length % 2 ? s[h]! : (s[h - 1]! + s[h]!) / 2;
 };
 
-type RepStatus = { status: Cell['status']; reason: string | null; fix?: string; phase?: string; cause?: FailureCause };
+type RepStatus = { status: Replicate['status']; reason: string | null; fix?: string; phase?: string; cause?: FailureCause };
 
 /** The status of one replicate: skipped (engine unavailable), parity-failed, failed or ok. */
 export function replicateStatus(o: WorkerOutcome, parity: Cell['parity']): RepStatus {
@@ -67,7 +70,10 @@ export function replicateStatus(o: WorkerOutcome, parity: Cell['parity']): RepSt
 
 function replicateRecord(index: number, r: ReplicateOutcome, st: RepStatus, offset: number): Replicate {
   const { o, parity } = r;
-  const samplesMs = o.samples && st.status === 'ok' ? nsToMs(o.samples.samplesNs) : undefined;
+  const timed = st.status === 'ok' || st.status === 'contended';
+  const samplesMs = o.samples && timed ? nsToMs(o.samples.samplesNs) : undefined;
+  const load = o.samples?.load;
+  const others = judgeLoad(load)?.othersCores;
   const stats = samplesMs?.length ? summarize(samplesMs) : undefined;
   const iv = o.samples?.interval;
   return {
@@ -82,7 +88,7 @@ function replicateRecord(index: number, r: ReplicateOutcome, st: RepStatus, offs
           n: stats.n,
           medianMs: stats.medianMs,
           cv: stats.cv,
-          offset,
+          ...(st.status === 'ok' ? { offset } : {}),
           ...(iv ? { interval: { medianMs: iv.medianNs / 1e6, loMs: iv.loNs / 1e6, hiMs: iv.hiNs / 1e6, halfWidthPct: iv.halfWidthPct } } : {}),
           stopReason: o.samples.stopReason,
           warmupStopReason: o.samples.warmupStopReason,
@@ -96,6 +102,8 @@ function replicateRecord(index: number, r: ReplicateOutcome, st: RepStatus, offs
     ...(o.built && o.parity && o.spawnMs !== undefined && o.toFirstOutputMs !== undefined
       ? { coldStart: { spawnMs: o.spawnMs, ...o.built.phases, firstRunMs: o.parity.firstRunMs, totalMs: o.toFirstOutputMs } }
       : {}),
+    ...(load ? { load } : {}),
+    ...(others !== undefined ? { othersCores: others } : {}),
   };
 }
 
@@ -107,6 +115,9 @@ export function cellWarnings(stats: Stats, reps: Replicate[], samplesMs: number[
   // A robust spread (scaled MAD), so a handful of rare stalls (GC, a preempted core) does not make
   // every cell of a busy machine "noisy"; the plain CV stays in stats.cv.
   if (robustCv > 0.1) w.push({ code: 'high-cv', message: `robust CV (1.4826 MAD / median) ${(robustCv * 100).toFixed(1)} % > 10 %` });
+  for (const r of reps) {
+    if (r.status === 'contended') w.push({ code: 'contended', message: `replicate ${r.index} contended and re-run: ${r.reason}` });
+  }
   for (const r of reps) {
     if (r.firstWarmupMs !== undefined && r.medianMs !== undefined && r.firstWarmupMs > 10 * r.medianMs)
       w.push({ code: 'slow-first-run', message: `${tag(r)}first warm-up ${r.firstWarmupMs.toPrecision(3)} ms > 10x median ${r.medianMs.toPrecision(3)} ms` });
@@ -131,15 +142,26 @@ function medianColdStart(cold: ColdStart[]): ColdStart {
 /** Turns the outcomes of a cell's replicates (worker processes, in run order) into one cell record. */
 export function cellFromReplicates(c: PlannedCell, config: RunConfig, startedAt: string, durationMs: number, outcomes: ReplicateOutcome[]): Cell {
   const base = baseRecord(c, config, startedAt);
-  const statuses = outcomes.map((r) => replicateStatus(r.o, r.parity));
+  const statuses = outcomes.map((r): RepStatus => {
+    const st = replicateStatus(r.o, r.parity);
+    return st.status === 'ok' && r.contended ? { status: 'contended', reason: r.contended } : st;
+  });
   let offset = 0;
   const reps = outcomes.map((r, i) => {
     const rec = replicateRecord(i, r, statuses[i]!, offset);
-    offset += rec.n ?? 0;
+    if (rec.status === 'ok') offset += rec.n ?? 0;
     return rec;
   });
   const bad = ['skipped', 'parity-failed', 'failed'].map((s) => statuses.findIndex((x) => x.status === s)).find((i) => i >= 0);
-  const pick = bad ?? 0;
+  // Only clean replicates are pooled: a contended one keeps its figures in `replicates`.
+  const clean = outcomes.filter((_, i) => statuses[i]!.status === 'ok');
+  const cleanReps = reps.filter((r) => r.status === 'ok');
+  const pick =
+    bad ??
+    Math.max(
+      0,
+      statuses.findIndex((x) => x.status === 'ok'),
+    );
   const o = outcomes[pick]!.o;
   const parities = outcomes.map((r) => r.parity).filter((p): p is NonNullable<Cell['parity']> => p !== undefined);
   const parity =
@@ -165,7 +187,7 @@ export function cellFromReplicates(c: PlannedCell, config: RunConfig, startedAt:
     return {
       ...base,
       ...extras,
-      status: st.status,
+      status: st.status as 'skipped' | 'parity-failed' | 'failed',
       reason,
       ...(st.fix ? { fix: st.fix } : {}),
       ...(st.phase ? { phase: st.phase } : {}),
@@ -173,12 +195,22 @@ export function cellFromReplicates(c: PlannedCell, config: RunConfig, startedAt:
       durationMs,
     };
   }
-  const samplesMs = outcomes.flatMap((r) => nsToMs(r.o.samples!.samplesNs));
+  if (clean.length === 0) {
+    return {
+      ...base,
+      ...extras,
+      status: 'unstable',
+      reason: `every replicate's timed loop was contended, so no timing is trusted: ${reps.map((r) => `replicate ${r.index}: ${r.reason}`).join('; ')}`,
+      fix: 'run it again on a quiet machine: fwbench doctor names what else is running; fwbench run --wait-idle waits for a quiet machine first',
+      durationMs,
+    };
+  }
+  const samplesMs = clean.flatMap((r) => nsToMs(r.o.samples!.samplesNs));
   const stats: Stats = { ...summarize(samplesMs), ...bootstrapCis(samplesMs), reliablePercentiles: reliablePercentiles(samplesMs.length) };
-  const medians = reps.map((r) => r.medianMs!);
+  const medians = cleanReps.map((r) => r.medianMs!);
   const mMean = medians.reduce((a, b) => a + b, 0) / medians.length;
   const betweenCv = medians.length > 1 && mMean > 0 ? Math.sqrt(medians.reduce((a, m) => a + (m - mMean) ** 2, 0) / (medians.length - 1)) / mMean : 0;
-  const stops = [...new Set(reps.map((r) => r.stopReason!))];
+  const stops = [...new Set(cleanReps.map((r) => r.stopReason!))];
   return {
     ...base,
     ...extras,
@@ -186,10 +218,10 @@ export function cellFromReplicates(c: PlannedCell, config: RunConfig, startedAt:
     reason: null,
     stats,
     samplesMs,
-    warmupMs: outcomes.flatMap((r) => nsToMs(r.o.samples!.warmupNs)),
+    warmupMs: clean.flatMap((r) => nsToMs(r.o.samples!.warmupNs)),
     stopReason: stops.join(','),
-    warmupStopReason: [...new Set(reps.map((r) => r.warmupStopReason!))].join(','),
-    variation: { withinCv: reps.reduce((a, r) => a + r.cv!, 0) / reps.length, betweenCv },
+    warmupStopReason: [...new Set(cleanReps.map((r) => r.warmupStopReason!))].join(','),
+    variation: { withinCv: cleanReps.reduce((a, r) => a + r.cv!, 0) / cleanReps.length, betweenCv },
     outliers: flagOutliers(samplesMs),
     warnings: cellWarnings(stats, reps, samplesMs),
     throughput: c.batchSize / (stats.medianMs / 1000),
