@@ -21,8 +21,9 @@ describe('contention rule 1: CPU used by others on a saturated machine', () => {
   it('a neighbour that leaves a core idle is not: the worker could have had it', () => {
     expect(judgeLoad(loop(0.5, 1.2))?.reason).toBeUndefined();
   });
-  it('steal above 5 % of the cores is contention even when nothing else runs', () => {
-    expect(judgeLoad(loop(1.8, 2, 0.2))!.reason).toBe('the hypervisor stole 0.20 of 2 cores during the timed loop');
+  it('steal above 10 % of the cores is contention even when nothing else runs; 10 % is not', () => {
+    expect(judgeLoad(loop(1.7, 2, 0.3))!.reason).toBe('the hypervisor stole 0.30 of 2 cores during the timed loop');
+    expect(judgeLoad(loop(1.98, 2, 0.2))!.reason).toBeUndefined();
   });
   it('a short loop gets the /proc/stat tick slack: 0.3 others over 100 ms is within it, over 1 s it is not', () => {
     expect(judgeLoad({ ...loop(1.7, 2), wallMs: 100, ownCpuMs: 170 })!.reason).toBeUndefined();

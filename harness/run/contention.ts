@@ -23,7 +23,7 @@ export const OTHERS_MIN_CORES = 0.25;
 /** A machine within this many cores of all busy is saturated. */
 export const SATURATED_SLACK = 0.25;
 /** Steal above this fraction of the cores marks a loop contended (a VM whose host is busy). */
-export const STEAL_MIN_FRACTION = 0.05;
+export const STEAL_MIN_FRACTION = 0.1;
 /** A replicate this many times slower than the others' median, with a disjoint interval, is contended. */
 export const OUTLIER_RATIO = 1.5;
 /** /proc/stat counts in ticks of 10 ms: two ticks of slack per loop. */
