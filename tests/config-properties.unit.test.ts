@@ -191,7 +191,7 @@ describe('config file properties (fast-check)', () => {
     ),
     workloads: fc.oneof(
       fc.constant([]),
-      word.filter((w) => !(FAMILY_NAMES as string[]).includes(w)).map((w) => [w]),
+      word.filter((w) => !(FAMILY_NAMES as readonly string[]).includes(w)).map((w) => [w]),
       fc.constantFrom('cnn', true),
     ),
     modes: fc.oneof(fc.constant([]), fc.constant(['']), fc.constantFrom(5, true, 'eager', null)),
@@ -276,7 +276,7 @@ describe('config file properties (fast-check)', () => {
   /** Flag texts no flag of that key accepts. */
   const badText: Partial<Record<RunFlag, fc.Arbitrary<string>>> = {
     engines: word.filter((w) => !(ENGINE_IDS as readonly string[]).includes(w)),
-    workloads: word.filter((w) => !(FAMILY_NAMES as string[]).includes(w)),
+    workloads: word.filter((w) => !(FAMILY_NAMES as readonly string[]).includes(w)),
     preset: fc.oneof(
       word.filter((w) => !Object.values(FAMILIES).some((f) => w in f.presets)),
       word.map((w) => `cnn=resnet18,${w}=tiny`).filter((t) => !FAMILY_NAMES.some((f) => t.endsWith(`,${f}=tiny`))),

@@ -2,14 +2,13 @@ import { InputError } from '../harness/errors.js';
 import { cnn } from './cnn.js';
 import { rnn } from './rnn.js';
 import { transformer } from './transformer.js';
-import type { FamilyName, ParamDef, Params, ParamValue, WorkloadFamily } from './types.js';
+import { FAMILY_NAMES, type FamilyName, type ParamDef, type Params, type ParamValue, type WorkloadFamily } from './types.js';
 
 export * from './types.js';
 
 /** All workload families, by name. */
 export const FAMILIES: Record<FamilyName, WorkloadFamily> = { cnn, rnn, transformer };
-/** Family names in display order. */
-export const FAMILY_NAMES = Object.keys(FAMILIES) as FamilyName[];
+export { FAMILY_NAMES };
 
 /** Looks a family up by name, or throws an InputError listing the valid names. */
 export function getFamily(name: string): WorkloadFamily {

@@ -74,8 +74,10 @@ export interface WorkloadFamily {
   flopsPerSample(p: Params): number;
 }
 
-/** The workload families. */
-export type FamilyName = 'cnn' | 'rnn' | 'transformer';
+/** The workload families' names, in display order: the one list (workloads/index.ts FAMILIES must define each; the manifest publishes it to Python). */
+export const FAMILY_NAMES = ['cnn', 'rnn', 'transformer'] as const;
+/** A workload family's name. */
+export type FamilyName = (typeof FAMILY_NAMES)[number];
 
 /**
  * Size classes that span families: `tiny` (smoke tests, sub-millisecond), `small` (models the size

@@ -79,7 +79,8 @@ const presetError = (iss: { code?: string; input?: unknown; keys?: string[] }): 
   if (typeof v === 'string') return `unknown preset ${show(v)}; valid presets: ${PRESET_NAMES.join(', ')}; or one per workload: ${PRESET_PER_FAMILY_EXAMPLE}`;
   if (v && typeof v === 'object' && !Array.isArray(v)) {
     for (const [k, x] of Object.entries(v)) {
-      if (!(FAMILY_NAMES as string[]).includes(k)) return `unknown workload ${show(k)} in workload=preset; valid workloads: ${FAMILY_NAMES.join(', ')}`;
+      if (!(FAMILY_NAMES as readonly string[]).includes(k))
+        return `unknown workload ${show(k)} in workload=preset; valid workloads: ${FAMILY_NAMES.join(', ')}`;
       if (typeof x !== 'string' || !PRESET_NAMES.includes(x))
         return `unknown preset ${show(x)} for ${k}; valid presets: ${Object.keys(FAMILIES[k as FamilyName].presets).join(', ')}`;
     }
@@ -91,7 +92,7 @@ const presetError = (iss: { code?: string; input?: unknown; keys?: string[] }): 
  * (`cnn=resnet18,rnn=small`; a config file may also hold a mapping). Workloads it does not name
  * take the preset of `--size`.
  */
-const PresetChoice = z.union([PresetName, z.partialRecord(z.enum(FAMILY_NAMES as [FamilyName, ...FamilyName[]]), PresetName, { error: presetError })], {
+const PresetChoice = z.union([PresetName, z.partialRecord(z.enum(FAMILY_NAMES), PresetName, { error: presetError })], {
   error: presetError,
 });
 
