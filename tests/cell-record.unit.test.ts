@@ -100,3 +100,47 @@ describe('cell records from worker outcomes', () => {
     expect(oom).toMatchObject({ cause: 'out-of-memory', reason: 'out of memory in phase build (exit code 1): MemoryError: Unable to allocate 4.00 GiB' });
   });
 });
+
+describe('contended replicates (issue 17)', () => {
+  const load = (othersCores: number) => ({
+    wallMs: 1000,
+    ownCpuMs: (2 - othersCores) * 1000,
+    involuntarySwitches: 3,
+    machine: { cores: 2, busyCores: 2, stealCores: 0 },
+  });
+  const slow: WorkerOutcome = { ...complete, samples: { ...complete.samples!, samplesNs: [300e6, 310e6], load: load(1) } };
+  const clean: WorkerOutcome = { ...complete, samples: { ...complete.samples!, load: load(0) } };
+  const why = 'other processes used 1.00 of 2 cores while the machine was saturated (2.00 busy; this worker 1.00)';
+
+  it('a contended replicate keeps its figures and reason, is not pooled, and gets no offset; the clean one is the cell', () => {
+    const c = CellSchema.parse(
+      cellFromReplicates(planned, config, startedAt, 10, [
+        { o: slow, parity: passed, startedAt, contended: why },
+        { o: clean, parity: passed, startedAt },
+      ]),
+    );
+    expect(c.status).toBe('ok');
+    expect(c.replicates!.map((r) => [r.status, r.reason, r.offset])).toEqual([
+      ['contended', why, undefined],
+      ['ok', null, 0],
+    ]);
+    expect(c.replicates![0]).toMatchObject({ medianMs: 305, othersCores: 1, load: load(1) });
+    expect(c.samplesMs).toEqual([2, 4, 3]);
+    expect(c.stats!.medianMs).toBe(3);
+    expect(c.warnings!.find((w) => w.code === 'contended')!.message).toBe(`replicate 0 contended and re-run: ${why}`);
+  });
+
+  it('no clean replicate: the cell is unstable, with no timing, every replicate named, and the fix', () => {
+    const c = CellSchema.parse(
+      cellFromReplicates(planned, config, startedAt, 10, [
+        { o: slow, parity: passed, startedAt, contended: why },
+        { o: slow, parity: passed, startedAt, contended: why },
+      ]),
+    );
+    expect(c.status).toBe('unstable');
+    expect(c.stats).toBeUndefined();
+    expect(c.samplesMs).toBeUndefined();
+    expect(c.reason).toBe(`every replicate's timed loop was contended, so no timing is trusted: replicate 0: ${why}; replicate 1: ${why}`);
+    expect(c.fix).toMatch(/--wait-idle/);
+  });
+});
