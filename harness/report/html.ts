@@ -329,7 +329,7 @@ ${sortableTable(['cell', ...COLD_START_SEGMENTS.map((s) => `${s.name} (ms)`), `$
 <section id="parity"><h2>Parity</h2><p>Each engine's output on the parity batch against the reference output: relative L2 error and max absolute error; a cell over the tolerance is never timed.</p>
 ${sortableTable(['cell', 'reference', 'relL2', 'max abs', 'tolerance (relL2)', 'result'], parity, 'parity-table')}</section>
 <section id="claims"><h2>Claims</h2>${claimsSection(report)}</section>
-<section id="not-ok"><h2>Skipped and failed cells</h2>${notOk.length === 0 ? '<p>Every cell ran and passed parity.</p>' : sortableTable(['cell', ...(multiHost ? ['host'] : []), 'status', 'phase', 'reason', 'fix'], notOk, 'not-ok-table')}</section>`;
+<section id="not-ok"><h2>Cells without a timing (skipped, failed, parity-failed, unstable)</h2>${notOk.length === 0 ? '<p>Every cell ran and passed parity.</p>' : sortableTable(['cell', ...(multiHost ? ['host'] : []), 'status', 'phase', 'reason', 'fix'], notOk, 'not-ok-table')}</section>`;
   return htmlDocument(`fwbench report — ${model.hosts.map((h) => h.fingerprint).join(', ')}`, body, {
     id: 'fwbench-run',
     data: report.embedSamples ? model.run : leanRun(model),
