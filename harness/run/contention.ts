@@ -11,7 +11,7 @@ import type { Load } from '../worker/protocol.js';
  *    SATURATED_SLACK of all cores) while other processes used more than OTHERS_MIN_CORES cores
  *    (the machine's busy cores less the worker's own CPU time over wall time), plus two ticks of
  *    /proc/stat's 10 ms resolution spread over the loop; or the hypervisor stole more than
- *    STEAL_MIN_FRACTION of the cores. A machine with idle cores left is not contended: the worker
+ *    STEAL_MIN_FRACTION of the cores (with the same slack). A machine with idle cores left is not contended: the worker
  *    could have had them.
  * 2. Timing: with other replicates of the cell, its median is more than OUTLIER_RATIO times theirs
  *    (the median of their medians) and its 95 % interval lies wholly above all of theirs. Only
@@ -48,8 +48,10 @@ export function judgeLoad(load: Load | undefined): LoadVerdict | undefined {
   const own = load.ownCpuMs / load.wallMs;
   const othersCores = Math.max(0, busyCores - own);
   const verdict: LoadVerdict = { othersCores };
-  const limit = OTHERS_MIN_CORES + (TICK_SLACK_MS / load.wallMs) * cores;
-  if (stealCores > STEAL_MIN_FRACTION * cores) verdict.reason = `the hypervisor stole ${fmt(stealCores)} of ${cores} cores during the timed loop`;
+  // Two ticks of slack, spread over the loop, for both figures: /proc/stat counts them in ticks.
+  const slack = (TICK_SLACK_MS / load.wallMs) * cores;
+  const limit = OTHERS_MIN_CORES + slack;
+  if (stealCores > STEAL_MIN_FRACTION * cores + slack) verdict.reason = `the hypervisor stole ${fmt(stealCores)} of ${cores} cores during the timed loop`;
   else if (busyCores >= cores - SATURATED_SLACK && othersCores > limit)
     verdict.reason = `other processes used ${fmt(othersCores)} of ${cores} cores while the machine was saturated (${fmt(busyCores)} busy; this worker ${fmt(own)})`;
   return verdict;
