@@ -1,7 +1,9 @@
 import { existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { ENGINE_IDS } from '../harness/engines/types.js';
 import { loadRun } from '../harness/results/read.js';
+import { RUN_FLAG_NAMES } from '../harness/run/flags.js';
 import { fwbench, tempDir } from './helpers.js';
 
 /**
@@ -29,9 +31,9 @@ interface Entry {
   message: RegExp;
 }
 
-const ENGINES = 'onnxruntime, tfjs-node, tfjs-node-gpu, tfjs-wasm, tfjs-cpu, torch, tensorflow';
-const KEYS =
-  'engines, workloads, modes, preset, size, batch-sizes, out, set, device, threads, seed, quick, rigorous, target-interval, replicates, min-samples, min-time, max-time, warmup-max-time, timeout, json, max-memory-mb';
+// The lists messages name, from their one declaration.
+const ENGINES = ENGINE_IDS.join(', ');
+const KEYS = RUN_FLAG_NAMES.join(', ');
 const run =
   (...args: string[]) =>
   (c: Ctx): string[] => ['run', ...args, '--out', c.never];
