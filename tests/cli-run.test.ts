@@ -60,18 +60,22 @@ describe('fwbench run on the npm-only engines (real ONNX Runtime and TensorFlow.
     const runs: Array<{ cell: string; index: number; pid: number; startedAt: string }> = [];
     for (const c of run.cells) {
       expect(c.status, `${c.id}: ${c.reason}`).toBe('ok');
-      expect(c.replicates).toHaveLength(2);
+      // Two clean replicates; a busy moment of the machine may add re-runs (issue 17), whose
+      // contended replicates are kept with their reason and never pooled.
+      expect(c.replicates!.filter((rep) => rep.status === 'ok')).toHaveLength(2);
+      for (const rep of c.replicates!.filter((x) => x.status !== 'ok'))
+        expect(rep, JSON.stringify(rep)).toMatchObject({ status: 'contended', reason: expect.any(String) });
+      expect(c.replicates!.length).toBeLessThanOrEqual(4);
       let offset = 0;
       for (const rep of c.replicates!) {
-        expect(rep.status).toBe('ok');
         expect(rep.parity!.pass).toBe(true);
-        expect(rep.offset).toBe(offset);
-        offset += rep.n!;
+        expect(rep.offset).toBe(rep.status === 'ok' ? offset : undefined);
+        if (rep.status === 'ok') offset += rep.n!;
         expect(rep.interval!.loMs).toBeLessThanOrEqual(rep.interval!.hiMs);
         expect(['target-interval', 'max-time', 'max-samples']).toContain(rep.stopReason);
         expect(rep.memory!.peakHostBytes).toBeGreaterThan(0);
         expect(rep.coldStart!.totalMs).toBeGreaterThan(0);
-        runs.push({ cell: c.engine, index: rep.index, pid: rep.pid!, startedAt: rep.startedAt });
+        if (rep.index < 2) runs.push({ cell: c.engine, index: rep.index, pid: rep.pid!, startedAt: rep.startedAt });
       }
       expect(c.samplesMs).toHaveLength(offset);
       expect(c.stats!.n).toBe(offset);
@@ -79,7 +83,7 @@ describe('fwbench run on the npm-only engines (real ONNX Runtime and TensorFlow.
       expect(c.outliers).toBeDefined();
       expect(Array.isArray(c.warnings)).toBe(true);
     }
-    // Four distinct processes, run in the order onnxruntime#0, tfjs-wasm#0, onnxruntime#1, tfjs-wasm#1.
+    // The two rounds: four distinct processes, run in the order onnxruntime#0, tfjs-wasm#0, onnxruntime#1, tfjs-wasm#1 (any re-runs come after).
     expect(new Set(runs.map((x) => x.pid)).size).toBe(4);
     runs.sort((a, b) => a.startedAt.localeCompare(b.startedAt));
     expect(runs.map((x) => `${x.cell}#${x.index}`)).toEqual(['onnxruntime#0', 'tfjs-wasm#0', 'onnxruntime#1', 'tfjs-wasm#1']);
