@@ -18,6 +18,10 @@ describe('contention rule 1: CPU used by others on a saturated machine', () => {
     expect(v.othersCores).toBeCloseTo(0.9, 5);
     expect(v.reason).toBe('other processes used 0.90 of 2 cores while the machine was saturated (2.00 busy; this worker 1.10)');
   });
+  it('a 1-thread worker that had its core beside a busy process is not contended; a 2-thread one held to 1 core is', () => {
+    expect(judgeLoad(loop(0.99, 2), 1)?.reason).toBeUndefined();
+    expect(judgeLoad(loop(0.99, 2), 2)?.reason).toMatch(/^other processes used 1.01 of 2 cores/);
+  });
   it('a neighbour that leaves a core idle is not: the worker could have had it', () => {
     expect(judgeLoad(loop(0.5, 1.2))?.reason).toBeUndefined();
   });

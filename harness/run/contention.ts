@@ -10,7 +10,9 @@ import type { Load } from '../worker/protocol.js';
  * 1. CPU: during its timed loop the machine was saturated (its busy cores, from /proc/stat, within
  *    SATURATED_SLACK of all cores) while other processes used more than OTHERS_MIN_CORES cores
  *    (the machine's busy cores less the worker's own CPU time over wall time), plus two ticks of
- *    /proc/stat's 10 ms resolution spread over the loop; or the hypervisor stole more than
+ *    /proc/stat's 10 ms resolution spread over the loop, and the worker got less CPU than its
+ *    thread count (a 1-thread worker beside a busy process on 2 cores had its core); or the
+ *    hypervisor stole more than
  *    STEAL_MIN_FRACTION of the cores (with the same slack). A machine with idle cores left is not contended: the worker
  *    could have had them.
  * 2. Timing: with other replicates of the cell, its median is more than OUTLIER_RATIO times theirs
@@ -41,8 +43,8 @@ export interface LoadVerdict {
 
 const fmt = (x: number): string => x.toFixed(2);
 
-/** Rule 1 for one timed loop. */
-export function judgeLoad(load: Load | undefined): LoadVerdict | undefined {
+/** Rule 1 for one timed loop of a worker running `threads` intra-op threads. */
+export function judgeLoad(load: Load | undefined, threads = Infinity): LoadVerdict | undefined {
   if (!load?.machine || load.wallMs <= 0) return undefined;
   const { cores, busyCores, stealCores } = load.machine;
   const own = load.ownCpuMs / load.wallMs;
@@ -52,7 +54,8 @@ export function judgeLoad(load: Load | undefined): LoadVerdict | undefined {
   const slack = (TICK_SLACK_MS / load.wallMs) * cores;
   const limit = OTHERS_MIN_CORES + slack;
   if (stealCores > STEAL_MIN_FRACTION * cores + slack) verdict.reason = `the hypervisor stole ${fmt(stealCores)} of ${cores} cores during the timed loop`;
-  else if (busyCores >= cores - SATURATED_SLACK && othersCores > limit)
+  // A worker that had the cores it runs threads on was not held back, whoever used the rest.
+  else if (busyCores >= cores - SATURATED_SLACK && othersCores > limit && own < Math.min(threads, cores) - limit)
     verdict.reason = `other processes used ${fmt(othersCores)} of ${cores} cores while the machine was saturated (${fmt(busyCores)} busy; this worker ${fmt(own)})`;
   return verdict;
 }

@@ -210,7 +210,7 @@ async function runGroup(all: PlannedCell[], ctx: RunContext): Promise<void> {
     const { o, parity } = await runReplicate(p.c, m, ref, config);
     if (o.interrupted || signal?.aborted) return false;
     p.durationMs += Date.now() - t0;
-    const contended = replicateStatus(o, parity).status === 'ok' ? judgeLoad(o.samples?.load)?.reason : undefined;
+    const contended = replicateStatus(o, parity).status === 'ok' ? judgeLoad(o.samples?.load, p.c.threads)?.reason : undefined;
     p.reps.push({ o, parity, startedAt: repStart, ...(contended ? { contended } : {}) });
     if (contended) hooks.onNote?.(`${p.c.id}: replicate ${p.reps.length - 1} contended: ${contended}`);
     return true;
