@@ -1,6 +1,5 @@
-import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { busyCores, parseProcStat, type ProcStat } from '../worker/load.js';
+import { busyCores, readStat } from '../worker/load.js';
 import type { Load } from '../worker/protocol.js';
 
 /**
@@ -92,13 +91,7 @@ const QUIET_SECONDS = 3;
  * the machine was quiet; false also where /proc/stat cannot be read (then it does not wait).
  */
 export async function waitForQuiet(maxSeconds: number, note: (text: string) => void, signal?: AbortSignal): Promise<boolean> {
-  const read = (): ProcStat | undefined => {
-    try {
-      return parseProcStat(readFileSync('/proc/stat', 'utf8'));
-    } catch {
-      return undefined;
-    }
-  };
+  const read = readStat;
   let prev = read();
   if (!prev) {
     note('--wait-idle: /proc/stat is not readable here, so quiet cannot be told: starting now');

@@ -46,7 +46,8 @@ interface Snapshot {
   stat: ProcStat | undefined;
 }
 
-function readStat(): ProcStat | undefined {
+/** This machine's /proc/stat, parsed; undefined where it cannot be read. */
+export function readStat(): ProcStat | undefined {
   try {
     return parseProcStat(readFileSync('/proc/stat', 'utf8'));
   } catch {
