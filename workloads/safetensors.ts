@@ -12,13 +12,14 @@ import type { DType } from './types.js';
 export interface Tensor {
   dtype: DType;
   shape: number[];
-  data: Float32Array | Int32Array;
+  data: Float32Array | Int32Array | Float64Array;
 }
 
 /** Tensors by name, in file order. */
 export type TensorMap = Map<string, Tensor>;
 
-const BYTES: Record<DType, number> = { F32: 4, I32: 4 };
+const BYTES: Record<DType, number> = { F32: 4, I32: 4, F64: 8 };
+const ARRAYS = { F32: Float32Array, I32: Int32Array, F64: Float64Array } as const;
 
 /** Number of elements of a shape. */
 export const numel = (shape: number[]): number => shape.reduce((a, b) => a * b, 1);
@@ -30,7 +31,7 @@ export const numel = (shape: number[]): number => shape.reduce((a, b) => a * b, 
 export function writeSafetensors(
   path: string,
   specs: Array<{ name: string; dtype: DType; shape: number[] }>,
-  produce: (index: number) => Float32Array | Int32Array,
+  produce: (index: number) => Tensor['data'],
   metadata: Record<string, string> = {},
 ): void {
   const header: Record<string, unknown> = { __metadata__: metadata };
@@ -68,7 +69,7 @@ export function saveTensors(path: string, tensors: TensorMap, metadata: Record<s
   );
 }
 
-/** Reads a whole safetensors file (F32 and I32 tensors) and its metadata. */
+/** Reads a whole safetensors file (F32, I32 and F64 tensors) and its metadata. */
 export function loadTensors(path: string): { tensors: TensorMap; metadata: Record<string, string> } {
   const buf = readFileSync(path);
   if (buf.length < 8) throw new Error(`${path}: not a safetensors file (too short)`);
@@ -88,11 +89,12 @@ export function loadTensors(path: string): { tensors: TensorMap; metadata: Recor
     }
     const [begin, end] = entry.data_offsets;
     const start = buf.byteOffset + base + begin;
-    const count = (end - begin) / 4;
-    let data: Float32Array | Int32Array;
-    const Ctor = entry.dtype === 'F32' ? Float32Array : entry.dtype === 'I32' ? Int32Array : undefined;
-    if (!Ctor) throw new Error(`${path}: tensor ${name} has dtype ${entry.dtype}; fwbench reads F32 and I32`);
-    if (start % 4 === 0) data = new Ctor(buf.buffer, start, count);
+    const Ctor = ARRAYS[entry.dtype as DType] as (new (b: ArrayBufferLike, offset?: number, length?: number) => Tensor['data']) | undefined;
+    if (!Ctor || !Object.hasOwn(ARRAYS, entry.dtype)) throw new Error(`${path}: tensor ${name} has dtype ${entry.dtype}; fwbench reads F32, I32 and F64`);
+    const width = BYTES[entry.dtype as DType];
+    const count = (end - begin) / width;
+    let data: Tensor['data'];
+    if (start % width === 0) data = new Ctor(buf.buffer, start, count);
     else data = new Ctor(new Uint8Array(buf.subarray(base + begin, base + end)).buffer);
     tensors.set(name, { dtype: entry.dtype as DType, shape: entry.shape, data });
   }

@@ -1,7 +1,7 @@
 /** Framework-neutral description of a workload family: parameters, canonical weights, inputs, FLOPs. */
 
-/** Element types used in canonical tensor files (safetensors dtype names). */
-export type DType = 'F32' | 'I32';
+/** Element types used in tensor files (safetensors dtype names); F64 only in training references. */
+export type DType = 'F32' | 'I32' | 'F64';
 
 /** How a canonical weight tensor is filled from the seed. */
 export type Init = { kind: 'normal'; mean?: number; std: number } | { kind: 'uniform'; low: number; high: number };
@@ -78,6 +78,15 @@ export interface WorkloadFamily {
 export const FAMILY_NAMES = ['cnn', 'rnn', 'transformer'] as const;
 /** A workload family's name. */
 export type FamilyName = (typeof FAMILY_NAMES)[number];
+
+/**
+ * What a cell does with its model: `inference` (a forward pass with readback: every run so far) or
+ * `training` (one optimizer step: forward, loss, backward, update; workloads/training.ts). The one
+ * list: the run flag, run.json, the protocol, the reports and the Python side read it.
+ */
+export const TASKS = ['inference', 'training'] as const;
+/** A task. */
+export type Task = (typeof TASKS)[number];
 
 /**
  * Size classes that span families: `tiny` (smoke tests, sub-millisecond), `small` (models the size

@@ -148,6 +148,11 @@ export const onnxruntime: NodeEngineDescriptor = {
   language: 'node',
   devices: [...DEVICES],
   modes: [...MODES],
+  unsupported: {
+    training: {
+      '*': 'onnxruntime-node has no training API: it exposes inference sessions only (ONNX Runtime training is the separate onnxruntime-training build, which has no Node package)',
+    },
+  },
   description: 'ONNX Runtime (onnxruntime-node), CPU or CUDA execution provider; modes are graph optimization levels',
   async load(): Promise<EngineRuntime> {
     // Dynamic imports: the orchestrator imports this descriptor but must never load the runtime.

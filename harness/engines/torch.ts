@@ -13,6 +13,12 @@ export const torch: PythonEngineDescriptor = {
   devices: [...DEVICES],
   modes: ['eager', 'torchscript', 'compile'],
   defaultModes: ['eager', 'torchscript'],
+  unsupported: {
+    training: {
+      torchscript:
+        "fwbench's torchscript mode is torch.jit.trace + torch.jit.freeze, which folds the weights into constants, so nothing is left to train; TorchScript is in maintenance and PyTorch points training users to eager or torch.compile",
+    },
+  },
   description:
     'PyTorch (Python runner): nn.Module models, NCHW; modes eager (inference_mode), torchscript (trace + freeze), compile (torch.compile, compiled during the cold start)',
 };

@@ -1,6 +1,7 @@
 import type { Materialized } from '../../workloads/materialize.js';
 import type { TensorMap } from '../../workloads/safetensors.js';
-import type { FamilyName, Params, WorkloadFamily } from '../../workloads/types.js';
+import type { TrainingRecipe } from '../../workloads/training.js';
+import type { FamilyName, Params, Task, WorkloadFamily } from '../../workloads/types.js';
 
 /** Engine ids: one per (framework, backend) pair, so results never mix backends. */
 export const ENGINE_IDS = ['onnxruntime', 'tfjs-node', 'tfjs-node-gpu', 'tfjs-wasm', 'tfjs-cpu', 'torch', 'tensorflow'] as const;
@@ -49,6 +50,32 @@ export interface BuiltModel {
   native?: { kind: 'onnxruntime'; session: unknown } | { kind: 'tfjs'; tf: unknown; model: unknown };
 }
 
+/** What an engine needs to build a trainer: the model's request plus the recipe and the batch it trains on. */
+export interface TrainRequest extends BuildRequest {
+  /** The step's hyperparameters (workloads/training.ts TRAINING, as the job carries them). */
+  recipe: TrainingRecipe;
+  /** The batch's canonical inputs (`images` NCHW F32 or `tokens` I32). */
+  inputs: TensorMap;
+  /** The batch's labels, one class index per sample. */
+  labels: Int32Array;
+}
+
+/** A model ready to train on one fixed batch (the Node twin of the Python runners' trainers). */
+export interface BuiltTrainer {
+  /** Effective settings read back from the framework where it can tell. */
+  settings: EngineSettings;
+  /**
+   * One training step on the batch: forward, loss, backward, optimizer update; resolves once the
+   * update is done and the loss is read back to the host. With `wantGrads`, also the gradient of
+   * every trainable tensor, named as `state` names them.
+   */
+  step(wantGrads: boolean): Promise<{ loss: number; grads?: TensorMap }>;
+  /** Every tensor of the model's state (weights and normalization statistics), named `<keras layer>/<index>` in set_weights order. */
+  state(): Promise<TensorMap>;
+  /** Releases framework resources. */
+  dispose(): Promise<void>;
+}
+
 /** What an engine says about itself when probed inside a worker. */
 export interface ProbeResult {
   /** Framework version, e.g. `1.30.0`. */
@@ -84,6 +111,8 @@ export interface EngineRuntime {
   init?(req: Pick<BuildRequest, 'device' | 'threads'>): Promise<void>;
   /** Builds the model in the framework's native idiom from canonical weights. */
   build(req: BuildRequest): Promise<BuiltModel>;
+  /** Builds the model for training (engines that train; see EngineDescriptor.unsupported). */
+  buildTrainer?(req: TrainRequest): Promise<BuiltTrainer>;
   /** Measures the achievable GEMM rate and copy bandwidth through this framework (`fwbench peak`); optional. */
   peak?(req: PeakRequest): Promise<PeakResult>;
 }
@@ -123,6 +152,11 @@ interface EngineDescriptorBase {
   modes: string[];
   /** Modes a run gets when `--modes` is not given (default: the first mode only). */
   defaultModes?: string[];
+  /**
+   * The tasks (beyond inference) an engine or some of its modes cannot do, with the exact reason
+   * the cell is skipped: `{ training: { '*': why } }` for the whole engine, or keyed by mode.
+   */
+  unsupported?: Partial<Record<Task, Record<string, string>>>;
   /** False for an engine the default run leaves out (it must be asked for with --engines). */
   inDefaultRun?: false;
   /** One line for `fwbench list`. */

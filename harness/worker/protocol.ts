@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { FAMILY_NAMES } from '../../workloads/index.js';
+import { FAMILY_NAMES, TASKS } from '../../workloads/index.js';
 import { DEVICES } from '../engines/types.js';
 
 /**
@@ -59,6 +59,8 @@ export const CellSpecSchema = z.object({
   params: z.record(z.string(), z.union([Num, z.string(), z.array(Num)])),
   batchSize: z.number().int().min(1),
   threads: z.number().int().min(1),
+  /** What the cell does with the model (absent = inference, as every older job). */
+  task: z.enum(TASKS).optional(),
 });
 /** Cell spec as sent to a worker. */
 export type CellSpec = z.infer<typeof CellSpecSchema>;
@@ -104,6 +106,26 @@ export const ToWorkerSchema = z.discriminatedUnion('type', [
     /** The same weights already in the engine's native layout, for engines whose mapping the orchestrator applies (safetensors). */
     nativeWeightsPath: z.string().optional(),
     measure: MeasureSettingsSchema,
+    /** Training cells: how to train (workloads/training.ts TRAINING), the labels and where to write the parity tensors. */
+    training: z
+      .object({
+        learningRate: Num.positive(),
+        momentum: Num.nonnegative(),
+        weightDecay: Num.nonnegative(),
+        batchNormMomentum: Num.positive(),
+        paritySteps: z.number().int().min(2),
+        /** Labels of the batch (safetensors, `labels` I32 [batch]). */
+        labelsPath: z.string(),
+        /** Where the worker writes the tensors of its parity steps (TRAIN_PARITY_TENSORS names them). */
+        parityPath: z.string(),
+        /**
+         * Set on the float64 reference job only (torch engine): the parametrisation it reproduces,
+         * `torch` (the canonical model) or `keras` (an LSTM's two biases merged into the one Keras
+         * trains; BatchNorm's running variance updated with the biased batch variance, as Keras does).
+         */
+        reference: z.enum(['torch', 'keras']).optional(),
+      })
+      .optional(),
   }),
   z.object({ type: z.literal('probe'), protocol: z.literal(PROTOCOL_VERSION), engine: z.string() }),
   /** Measure this machine's achievable FP32 GEMM rate and memory bandwidth through one engine (`fwbench peak`). */
@@ -137,7 +159,14 @@ export type ColdStartPhases = z.infer<typeof ColdStartPhasesSchema>;
 /** Names of the cold-start segments, in the order they happen. */
 export const COLD_START_PHASES = Object.keys(ColdStartPhasesSchema.shape) as Array<keyof ColdStartPhases>;
 
-/** Messages from a worker to the orchestrator. */
+/**
+ * The tensors of a training cell's parity file, by name prefix + the engine's own tensor name
+ * (canonical names for torch; `<keras layer>/<index>` in set_weights order for the Keras-layout
+ * engines): the gradient of every trainable tensor at the first step, and every tensor of the
+ * model's state (weights and normalization statistics) after the first and after the last step.
+ */
+export const TRAIN_PARITY_TENSORS = { grad: 'grad/', afterFirst: 'step1/', afterLast: 'stepK/' } as const;
+
 /** CPU accounting of one timed loop (harness/worker/load.ts, python-runners/fwbench_runner/load.py). */
 export const LoadSchema = z.object({
   /** Wall time of the timed loop. */
@@ -152,6 +181,7 @@ export const LoadSchema = z.object({
 /** CPU accounting of one timed loop. */
 export type Load = z.infer<typeof LoadSchema>;
 
+/** Messages from a worker to the orchestrator. */
 export const FromWorkerSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('hello'), protocol: z.number().int(), pid: z.number().int(), language: z.enum(['node', 'python']), runtime: z.string() }),
   z.object({
@@ -163,6 +193,12 @@ export const FromWorkerSchema = z.discriminatedUnion('type', [
   z.object({ type: z.literal('built'), phases: ColdStartPhasesSchema, settings: z.record(z.string(), z.union([z.string(), Num, z.boolean()])) }),
   /** `firstRunMs`: making the inputs what a user of the framework holds, then the first inference after build (and compile) with readback. */
   z.object({ type: z.literal('parity'), firstRunMs: Num, shape: z.array(z.number().int()), values: z.array(Num) }),
+  /**
+   * A training cell's parity steps: the loss of each (read back after the step's forward pass) and
+   * `firstStepMs`, the first step after build including its trace / compilation. The tensors are in
+   * the job's `training.parityPath` (TRAIN_PARITY_TENSORS).
+   */
+  z.object({ type: z.literal('train-parity'), firstStepMs: Num, losses: z.array(Num) }),
   z.object({
     type: z.literal('samples'),
     /** Warm-up iteration times (ns, integers), kept for inspection. */

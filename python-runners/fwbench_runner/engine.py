@@ -97,3 +97,46 @@ class BuiltModel:
 
     def dispose(self):
         """Releases framework resources (the process exits right after; nothing to do by default)."""
+
+
+@dataclass
+class TrainRequest(BuildRequest):
+    """What an engine needs to build a trainer (mirrors TrainRequest in harness/engines/types.ts):
+    the model's request plus the job's training recipe (workloads/training.ts TRAINING: learningRate,
+    momentum, weightDecay, batchNormMomentum, paritySteps)."""
+
+    recipe: dict = None
+    #: Set only for the float64 reference job (torch): the parametrisation it reproduces, "torch"
+    #: (the canonical model) or "keras" (an LSTM's two biases merged into Keras' one; BatchNorm's
+    #: running variance updated with the biased batch variance, as Keras does).
+    reference: str | None = None
+
+
+class Trainer:
+    """A model ready to train on one fixed batch (the Python twin of BuiltTrainer in
+    harness/engines/types.ts). `prepare` turns the canonical host inputs and labels into what a
+    user of the framework holds, once, outside timing; `step` is one timed training step."""
+
+    settings: dict
+
+    def session(self):
+        """Context entered once around the parity steps and the whole timed loop (device scope)."""
+        return contextlib.nullcontext()
+
+    def prepare(self, inputs, labels):
+        raise NotImplementedError
+
+    def step(self, feed, want_grads):
+        """Forward, loss, backward, optimizer update on the prepared batch; returns (loss as a float
+        read back to the host, {name: gradient ndarray} of every trainable tensor when `want_grads`
+        else None), named as `state` names the tensors."""
+        raise NotImplementedError
+
+    def state(self):
+        """{name: ndarray} of every tensor of the model's state (weights and normalization
+        statistics): canonical names for torch, `<keras layer>/<index>` in set_weights order for Keras."""
+        raise NotImplementedError
+
+    def peak_device_bytes(self):
+        """Allocator peak on the accelerator since build, or None on the CPU."""
+        return None

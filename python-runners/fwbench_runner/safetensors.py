@@ -7,7 +7,7 @@ import struct
 
 import numpy as np
 
-DTYPES = {"F32": np.dtype("<f4"), "I32": np.dtype("<i4")}
+DTYPES = {"F32": np.dtype("<f4"), "I32": np.dtype("<i4"), "F64": np.dtype("<f8")}
 
 
 def load_tensors(path):
@@ -26,7 +26,7 @@ def load_tensors(path):
     for name, entry in header.items():
         dtype = DTYPES.get(entry["dtype"])
         if dtype is None:
-            raise ValueError(f"{path}: tensor {name} has dtype {entry['dtype']}; fwbench reads F32 and I32")
+            raise ValueError(f"{path}: tensor {name} has dtype {entry['dtype']}; fwbench reads F32, I32 and F64")
         begin, end = entry["data_offsets"]
         count = (end - begin) // dtype.itemsize
         if count != int(np.prod(entry["shape"], dtype=np.int64)):

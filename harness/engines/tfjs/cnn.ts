@@ -71,7 +71,7 @@ export function buildCnn(weights: TensorMap, params: Params, mapping: KerasMappi
         nhwc.set(images.data, host);
       }
       const batch = host.shape[0]!;
-      return model.predict(tf.tensor4d(host.data, host.shape as [number, number, number, number]), { batchSize: batch }) as tf.Tensor;
+      return model.predict(tf.tensor4d(host.data as Float32Array, host.shape as [number, number, number, number]), { batchSize: batch }) as tf.Tensor;
     },
     dispose: () => model.dispose(),
   };

@@ -43,7 +43,7 @@ export function buildRnn(weights: TensorMap, params: Params, mapping: KerasMappi
     predict(inputs) {
       const tokens = inputs.get('tokens');
       if (!tokens) throw new Error("rnn expects a 'tokens' input");
-      const ids = tf.tensor2d(tokens.data, tokens.shape as [number, number], 'int32');
+      const ids = tf.tensor2d(tokens.data as Int32Array, tokens.shape as [number, number], 'int32');
       return model.predict(ids, { batchSize: tokens.shape[0]! }) as tf.Tensor;
     },
     dispose: () => model.dispose(),

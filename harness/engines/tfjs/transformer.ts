@@ -83,7 +83,7 @@ export function buildTransformer(
     predict(inputs) {
       const tokens = inputs.get('tokens');
       if (!tokens) throw new Error("transformer expects a 'tokens' input");
-      return forward(tf.tensor2d(tokens.data, tokens.shape as [number, number], 'int32'));
+      return forward(tf.tensor2d(tokens.data as Int32Array, tokens.shape as [number, number], 'int32'));
     },
     dispose: () => {
       for (const list of vars.values()) tf.dispose(list);
