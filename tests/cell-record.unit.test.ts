@@ -11,6 +11,7 @@ import type { WorkerOutcome } from '../harness/run/outcome.js';
 const family = getFamily('rnn');
 const planned: PlannedCell = {
   id: 'x',
+  task: 'inference',
   engine: 'tfjs-cpu',
   mode: 'eager',
   device: 'cpu',

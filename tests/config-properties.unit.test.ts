@@ -194,6 +194,7 @@ describe('config file properties (fast-check)', () => {
       word.filter((w) => !(FAMILY_NAMES as readonly string[]).includes(w)).map((w) => [w]),
       fc.constantFrom('cnn', true),
     ),
+    tasks: fc.oneof(fc.constant([]), fc.constant(['infer']), fc.constantFrom('training', 2, null)),
     modes: fc.oneof(fc.constant([]), fc.constant(['']), fc.constantFrom(5, true, 'eager', null)),
     preset: fc.oneof(
       word.filter((w) => !Object.values(FAMILIES).some((f) => w in f.presets)),

@@ -101,6 +101,7 @@ describe('replicates and warnings in the cell record', () => {
   const family = getFamily('rnn');
   const planned: PlannedCell = {
     id: 'x',
+    task: 'inference',
     engine: 'tfjs-cpu',
     mode: 'eager',
     device: 'cpu',

@@ -2,7 +2,7 @@ import { allConvs, cnn, resnetLayout, type ConvLayer } from '../../workloads/cnn
 import { rnn } from '../../workloads/rnn.js';
 import type { Tensor, TensorMap } from '../../workloads/safetensors.js';
 import { transformer } from '../../workloads/transformer.js';
-import { int, type Params, type WorkloadFamily } from '../../workloads/types.js';
+import { int, type FamilyName, type Params, type WorkloadFamily } from '../../workloads/types.js';
 
 /**
  * The single description of how canonical weights become Keras layer weights, shared by the
@@ -190,4 +190,16 @@ export function transformerKerasWeights(w: TensorMap, p: Params, mapping: KerasM
   }
   out.push(dense('pooler'), dense('classifier'));
   return out;
+}
+
+/** Each family's canonical -> Keras mapping. */
+export const KERAS_WEIGHTS: Record<FamilyName, (w: TensorMap, p: Params) => KerasLayerWeights[]> = {
+  cnn: cnnKerasWeights,
+  rnn: rnnKerasWeights,
+  transformer: transformerKerasWeights,
+};
+
+/** The Keras layers' weights as one flat map, `<layer>/<index>` (the index-th array of its set_weights list), in layer order. */
+export function kerasTensors(layers: KerasLayerWeights[]): TensorMap {
+  return new Map(layers.flatMap(({ layer, weights }) => weights.map((t, i) => [`${layer}/${i}`, t] as const)));
 }

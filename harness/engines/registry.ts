@@ -3,6 +3,7 @@ import { onnxruntime } from './onnxruntime.js';
 import { tensorflow } from './tensorflow.js';
 import { tfjsCpu, tfjsNode, tfjsNodeGpu, tfjsWasm } from './tfjs/index.js';
 import { torch } from './torch.js';
+import type { Task } from '../../workloads/types.js';
 import { ENGINE_IDS, type EngineDescriptor, type EngineId, type NodeEngineDescriptor } from './types.js';
 
 /** Every engine, by id. Adding an engine = one file + one line here. */
@@ -39,13 +40,27 @@ export function getNodeEngine(id: string): NodeEngineDescriptor {
 /** `--modes`: mode names, or `all` for every mode of every engine; absent means each engine's default modes. */
 export type ModeSelection = string[] | 'all';
 
+/** Why an engine (or one of its modes) cannot do a task, or undefined when it can. */
+export function unsupportedReason(e: EngineDescriptor, task: Task, mode: string): string | undefined {
+  const table = e.unsupported?.[task];
+  return table?.['*'] ?? table?.[mode];
+}
+
 /**
  * The modes one engine runs for a selection: all of them for `all`; without a selection its
- * `defaultModes` (or its first mode); otherwise the listed modes it has, in its own order, or its
- * first mode when it has none of them (so every selected engine keeps a cell).
+ * `defaultModes` (or its first mode) for inference, and for another task every mode that can do it
+ * (training's eager and compiled modes side by side; the first mode when none can, so the cell
+ * says why); otherwise the listed modes it has, in its own order, or its first mode when it has
+ * none of them (so every selected engine keeps a cell).
  */
-export function modesToRun(e: EngineDescriptor, selection: ModeSelection | undefined): string[] {
+export function modesToRun(e: EngineDescriptor, selection: ModeSelection | undefined, task: Task = 'inference'): string[] {
+  // An engine that cannot do the task at all keeps one cell, which says why.
+  if (e.unsupported?.[task]?.['*']) return [e.modes[0]!];
   if (selection === 'all') return [...e.modes];
+  if (selection === undefined && task !== 'inference') {
+    const able = e.modes.filter((m) => !unsupportedReason(e, task, m));
+    return able.length > 0 ? able : [e.modes[0]!];
+  }
   if (selection === undefined) return e.defaultModes ?? [e.modes[0]!];
   const listed = e.modes.filter((m) => selection.includes(m));
   return listed.length > 0 ? listed : [e.modes[0]!];

@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import { cachedFile } from '../../workloads/cache.js';
 import { cacheDir } from '../../workloads/materialize.js';
-import { loadTensors, writeSafetensors } from '../../workloads/safetensors.js';
+import { loadTensors, saveTensors } from '../../workloads/safetensors.js';
 import type { WorkloadFamily } from '../../workloads/types.js';
-import { cnnKerasWeights, rnnKerasWeights, transformerKerasWeights, type KerasLayerWeights } from './keras-layout.js';
+import { KERAS_WEIGHTS, kerasTensors } from './keras-layout.js';
 import { DEVICES, type PythonEngineDescriptor } from './types.js';
 
 /**
@@ -12,24 +12,8 @@ import { DEVICES, type PythonEngineDescriptor } from './types.js';
  * writes its result next to the canonical weights and the Python side only calls `set_weights`.
  */
 
-const KERAS_WEIGHTS = { cnn: cnnKerasWeights, rnn: rnnKerasWeights, transformer: transformerKerasWeights } as const;
-
 /** Bumped when the file's naming or the mapping changes, so stale cache files are never read. */
 const KERAS_FILE_VERSION = 1;
-
-/**
- * Writes `layers` as one safetensors file, tensor `<layer>/<index>` for the index-th array of the
- * layer's `set_weights` list (file order = layer order).
- */
-export function writeKerasWeights(path: string, layers: KerasLayerWeights[], metadata: Record<string, string>): void {
-  const entries = layers.flatMap(({ layer, weights }) => weights.map((t, i) => ({ name: `${layer}/${i}`, tensor: t })));
-  writeSafetensors(
-    path,
-    entries.map((e) => ({ name: e.name, dtype: e.tensor.dtype, shape: e.tensor.shape })),
-    (i) => entries[i]!.tensor.data,
-    metadata,
-  );
-}
 
 /** TensorFlow with Keras on the CPU or CUDA; by default its eager mode and its graph mode (tf.function) run, as PyTorch's eager and TorchScript do; `--modes all` adds XLA. */
 export const tensorflow: PythonEngineDescriptor = {
@@ -39,12 +23,13 @@ export const tensorflow: PythonEngineDescriptor = {
   devices: [...DEVICES],
   modes: ['eager', 'function', 'xla'],
   defaultModes: ['eager', 'function'],
+  stateLayout: 'keras',
   description:
     'TensorFlow / Keras (Python runner): Keras models, NHWC, weights via the shared Keras mapping; modes eager, function (tf.function), xla (jit_compile)',
   nativeWeights(family: WorkloadFamily, params, m) {
     return cachedFile(join(cacheDir(), `${family.name}-${m.key}.keras-v${KERAS_FILE_VERSION}.safetensors`), (path) => {
       const layers = KERAS_WEIGHTS[family.name](loadTensors(m.weightsPath).tensors, params);
-      writeKerasWeights(path, layers, { layout: 'keras', source: m.weightsPath, mapping: 'harness/engines/keras-layout.ts' });
+      saveTensors(path, kerasTensors(layers), { layout: 'keras', source: m.weightsPath, mapping: 'harness/engines/keras-layout.ts' });
     });
   },
 };

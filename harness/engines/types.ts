@@ -157,6 +157,11 @@ interface EngineDescriptorBase {
    * the cell is skipped: `{ training: { '*': why } }` for the whole engine, or keyed by mode.
    */
   unsupported?: Partial<Record<Task, Record<string, string>>>;
+  /**
+   * How the engine names and shapes its weights, gradients and state in a training cell's parity
+   * file: canonical (absent; PyTorch's names) or `keras` (`<layer>/<index>` as harness/engines/keras-layout.ts maps them).
+   */
+  stateLayout?: 'keras';
   /** False for an engine the default run leaves out (it must be asked for with --engines). */
   inDefaultRun?: false;
   /** One line for `fwbench list`. */

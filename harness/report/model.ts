@@ -9,6 +9,7 @@ import {
 } from '../stats/bootstrap.js';
 import type { HostInfo } from '../diagnostics/detect/host.js';
 import { COLD_START_PHASES } from '../worker/protocol.js';
+import type { Task } from '../../workloads/types.js';
 import type { Cell, ColdStart, EngineStatus, Run, RunConfig } from '../results/schema.js';
 import { summarizeDistribution, type DistributionSummary } from './distribution.js';
 
@@ -35,9 +36,12 @@ export const paramsText = (params: Cell['params']): string =>
 /** The thread count a cell ran with: its own field, else (runs before the --threads sweep) the run's single count. */
 export const cellThreads = (run: Pick<Run, 'config'>, c: Cell): number => c.threads ?? run.config.threads[0]!;
 
-/** Identity of a cell apart from its host: engine, mode, device, workload, parameters, batch size, threads. */
+/** What a cell timed (cells from before the task axis did inference). */
+export const cellTask = (c: Pick<Cell, 'task'>): Task => c.task ?? 'inference';
+
+/** Identity of a cell apart from its host: task, engine, mode, device, workload, parameters, batch size, threads. */
 export const cellKey = (c: Cell, threads: number): string =>
-  [c.engine, c.mode, c.device, c.workload, paramsText(c.params), c.batchSize, `t${threads}`].join('|');
+  [cellTask(c), c.engine, c.mode, c.device, c.workload, paramsText(c.params), c.batchSize, `t${threads}`].join('|');
 
 /** Series label of a cell in tables and charts. */
 export const engineMode = (c: Cell): string => `${c.engine}/${c.mode}`;
@@ -85,8 +89,9 @@ export interface CellView {
   fastest: boolean;
 }
 
-/** Cells that readers compare with each other: same host, device, workload, parameters, thread count and batch size. */
+/** Cells that readers compare with each other: same task, host, device, workload, parameters, thread count and batch size. */
 export interface CellGroup {
+  task: Task;
   host: string;
   device: string;
   workload: string;
@@ -96,9 +101,11 @@ export interface CellGroup {
   cells: CellView[];
 }
 
-/** One workload (with its parameters) on one host, device and thread count, all batch sizes. */
+/** One task of one workload (with its parameters) on one host, device and thread count, all batch sizes. */
 export interface WorkloadSection {
   id: string;
+  /** Inference sections time forward passes; training sections optimizer steps. */
+  task: Task;
   host: string;
   device: string;
   workload: string;
@@ -130,11 +137,13 @@ export function buildModel(run: Run): RunModel {
     const host = cellHost(run, cell);
     const params = paramsText(cell.params);
     const threads = cellThreads(run, cell);
-    const sectionId = [host, cell.device, cell.workload, params, `t${threads}`].join('|');
+    const task = cellTask(cell);
+    const sectionId = [task, host, cell.device, cell.workload, params, `t${threads}`].join('|');
     let section = sections.get(sectionId);
     if (!section) {
       section = {
         id: sectionId,
+        task,
         host,
         device: cell.device,
         workload: cell.workload,
@@ -149,7 +158,7 @@ export function buildModel(run: Run): RunModel {
     }
     let group = section.groups.find((g) => g.batchSize === cell.batchSize);
     if (!group) {
-      group = { host, device: cell.device, workload: cell.workload, preset: cell.preset, params, batchSize: cell.batchSize, cells: [] };
+      group = { task, host, device: cell.device, workload: cell.workload, preset: cell.preset, params, batchSize: cell.batchSize, cells: [] };
       section.groups.push(group);
     }
     const samples = cell.status === 'ok' ? cell.samplesMs : undefined;
@@ -178,13 +187,14 @@ export function buildModel(run: Run): RunModel {
   return { run, hosts: hostsOf(run), sections: [...sections.values()], cells };
 }
 
-/** Section heading, e.g. `cnn/tiny (cpu)` plus the host when a run has several. */
+/** Section heading, e.g. `cnn/tiny (cpu)` or `cnn/tiny training (cpu)`, plus the host when a run has several. */
 export const sectionTitle = (s: WorkloadSection, multiHost: boolean): string =>
-  `${s.workload}/${s.preset} (${s.device}${s.threadSweep ? `, ${s.threads} threads` : ''})${multiHost ? ` on ${s.host}` : ''}`;
+  `${s.workload}/${s.preset}${s.task === 'inference' ? '' : ` ${s.task}`} (${s.device}${s.threadSweep ? `, ${s.threads} threads` : ''})${multiHost ? ` on ${s.host}` : ''}`;
 
 /** One flat row per cell, units in the names: what the CSV, JSON and Markdown reports list. */
 export interface CellRow {
   host: string;
+  task: Task;
   engine: string;
   mode: string;
   device: string;
@@ -219,6 +229,7 @@ export function cellRow(v: CellView): CellRow {
   const c = v.cell;
   return {
     host: v.host,
+    task: cellTask(c),
     engine: c.engine,
     mode: c.mode,
     device: c.device,
@@ -272,7 +283,7 @@ export const COLD_START_UNSPLIT = 'import + weights (older run, not split)';
 
 /** What each cold-start column means, for the HTML and Markdown reports. */
 export const COLD_START_LEGEND =
-  "Per cell, in ms (medians over replicates): spawn = process start to the worker's hello (interpreter and runner start); import = the framework's import (TensorFlow.js: with its backend's initialisation); weights = reading the safetensors files into memory; build = constructing the model with its weights (ORT: InferenceSession creation, where its graph optimizations run); compile / trace = torchscript trace + freeze, or the first call of torch.compile / tf.function / XLA, which compiles (- where the mode has none); first run = the first inference after those, with input preparation and readback; messages = total minus all of these (protocol messages between the segments); total = spawn to first output on the orchestrator's clock.";
+  "Per cell, in ms (medians over replicates): spawn = process start to the worker's hello (interpreter and runner start); import = the framework's import (TensorFlow.js: with its backend's initialisation); weights = reading the safetensors files into memory; build = constructing the model with its weights (ORT: InferenceSession creation, where its graph optimizations run); compile / trace = torchscript trace + freeze, or the first call of torch.compile / tf.function / XLA, which compiles (- where the mode has none); first run = the first inference after those, with input preparation and readback (a training cell: its first training step, in which torch.compile, tf.function and XLA trace and compile); messages = total minus all of these (protocol messages between the segments); total = spawn to first output on the orchestrator's clock.";
 
 /** Number formatting shared by the text formats: 3 significant digits, plain decimals from 100 up. */
 export const num = (v: number | null | undefined, digits = 3): string =>

@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { FAMILY_NAMES } from '../../workloads/index.js';
+import { FAMILY_NAMES, TASKS } from '../../workloads/index.js';
 import { HostInfoSchema } from '../diagnostics/detect/host.js';
 import { FindingSchema, MachinePeakSchema } from '../diagnostics/schema.js';
 import { DEVICES } from '../engines/types.js';
@@ -40,14 +40,39 @@ export const StatsSchema = z.object({
   reliablePercentiles: z.array(z.enum(['p50', 'p90', 'p99'])).optional(),
 });
 
+/** One figure of a training cell's parity: the largest relative L2 error over the tensors of a kind, the tensor it was found in, and its tolerance. */
+const TrainingFigureSchema = z.object({
+  relL2: z.number().nullable(),
+  /** The tensor with the largest error (absent for the losses). */
+  tensor: z.string().optional(),
+  tolerance: z.number(),
+  pass: z.boolean(),
+});
+
 /** Output comparison against the reference engine. */
 export const ParitySchema = z.object({
   /** Which engine/mode/device produced the reference output. */
   reference: z.string(),
+  /** Inference: the logits' relative L2 error. Training: the figure of `training` furthest from its tolerance (relL2 / tolerance largest). */
   relL2: z.number().nullable(),
   maxAbs: z.number().nullable(),
   tolerance: z.number(),
   pass: z.boolean(),
+  /**
+   * Training cells (harness/stats/training-parity.ts): the losses of every parity step, the
+   * gradient of every trainable tensor at the first step, and the update of every state tensor
+   * (after - before) after the first and after the last step, each against the float64 reference.
+   */
+  training: z
+    .object({
+      steps: z.number().int(),
+      loss: TrainingFigureSchema,
+      gradients: TrainingFigureSchema,
+      updates: TrainingFigureSchema,
+      /** Why the comparison could not be made (a tensor missing or of another shape), when it could not. */
+      problem: z.string().optional(),
+    })
+    .optional(),
 });
 
 /**
@@ -124,8 +149,10 @@ export const OutliersSchema = z.object({
 
 /** One cell of the matrix: engine x mode x device x workload x preset x batch. */
 export const CellSchema = z.object({
-  /** `engine/mode/device/workload/preset/bN`. */
+  /** `engine/mode/device/workload/preset/bN/tT`, and `/training` for a training cell. */
   id: z.string(),
+  /** What the cell timed: a forward pass (inference; absent in runs made before the task axis) or one training step. */
+  task: z.enum(TASKS).optional(),
   engine: z.string(),
   framework: z.string(),
   mode: z.string(),
@@ -168,7 +195,7 @@ export const CellSchema = z.object({
   gflops: z.number().optional(),
   /** gflops / the machine's peak FP32 GEMM rate (run.peak.gflops), for ok cells when the peak was measured. */
   fractionOfPeak: z.number().optional(),
-  /** Analytic FLOPs of one forward pass of the whole batch. */
+  /** Analytic FLOPs of what one sample timed for the whole batch: a forward pass; a training step counts three (workloads/training.ts TRAINING_FLOPS_FACTOR). */
   flops: z.number(),
   memory: z.object({ peakHostBytes: z.number(), peakDeviceBytes: z.number().optional() }).optional(),
   coldStart: ColdStartSchema.optional(),

@@ -1,3 +1,4 @@
+import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Params, WorkloadFamily } from '../../workloads/index.js';
 import { cacheEntryOk, recordCacheEntry } from '../../workloads/cache.js';
@@ -11,10 +12,23 @@ import { InputError } from '../errors.js';
 import { ResultsStore, type Cell, type EngineStatus, type Run, type RunConfig } from '../results/schema.js';
 import { sortedMedian } from '../stats/bootstrap.js';
 import { compareOutputs, FP32_REL_L2_TOLERANCE } from '../stats/parity.js';
+import { compareTraining, TRAINING_TOLERANCES, type TrainingFigure } from '../stats/training-parity.js';
 import { PROTOCOL_VERSION, type ToWorker } from '../worker/protocol.js';
 import { DEFAULT_CONTENDED_RERUNS, judgeLoad, slowOutlier } from './contention.js';
 import { describeFailure } from './failure.js';
-import { planCells, REFERENCE, REFERENCE_NAME, runnableConfig, skipReason, sweepSkip, type PlannedCell } from './plan.js';
+import { planCells, REFERENCE, REFERENCE_NAME, runnableConfig, skipReason, sweepSkip, tasksOf, type PlannedCell } from './plan.js';
+import type { ParityMessage } from './outcome.js';
+import {
+  expectationFor,
+  parametrisationOf,
+  parityFilePath,
+  trainingFields,
+  trainingReference,
+  TRAINING_REFERENCE,
+  TRAINING_REFERENCE_NAME,
+  type Parametrisation,
+  type TrainingReference,
+} from './training.js';
 import { baseRecord, cellFromReplicates, replicateStatus, RunRecord, type ReplicateOutcome } from './record.js';
 import { environmentDifferences } from './resume.js';
 import { runEngineWorker, stopAllWorkers, threadEnv } from './workers.js';
@@ -49,15 +63,24 @@ export async function probeEngines(ids: EngineId[]): Promise<Record<string, Engi
 
 /** The job message that runs one cell (or the reference) on the materialized weights and inputs. */
 export function jobMessage(
-  c: Pick<PlannedCell, 'engine' | 'mode' | 'device' | 'family' | 'params' | 'batchSize' | 'threads'>,
+  c: Pick<PlannedCell, 'engine' | 'mode' | 'device' | 'family' | 'params' | 'batchSize' | 'threads'> & Partial<Pick<PlannedCell, 'task'>>,
   m: Materialized,
   config: RunConfig,
-): ToWorker {
+): Extract<ToWorker, { type: 'job' }> {
   const native = ENGINES[c.engine].nativeWeights?.(c.family, c.params, m);
   return {
     type: 'job',
     protocol: PROTOCOL_VERSION,
-    cell: { engine: c.engine, mode: c.mode, device: c.device, family: c.family.name, params: c.params, batchSize: c.batchSize, threads: c.threads },
+    cell: {
+      engine: c.engine,
+      mode: c.mode,
+      device: c.device,
+      family: c.family.name,
+      params: c.params,
+      batchSize: c.batchSize,
+      threads: c.threads,
+      ...(c.task && c.task !== 'inference' ? { task: c.task } : {}),
+    },
     weightsPath: m.weightsPath,
     inputsPath: m.inputsPath,
     ...(native ? { nativeWeightsPath: native } : {}),
@@ -87,7 +110,7 @@ async function referenceOutput(
     env: threadEnv(threads),
     onParity: () => 'stop',
   });
-  if (!o.parity) return { error: `reference (${REFERENCE_NAME}) failed: ${describeFailure(o)}` };
+  if (o.parity?.type !== 'parity') return { error: `reference (${REFERENCE_NAME}) failed: ${describeFailure(o)}` };
   saveTensors(path, new Map([['logits', { dtype: 'F32', shape: o.parity.shape, data: Float32Array.from(o.parity.values) }]]), {
     reference: REFERENCE_NAME,
     ortVersion,
@@ -96,26 +119,107 @@ async function referenceOutput(
   return { values: o.parity.values, shape: o.parity.shape };
 }
 
-/** One replicate of a cell: a fresh worker, timed only if its output matches the reference. */
-async function runReplicate(c: PlannedCell, m: Materialized, ref: ReferenceOutput, config: RunConfig): Promise<Omit<ReplicateOutcome, 'startedAt'>> {
-  let parity: Cell['parity'];
-  const o = await runEngineWorker(ENGINES[c.engine], jobMessage(c, m, config), {
-    timeoutMs: config.cellTimeoutMs,
-    env: threadEnv(c.threads),
-    ...(config.maxMemoryMb ? { maxMemoryMb: config.maxMemoryMb } : {}),
-    onParity: (pm) => {
+/** How a group's cells are sent and judged: the job of a cell, and the verdict on its first output (with any clean-up after). */
+interface CellCheck {
+  job(c: PlannedCell): Extract<ToWorker, { type: 'job' }>;
+  judge(c: PlannedCell, job: Extract<ToWorker, { type: 'job' }>, p: ParityMessage): NonNullable<Cell['parity']>;
+  cleanup(job: Extract<ToWorker, { type: 'job' }>): void;
+}
+
+/** Inference: the logits against the ONNX Runtime reference. */
+function inferenceCheck(m: Materialized, ref: ReferenceOutput, config: RunConfig): CellCheck {
+  return {
+    job: (c) => jobMessage(c, m, config),
+    judge(_c, _job, pm) {
+      if (pm.type !== 'parity') return { reference: REFERENCE_NAME, relL2: null, maxAbs: null, tolerance: FP32_REL_L2_TOLERANCE, pass: false };
       const f = compareOutputs(ref.values, ref.shape, pm.values, pm.shape);
-      parity = {
+      return {
         reference: REFERENCE_NAME,
         relL2: Number.isFinite(f.relL2) ? f.relL2 : null,
         maxAbs: Number.isFinite(f.maxAbs) ? f.maxAbs : null,
         tolerance: FP32_REL_L2_TOLERANCE,
         pass: f.pass,
       };
-      return f.pass ? 'continue' : 'stop';
     },
-  });
-  return { o, parity };
+    cleanup: () => undefined,
+  };
+}
+
+/** Training: losses, gradients and updates against the float64 reference of the engine's parametrisation. */
+async function trainingCheck(
+  group: PlannedCell[],
+  m: Materialized,
+  config: RunConfig,
+  engines: Record<string, EngineStatus>,
+): Promise<CellCheck | { error: string }> {
+  const { family, params, batchSize } = group[0]!;
+  const torch = engines[TRAINING_REFERENCE.engine];
+  if (!torch?.available) return { error: `training reference (${TRAINING_REFERENCE_NAME}) unavailable: ${torch?.reason ?? 'torch was not probed'}` };
+  const refs = new Map<Parametrisation, TrainingReference>();
+  for (const as of new Set(group.map((c) => parametrisationOf(c.engine)))) {
+    const r = await trainingReference(m, family, params, batchSize, config, torch.version ?? 'unknown', as, (c) => jobMessage(c, m, config));
+    if ('error' in r) return r;
+    refs.set(as, r);
+  }
+  const weights = loadTensors(m.weightsPath).tensors;
+  return {
+    job(c) {
+      const job = jobMessage(c, m, config);
+      return { ...job, training: trainingFields(family, params, config, batchSize, parityFilePath(m, c.engine), c.engine) };
+    },
+    judge(c, job, pm) {
+      const tolerance = TRAINING_TOLERANCES.gradients;
+      if (pm.type !== 'train-parity' || !job.training || !existsSync(job.training.parityPath))
+        return { reference: TRAINING_REFERENCE_NAME, relL2: null, maxAbs: null, tolerance, pass: false };
+      const expect = expectationFor(c.engine, family, params, weights, refs.get(parametrisationOf(c.engine))!);
+      const t = compareTraining(expect, pm.losses, loadTensors(job.training.parityPath).tensors);
+      const figure = (f: TrainingFigure): { relL2: number | null; tensor?: string; tolerance: number; pass: boolean } => ({
+        relL2: Number.isFinite(f.relL2) ? f.relL2 : null,
+        ...(f.tensor ? { tensor: f.tensor } : {}),
+        tolerance: f.tolerance,
+        pass: f.pass,
+      });
+      // The headline figure is the one closest to (or furthest past) its tolerance.
+      const worst = [t.loss, t.gradients, t.updates].reduce((a, b) => (!(b.relL2 / b.tolerance <= a.relL2 / a.tolerance) ? b : a));
+      return {
+        reference: TRAINING_REFERENCE_NAME,
+        relL2: Number.isFinite(worst.relL2) ? worst.relL2 : null,
+        maxAbs: null,
+        tolerance: worst.tolerance,
+        pass: t.pass,
+        training: {
+          steps: t.steps,
+          loss: figure(t.loss),
+          gradients: figure(t.gradients),
+          updates: figure(t.updates),
+          ...(t.problem ? { problem: t.problem } : {}),
+        },
+      };
+    },
+    cleanup: (job) => {
+      if (job.training) rmSync(job.training.parityPath, { force: true });
+    },
+  };
+}
+
+/** One replicate of a cell: a fresh worker, timed only if its first output matches the reference. */
+async function runReplicate(c: PlannedCell, check: CellCheck, config: RunConfig): Promise<Omit<ReplicateOutcome, 'startedAt'>> {
+  let parity: Cell['parity'];
+  const job = check.job(c);
+  try {
+    const o = await runEngineWorker(ENGINES[c.engine], job, {
+      timeoutMs: config.cellTimeoutMs,
+      env: threadEnv(c.threads),
+      ...(config.maxMemoryMb ? { maxMemoryMb: config.maxMemoryMb } : {}),
+      onParity: (pm) => {
+        parity = check.judge(c, job, pm);
+        return parity.pass ? 'continue' : 'stop';
+      },
+    });
+    return { o, parity };
+  } finally {
+    check.cleanup(job);
+  }
 }
 
 /** Progress callbacks (the CLI draws a bar or prints lines). */
@@ -152,11 +256,11 @@ interface RunContext {
   finish(cell: Cell): void;
 }
 
-/** The planned cells by (workload, batch), in plan order: each group shares one materialization and reference. */
+/** The planned cells by (task, workload, batch), in plan order: each group shares one materialization and reference. */
 function groupsOf(cells: PlannedCell[]): PlannedCell[][] {
   const groups = new Map<string, PlannedCell[]>();
   for (const c of cells) {
-    const k = `${c.family.name}|${c.batchSize}`;
+    const k = `${c.task}|${c.family.name}|${c.batchSize}`;
     groups.set(k, [...(groups.get(k) ?? []), c]);
   }
   return [...groups.values()];
@@ -170,7 +274,22 @@ interface Pending {
   reps: ReplicateOutcome[];
 }
 
-/** Runs the missing cells of one (workload, batch) group. */
+/** How the cells of a group are checked: against the inference reference's logits or the training reference. */
+async function cellCheck(
+  group: PlannedCell[],
+  m: Materialized,
+  config: RunConfig,
+  engines: Record<string, EngineStatus>,
+): Promise<CellCheck | { error: string }> {
+  const { task, family, params, batchSize } = group[0]!;
+  if (task === 'training') return trainingCheck(group, m, config, engines);
+  const refStatus = engines[REFERENCE.engine]!;
+  if (!refStatus.available) return { error: `reference engine ${REFERENCE.engine} unavailable: ${refStatus.reason}` };
+  const ref = await referenceOutput(m, family, params, batchSize, config, refStatus.version ?? 'unknown');
+  return 'error' in ref ? ref : inferenceCheck(m, ref, config);
+}
+
+/** Runs the missing cells of one (task, workload, batch) group. */
 async function runGroup(all: PlannedCell[], ctx: RunContext): Promise<void> {
   const { config, engines, record, hooks, signal, finish } = ctx;
   const group = all.filter((c) => !record.done.has(c.id));
@@ -186,10 +305,7 @@ async function runGroup(all: PlannedCell[], ctx: RunContext): Promise<void> {
   });
   if (runnable.length === 0) return;
   const m = materialize(family, params, config.seed, batchSize);
-  const refStatus = engines[REFERENCE.engine]!;
-  const ref = refStatus.available
-    ? await referenceOutput(m, family, params, batchSize, config, refStatus.version ?? 'unknown')
-    : { error: `reference engine ${REFERENCE.engine} unavailable: ${refStatus.reason}` };
+  const ref = await cellCheck(runnable, m, config, engines);
   if (signal?.aborted) return;
   const pending: Pending[] = [];
   for (const c of runnable) {
@@ -207,7 +323,7 @@ async function runGroup(all: PlannedCell[], ctx: RunContext): Promise<void> {
     if (label) hooks.onNote?.(`${p.c.id}: ${label}`);
     const repStart = new Date().toISOString();
     const t0 = Date.now();
-    const { o, parity } = await runReplicate(p.c, m, ref, config);
+    const { o, parity } = await runReplicate(p.c, ref, config);
     if (o.interrupted || signal?.aborted) return false;
     p.durationMs += Date.now() - t0;
     const contended = replicateStatus(o, parity).status === 'ok' ? judgeLoad(o.samples?.load, p.c.threads)?.reason : undefined;
@@ -277,7 +393,8 @@ export async function runMatrix(asked: RunConfig, outDir: string, command: strin
   const startedAt = new Date().toISOString();
   const store = new ResultsStore(outDir);
   hooks.onNote?.('detecting host and probing engines');
-  const probeIds = [...new Set<EngineId>([...asked.engines.map((e) => getEngine(e).id), REFERENCE.engine])];
+  const references = tasksOf(asked).map((t) => (t === 'training' ? TRAINING_REFERENCE.engine : REFERENCE.engine));
+  const probeIds = [...new Set<EngineId>([...asked.engines.map((e) => getEngine(e).id), ...references])];
   const [host, engines] = await Promise.all([detectHost(), probeEngines(probeIds)]);
   const config = runnableConfig(asked, engines);
   if (config.engines.length === 0) {

@@ -2,7 +2,7 @@ import { InvalidArgumentError, Option } from 'commander';
 import { availableParallelism } from 'node:os';
 import si from 'systeminformation';
 import { z } from 'zod';
-import { FAMILIES, FAMILY_NAMES, getFamily, parseSetText, SIZES, type FamilyName } from '../../workloads/index.js';
+import { FAMILIES, FAMILY_NAMES, getFamily, parseSetText, SIZES, TASKS, type FamilyName } from '../../workloads/index.js';
 import { DEFAULT_ENGINES, ENGINES, getEngine } from '../engines/registry.js';
 import { DEVICES, ENGINE_IDS } from '../engines/types.js';
 import { DEFAULT_MEASURE, MEASURE_PRESET_NAMES, PRESET_REPLICATES, QUICK_MEASURE, RIGOROUS_MEASURE, type MeasurePreset } from '../worker/measure.js';
@@ -260,6 +260,13 @@ export const RUN_FLAGS = {
     default: { value: [...FAMILY_NAMES] },
     file: { schema: nameList('workload', FAMILY_NAMES), fromText: asList, doc: 'workload families to run' },
     results: { field: 'workloads', stored: z.array(z.enum(FAMILY_NAMES)), from: (v) => unique(v).map((w) => getFamily(w).name) },
+  }),
+  tasks: defineRunFlag({
+    arg: '<list>',
+    help: `comma-separated tasks (${TASKS.join(', ')}): inference times a forward pass; training times one optimizer step (forward, cross-entropy, backward, SGD with momentum and weight decay; docs/training.md), after its losses, gradients and updates match a float64 PyTorch reference`,
+    default: { value: ['inference'] },
+    file: { schema: nameList('task', TASKS), fromText: asList, doc: 'tasks to run (inference, training)' },
+    results: { field: 'tasks', stored: z.array(z.enum(TASKS)).optional(), from: (v) => (v ? unique(v) : undefined) },
   }),
   modes: defineRunFlag({
     arg: '<list>',

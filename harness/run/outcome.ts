@@ -5,6 +5,9 @@ import type { FromWorker, Phase } from '../worker/protocol.js';
  * by the failure classifier (failure.ts) and the cell records (record.ts).
  */
 
+/** A worker's first output, checked before anything is timed: logits (inference) or parity steps (training). */
+export type ParityMessage = Extract<FromWorker, { type: 'parity' | 'train-parity' }>;
+
 /** Everything a worker said, with how it ended. */
 export interface WorkerOutcome {
   /** --max-memory-mb the worker ran under (MiB), when capped. */
@@ -17,7 +20,8 @@ export interface WorkerOutcome {
   probe?: Extract<FromWorker, { type: 'probe-result' }>;
   peak?: Extract<FromWorker, { type: 'peak-result' }>;
   built?: Extract<FromWorker, { type: 'built' }>;
-  parity?: Extract<FromWorker, { type: 'parity' }>;
+  /** The first output: an inference cell's logits, or a training cell's parity steps. */
+  parity?: ParityMessage;
   samples?: Extract<FromWorker, { type: 'samples' }>;
   memory?: Extract<FromWorker, { type: 'memory' }>;
   error?: Extract<FromWorker, { type: 'error' }>;

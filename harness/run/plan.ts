@@ -1,5 +1,5 @@
-import { getFamily, resolveParams, setsForFamily, type Params, type WorkloadFamily } from '../../workloads/index.js';
-import { ENGINES, getEngine, modesToRun } from '../engines/registry.js';
+import { getFamily, resolveParams, setsForFamily, TASKS, type Params, type Task, type WorkloadFamily } from '../../workloads/index.js';
+import { ENGINES, getEngine, modesToRun, unsupportedReason } from '../engines/registry.js';
 import type { Device, EngineId } from '../engines/types.js';
 import type { BatchFit, Cell, EngineStatus, RunConfig } from '../results/schema.js';
 
@@ -16,6 +16,8 @@ export const REFERENCE_NAME = `${REFERENCE.engine}/${REFERENCE.mode}/${REFERENCE
 /** One planned cell. */
 export interface PlannedCell {
   id: string;
+  /** What the cell does with the model. */
+  task: Task;
   engine: EngineId;
   mode: string;
   device: Device;
@@ -28,37 +30,48 @@ export interface PlannedCell {
   threads: number;
 }
 
+/** The tasks a run does (run.json files from before the task axis hold none: they did inference). */
+export const tasksOf = (config: Pick<RunConfig, 'tasks'>): Task[] => config.tasks ?? [TASKS[0]];
+
+/** A cell's id: `engine/mode/device/workload/preset/bN/tT`, with `/training` for a training cell (inference ids are as they always were). */
+export const cellId = (c: Omit<PlannedCell, 'id' | 'family' | 'params'> & { family: { name: string } }): string =>
+  `${c.engine}/${c.mode}/${c.device}/${c.family.name}/${c.preset}/b${c.batchSize}/t${c.threads}${c.task === 'inference' ? '' : `/${c.task}`}`;
+
 /**
- * Expands the configuration into cells, grouped by (workload, batch) so each group shares one
- * reference; thread counts are a dimension inside a group, so their replicates interleave too.
+ * Expands the configuration into cells, task by task, grouped by (task, workload, batch) so each
+ * group shares one reference; thread counts are a dimension inside a group, so their replicates
+ * interleave too.
  */
 export function planCells(config: RunConfig): PlannedCell[] {
   const families = config.workloads.map((w) => getFamily(w));
   const cells: PlannedCell[] = [];
-  for (const family of families) {
-    const preset = config.preset[family.name]!;
-    const params = resolveParams(family, preset, setsForFamily(family, config.sets, families));
-    for (const batchSize of config.batchSizes) {
-      for (const id of config.engines) {
-        const engine = getEngine(id);
-        for (const mode of modesToRun(engine, config.modes)) {
-          for (const threads of config.threads) {
-            cells.push({
-              id: `${engine.id}/${mode}/${config.device}/${family.name}/${preset}/b${batchSize}/t${threads}`,
-              engine: engine.id,
-              mode,
-              device: config.device,
-              family,
-              preset,
-              params,
-              batchSize,
-              threads,
-            });
+  for (const task of tasksOf(config))
+    for (const family of families) {
+      const preset = config.preset[family.name]!;
+      const params = resolveParams(family, preset, setsForFamily(family, config.sets, families));
+      for (const batchSize of config.batchSizes) {
+        for (const id of config.engines) {
+          const engine = getEngine(id);
+          for (const mode of modesToRun(engine, config.modes, task)) {
+            for (const threads of config.threads) {
+              const cell = { task, engine: engine.id, mode, device: config.device, family, preset, batchSize, threads };
+              cells.push({
+                id: cellId(cell),
+                task,
+                engine: engine.id,
+                mode,
+                device: config.device,
+                family,
+                preset,
+                params,
+                batchSize,
+                threads,
+              });
+            }
           }
         }
       }
     }
-  }
   return cells;
 }
 
@@ -75,6 +88,8 @@ export function runnableConfig(asked: RunConfig, engines: Record<string, EngineS
 /** Why a cell cannot run here, from the engine's probe and descriptor, or undefined if it can. */
 export function skipReason(c: PlannedCell, status: EngineStatus | undefined): { reason: string; fix?: string } | undefined {
   const e = ENGINES[c.engine];
+  const cannot = unsupportedReason(e, c.task, c.mode);
+  if (cannot) return { reason: `${e.id}${e.unsupported?.[c.task]?.['*'] ? '' : ` mode ${c.mode}`} cannot do ${c.task}: ${cannot}` };
   if (!e.devices.includes(c.device))
     return { reason: `${e.id} does not run on ${c.device}; it supports ${e.devices.join(', ')}`, fix: `use --device ${e.devices[0]}` };
   if (!status?.available) return { reason: status?.reason ?? 'engine was not probed', ...(status?.fix ? { fix: status.fix } : {}) };

@@ -1,4 +1,5 @@
 import { hostname } from 'node:os';
+import { TRAINING_FLOPS_FACTOR } from '../../workloads/training.js';
 import { medianAbsoluteDeviation } from 'simple-statistics';
 import { ENGINES } from '../engines/registry.js';
 import { hostFingerprint, type HostInfo } from '../diagnostics/detect/host.js';
@@ -21,6 +22,7 @@ import { largestBatchFit, type PlannedCell } from './plan.js';
 export function baseRecord(c: PlannedCell, config: RunConfig, startedAt: string): Omit<Cell, 'status' | 'reason' | 'durationMs'> {
   return {
     id: c.id,
+    ...(c.task !== 'inference' ? { task: c.task } : {}),
     engine: c.engine,
     framework: ENGINES[c.engine].framework,
     mode: c.mode,
@@ -31,7 +33,7 @@ export function baseRecord(c: PlannedCell, config: RunConfig, startedAt: string)
     batchSize: c.batchSize,
     threads: c.threads,
     seed: config.seed,
-    flops: c.family.flopsPerSample(c.params) * c.batchSize,
+    flops: c.family.flopsPerSample(c.params) * c.batchSize * (c.task === 'training' ? TRAINING_FLOPS_FACTOR : 1),
     startedAt,
   };
 }
@@ -53,13 +55,25 @@ const medianOf = (v: number[]): number => {
 
 type RepStatus = { status: Replicate['status']; reason: string | null; fix?: string; phase?: string; cause?: FailureCause };
 
+/** Why a training cell failed parity: the figures past their tolerance, each with its tensor. */
+function trainingParityReason(parity: NonNullable<Cell['parity']>): string {
+  const t = parity.training!;
+  if (t.problem) return `training step could not be compared with ${parity.reference}: ${t.problem}`;
+  const failing = (['loss', 'gradients', 'updates'] as const)
+    .filter((k) => !t[k].pass)
+    .map((k) => `${k} relL2 ${t[k].relL2 ?? 'NaN'}${t[k].tensor ? ` (${t[k].tensor})` : ''} > ${t[k].tolerance}`);
+  return `training step differs from ${parity.reference}: ${failing.join('; ')}`;
+}
+
 /** The status of one replicate: skipped (engine unavailable), parity-failed, failed or ok. */
 export function replicateStatus(o: WorkerOutcome, parity: Cell['parity']): RepStatus {
   if (o.error?.unavailable) return { status: 'skipped', reason: o.error.message, ...(o.error.fix ? { fix: o.error.fix } : {}) };
   if (parity && !parity.pass)
     return {
       status: 'parity-failed',
-      reason: `output differs from ${parity.reference}: relL2 ${parity.relL2}, maxAbs ${parity.maxAbs} (tolerance ${parity.tolerance})`,
+      reason: parity.training
+        ? trainingParityReason(parity)
+        : `output differs from ${parity.reference}: relL2 ${parity.relL2}, maxAbs ${parity.maxAbs} (tolerance ${parity.tolerance})`,
     };
   if (!o.done || !o.samples || o.error) {
     const f = classifyFailure(o);
@@ -100,7 +114,14 @@ function replicateRecord(index: number, r: ReplicateOutcome, st: RepStatus, offs
       ? { memory: { peakHostBytes: o.memory.peakHostBytes, ...(o.memory.peakDeviceBytes !== undefined ? { peakDeviceBytes: o.memory.peakDeviceBytes } : {}) } }
       : {}),
     ...(o.built && o.parity && o.spawnMs !== undefined && o.toFirstOutputMs !== undefined
-      ? { coldStart: { spawnMs: o.spawnMs, ...o.built.phases, firstRunMs: o.parity.firstRunMs, totalMs: o.toFirstOutputMs } }
+      ? {
+          coldStart: {
+            spawnMs: o.spawnMs,
+            ...o.built.phases,
+            firstRunMs: o.parity.type === 'parity' ? o.parity.firstRunMs : o.parity.firstStepMs,
+            totalMs: o.toFirstOutputMs,
+          },
+        }
       : {}),
     ...(load ? { load } : {}),
     ...(others !== undefined ? { othersCores: others } : {}),

@@ -6,7 +6,7 @@ import readline from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import type { EngineDescriptor } from '../engines/types.js';
 import { isOutOfMemoryText } from './failure.js';
-import type { WorkerOutcome } from './outcome.js';
+import type { ParityMessage, WorkerOutcome } from './outcome.js';
 import { FromWorkerSchema, type FromWorker, type ToWorker } from '../worker/protocol.js';
 
 /**
@@ -86,7 +86,7 @@ export interface WorkerOptions {
   /** Cap on the worker's private memory (MiB): RLIMIT_DATA through prlimit, and V8's heap limit for Node workers. */
   maxMemoryMb?: number;
   /** Decides after the parity output whether to time the cell. */
-  onParity?: (p: Extract<FromWorker, { type: 'parity' }>) => 'continue' | 'stop';
+  onParity?: (p: ParityMessage) => 'continue' | 'stop';
   /** Called for every protocol message (progress). */
   onMessage?: (m: FromWorker) => void;
 }
@@ -302,6 +302,7 @@ export async function runWorkerProcess(file: string, args: string[], first: ToWo
         out.built = msg;
         break;
       case 'parity':
+      case 'train-parity':
         out.parity = msg;
         out.toFirstOutputMs = ms();
         write({ type: opts.onParity ? opts.onParity(msg) : 'stop' });

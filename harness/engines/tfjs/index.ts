@@ -198,6 +198,7 @@ function descriptor(spec: BackendSpec, description: string, extra: Pick<NodeEngi
     language: 'node',
     devices: [spec.device],
     modes: ['eager'],
+    stateLayout: 'keras',
     description,
     load: async () => createRuntime(spec),
     ...extra,
