@@ -140,3 +140,6 @@ class Trainer:
     def peak_device_bytes(self):
         """Allocator peak on the accelerator since build, or None on the CPU."""
         return None
+
+    def dispose(self):
+        """Releases framework resources (the process exits right after; nothing to do by default)."""

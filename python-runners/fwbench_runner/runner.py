@@ -1,7 +1,7 @@
 """The runner loop, message for message the Python twin of harness/worker/node-worker.ts:
-job (or probe) -> hello -> built -> parity -> continue|stop -> samples -> memory -> done, or an
-`error` naming the phase, with the traceback, and `unavailable` + `fix` when the engine cannot
-run here. stdout/stderr stay free for the frameworks' own logs."""
+job (or probe) -> hello -> built -> parity (train-parity for a training cell) -> continue|stop ->
+samples -> memory -> done, or an `error` naming the phase, with the traceback, and `unavailable`
++ `fix` when the engine cannot run here. stdout/stderr stay free for the frameworks' own logs."""
 
 import ctypes
 import importlib
@@ -13,13 +13,13 @@ import sys
 import time
 import traceback
 
-from .engine import BuildRequest, EngineUnavailable, install_fix
+from .engine import BuildRequest, EngineUnavailable, TrainRequest, install_fix
 from .fault import maybe_fault, parse_fault
 from .measure import measure
 from .memory import peak_host_bytes
 from .peak import PeakRequest
 from .protocol import PROTOCOL_VERSION, Channel
-from .safetensors import load_tensors
+from .safetensors import load_tensors, save_tensors
 
 #: prctl option: the signal this process gets when its parent dies.
 PR_SET_PDEATHSIG = 1
@@ -76,6 +76,7 @@ class Worker:
         if first["type"] != "job":
             raise ValueError(f"expected a job or probe message, got '{first['type']}'")
         cell = first["cell"]
+        training = cell.get("task", "inference") == "training"
 
         def at(phase):
             self.enter(phase, cell["engine"], cell["batchSize"])
@@ -91,14 +92,33 @@ class Worker:
         weights, _ = load_tensors(first["weightsPath"])
         native = load_tensors(first["nativeWeightsPath"])[0] if "nativeWeightsPath" in first else None
         inputs, _ = load_tensors(first["inputsPath"])
+        labels = load_tensors(first["training"]["labelsPath"])[0]["labels"] if training else None
         weights_ns = clock() - t
         at("build")
-        req = BuildRequest(cell["family"], cell["params"], cell["batchSize"], weights, native, cell["device"], cell["mode"], cell["threads"])
+        model_args = (cell["family"], cell["params"], cell["batchSize"], weights, native, cell["device"], cell["mode"], cell["threads"])
+        if training:
+            if not hasattr(engine, "build_trainer"):
+                raise ValueError(f"engine '{cell['engine']}' cannot train (its module has no build_trainer)")
+            build, req = engine.build_trainer, TrainRequest(*model_args, recipe=first["training"], reference=first["training"].get("reference"))
+        else:
+            build, req = engine.build, BuildRequest(*model_args)
         t = clock()
-        model = engine.build(req)
+        model = build(req)
         build_ns = clock() - t
-        del req, weights, native
+        del req, model_args, weights, native
         phases = {"importMs": import_ns / 1e6, "weightsMs": weights_ns / 1e6, "buildMs": build_ns / 1e6}
+        if training:
+            self.train(first, model, inputs, labels, phases, at)
+        else:
+            self.infer(first, model, inputs, phases, at)
+        at("memory")
+        device_peak = model.peak_device_bytes()
+        model.dispose()
+        self.channel.send({"type": "memory", "peakHostBytes": peak_host_bytes(), **({} if device_peak is None else {"peakDeviceBytes": device_peak})})
+
+    def infer(self, first, model, inputs, phases, at):
+        """An inference cell from its build on: compile (modes that have one), parity, then measure when told to."""
+        clock = time.perf_counter_ns
         t = clock()
         feed = model.prepare(inputs)
         prepare_ns = clock() - t
@@ -114,16 +134,45 @@ class Worker:
             t = clock()
             out = model.run(feed)
             first_ns = prepare_ns + clock() - t
-            batch = cell["batchSize"]
+            batch = first["cell"]["batchSize"]
             self.channel.send({"type": "parity", "firstRunMs": first_ns / 1e6, "shape": [batch, out.size // batch], "values": out.ravel().tolist()})
-            verdict = self.channel.receive()
-            if verdict["type"] == "continue":
-                at("warmup")
-                self.channel.send({"type": "samples", **measure(lambda: model.run(feed), first["measure"], on_timed_loop=lambda: at("measure"))})
-        at("memory")
-        device_peak = model.peak_device_bytes()
-        model.dispose()
-        self.channel.send({"type": "memory", "peakHostBytes": peak_host_bytes(), **({} if device_peak is None else {"peakDeviceBytes": device_peak})})
+            self.measure_if_told(first, lambda: model.run(feed), at)
+
+    def train(self, first, trainer, inputs, labels, phases, at):
+        """A training cell from its build on: the parity steps (the first one, which includes any
+        compilation, timed as firstStepMs; their losses sent, their tensors written to the job's
+        parityPath), then measure when told to. No compileMs: compiling happens inside the first step."""
+        clock = time.perf_counter_ns
+        recipe = first["training"]
+        self.channel.send({"type": "built", "phases": phases, "settings": trainer.settings})
+        at("parity")
+        with trainer.session():
+            t = clock()
+            feed = trainer.prepare(inputs, labels)
+            prepare_ns = clock() - t
+            t = clock()
+            loss, grads = trainer.step(feed, True)
+            first_ns = prepare_ns + clock() - t
+            # Names per harness/worker/protocol.ts TRAIN_PARITY_TENSORS.
+            tensors = {f"grad/{name}": g for name, g in grads.items()}
+            tensors.update({f"step1/{name}": a for name, a in trainer.state().items()})
+            losses = [loss]
+            for _ in range(recipe["paritySteps"] - 1):
+                losses.append(trainer.step(feed, False)[0])
+            tensors.update({f"stepK/{name}": a for name, a in trainer.state().items()})
+            cell = first["cell"]
+            meta = {"engine": cell["engine"], "mode": cell["mode"], "family": cell["family"], "steps": recipe["paritySteps"]}
+            save_tensors(recipe["parityPath"], tensors, meta)
+            del tensors, grads
+            self.channel.send({"type": "train-parity", "firstStepMs": first_ns / 1e6, "losses": [float(v) for v in losses]})
+            self.measure_if_told(first, lambda: trainer.step(feed, False), at)
+
+    def measure_if_told(self, first, iteration, at):
+        """Waits for the parity verdict; on `continue`, warm-up and the timed loop of `iteration`, then `samples`."""
+        verdict = self.channel.receive()
+        if verdict["type"] == "continue":
+            at("warmup")
+            self.channel.send({"type": "samples", **measure(iteration, first["measure"], on_timed_loop=lambda: at("measure"))})
 
 
 def die_with_orchestrator():

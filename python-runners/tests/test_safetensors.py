@@ -4,7 +4,7 @@ import struct
 import numpy as np
 import pytest
 
-from fwbench_runner.safetensors import load_tensors
+from fwbench_runner.safetensors import load_tensors, save_tensors
 
 
 def write(path, tensors, metadata=None, pad_to=8):
@@ -50,3 +50,28 @@ def test_rejects_unknown_dtypes_and_truncated_files(tmp_path):
     (tmp_path / "long").write_bytes(struct.pack("<Q", 10**9) + b"{}")
     with pytest.raises(ValueError, match="bad header length"):
         load_tensors(tmp_path / "long")
+
+
+def test_save_tensors_round_trips_f32_i32_f64_aligned_and_atomically(tmp_path):
+    tensors = {
+        "grad/w": np.linspace(-1, 1, 7, dtype=np.float32).reshape(7, 1),
+        "labels": np.array([3, 0, 9], dtype=np.int32),
+        "step1/x": np.array([[1 / 3, -2e-300], [np.pi, 0.0]], dtype=np.float64),
+        "empty": np.zeros((0, 4), dtype=np.float32),
+    }
+    path = tmp_path / "p.safetensors"
+    path.write_bytes(b"old")  # replaced whole
+    save_tensors(path, tensors, {"family": "cnn", "steps": 3})
+    back, meta = load_tensors(path)
+    assert list(back) == list(tensors) and meta == {"family": "cnn", "steps": "3"}
+    for name, a in tensors.items():
+        assert back[name].dtype == a.dtype and back[name].shape == a.shape
+        np.testing.assert_array_equal(back[name], a)
+    raw = path.read_bytes()
+    (header_len,) = struct.unpack("<Q", raw[:8])
+    assert (8 + header_len) % 8 == 0 and raw[8 : 8 + header_len].rstrip(b" ").endswith(b"}")
+    # No temporary file is left behind, neither after a write nor after a refused one.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.safetensors"]
+    with pytest.raises(ValueError, match="int64"):
+        save_tensors(tmp_path / "bad.safetensors", {"x": np.zeros(2, dtype=np.int64)})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["p.safetensors"]

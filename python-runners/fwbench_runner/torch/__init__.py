@@ -6,7 +6,8 @@ directly: the canonical names are PyTorch's module paths, apart from what a fami
 
 Modes: `eager` (torch.inference_mode), `torchscript` (torch.jit.trace + torch.jit.freeze on the
 parity inputs) and `compile` (torch.compile, which compiles on its first call): both in
-`TorchModel.compile`, timed as the cold start's compile segment, never in the timed loop."""
+`TorchModel.compile`, timed as the cold start's compile segment, never in the timed loop.
+Training (`build_trainer`): train.py."""
 
 import os
 import re
@@ -111,23 +112,25 @@ class TorchModel(BuiltModel):
         return torch.cuda.max_memory_allocated(self.device) if self.cuda else None
 
 
-def build(req):
-    family = pick("torch", "workload family", FAMILIES, req.family)
-    pick("torch", "mode", MODES, req.mode)
-    # Thread pools are sized before the first op; set_num_interop_threads fails once any parallel work ran.
-    torch.set_num_threads(req.threads)
-    torch.set_num_interop_threads(1)
-    if req.device == "cuda":
+def configure_threads(threads):
+    """Sizes the thread pools before the first op (set_num_interop_threads fails once any parallel work ran)."""
+    torch.set_num_threads(threads)
+    if torch.get_num_interop_threads() != 1:
+        torch.set_num_interop_threads(1)
+
+
+def torch_device(name):
+    """The torch.device of a cell's device; EngineUnavailable with the fix when CUDA is not usable here."""
+    if name == "cuda":
         usable, why = cuda_status()
         if not usable:
             raise EngineUnavailable(why, GPU_FIX)
-    device = torch.device("cuda:0" if req.device == "cuda" else "cpu")
-    model = family.model(req.params)
-    load_canonical(model, req.family, req.weights)
-    model = model.eval().to(device)
-    placed = {t.device for t in [*model.parameters(), *model.buffers()]}
-    if placed != {device}:
-        raise RuntimeError(f"model tensors on {sorted(map(str, placed))}, expected all on {device}")
+        return torch.device("cuda:0")
+    return torch.device("cpu")
+
+
+def base_settings(req, device):
+    """The settings inference and training cells both record."""
     settings = {
         "torchVersion": torch.__version__,
         "mode": req.mode,
@@ -140,8 +143,6 @@ def build(req):
         "mkldnnEnabled": torch.backends.mkldnn.enabled,
         # "highest" is strict FP32; "high"/"medium" let matmuls use TF32 or bf16 passes.
         "float32MatmulPrecision": torch.get_float32_matmul_precision(),
-        "gradMode": "inference_mode",
-        "placement": f"all parameters and buffers on {device}",
     }
     if req.mode == "compile":
         settings["compileBackend"] = "inductor"
@@ -153,7 +154,29 @@ def build(req):
             cudnnBenchmark=torch.backends.cudnn.benchmark,
             nvidiaTf32Override=os.environ.get("NVIDIA_TF32_OVERRIDE", "unset"),
         )
+    return settings
+
+
+def build(req):
+    family = pick("torch", "workload family", FAMILIES, req.family)
+    pick("torch", "mode", MODES, req.mode)
+    configure_threads(req.threads)
+    device = torch_device(req.device)
+    model = family.model(req.params)
+    load_canonical(model, req.family, req.weights)
+    model = model.eval().to(device)
+    placed = {t.device for t in [*model.parameters(), *model.buffers()]}
+    if placed != {device}:
+        raise RuntimeError(f"model tensors on {sorted(map(str, placed))}, expected all on {device}")
+    settings = {**base_settings(req, device), "gradMode": "inference_mode", "placement": f"all parameters and buffers on {device}"}
     return TorchModel(model, req.mode, device, settings)
+
+
+def build_trainer(req):
+    """A Trainer for a TrainRequest (train.py: the loop, the modes, the float64 reference)."""
+    from .train import build as build_training
+
+    return build_training(req)
 
 
 def peak(req):
