@@ -88,6 +88,8 @@ export function runnableConfig(asked: RunConfig, engines: Record<string, EngineS
 /** Why a cell cannot run here, from the engine's probe and descriptor, or undefined if it can. */
 export function skipReason(c: PlannedCell, status: EngineStatus | undefined): { reason: string; fix?: string } | undefined {
   const e = ENGINES[c.engine];
+  const problem = c.task === 'training' ? c.family.trainingProblem?.(c.params, c.batchSize) : undefined;
+  if (problem) return { reason: `${c.family.name} cannot train here: ${problem}` };
   const cannot = unsupportedReason(e, c.task, c.mode);
   if (cannot) return { reason: `${e.id}${e.unsupported?.[c.task]?.['*'] ? '' : ` mode ${c.mode}`} cannot do ${c.task}: ${cannot}` };
   if (!e.devices.includes(c.device))

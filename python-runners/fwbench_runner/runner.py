@@ -150,11 +150,14 @@ class Worker:
             t = clock()
             feed = trainer.prepare(inputs, labels)
             prepare_ns = clock() - t
+            # The float64 reference also writes its starting state (in Keras' parametrisation an
+            # LSTM's biases start merged), so the orchestrator takes updates from what it trained.
+            before = {f"step0/{name}": a for name, a in trainer.state().items()} if recipe.get("reference") else {}
             t = clock()
             loss, grads = trainer.step(feed, True)
             first_ns = prepare_ns + clock() - t
             # Names per harness/worker/protocol.ts TRAIN_PARITY_TENSORS.
-            tensors = {f"grad/{name}": g for name, g in grads.items()}
+            tensors = {**before, **{f"grad/{name}": g for name, g in grads.items()}}
             tensors.update({f"step1/{name}": a for name, a in trainer.state().items()})
             losses = [loss]
             for _ in range(recipe["paritySteps"] - 1):
