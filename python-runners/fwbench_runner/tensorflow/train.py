@@ -82,7 +82,8 @@ class KerasTrainer(Trainer):
 
         wrap = pick("tensorflow", "mode", MODES, req.mode)
         # Two functions, so the timed steps return (and, under XLA, materialise) nothing but the
-        # loss; the parity steps' variant is traced / compiled on its own first call.
+        # loss. Each is traced / compiled on its own first call: the first parity step (with
+        # gradients) and the second (without; a job has at least two), so the timed loop never is.
         self.train_step = wrap(train_step)
         self.train_step_with_grads = wrap(train_step_with_grads)
         if req.device == "cuda":
