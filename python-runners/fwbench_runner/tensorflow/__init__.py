@@ -8,7 +8,7 @@ the TensorFlow.js engines use (harness/engines/keras-layout.ts), as tensors name
 Modes: `eager` (calling the model), `function` (tf.function) and `xla`
 (tf.function(jit_compile=True)); tracing and XLA compilation happen on the first call, which
 `KerasModel.compile` makes on the parity inputs: timed as the cold start's compile segment, never
-in the timed loop."""
+in the timed loop. Training cells: `build_trainer` (train.py)."""
 
 import os
 
@@ -71,6 +71,15 @@ def probe():
     return {"version": tf.__version__, "devices": devices_here("tensorflow", usable), "details": details}
 
 
+def host_inputs(inputs):
+    """The batch as a TensorFlow user holds it: NHWC images or int32 ids, in host memory. Converting
+    the harness' NCHW copy once keeps that layout change out of the timed loop."""
+    with tf.device("/CPU:0"):
+        if "images" in inputs:
+            return tf.constant(np.ascontiguousarray(np.transpose(inputs["images"], (0, 2, 3, 1))))
+        return tf.constant(inputs["tokens"])
+
+
 class KerasModel(BuiltModel):
     def __init__(self, model, fn, mode, device, settings):
         self.model = model
@@ -82,12 +91,7 @@ class KerasModel(BuiltModel):
             tf.config.experimental.reset_memory_stats("GPU:0")
 
     def prepare(self, inputs):
-        # A TensorFlow user holds NHWC images and int32 ids in host memory; converting the harness'
-        # NCHW copy once keeps that layout change out of the timed loop.
-        with tf.device("/CPU:0"):
-            if "images" in inputs:
-                return tf.constant(np.ascontiguousarray(np.transpose(inputs["images"], (0, 2, 3, 1))))
-            return tf.constant(inputs["tokens"])
+        return host_inputs(inputs)
 
     def session(self):
         return tf.device("/GPU:0" if self.device == "cuda" else "/CPU:0")
@@ -113,9 +117,11 @@ def init_runtime(req):
             raise EngineUnavailable(why, GPU_FIX)
 
 
-def build(req):
+def place_model(req):
+    """The family's Keras model with the request's Keras-layout weights, built on the request's
+    device after the runtime's threads are set; checks every variable landed there. Returns (model,
+    "CPU" or "GPU"). Shared by inference (`build`) and training (`train.build_trainer`)."""
     family = pick("tensorflow", "workload family", FAMILIES, req.family)
-    wrap = pick("tensorflow", "mode", MODES, req.mode)
     if req.native_weights is None:
         raise ValueError("tensorflow needs the Keras-layout weights (job field nativeWeightsPath)")
     init_runtime(req)
@@ -128,9 +134,12 @@ def build(req):
     wanted = "GPU" if req.device == "cuda" else "CPU"
     if not all(wanted in d for d in placed):
         raise RuntimeError(f"model variables on {sorted(placed)}, expected all on {wanted}")
-    call = lambda x: model(x, training=False)  # noqa: E731
-    fn = wrap(call)
-    settings = {
+    return model, wanted
+
+
+def runtime_settings(req, placed):
+    """The settings a cell reports, read back from TensorFlow where it can tell (inference and training)."""
+    return {
         "tensorflowVersion": tf.__version__,
         "kerasVersion": keras.__version__,
         "mode": req.mode,
@@ -143,9 +152,22 @@ def build(req):
         "tf32": tf.config.experimental.tensor_float_32_execution_enabled(),
         "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on for x86-64 Linux builds)"),
         "nvidiaTf32Override": os.environ.get("NVIDIA_TF32_OVERRIDE", "unset"),
-        "placement": f"all variables on {wanted}",
+        "placement": f"all variables on {placed}",
     }
-    return KerasModel(model, fn, req.mode, req.device, settings)
+
+
+def build(req):
+    wrap = pick("tensorflow", "mode", MODES, req.mode)
+    model, placed = place_model(req)
+    call = lambda x: model(x, training=False)  # noqa: E731
+    return KerasModel(model, wrap(call), req.mode, req.device, runtime_settings(req, placed))
+
+
+def build_trainer(req):
+    """A Trainer for a training cell (train.py: the same model, trained in a custom training loop)."""
+    from .train import build_trainer as build_keras_trainer
+
+    return build_keras_trainer(req)
 
 
 def peak(req):

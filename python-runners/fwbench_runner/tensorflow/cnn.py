@@ -47,3 +47,10 @@ def model(p, batch):
 def layer_weights(grouped, p):
     """Every layer's weights as the Keras-layout file holds them."""
     return grouped
+
+
+def file_weights(layers, p):
+    """The inverse of layer_weights: {layer: {index: array}} of the model's layers (index in
+    `layer.weights`) -> {`<layer>/<index>`: array} as the Keras-layout file names them (here the
+    same layers, so only the naming)."""
+    return {f"{layer}/{i}": a for layer, arrays in layers.items() for i, a in arrays.items()}

@@ -57,3 +57,26 @@ def layer_weights(grouped, p):
         kernel, bias = out.pop(f"{prefix}_output")
         out[prefix] = mha + [kernel.reshape(heads, d, hidden), bias]
     return out
+
+
+#: MultiHeadAttention's weights in `layer.weights` order: (file layer suffix, kernel or bias) per index.
+MHA_PARTS = [(part, kind) for part in ("query", "key", "value", "output") for kind in ("kernel", "bias")]
+
+
+def file_weights(layers, p):
+    """The exact inverse of layer_weights: {layer: {index: array}} of the model's layers (index in
+    `layer.weights`; a subset is fine, e.g. only the trainable ones) -> {`<layer>/<index>`: array}
+    in the Keras-layout file's naming and shapes. Each MultiHeadAttention goes back to its four
+    Dense layers (kernels [H, H], biases [H]: reshapes, the head split being contiguous)."""
+    hidden = p["hidden"]
+    attention = {f"layers_{l}_attention" for l in range(p["layers"])}
+    out = {}
+    for layer, arrays in layers.items():
+        for i, a in arrays.items():
+            if layer in attention:
+                part, kind = MHA_PARTS[i]
+                shape = (hidden, hidden) if kind == "kernel" else (hidden,)
+                out[f"{layer}_{part}/{0 if kind == 'kernel' else 1}"] = np.reshape(a, shape)
+            else:
+                out[f"{layer}/{i}"] = a
+    return out
