@@ -111,6 +111,9 @@ export function tfjsTrainer(model: TfjsTrainable, req: TrainRequest, ctx: Traine
     async dispose() {
       tf.dispose([x, oneHot]);
       optimizer.dispose();
+      // MomentumOptimizer.dispose (tfjs-core 4.22) frees its momentum scalar and accumulators but
+      // not the learning-rate scalar its SGD base class keeps (`c`): one tensor per trainer.
+      tf.dispose((optimizer as unknown as { c?: tf.Tensor }).c);
       model.dispose();
     },
   };
