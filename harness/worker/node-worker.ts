@@ -1,10 +1,10 @@
 import net from 'node:net';
 import readline from 'node:readline';
-import { loadTensors } from '../../workloads/safetensors.js';
+import { loadTensors, saveTensors, type TensorMap } from '../../workloads/safetensors.js';
 import { measure } from './measure.js';
-import { FromWorker, PROTOCOL_VERSION, ToWorkerSchema, type Phase, type ToWorker } from './protocol.js';
+import { FromWorker, PROTOCOL_VERSION, ToWorkerSchema, TRAIN_PARITY_TENSORS, type Phase, type ToWorker } from './protocol.js';
 import { getNodeEngine } from '../engines/registry.js';
-import { EngineUnavailable } from '../engines/types.js';
+import { EngineUnavailable, type BuildRequest, type EngineRuntime, type EngineSettings } from '../engines/types.js';
 import { maybeFault, parseFault } from './fault.js';
 import { peakHostBytes, watchWasmGrowth } from './memory.js';
 
@@ -59,11 +59,34 @@ async function main(): Promise<void> {
     return;
   }
   if (first.type !== 'job') throw new Error(`expected a job or probe message, got '${first.type}'`);
+  await runJob(first);
+}
+
+type Job = Extract<ToWorker, { type: 'job' }>;
+
+/**
+ * What a cell does once built, inference or training: its parity phase (first run, checked by the
+ * orchestrator) and the iteration its timed loop repeats.
+ */
+interface Subject {
+  settings: EngineSettings;
+  /** The first run(s) after build, with what the orchestrator checks; sends its message. */
+  parity(): Promise<void>;
+  /** One timed iteration. */
+  iterate(): Promise<unknown>;
+  dispose(): Promise<void>;
+}
+
+/** The cold start's segments, each on this process's monotonic clock. */
+const msSince = (t: bigint): number => Number(process.hrtime.bigint() - t) / 1e6;
+
+/** A job: load, build, parity, then (on the verdict) warm-up and the timed loop, then memory; the same steps for inference and training. */
+async function runJob(first: Job): Promise<void> {
   const { cell } = first;
   const at = (p: Phase): Promise<void> => enter(p, cell.engine, cell.batchSize);
+  const training = cell.task === 'training' ? first.training : undefined;
+  if (cell.task === 'training' && !training) throw new Error('a training job needs its `training` fields (recipe, labelsPath, parityPath)');
   await at('load');
-  // The cold start's segments, each on this process's monotonic clock.
-  const msSince = (t: bigint): number => Number(process.hrtime.bigint() - t) / 1e6;
   let t = process.hrtime.bigint();
   const runtime = await getNodeEngine(cell.engine).load();
   await runtime.init?.({ device: cell.device, threads: cell.threads });
@@ -71,10 +94,10 @@ async function main(): Promise<void> {
   t = process.hrtime.bigint();
   const weights = loadTensors(first.weightsPath).tensors;
   const inputs = loadTensors(first.inputsPath).tensors;
+  const labels = training ? readLabels(training.labelsPath) : undefined;
   const weightsMs = msSince(t);
   await at('build');
-  t = process.hrtime.bigint();
-  const model = await runtime.build({
+  const req: BuildRequest = {
     family: cell.family,
     params: cell.params,
     batchSize: cell.batchSize,
@@ -82,29 +105,91 @@ async function main(): Promise<void> {
     device: cell.device,
     mode: cell.mode,
     threads: cell.threads,
-  });
+  };
+  t = process.hrtime.bigint();
+  const subject = training ? await trainingSubject(cell.engine, runtime, req, training, inputs, labels!) : await inferenceSubject(runtime, req, inputs);
   const buildMs = msSince(t);
   weights.clear();
   // No compile segment: ORT optimizes the graph inside session creation (build), TensorFlow.js runs eagerly.
-  send({ type: 'built', phases: { importMs, weightsMs, buildMs }, settings: model.settings });
+  send({ type: 'built', phases: { importMs, weightsMs, buildMs }, settings: subject.settings });
   await at('parity');
-  t = process.hrtime.bigint();
-  const out = await model.run(inputs);
-  send({ type: 'parity', firstRunMs: msSince(t), shape: [cell.batchSize, out.length / cell.batchSize], values: Array.from(out) });
+  await subject.parity();
   const verdict = await receive();
   if (verdict.type === 'continue') {
     await at('warmup');
     const r = await measure(
-      () => model.run(inputs),
+      () => subject.iterate(),
       first.measure,
       process.hrtime.bigint,
       () => at('measure'),
     );
     send({ type: 'samples', ...r });
   }
-  await model.dispose();
+  await subject.dispose();
   await at('memory');
   send({ type: 'memory', peakHostBytes: peakHostBytes() });
+}
+
+/** Inference: one forward pass with readback; parity sends its logits. */
+async function inferenceSubject(runtime: EngineRuntime, req: BuildRequest, inputs: TensorMap): Promise<Subject> {
+  const model = await runtime.build(req);
+  return {
+    settings: model.settings,
+    async parity() {
+      const t = process.hrtime.bigint();
+      const out = await model.run(inputs);
+      send({ type: 'parity', firstRunMs: msSince(t), shape: [req.batchSize, out.length / req.batchSize], values: Array.from(out) });
+    },
+    iterate: () => model.run(inputs),
+    dispose: () => model.dispose(),
+  };
+}
+
+/** The batch's labels (`labels` I32 [batch]). */
+function readLabels(path: string): Int32Array {
+  const t = loadTensors(path).tensors.get('labels');
+  if (!t || t.dtype !== 'I32') throw new Error(`${path}: expected an I32 tensor 'labels'`);
+  return t.data as Int32Array;
+}
+
+/**
+ * Training: one step on the fixed batch. Parity runs the recipe's paritySteps steps, the first with
+ * its gradients (timed: firstStepMs), writes the gradients and the state after the first and the
+ * last step to the job's parityPath, and sends the losses.
+ */
+async function trainingSubject(
+  engine: string,
+  runtime: EngineRuntime,
+  req: BuildRequest,
+  training: NonNullable<Job['training']>,
+  inputs: TensorMap,
+  labels: Int32Array,
+): Promise<Subject> {
+  if (!runtime.buildTrainer) throw new Error(`engine '${engine}' cannot train: its runtime has no buildTrainer`);
+  const { learningRate, momentum, weightDecay, batchNormMomentum, paritySteps } = training;
+  const trainer = await runtime.buildTrainer({ ...req, recipe: { learningRate, momentum, weightDecay, batchNormMomentum, paritySteps }, inputs, labels });
+  return {
+    settings: trainer.settings,
+    async parity() {
+      const tensors: TensorMap = new Map();
+      const put = (prefix: string, map: TensorMap): void => {
+        for (const [name, t] of map) tensors.set(`${prefix}${name}`, t);
+      };
+      const t = process.hrtime.bigint();
+      const first = await trainer.step(true);
+      const firstStepMs = msSince(t);
+      if (!first.grads) throw new Error('the trainer returned no gradients for the first parity step');
+      put(TRAIN_PARITY_TENSORS.grad, first.grads);
+      put(TRAIN_PARITY_TENSORS.afterFirst, await trainer.state());
+      const losses = [first.loss];
+      for (let k = 1; k < paritySteps; k++) losses.push((await trainer.step(false)).loss);
+      put(TRAIN_PARITY_TENSORS.afterLast, await trainer.state());
+      saveTensors(training.parityPath, tensors, { engine, family: req.family, steps: String(paritySteps) });
+      send({ type: 'train-parity', firstStepMs, losses });
+    },
+    iterate: () => trainer.step(false),
+    dispose: () => trainer.dispose(),
+  };
 }
 
 main()

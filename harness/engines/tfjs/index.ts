@@ -4,6 +4,8 @@ import type { FamilyName, Params } from '../../../workloads/types.js';
 import {
   EngineUnavailable,
   type BuiltModel,
+  type BuildRequest,
+  type BuiltTrainer,
   type Device,
   type EngineId,
   type EngineRuntime,
@@ -14,7 +16,7 @@ import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import { readOrigin } from '../../setup/tfjs-node.js';
 import type { KerasMapping } from '../keras-layout.js';
-import type { TfjsModel } from './model.js';
+import type { TfjsModel, TfjsTrainable, TrainableOptions } from './model.js';
 
 /**
  * TensorFlow.js engines: one runtime factory, four backends. Nothing here imports TensorFlow.js
@@ -141,11 +143,34 @@ async function builder(family: FamilyName): Promise<(w: TensorMap, p: Params, m?
   }
 }
 
+/** The family builders' trainable variants (the same models, run in training mode). */
+async function trainable(family: FamilyName): Promise<(w: TensorMap, p: Params, o: TrainableOptions) => TfjsTrainable> {
+  switch (family) {
+    case 'cnn':
+      return (await import('./cnn.js')).trainableCnn;
+    case 'rnn': {
+      const { trainableRnn } = await import('./rnn.js');
+      return (w, p) => trainableRnn(w, p);
+    }
+    case 'transformer': {
+      const { trainableTransformer } = await import('./transformer.js');
+      return (w, p) => trainableTransformer(w, p);
+    }
+  }
+}
+
 /** The worker-side runtime of one TF.js backend. */
 function createRuntime(spec: BackendSpec): EngineRuntime {
   const checkDevice = (device: Device): void => {
     if (device !== spec.device)
       throw new EngineUnavailable(`${spec.id} runs on ${spec.device} only, not ${device}`, `use device ${spec.device} for ${spec.id}`);
+  };
+  /** Checks the request, readies the backend and reads back the settings every model of it reports. */
+  const prepare = async (req: BuildRequest): Promise<{ tf: Tf; settings: EngineSettings }> => {
+    checkDevice(req.device);
+    if (req.mode !== 'eager') throw new Error(`${spec.id} has only mode 'eager' (got '${req.mode}')`);
+    const { tf, threads, details } = await ready(spec, req.threads);
+    return { tf, settings: { ...details, backend: spec.backend, tfjsVersion: tf.version.tfjs, threads, requestedThreads: req.threads } };
   };
   return {
     async probe() {
@@ -163,11 +188,8 @@ function createRuntime(spec: BackendSpec): EngineRuntime {
       await ready(spec, req.threads);
     },
     async build(req) {
-      checkDevice(req.device);
-      if (req.mode !== 'eager') throw new Error(`${spec.id} has only mode 'eager' (got '${req.mode}')`);
-      const { tf, threads, details } = await ready(spec, req.threads);
+      const { tf, settings } = await prepare(req);
       const model = (await builder(req.family))(req.weights, req.params);
-      const settings: EngineSettings = { ...details, backend: spec.backend, tfjsVersion: tf.version.tfjs, threads, requestedThreads: req.threads };
       return {
         settings,
         async run(inputs) {
@@ -187,6 +209,21 @@ function createRuntime(spec: BackendSpec): EngineRuntime {
         },
         native: { kind: 'tfjs', tf, model },
       } satisfies BuiltModel;
+    },
+    async buildTrainer(req): Promise<BuiltTrainer> {
+      const { tf, settings } = await prepare(req);
+      const { checkGradientKernels, tfjsTrainer } = await import('./train.js');
+      // Before anything is built: a backend without a kernel of the backward pass cannot train this family.
+      checkGradientKernels(spec.id, req.family, spec.backend);
+      const model = (await trainable(req.family))(req.weights, req.params, { batchNormMomentum: req.recipe.batchNormMomentum });
+      return tfjsTrainer(model, req, {
+        engine: spec.id,
+        backend: spec.backend,
+        settings,
+        select: async () => {
+          if (tf.getBackend() !== spec.backend) await select(tf, spec.backend);
+        },
+      });
     },
   };
 }

@@ -2,8 +2,8 @@ import * as tf from '@tensorflow/tfjs';
 import type { TensorMap } from '../../../workloads/safetensors.js';
 import { LAYER_NORM_EPS } from '../../../workloads/transformer.js';
 import { int, type Params } from '../../../workloads/types.js';
-import type { TfjsModel } from './model.js';
-import { KERAS_MAPPING, kerasName, transformerKerasWeights, type KerasMapping } from '../keras-layout.js';
+import { variablesState, type TfjsModel, type TfjsTrainable } from './model.js';
+import { KERAS_MAPPING, kerasName, transformerKerasWeights, type KerasLayerWeights, type KerasMapping } from '../keras-layout.js';
 
 /**
  * BERT-style encoder in TF.js ops: tf.layers has no multi-head attention, so this is the encoder
@@ -15,23 +15,30 @@ import { KERAS_MAPPING, kerasName, transformerKerasWeights, type KerasMapping } 
 /** The feed-forward activation every engine uses. */
 export const geluExact = (x: tf.Tensor2D): tf.Tensor2D => x.mul(tf.erf(x.mul(Math.SQRT1_2)).add(1)).mul(0.5);
 
-/**
- * Builds the encoder classifier for `params` from canonical weights; `mapping` and `gelu` are
- * injectable so tests can plant a wrong layout or activation and check that parity catches it.
- */
-export function buildTransformer(
-  weights: TensorMap,
-  params: Params,
-  mapping: KerasMapping = KERAS_MAPPING,
-  gelu: (x: tf.Tensor2D) => tf.Tensor2D = geluExact,
-): TfjsModel {
+interface Encoder {
+  forward(tokens: tf.Tensor2D): tf.Tensor2D;
+  /** The weights by Keras layer name, in the mapped order. */
+  vars: Map<string, tf.Tensor[]>;
+  list: KerasLayerWeights[];
+}
+
+/** The encoder's forward pass over its weights: tf tensors for inference, tf.Variables (`trainable`) for training. */
+function encoder(weights: TensorMap, params: Params, mapping: KerasMapping, gelu: (x: tf.Tensor2D) => tf.Tensor2D, trainable: boolean): Encoder {
   const [H, heads, layers] = [int(params, 'hidden'), int(params, 'heads'), int(params, 'layers')];
   const headDim = H / heads;
   const vars = new Map<string, tf.Tensor[]>();
-  for (const { layer, weights: list } of transformerKerasWeights(weights, params, mapping)) {
+  const list = transformerKerasWeights(weights, params, mapping);
+  for (const { layer, weights: tensors } of list) {
     vars.set(
       layer,
-      list.map((t) => tf.tensor(t.data, t.shape)),
+      tensors.map((t) => {
+        const value = tf.tensor(t.data, t.shape);
+        if (!trainable) return value;
+        // The variable shares the value's data (reference counted): the handle can go.
+        const v = tf.variable(value, true);
+        value.dispose();
+        return v;
+      }),
     );
   }
   const get = (prefix: string): tf.Tensor[] => vars.get(kerasName(prefix))!;
@@ -79,12 +86,41 @@ export function buildTransformer(
     return dense(tf.tanh(dense(first, 'pooler')), 'classifier');
   };
 
+  return { forward, vars, list };
+}
+
+const tokenIds = (inputs: TensorMap): tf.Tensor2D => {
+  const tokens = inputs.get('tokens');
+  if (!tokens) throw new Error("transformer expects a 'tokens' input");
+  return tf.tensor2d(tokens.data as Int32Array, tokens.shape as [number, number], 'int32');
+};
+
+/**
+ * Builds the encoder classifier for `params` from canonical weights; `mapping` and `gelu` are
+ * injectable so tests can plant a wrong layout or activation and check that parity catches it.
+ */
+export function buildTransformer(
+  weights: TensorMap,
+  params: Params,
+  mapping: KerasMapping = KERAS_MAPPING,
+  gelu: (x: tf.Tensor2D) => tf.Tensor2D = geluExact,
+): TfjsModel {
+  const { forward, vars } = encoder(weights, params, mapping, gelu, false);
   return {
-    predict(inputs) {
-      const tokens = inputs.get('tokens');
-      if (!tokens) throw new Error("transformer expects a 'tokens' input");
-      return forward(tf.tensor2d(tokens.data as Int32Array, tokens.shape as [number, number], 'int32'));
+    predict: (inputs) => forward(tokenIds(inputs)),
+    dispose: () => {
+      for (const list of vars.values()) tf.dispose(list);
     },
+  };
+}
+
+/** The same encoder for training: its weights are trainable tf.Variables (no dropout, no normalization statistics). */
+export function trainableTransformer(weights: TensorMap, params: Params, mapping: KerasMapping = KERAS_MAPPING): TfjsTrainable {
+  const { forward, vars, list } = encoder(weights, params, mapping, geluExact, true);
+  return {
+    toInput: tokenIds,
+    forward: (x) => forward(x as tf.Tensor2D),
+    state: variablesState(list, vars),
     dispose: () => {
       for (const list of vars.values()) tf.dispose(list);
     },
