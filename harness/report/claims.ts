@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { z } from 'zod';
+import { TASKS, type Task } from '../../workloads/types.js';
 import { InputError } from '../errors.js';
 import { classifyRatio, MIN_SAMPLES_FOR_CI } from '../stats/bootstrap.js';
 import bundledClaims from './claims.json' with { type: 'json' };
@@ -37,6 +38,8 @@ const ClaimSchema = z.object({
   /** What the claim says about subject / baseline (or, for a trend, about the ratio's change as the batch grows). */
   expect: z.enum(['lower', 'higher']),
   comparisons: z.array(z.object({ subject: SelectorSchema, baseline: SelectorSchema })).min(1),
+  /** The tasks whose cells judge it (default: every task a run has; each verdict names its task). */
+  tasks: z.array(z.enum(TASKS)).min(1).optional(),
 });
 /** One claim and how to measure it. */
 export type Claim = z.infer<typeof ClaimSchema>;
@@ -69,8 +72,10 @@ export interface ClaimEvaluation {
   comparison: string;
   host?: string;
   device?: string;
-  /** `workload/preset`. */
+  /** `workload/preset`, followed by the task for a task other than inference (`cnn/tiny training`). */
   workload?: string;
+  /** The task of the cells compared. */
+  task?: Task;
   /** Batch size, or `1→8` for a trend. */
   batch?: string;
   /** The engine/mode chosen on each side (resolves `best`). */
@@ -116,8 +121,8 @@ function judge(claim: Claim, ratio: number, ci: { lo: number; hi: number } | nul
   return change === claim.expect ? 'supported' : 'contradicted';
 }
 
-function where(s: WorkloadSection): Pick<ClaimEvaluation, 'host' | 'device' | 'workload'> {
-  return { host: s.host, device: s.device, workload: `${s.workload}/${s.preset}` };
+function where(s: WorkloadSection): Pick<ClaimEvaluation, 'host' | 'device' | 'workload' | 'task'> {
+  return { host: s.host, device: s.device, workload: `${s.workload}/${s.preset}${s.task === 'inference' ? '' : ` ${s.task}`}`, task: s.task };
 }
 
 function pairwise(claim: Claim, comparison: string, sel: Claim['comparisons'][number], s: WorkloadSection, g: CellGroup, threshold: number): ClaimEvaluation {
@@ -193,7 +198,7 @@ export function evaluateClaims(model: RunModel, claims: Claim[], threshold: numb
         });
         continue;
       }
-      for (const s of model.sections) {
+      for (const s of model.sections.filter((x) => !claim.tasks || claim.tasks.includes(x.task))) {
         const involved = (g: CellGroup): boolean => g.cells.some((v) => v.cell.engine === sel.subject.engine || v.cell.engine === sel.baseline.engine);
         if (!s.groups.some(involved)) continue;
         if (claim.kind === 'trend-over-batch') evaluations.push(trend(claim, comparison, sel, s, threshold));

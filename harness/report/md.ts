@@ -1,6 +1,16 @@
 import { claimSummary } from './claims.js';
 import type { Report } from './build.js';
-import { COLD_START_LEGEND, COLD_START_MESSAGES, COLD_START_SEGMENTS, COLD_START_UNSPLIT, coldStartRest, engineMode, num, sectionTitle } from './model.js';
+import {
+  COLD_START_LEGEND,
+  COLD_START_MESSAGES,
+  COLD_START_SEGMENTS,
+  COLD_START_UNSPLIT,
+  coldStartRest,
+  engineMode,
+  num,
+  sectionTitle,
+  trainingTable,
+} from './model.js';
 import { answerText, runAnswers } from './verdict.js';
 
 /** Table-cell text: pipes and line breaks would end the cell; < > & are escaped so no HTML renders from data. */
@@ -71,6 +81,8 @@ export function markdownReport(report: Report): string {
       '',
     );
   }
+  const training = trainingTable(model);
+  if (training) out.push('## Training', '', training.legend, '', table(training.head, training.rows), '');
   const cold = model.cells.filter((v) => v.cell.coldStart);
   if (cold.length > 0) {
     const rows = cold.map((v) => {

@@ -36,6 +36,9 @@ export const paramsText = (params: Cell['params']): string =>
 /** The thread count a cell ran with: its own field, else (runs before the --threads sweep) the run's single count. */
 export const cellThreads = (run: Pick<Run, 'config'>, c: Cell): number => c.threads ?? run.config.threads[0]!;
 
+/** What one timed sample of a task is, in words. */
+export const TASK_UNIT: Record<Task, string> = { inference: 'forward pass', training: 'training step (forward, loss, backward, update)' };
+
 /** What a cell timed (cells from before the task axis did inference). */
 export const cellTask = (c: Pick<Cell, 'task'>): Task => c.task ?? 'inference';
 
@@ -335,3 +338,56 @@ export function ratioOfCells(nums: readonly Cell[], dens: readonly Cell[], opts:
 
 /** median(b) / median(a) with its interval: ratioOfCells of one cell on each side. */
 export const cellRatioInterval = (b: Cell, a: Cell, opts: BootstrapOptions = {}): Interval & { by: 'replicates' | 'samples' } => ratioOfCells([b], [a], opts);
+
+/** The training section of the reports: one row per training cell, already formatted (the HTML and Markdown writers lay it out). */
+export function trainingTable(model: RunModel): { legend: string; head: string[]; rows: string[][] } | undefined {
+  const cells = model.cells.filter((v) => cellTask(v.cell) === 'training');
+  if (cells.length === 0) return undefined;
+  const figure = (f: { relL2: number | null; tensor?: string; tolerance: number; pass: boolean } | undefined): string =>
+    f
+      ? `${f.relL2 === null ? 'NaN' : f.relL2.toExponential(1)}${f.pass ? '' : ` > ${f.tolerance.toExponential(0)} FAIL`}${f.tensor && f.tensor !== 'loss' ? ` (${f.tensor})` : ''}`
+      : '-';
+  const rows = cells.map((v) => {
+    const c = v.cell;
+    const cold = c.coldStart;
+    const build = cold ? (cold.importMs ?? 0) + (cold.weightsMs ?? 0) + cold.buildMs : undefined;
+    const t = c.parity?.training;
+    return [
+      `${c.workload}/${c.preset}`,
+      String(c.batchSize),
+      engineMode(c),
+      c.status,
+      c.stats ? `${num(c.stats.medianMs)}${v.medianCi ? ` [${num(v.medianCi.lo)}, ${num(v.medianCi.hi)}]` : ''}` : '-',
+      num(c.stats?.p90Ms),
+      num(c.throughput),
+      c.memory ? num(c.memory.peakHostBytes / 2 ** 20) : '-',
+      c.memory?.peakDeviceBytes !== undefined ? num(c.memory.peakDeviceBytes / 2 ** 20) : '-',
+      num(build),
+      num(cold?.firstRunMs),
+      figure(t?.loss),
+      figure(t?.gradients),
+      figure(t?.updates),
+    ];
+  });
+  return {
+    legend:
+      'One training step = forward, cross-entropy, backward and the SGD update (momentum 0.9, weight decay 5e-4; docs/training.md), timed with the same stopping rule as inference. Build = import + weights + build of the cold start; first step = the first step after build, where torch.compile, tf.function and XLA trace and compile. Parity against PyTorch in float64 from the same weights, batch and labels, before any timing: relative L2 of the losses of the parity steps, of every gradient at the first step and of every weight update after the first and the last step (the tensor with the largest error in brackets).',
+    head: [
+      'workload',
+      'batch',
+      'engine/mode',
+      'status',
+      'step ms [95% CI]',
+      'p90 ms',
+      'samples/s',
+      'peak MiB',
+      'GPU peak MiB',
+      'build ms',
+      'first step ms',
+      'loss relL2',
+      'gradients relL2',
+      'updates relL2',
+    ],
+    rows,
+  };
+}

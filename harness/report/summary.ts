@@ -1,5 +1,5 @@
 import Table from 'cli-table3';
-import type { RunModel } from './model.js';
+import { TASK_UNIT, type RunModel } from './model.js';
 import { answerText, DEFAULT_THRESHOLD_PCT, runAnswers } from './verdict.js';
 import type { Run } from '../results/schema.js';
 
@@ -38,7 +38,7 @@ export function summaryTable(run: Run): string {
     t.push([
       c.engine,
       c.mode,
-      `${c.workload}/${c.preset}`,
+      `${c.workload}/${c.preset}${c.task && c.task !== 'inference' ? ` ${c.task}` : ''}`,
       sweep ? `${c.batchSize}/t${c.threads ?? '?'}` : c.batchSize,
       c.status,
       fmt(c.stats?.medianMs),
@@ -89,7 +89,7 @@ export function answerBlock(run: Run, model: RunModel): string {
         .map(([id, e]) => `  ${id}: ${e.available ? `available, but not on ${run.config.device}` : e.reason}${e.fix ? `\n    fix: ${e.fix}` : ''}`)
     : [];
   return [
-    `Answer (median latency per forward pass; ratios with 95 % bootstrap intervals, ${DEFAULT_THRESHOLD_PCT} % noise threshold; details in the report):`,
+    `Answer (median latency per ${[...new Set(model.sections.map((s) => TASK_UNIT[s.task]))].join(' or ')}; ratios with 95 % bootstrap intervals, ${DEFAULT_THRESHOLD_PCT} % noise threshold; details in the report):`,
     ...lines,
     ...(leftOut.length ? ['Left out (not available here; ask for them with --engines once fixed):', ...leftOut] : []),
     '',

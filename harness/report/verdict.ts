@@ -48,7 +48,7 @@ const byMetric = (views: CellView[], metric: (v: CellView) => number | undefined
     .sort((a, b) => a.x - b.x);
 
 function groupTitle(s: WorkloadSection, batchSize: number, multiHost: boolean): string {
-  return `${s.workload}/${s.preset}, batch ${batchSize}${s.threadSweep ? `, ${s.threads} threads` : ''}${s.device !== 'cpu' ? ` on ${s.device}` : ''}${multiHost ? ` (${s.host})` : ''}`;
+  return `${s.workload}/${s.preset}${s.task === 'inference' ? '' : ` ${s.task}`}, batch ${batchSize}${s.threadSweep ? `, ${s.threads} threads` : ''}${s.device !== 'cpu' ? ` on ${s.device}` : ''}${multiHost ? ` (${s.host})` : ''}`;
 }
 
 /** The answers of a run, in the report's order (workload sections, then batch sizes). */
