@@ -315,7 +315,7 @@ function trainingJob(engine: string, family: FamilyName, parityPath: string): To
 }
 
 describe.skipIf(!hasNode)('Node worker: training cells', () => {
-  it('runs the parity steps, writes grad/ step1/ stepK/ tensors, then times steps', async () => {
+  it("runs the parity steps, writes every step's gradients and state (grad<k>/, step<k>/), then times steps", async () => {
     const parityPath = join(tempDir(), 'parity.safetensors');
     const messages = await runWorker(trainingJob('tfjs-node', 'rnn', parityPath));
     const types = messages.filter((m) => m.type !== 'phase').map((m) => m.type);
@@ -330,13 +330,15 @@ describe.skipIf(!hasNode)('Node worker: training cells', () => {
     expect(phases).toEqual(['load', 'build', 'parity', 'warmup', 'measure', 'memory']);
     expect((messages.find((m) => m.type === 'samples') as Extract<FromWorker, { type: 'samples' }>).samplesNs.length).toBeGreaterThan(0);
 
-    // The file: the gradients of the trainable tensors and the whole state after steps 1 and K, named as state() names them.
+    // The file: each step's gradients of the trainable tensors and the whole state after it, named as state() names them.
     const names = mapped('rnn').flatMap(({ layer, weights }) => weights.map((_, i) => `${layer}/${i}`));
     const { tensors } = loadTensors(parityPath);
-    const { grad, afterFirst, afterLast } = TRAIN_PARITY_TENSORS;
-    expect([...tensors.keys()]).toEqual([...names.map((n) => grad + n), ...names.map((n) => afterFirst + n), ...names.map((n) => afterLast + n)]);
+    const { grad, state } = TRAIN_PARITY_TENSORS;
+    const K = TRAINING.paritySteps;
+    const steps = Array.from({ length: K }, (_, i) => i + 1);
+    expect([...tensors.keys()]).toEqual(steps.flatMap((k) => [...names.map((n) => grad(k) + n), ...names.map((n) => state(k) + n)]));
     // Step K's state differs from step 1's (the steps trained).
-    expect(relL2(tensors.get(`${afterLast}fc/0`)!.data, tensors.get(`${afterFirst}fc/0`)!.data)).toBeGreaterThan(0);
+    expect(relL2(tensors.get(`${state(K)}fc/0`)!.data, tensors.get(`${state(1)}fc/0`)!.data)).toBeGreaterThan(0);
   });
 
   it('reports a backend without the backward kernel as unavailable, in the build phase', async () => {

@@ -31,7 +31,10 @@ function emit(text: string, out: string, what: string): void {
   process.stderr.write(`fwbench: wrote ${what} to ${resolve(out)} (${(Buffer.byteLength(text) / 1024).toFixed(0)} KiB)\n`);
 }
 
-/** Adds `report`, `compare` and `merge` to the program. */
+const THRESHOLD_OPTION = ['--threshold <pct>', 'noise threshold of the claim verdicts (percent)', FLAG.percent, 5] as const;
+const CLAIMS_OPTION = ['--claims <file>', 'claims file (default: the bundled harness/report/claims.json)'] as const;
+
+/** Adds `report`, `claims`, `compare` and `merge` to the program. */
 export function registerReportCommands(program: Command): void {
   program
     .command('report')
@@ -39,8 +42,8 @@ export function registerReportCommands(program: Command): void {
     .argument('<dir>', 'run folder (or its run.json)')
     .addOption(new Option('--format <format>', 'report format').choices(FORMATS).default('html'))
     .option('--out <file>', "output file, '-' for stdout (default: DIR/report.<format>)")
-    .option('--threshold <pct>', 'noise threshold of the claim verdicts (percent)', FLAG.percent, 5)
-    .option('--claims <file>', 'claims file (default: the bundled harness/report/claims.json)')
+    .option(...THRESHOLD_OPTION)
+    .option(...CLAIMS_OPTION)
     .option('--embed-samples', 'html: embed every raw sample (the whole run.json) in the page, not per-cell quantiles; the page grows with the samples (MBs)')
     .action(async (dir: string, o: { format: ReportFormat; out?: string; threshold: number; claims?: string; embedSamples?: boolean }) => {
       if (o.claims !== undefined && !existsSync(o.claims)) throw new InputError(`--claims ${o.claims}: no such file`);
@@ -52,6 +55,24 @@ export function registerReportCommands(program: Command): void {
       const report = buildReport(run, { thresholdPct: o.threshold, embedSamples: o.embedSamples ?? false, ...(o.claims ? { claimsPath: o.claims } : {}) });
       const runDir = dir.endsWith('.json') ? dirname(resolve(dir)) : dir;
       emit(REPORT_FORMATS[o.format](report), out ?? insideDir(runDir, `report.${o.format}`), `${o.format} report`);
+    });
+
+  program
+    .command('claims')
+    .description(
+      "judge the PyTorch-vs-TensorFlow literature's claims on a run: per claim, task, workload and batch, the ratio with its 95 % interval and the verdict",
+    )
+    .argument('<dir>', 'run folder (or its run.json)')
+    .option(...THRESHOLD_OPTION)
+    .option(...CLAIMS_OPTION)
+    .option('--json', 'print the verdicts as JSON')
+    .action(async (dir: string, o: { threshold: number; claims?: string; json?: boolean }) => {
+      if (o.claims !== undefined && !existsSync(o.claims)) throw new InputError(`--claims ${o.claims}: no such file`);
+      const run = loadRunWithCells(dir, note);
+      const { buildReport } = await import('../report/index.js');
+      const { claimsText } = await import('../report/claims.js');
+      const report = buildReport(run, { thresholdPct: o.threshold, embedSamples: false, ...(o.claims ? { claimsPath: o.claims } : {}) });
+      process.stdout.write(o.json ? `${JSON.stringify(report.claims, null, 2)}\n` : claimsText(report.claims));
     });
 
   program

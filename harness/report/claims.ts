@@ -216,3 +216,17 @@ export function claimSummary(r: ClaimResult): string {
   if (measured === 0) return 'not measured in this run';
   return `supported in ${r.counts.supported}, contradicted in ${r.counts.contradicted}, no significant difference in ${r.counts['no significant difference']} of ${measured} measured comparison${measured === 1 ? '' : 's'}`;
 }
+
+/** The claims' verdicts as text: each claim with its summary, then one line per measured comparison. */
+export function claimsText(results: ClaimResult[]): string {
+  const fmt = (v: number): string => (v >= 100 ? v.toFixed(1) : v.toPrecision(3));
+  const lines: string[] = [];
+  for (const r of results) {
+    lines.push(`${r.claim.id}: ${r.claim.claim}`, `  ${claimSummary(r)}`);
+    for (const e of r.evaluations.filter((x) => x.verdict !== 'not measured'))
+      lines.push(
+        `    ${e.workload}, batch ${e.batch}: ${e.subject} vs ${e.baseline} ratio ${fmt(e.ratio!)}${e.ci ? ` [${fmt(e.ci.lo)}, ${fmt(e.ci.hi)}]` : ''}: ${e.verdict}`,
+      );
+  }
+  return `${lines.join('\n')}\n`;
+}

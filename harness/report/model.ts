@@ -366,12 +366,13 @@ export function trainingTable(model: RunModel): { legend: string; head: string[]
       num(cold?.firstRunMs),
       figure(t?.loss),
       figure(t?.gradients),
+      figure(t?.optimizer),
       figure(t?.updates),
     ];
   });
   return {
     legend:
-      'One training step = forward, cross-entropy, backward and the SGD update (momentum 0.9, weight decay 5e-4; docs/training.md), timed with the same stopping rule as inference. Build = import + weights + build of the cold start; first step = the first step after build, where torch.compile, tf.function and XLA trace and compile. Parity against PyTorch in float64 from the same weights, batch and labels, before any timing: relative L2 of the losses of the parity steps, of every gradient at the first step and of every weight update after the first and the last step (the tensor with the largest error in brackets).',
+      'One training step = forward, cross-entropy, backward and the SGD update (momentum 0.9, weight decay 5e-4; docs/training.md), timed with the same stopping rule as inference. Build = import + weights + build of the cold start; first step = the first step after build, where torch.compile, tf.function and XLA trace and compile. Parity against PyTorch in float64 from the same weights, batch and labels, before any timing: relative L2 of the losses of the parity steps, of every gradient at the first step and of every weight update after the first and the last step; optimizer = the first update against the recipe applied to the engine own first gradient (the tensor with the largest error in brackets).',
     head: [
       'workload',
       'batch',

@@ -1,4 +1,4 @@
-import { FAMILIES, FAMILY_NAMES, SIZES } from '../../workloads/index.js';
+import { FAMILIES, FAMILY_NAMES, SIZES, TASKS } from '../../workloads/index.js';
 import { ENGINES, modesToRun } from '../engines/registry.js';
 import { DEVICES, ENGINE_IDS } from '../engines/types.js';
 import { FAULT_KINDS } from '../worker/fault.js';
@@ -14,11 +14,14 @@ import { PHASES } from '../worker/protocol.js';
 export function identityManifest() {
   return {
     title: 'fwbench identity lists, generated from the TypeScript declarations by `fwbench schema` (npm run schemas): do not edit',
-    /** harness/engines/registry.ts: each engine's framework, worker language, devices, modes and the modes a run gets without --modes. */
+    /** harness/engines/registry.ts: each engine's framework, worker language, devices, modes, the modes a run gets without --modes, and the tasks it or some of its modes cannot do, with why ('*' = every mode). */
     engines: Object.fromEntries(
       ENGINE_IDS.map((id) => {
         const e = ENGINES[id];
-        return [id, { framework: e.framework, language: e.language, devices: e.devices, modes: e.modes, defaultModes: modesToRun(e, undefined) }];
+        return [
+          id,
+          { framework: e.framework, language: e.language, devices: e.devices, modes: e.modes, defaultModes: modesToRun(e, undefined), unsupported: e.unsupported ?? {} },
+        ];
       }),
     ),
     /** harness/engines/types.ts DEVICES. */
@@ -30,6 +33,8 @@ export function identityManifest() {
         return [name, { description: f.description, params: f.params, presets: f.presets, sizes: f.sizes }];
       }),
     ),
+    /** workloads/types.ts TASKS: what a cell does with its model (absent from a job = the first). */
+    tasks: TASKS,
     /** workloads/types.ts SIZES. */
     sizes: SIZES,
     /** harness/worker/protocol.ts PHASES: the phases a worker announces. */

@@ -61,13 +61,16 @@ export const ParitySchema = z.object({
   /**
    * Training cells (harness/stats/training-parity.ts): the losses of every parity step, the
    * gradient of every trainable tensor at the first step, and the update of every state tensor
-   * (after - before) after the first and after the last step, each against the float64 reference.
+   * (after - before) after the first and after the last step, each against the float64 reference;
+   * and the first update against the recipe applied to the engine's own gradient.
    */
   training: z
     .object({
       steps: z.number().int(),
       loss: TrainingFigureSchema,
       gradients: TrainingFigureSchema,
+      /** The first update against the recipe applied to the engine's own first gradient: the optimizer alone. */
+      optimizer: TrainingFigureSchema,
       updates: TrainingFigureSchema,
       /** Why the comparison could not be made (a tensor missing or of another shape), when it could not. */
       problem: z.string().optional(),

@@ -180,7 +180,7 @@ async function trainingCheck(
         pass: f.pass,
       });
       // The headline figure is the one closest to (or furthest past) its tolerance.
-      const worst = [t.loss, t.gradients, t.updates].reduce((a, b) => (!(b.relL2 / b.tolerance <= a.relL2 / a.tolerance) ? b : a));
+      const worst = [t.loss, t.gradients, t.optimizer, t.updates].reduce((a, b) => (!(b.relL2 / b.tolerance <= a.relL2 / a.tolerance) ? b : a));
       return {
         reference: TRAINING_REFERENCE_NAME,
         relL2: Number.isFinite(worst.relL2) ? worst.relL2 : null,
@@ -191,6 +191,7 @@ async function trainingCheck(
           steps: t.steps,
           loss: figure(t.loss),
           gradients: figure(t.gradients),
+          optimizer: figure(t.optimizer),
           updates: figure(t.updates),
           ...(t.problem ? { problem: t.problem } : {}),
         },

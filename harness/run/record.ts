@@ -59,9 +59,9 @@ type RepStatus = { status: Replicate['status']; reason: string | null; fix?: str
 function trainingParityReason(parity: NonNullable<Cell['parity']>): string {
   const t = parity.training!;
   if (t.problem) return `training step could not be compared with ${parity.reference}: ${t.problem}`;
-  const failing = (['loss', 'gradients', 'updates'] as const)
+  const failing = (['loss', 'gradients', 'optimizer', 'updates'] as const)
     .filter((k) => !t[k].pass)
-    .map((k) => `${k} relL2 ${t[k].relL2 ?? 'NaN'}${t[k].tensor ? ` (${t[k].tensor})` : ''} > ${t[k].tolerance}`);
+    .map((k) => `${k} relL2 ${t[k].relL2?.toExponential(2) ?? 'NaN'}${t[k].tensor ? ` (${t[k].tensor})` : ''} > ${t[k].tolerance.toExponential(0)}`);
   return `training step differs from ${parity.reference}: ${failing.join('; ')}`;
 }
 

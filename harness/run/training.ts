@@ -85,7 +85,7 @@ export async function trainingReference(
   as: Parametrisation,
   job: (c: typeof TRAINING_REFERENCE & { family: WorkloadFamily; params: Params; batchSize: number; threads: number }) => Extract<ToWorker, { type: 'job' }>,
 ): Promise<TrainingReference | { error: string }> {
-  const path = join(cacheDir(), `${family.name}-${m.key}.train-reference-${as}-b${batchSize}-s${config.seed}-torch${torchVersion}.safetensors`);
+  const path = join(cacheDir(), `${family.name}-${m.key}.train-reference-v2-${as}-b${batchSize}-s${config.seed}-torch${torchVersion}.safetensors`);
   if (cacheEntryOk(path)) {
     const { tensors, metadata } = loadTensors(path);
     return { losses: JSON.parse(metadata.losses ?? '[]') as number[], tensors };
@@ -121,7 +121,7 @@ function difference(after: TensorMap, before: TensorMap): TensorMap {
   return new Map(
     [...after].map(([name, t]) => {
       const b = before.get(name);
-      if (!b) throw new Error(`training reference: no ${TRAIN_PARITY_TENSORS.before}${name}`);
+      if (!b) throw new Error(`training reference: no ${TRAIN_PARITY_TENSORS.state(0)}${name}`);
       return [name, { dtype: 'F64', shape: t.shape, data: Float64Array.from(t.data, (v, i) => v - b.data[i]!) } satisfies Tensor];
     }),
   );
@@ -143,11 +143,12 @@ export function expectationFor(
   canonicalWeights: TensorMap,
   ref: TrainingReference,
 ): TrainingExpectation {
-  const grads = under(ref.tensors, TRAIN_PARITY_TENSORS.grad);
-  const before = under(ref.tensors, TRAIN_PARITY_TENSORS.before);
-  const updateFirst = difference(under(ref.tensors, TRAIN_PARITY_TENSORS.afterFirst), before);
-  const updateLast = difference(under(ref.tensors, TRAIN_PARITY_TENSORS.afterLast), before);
-  if (ENGINES[engine].stateLayout !== 'keras') return { losses: ref.losses, grads, updateFirst, updateLast, initial: canonicalWeights };
+  const grads = under(ref.tensors, TRAIN_PARITY_TENSORS.grad(1));
+  const before = under(ref.tensors, TRAIN_PARITY_TENSORS.state(0));
+  const updateFirst = difference(under(ref.tensors, TRAIN_PARITY_TENSORS.state(1)), before);
+  const updateLast = difference(under(ref.tensors, TRAIN_PARITY_TENSORS.state(ref.losses.length)), before);
+  const recipe = { learningRate: TRAINING.learningRate, momentum: TRAINING.momentum, weightDecay: TRAINING.weightDecay };
+  if (ENGINES[engine].stateLayout !== 'keras') return { losses: ref.losses, grads, updateFirst, updateLast, initial: canonicalWeights, recipe };
   const toKeras = (m: TensorMap): TensorMap => kerasTensors(KERAS_WEIGHTS[family.name](m, params));
   // Every canonical tensor the mapping needs; untrained ones get a zero gradient, dropped below.
   const complete = (partial: TensorMap): TensorMap => new Map([...canonicalWeights].map(([k, t]) => [k, partial.get(k) ?? zerosLike(t)]));
@@ -160,5 +161,6 @@ export function expectationFor(
     updateFirst: toKeras(complete(updateFirst)),
     updateLast: toKeras(complete(updateLast)),
     initial: toKeras(canonicalWeights),
+    recipe,
   };
 }

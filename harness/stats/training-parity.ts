@@ -9,8 +9,12 @@ import { TRAIN_PARITY_TENSORS } from '../worker/protocol.js';
  * contributes most of the error named:
  * - `loss`: the vector of the losses of the K parity steps;
  * - `gradients`: the gradient of every trainable tensor at the first step;
+ * - `optimizer`: every update of every trainable tensor in the K steps against the recipe replayed
+ *   on the engine's own gradients and weights (v <- g + wd w at the first step, mu v + g + wd w
+ *   after; w <- w - lr v): the optimizer's arithmetic alone, free of the gradients' fp32 noise, so
+ *   a missing or decoupled weight decay, a wrong rate or momentum shows at any model size;
  * - `updates`: every state tensor's update, after - before, after the first step and after the
- *   last (the worse of the two). An update, not the weights themselves: a missing weight decay
+ *   last (the worse of the two), against the reference's: a wrong momentum shows from the second step. An update, not the weights themselves: a missing weight decay
  *   moves a weight by lr * wd * w, far below fp32 noise on the weight but a large part of its update.
  *   Each element is forgiven the rounding an fp32 engine cannot avoid when it stores the weight,
  *   one unit in the last place of the weight per step: the update of an unused embedding row (lr *
@@ -22,7 +26,7 @@ import { TRAIN_PARITY_TENSORS } from '../worker/protocol.js';
  * measurement (docs/training.md): above the worst error of any correct engine x mode x family,
  * below the errors of the planted wrong optimizers.
  */
-export const TRAINING_TOLERANCES = { loss: 1e-5, gradients: 1e-4, updates: 3e-5 } as const;
+export const TRAINING_TOLERANCES = { loss: 1e-4, gradients: 1e-2, optimizer: 1e-5, updates: 1e-2 } as const;
 /** A figure of the comparison. */
 export type TrainingFigureName = keyof typeof TRAINING_TOLERANCES;
 
@@ -36,6 +40,8 @@ export interface TrainingExpectation {
   updateLast: TensorMap;
   /** The state before the first step (what the engine was built from), to turn its states into updates. */
   initial: TensorMap;
+  /** The recipe's learning rate, momentum and weight decay (what the optimizer figure replays). */
+  recipe: { learningRate: number; momentum: number; weightDecay: number };
 }
 
 /** One figure: the largest relative L2 error and where it was. */
@@ -51,6 +57,7 @@ export interface TrainingParity {
   steps: number;
   loss: TrainingFigure;
   gradients: TrainingFigure;
+  optimizer: TrainingFigure;
   updates: TrainingFigure;
   pass: boolean;
   problem?: string;
@@ -88,8 +95,8 @@ class ErrorSum {
 }
 
 /**
- * Compares an engine's parity steps (its losses, and its parity file's tensors: grad/NAME,
- * step1/NAME, stepK/NAME) with the reference's expectation.
+ * Compares an engine's parity steps (its losses, and its parity file's tensors: grad<k>/NAME and
+ * step<k>/NAME for k = 1..K) with the reference's expectation.
  */
 export function compareTraining(expect: TrainingExpectation, losses: number[], file: TensorMap): TrainingParity {
   const steps = expect.losses.length;
@@ -99,6 +106,7 @@ export function compareTraining(expect: TrainingExpectation, losses: number[], f
       steps,
       loss: none(TRAINING_TOLERANCES.loss),
       gradients: none(TRAINING_TOLERANCES.gradients),
+      optimizer: none(TRAINING_TOLERANCES.optimizer),
       updates: none(TRAINING_TOLERANCES.updates),
       pass: false,
       problem,
@@ -120,11 +128,12 @@ export function compareTraining(expect: TrainingExpectation, losses: number[], f
     return t;
   };
   try {
-    const extra = [...file.keys()].find((k) => k.startsWith(TRAIN_PARITY_TENSORS.grad) && !expect.grads.has(k.slice(TRAIN_PARITY_TENSORS.grad.length)));
+    const grad1 = TRAIN_PARITY_TENSORS.grad(1);
+    const extra = [...file.keys()].find((k) => k.startsWith(grad1) && !expect.grads.has(k.slice(grad1.length)));
     if (extra) throw new Mismatch(`the engine's parity file has ${extra}, which the reference does not train`);
     const gradSum = new ErrorSum();
     for (const [name, ref] of expect.grads) {
-      const t = tensor(TRAIN_PARITY_TENSORS.grad, name, ref.shape);
+      const t = tensor(grad1, name, ref.shape);
       gradSum.add(
         name,
         ref.data.length,
@@ -133,27 +142,51 @@ export function compareTraining(expect: TrainingExpectation, losses: number[], f
       );
     }
     const gradients = gradSum.figure(TRAINING_TOLERANCES.gradients);
-    const update = (prefix: string, expected: TensorMap, stepsTaken: number): TrainingFigure => {
+    // The optimizer replayed on the engine's own gradients and weights, step by step.
+    const { learningRate: lr, momentum: mu, weightDecay: wd } = expect.recipe;
+    const optSum = new ErrorSum();
+    for (const [name, ref] of expect.grads) {
+      const initial = expect.initial.get(name);
+      if (!initial) throw new Mismatch(`no initial value of ${name}`);
+      let before: Tensor = initial;
+      const v = new Float64Array(ref.data.length);
+      for (let k = 1; k <= steps; k++) {
+        const g = tensor(TRAIN_PARITY_TENSORS.grad(k), name, ref.shape);
+        const after = tensor(TRAIN_PARITY_TENSORS.state(k), name, ref.shape);
+        const w = before;
+        for (let i = 0; i < v.length; i++) v[i] = (k === 1 ? 0 : mu * v[i]!) + g.data[i]! + wd * w.data[i]!;
+        optSum.add(
+          `${TRAIN_PARITY_TENSORS.state(k)}${name}`,
+          v.length,
+          (i) => -lr * v[i]!,
+          (i) => after.data[i]! - w.data[i]!,
+          (i) => ulp32(after.data[i]!),
+        );
+        before = after;
+      }
+    }
+    const optimizer = optSum.figure(TRAINING_TOLERANCES.optimizer);
+    const update = (k: number, expected: TensorMap): TrainingFigure => {
       const sum = new ErrorSum();
       for (const [name, ref] of expected) {
-        const t = tensor(prefix, name, ref.shape);
+        const t = tensor(TRAIN_PARITY_TENSORS.state(k), name, ref.shape);
         const before = expect.initial.get(name);
         if (!before) throw new Mismatch(`no initial value of ${name}`);
         // In float64: the engine's fp32 weight minus the fp32 weight it started from.
         sum.add(
-          `${prefix}${name}`,
+          `${TRAIN_PARITY_TENSORS.state(k)}${name}`,
           ref.data.length,
           (i) => ref.data[i]!,
           (i) => t.data[i]! - before.data[i]!,
-          (i) => stepsTaken * ulp32(t.data[i]!),
+          (i) => k * ulp32(t.data[i]!),
         );
       }
       return sum.figure(TRAINING_TOLERANCES.updates);
     };
-    const first = update(TRAIN_PARITY_TENSORS.afterFirst, expect.updateFirst, 1);
-    const last = update(TRAIN_PARITY_TENSORS.afterLast, expect.updateLast, steps);
+    const first = update(1, expect.updateFirst);
+    const last = update(steps, expect.updateLast);
     const updates = last.relL2 > first.relL2 || Number.isNaN(last.relL2) ? last : first;
-    return { steps, loss, gradients, updates, pass: loss.pass && gradients.pass && updates.pass };
+    return { steps, loss, gradients, optimizer, updates, pass: loss.pass && gradients.pass && optimizer.pass && updates.pass };
   } catch (e) {
     if (e instanceof Mismatch) return failed(e.message);
     throw e;

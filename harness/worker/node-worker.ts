@@ -175,15 +175,19 @@ async function trainingSubject(
       const put = (prefix: string, map: TensorMap): void => {
         for (const [name, t] of map) tensors.set(`${prefix}${name}`, t);
       };
-      const t = process.hrtime.bigint();
-      const first = await trainer.step(true);
-      const firstStepMs = msSince(t);
-      if (!first.grads) throw new Error('the trainer returned no gradients for the first parity step');
-      put(TRAIN_PARITY_TENSORS.grad, first.grads);
-      put(TRAIN_PARITY_TENSORS.afterFirst, await trainer.state());
-      const losses = [first.loss];
-      for (let k = 1; k < paritySteps; k++) losses.push((await trainer.step(false)).loss);
-      put(TRAIN_PARITY_TENSORS.afterLast, await trainer.state());
+      const losses: number[] = [];
+      let firstStepMs = 0;
+      // Every parity step's gradients and the state after it: the orchestrator replays the
+      // optimizer on them (harness/stats/training-parity.ts).
+      for (let k = 1; k <= paritySteps; k++) {
+        const t = process.hrtime.bigint();
+        const step = await trainer.step(true);
+        if (k === 1) firstStepMs = msSince(t);
+        if (!step.grads) throw new Error(`the trainer returned no gradients for parity step ${k}`);
+        losses.push(step.loss);
+        put(TRAIN_PARITY_TENSORS.grad(k), step.grads);
+        put(TRAIN_PARITY_TENSORS.state(k), await trainer.state());
+      }
       saveTensors(training.parityPath, tensors, { engine, family: req.family, steps: String(paritySteps) });
       send({ type: 'train-parity', firstStepMs, losses });
     },

@@ -162,12 +162,12 @@ export const COLD_START_PHASES = Object.keys(ColdStartPhasesSchema.shape) as Arr
 /**
  * The tensors of a training cell's parity file, by name prefix + the engine's own tensor name
  * (canonical names for torch; `<keras layer>/<index>` in set_weights order for the Keras-layout
- * engines): the gradient of every trainable tensor at the first step, and every tensor of the
- * model's state (weights and normalization statistics) after the first and after the last step;
- * the float64 reference also writes its state before the first step (`step0/`: in the Keras
- * parametrisation an LSTM's biases start merged).
+ * engines): `grad<k>/` the gradient of every trainable tensor at parity step k (1..K), and `step<k>/`
+ * every tensor of the model's state (weights and normalization statistics) after step k; the
+ * float64 reference also writes `step0/`, its state before the first step (in the Keras
+ * parametrisation an LSTM's biases start merged). The Python runner writes the same names.
  */
-export const TRAIN_PARITY_TENSORS = { grad: 'grad/', afterFirst: 'step1/', afterLast: 'stepK/', before: 'step0/' } as const;
+export const TRAIN_PARITY_TENSORS = { grad: (k: number): string => `grad${k}/`, state: (k: number): string => `step${k}/` } as const;
 
 /** CPU accounting of one timed loop (harness/worker/load.ts, python-runners/fwbench_runner/load.py). */
 export const LoadSchema = z.object({

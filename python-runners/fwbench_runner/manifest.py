@@ -14,6 +14,8 @@ _MANIFEST = json.loads(MANIFEST_PATH.read_text(encoding="utf-8"))
 #: Engine id -> {framework, language, devices, modes, defaultModes}.
 ENGINES = _MANIFEST["engines"]
 DEVICES = _MANIFEST["devices"]
+#: What a cell does with its model; a job without a task does the first (inference).
+TASKS = _MANIFEST["tasks"]
 #: Family name -> {description, params, presets, sizes}.
 FAMILIES = _MANIFEST["families"]
 PHASES = _MANIFEST["phases"]
@@ -30,6 +32,9 @@ def check_cell(cell):
     """Refuses, in one line naming the valid values, a cell whose workload family, device or mode
     (for its engine) the manifest does not list. Fields that are absent are left to the schema."""
     family, device, engine_id, mode = (cell.get(k) for k in ("family", "device", "engine", "mode"))
+    task = cell.get("task", TASKS[0])
+    if task not in TASKS:
+        raise ValueError(f"unknown task '{task}'; valid: {', '.join(TASKS)}")
     if family is not None and family not in FAMILIES:
         raise ValueError(f"unknown workload family '{family}'; valid: {', '.join(FAMILIES)}")
     if device is not None and device not in DEVICES:
@@ -41,3 +46,7 @@ def check_cell(cell):
         raise ValueError(f"engine '{engine_id}' does not run on '{device}'; its devices: {', '.join(engine['devices'])}")
     if mode is not None and mode not in engine["modes"]:
         raise ValueError(f"unknown mode '{mode}' for engine '{engine_id}'; valid: {', '.join(engine['modes'])}")
+    cannot = engine["unsupported"].get(task, {})
+    why = cannot.get("*") or cannot.get(mode)
+    if why:
+        raise ValueError(f"engine '{engine_id}'{'' if '*' in cannot else f' mode {mode}'} cannot do {task}: {why}")

@@ -15,6 +15,7 @@ import traceback
 
 from .engine import BuildRequest, EngineUnavailable, TrainRequest, install_fix
 from .fault import maybe_fault, parse_fault
+from .manifest import TASKS
 from .measure import measure
 from .memory import peak_host_bytes
 from .peak import PeakRequest
@@ -76,7 +77,7 @@ class Worker:
         if first["type"] != "job":
             raise ValueError(f"expected a job or probe message, got '{first['type']}'")
         cell = first["cell"]
-        training = cell.get("task", "inference") == "training"
+        training = cell.get("task", TASKS[0]) == "training"
 
         def at(phase):
             self.enter(phase, cell["engine"], cell["batchSize"])
@@ -150,19 +151,20 @@ class Worker:
             t = clock()
             feed = trainer.prepare(inputs, labels)
             prepare_ns = clock() - t
-            # The float64 reference also writes its starting state (in Keras' parametrisation an
-            # LSTM's biases start merged), so the orchestrator takes updates from what it trained.
-            before = {f"step0/{name}": a for name, a in trainer.state().items()} if recipe.get("reference") else {}
-            t = clock()
-            loss, grads = trainer.step(feed, True)
-            first_ns = prepare_ns + clock() - t
-            # Names per harness/worker/protocol.ts TRAIN_PARITY_TENSORS.
-            tensors = {**before, **{f"grad/{name}": g for name, g in grads.items()}}
-            tensors.update({f"step1/{name}": a for name, a in trainer.state().items()})
-            losses = [loss]
-            for _ in range(recipe["paritySteps"] - 1):
-                losses.append(trainer.step(feed, False)[0])
-            tensors.update({f"stepK/{name}": a for name, a in trainer.state().items()})
+            # Names per harness/worker/protocol.ts TRAIN_PARITY_TENSORS: every parity step's
+            # gradients and the state after it (the orchestrator replays the optimizer on them);
+            # the float64 reference also writes its starting state (in Keras' parametrisation an
+            # LSTM's biases start merged), so updates are taken from what it trained.
+            tensors = {f"step0/{name}": a for name, a in trainer.state().items()} if recipe.get("reference") else {}
+            losses = []
+            for k in range(1, recipe["paritySteps"] + 1):
+                t = clock()
+                loss, grads = trainer.step(feed, True)
+                if k == 1:
+                    first_ns = prepare_ns + clock() - t
+                losses.append(loss)
+                tensors.update({f"grad{k}/{name}": g for name, g in grads.items()})
+                tensors.update({f"step{k}/{name}": a for name, a in trainer.state().items()})
             cell = first["cell"]
             meta = {"engine": cell["engine"], "mode": cell["mode"], "family": cell["family"], "steps": recipe["paritySteps"]}
             save_tensors(recipe["parityPath"], tensors, meta)

@@ -253,9 +253,10 @@ def test_the_runner_trains_a_cell_message_for_message(made, tmp_path):
     assert rel(parity["losses"], ref.losses) < 1e-5 and parity["firstStepMs"] > 0
     tensors, meta = load_tensors(job["training"]["parityPath"])
     assert meta == {"engine": "torch", "mode": "eager", "family": "rnn", "steps": "3"}
-    assert set(tensors) == {f"grad/{n}" for n in ref.grads} | {f"{p}/{n}" for p in ("step1", "stepK") for n in ref.step1}
+    # Every parity step's gradients and the state after it (harness/worker/protocol.ts TRAIN_PARITY_TENSORS).
+    assert set(tensors) == {f"{p}{k}/{n}" for k in (1, 2, 3) for p, names in (("grad", ref.grads), ("step", ref.step1)) for n in names}
     assert all(t.dtype == np.float32 for t in tensors.values())
-    assert rel(tensors["stepK/fc.weight"], ref.stepK["fc.weight"]) < 1e-5
+    assert rel(tensors["step3/fc.weight"], ref.stepK["fc.weight"]) < 1e-5
     assert len(next(m for m in sent if m["type"] == "samples")["samplesNs"]) == 3
 
 
