@@ -106,6 +106,7 @@ describe('training: every engine x trainable mode x family, tiny, through fwbenc
     expect(md.exitCode, md.stderr).toBe(0);
     const text = readFileSync(join(out, 'report.md'), 'utf8');
     expect(text).toContain('## Training');
+    expect(text).toContain('| loss relL2 | gradients relL2 | optimizer relL2 | updates relL2 |');
     expect(text).toMatch(/\| cnn\/tiny \| 4 \| torch\/compile \| ok \|/);
     const claims = await fwbench(['claims', out, '--json']);
     expect(claims.exitCode, claims.stderr).toBe(0);

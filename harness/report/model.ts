@@ -387,6 +387,7 @@ export function trainingTable(model: RunModel): { legend: string; head: string[]
       'first step ms',
       'loss relL2',
       'gradients relL2',
+      'optimizer relL2',
       'updates relL2',
     ],
     rows,

@@ -26,7 +26,7 @@ import { TRAIN_PARITY_TENSORS } from '../worker/protocol.js';
  * measurement (docs/training.md): above the worst error of any correct engine x mode x family,
  * below the errors of the planted wrong optimizers.
  */
-export const TRAINING_TOLERANCES = { loss: 1e-4, gradients: 1e-2, optimizer: 1e-5, updates: 1e-2 } as const;
+export const TRAINING_TOLERANCES = { loss: 1e-5, gradients: 1e-2, optimizer: 1e-5, updates: 1e-3 } as const;
 /** A figure of the comparison. */
 export type TrainingFigureName = keyof typeof TRAINING_TOLERANCES;
 

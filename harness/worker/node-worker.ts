@@ -153,9 +153,9 @@ function readLabels(path: string): Int32Array {
 }
 
 /**
- * Training: one step on the fixed batch. Parity runs the recipe's paritySteps steps, the first with
- * its gradients (timed: firstStepMs), writes the gradients and the state after the first and the
- * last step to the job's parityPath, and sends the losses.
+ * Training: one step on the fixed batch. Parity runs the recipe's paritySteps steps (the first
+ * timed: firstStepMs), writes each step's gradients and the state after it to the job's
+ * parityPath, and sends the losses.
  */
 async function trainingSubject(
   engine: string,
