@@ -173,7 +173,8 @@ describe('fwbench compare, merge, report formats and claims on a real run', () =
     const claims = loadClaims();
     const results = evaluateClaims(buildModel(run), claims, 0.05);
     const byId = new Map(results.map((r) => [r.claim.id, r]));
-    expect(results).toHaveLength(11);
+    expect(results).toHaveLength(claims.length);
+    expect(claims.map((c) => c.id)).toContain('torch-trains-fast');
     const tfFaster = byId.get('tf-faster')!;
     expect(tfFaster.evaluations.every((e) => e.verdict === 'not measured' && /not in this run: tensorflow, torch/.test(e.note))).toBe(true);
     // ONNX Runtime vs TensorFlow.js eager on this machine: each measured, with an interval.
@@ -191,6 +192,10 @@ describe('fwbench compare, merge, report formats and claims on a real run', () =
       cells: run.cells.map((c) => (c.engine === 'onnxruntime' ? { ...c, engine: 'torch', mode: 'eager' } : { ...c, engine: 'tensorflow', mode: 'eager' })),
     };
     const r2 = new Map(evaluateClaims(buildModel(relabelled), claims, 0.05).map((r) => [r.claim.id, r]));
+    // A claim about training is not judged on inference cells, and says so.
+    const trainsFast = r2.get('torch-trains-fast')!.evaluations;
+    expect(trainsFast.every((e) => e.verdict === 'not measured')).toBe(true);
+    expect(trainsFast.filter((e) => /judged on training cells; this run has none \(fwbench run --tasks training\)/.test(e.note))).toHaveLength(2);
     const eager = r2.get('tf-faster')!.evaluations.filter((e) => e.comparison === 'tensorflow/eager vs torch/eager');
     expect(eager).toHaveLength(4);
     for (const e of eager) expect(e.verdict).toBe('contradicted');

@@ -131,7 +131,8 @@ describe('training parity catches a wrong optimizer planted in one engine, on ev
         timeoutMs: 600_000,
         env: { FWBENCH_PLANT: `${plant}@${engine}` },
       });
-      expect(r.exitCode, r.stderr + r.stdout).toBe(0);
+      // A parity-failed cell makes the run exit 1.
+      expect(r.exitCode, r.stderr + r.stdout).toBe(1);
       const run = readRun(out);
       expect(run.cells).toHaveLength(FAMILY_NAMES.length);
       for (const c of run.cells) {

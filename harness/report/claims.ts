@@ -198,7 +198,13 @@ export function evaluateClaims(model: RunModel, claims: Claim[], threshold: numb
         });
         continue;
       }
-      for (const s of model.sections.filter((x) => !claim.tasks || claim.tasks.includes(x.task))) {
+      const sections = model.sections.filter((x) => !claim.tasks || claim.tasks.includes(x.task));
+      if (sections.length === 0) {
+        const tasks = claim.tasks!.join(', ');
+        evaluations.push({ comparison, verdict: 'not measured', note: `judged on ${tasks} cells; this run has none (fwbench run --tasks ${tasks})` });
+        continue;
+      }
+      for (const s of sections) {
         const involved = (g: CellGroup): boolean => g.cells.some((v) => v.cell.engine === sel.subject.engine || v.cell.engine === sel.baseline.engine);
         if (!s.groups.some(involved)) continue;
         if (claim.kind === 'trend-over-batch') evaluations.push(trend(claim, comparison, sel, s, threshold));
