@@ -4,7 +4,7 @@ import { TASKS, type Task } from '../../workloads/types.js';
 import { InputError } from '../errors.js';
 import { classifyRatio, MIN_SAMPLES_FOR_CI } from '../stats/bootstrap.js';
 import bundledClaims from './claims.json' with { type: 'json' };
-import { cellRatioInterval, ratioOfCells, type CellGroup, type CellView, type RunModel, type WorkloadSection } from './model.js';
+import { cellRatioInterval, ratioOfCells, workloadLabel, type CellGroup, type CellView, type RunModel, type WorkloadSection } from './model.js';
 
 /**
  * Turns the claims of the PyTorch-vs-TensorFlow literature (claims.json, one entry per claim of
@@ -122,7 +122,7 @@ function judge(claim: Claim, ratio: number, ci: { lo: number; hi: number } | nul
 }
 
 function where(s: WorkloadSection): Pick<ClaimEvaluation, 'host' | 'device' | 'workload' | 'task'> {
-  return { host: s.host, device: s.device, workload: `${s.workload}/${s.preset}${s.task === 'inference' ? '' : ` ${s.task}`}`, task: s.task };
+  return { host: s.host, device: s.device, workload: workloadLabel(s), task: s.task };
 }
 
 function pairwise(claim: Claim, comparison: string, sel: Claim['comparisons'][number], s: WorkloadSection, g: CellGroup, threshold: number): ClaimEvaluation {

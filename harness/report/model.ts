@@ -42,6 +42,10 @@ export const TASK_UNIT: Record<Task, string> = { inference: 'forward pass', trai
 /** What a cell timed (cells from before the task axis did inference). */
 export const cellTask = (c: Pick<Cell, 'task'>): Task => c.task ?? 'inference';
 
+/** A workload's label with its task, for a task other than inference: `cnn/tiny`, `cnn/tiny training`. */
+export const workloadLabel = (s: { workload: string; preset: string; task?: Task }): string =>
+  `${s.workload}/${s.preset}${cellTask(s) === 'inference' ? '' : ` ${s.task}`}`;
+
 /** Identity of a cell apart from its host: task, engine, mode, device, workload, parameters, batch size, threads. */
 export const cellKey = (c: Cell, threads: number): string =>
   [cellTask(c), c.engine, c.mode, c.device, c.workload, paramsText(c.params), c.batchSize, `t${threads}`].join('|');
@@ -192,7 +196,7 @@ export function buildModel(run: Run): RunModel {
 
 /** Section heading, e.g. `cnn/tiny (cpu)` or `cnn/tiny training (cpu)`, plus the host when a run has several. */
 export const sectionTitle = (s: WorkloadSection, multiHost: boolean): string =>
-  `${s.workload}/${s.preset}${s.task === 'inference' ? '' : ` ${s.task}`} (${s.device}${s.threadSweep ? `, ${s.threads} threads` : ''})${multiHost ? ` on ${s.host}` : ''}`;
+  `${workloadLabel(s)} (${s.device}${s.threadSweep ? `, ${s.threads} threads` : ''})${multiHost ? ` on ${s.host}` : ''}`;
 
 /** One flat row per cell, units in the names: what the CSV, JSON and Markdown reports list. */
 export interface CellRow {

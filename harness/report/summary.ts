@@ -1,5 +1,5 @@
 import Table from 'cli-table3';
-import { TASK_UNIT, type RunModel } from './model.js';
+import { TASK_UNIT, workloadLabel, type RunModel } from './model.js';
 import { answerText, DEFAULT_THRESHOLD_PCT, runAnswers } from './verdict.js';
 import type { Run } from '../results/schema.js';
 
@@ -38,7 +38,7 @@ export function summaryTable(run: Run): string {
     t.push([
       c.engine,
       c.mode,
-      `${c.workload}/${c.preset}${c.task && c.task !== 'inference' ? ` ${c.task}` : ''}`,
+      workloadLabel(c),
       sweep ? `${c.batchSize}/t${c.threads ?? '?'}` : c.batchSize,
       c.status,
       fmt(c.stats?.medianMs),

@@ -1,5 +1,5 @@
 import { classifyRatio, MIN_SAMPLES_FOR_CI, type Interval } from '../stats/bootstrap.js';
-import { cellRatioInterval, engineMode, num, type CellView, type RunModel, type WorkloadSection } from './model.js';
+import { cellRatioInterval, engineMode, num, workloadLabel, type CellView, type RunModel, type WorkloadSection } from './model.js';
 
 /**
  * The answer to the question a run is made for — which engine and mode is fastest here, by how
@@ -48,7 +48,7 @@ const byMetric = (views: CellView[], metric: (v: CellView) => number | undefined
     .sort((a, b) => a.x - b.x);
 
 function groupTitle(s: WorkloadSection, batchSize: number, multiHost: boolean): string {
-  return `${s.workload}/${s.preset}${s.task === 'inference' ? '' : ` ${s.task}`}, batch ${batchSize}${s.threadSweep ? `, ${s.threads} threads` : ''}${s.device !== 'cpu' ? ` on ${s.device}` : ''}${multiHost ? ` (${s.host})` : ''}`;
+  return `${workloadLabel(s)}, batch ${batchSize}${s.threadSweep ? `, ${s.threads} threads` : ''}${s.device !== 'cpu' ? ` on ${s.device}` : ''}${multiHost ? ` (${s.host})` : ''}`;
 }
 
 /** The answers of a run, in the report's order (workload sections, then batch sizes). */

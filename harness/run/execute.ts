@@ -12,7 +12,7 @@ import { InputError } from '../errors.js';
 import { ResultsStore, type Cell, type EngineStatus, type Run, type RunConfig } from '../results/schema.js';
 import { sortedMedian } from '../stats/bootstrap.js';
 import { compareOutputs, FP32_REL_L2_TOLERANCE } from '../stats/parity.js';
-import { compareTraining, TRAINING_TOLERANCES, type TrainingFigure } from '../stats/training-parity.js';
+import { compareTraining, TRAINING_TOLERANCES, type TrainingExpectation, type TrainingFigure } from '../stats/training-parity.js';
 import { PROTOCOL_VERSION, type ToWorker } from '../worker/protocol.js';
 import { DEFAULT_CONTENDED_RERUNS, judgeLoad, slowOutlier } from './contention.js';
 import { describeFailure } from './failure.js';
@@ -162,6 +162,14 @@ async function trainingCheck(
     refs.set(as, r);
   }
   const weights = loadTensors(m.weightsPath).tensors;
+  // What the reference expects depends only on the engine's parametrisation (which fixes its
+  // layout): mapped once per group, not once per replicate inside the worker's parity reply.
+  const expectations = new Map<Parametrisation, TrainingExpectation>();
+  const expectationOf = (c: PlannedCell): TrainingExpectation => {
+    const as = parametrisationOf(c.engine);
+    if (!expectations.has(as)) expectations.set(as, expectationFor(c.engine, family, params, weights, refs.get(as)!));
+    return expectations.get(as)!;
+  };
   return {
     job(c) {
       const job = jobMessage(c, m, config);
@@ -171,8 +179,7 @@ async function trainingCheck(
       const tolerance = TRAINING_TOLERANCES.gradients;
       if (pm.type !== 'train-parity' || !job.training || !existsSync(job.training.parityPath))
         return { reference: TRAINING_REFERENCE_NAME, relL2: null, maxAbs: null, tolerance, pass: false };
-      const expect = expectationFor(c.engine, family, params, weights, refs.get(parametrisationOf(c.engine))!);
-      const t = compareTraining(expect, pm.losses, loadTensors(job.training.parityPath).tensors);
+      const t = compareTraining(expectationOf(c), pm.losses, loadTensors(job.training.parityPath).tensors);
       const figure = (f: TrainingFigure): { relL2: number | null; tensor?: string; tolerance: number; pass: boolean } => ({
         relL2: Number.isFinite(f.relL2) ? f.relL2 : null,
         ...(f.tensor ? { tensor: f.tensor } : {}),

@@ -27,8 +27,6 @@ import { TRAIN_PARITY_TENSORS } from '../worker/protocol.js';
  * below the errors of the planted wrong optimizers.
  */
 export const TRAINING_TOLERANCES = { loss: 1e-5, gradients: 1e-2, optimizer: 1e-5, updates: 1e-3 } as const;
-/** A figure of the comparison. */
-export type TrainingFigureName = keyof typeof TRAINING_TOLERANCES;
 
 /** What the reference expects, in the engine's layout (names and shapes as the engine writes them). */
 export interface TrainingExpectation {
