@@ -12,6 +12,7 @@ import {
   num,
   sectionTitle,
   trainingTable,
+  workloadLabel,
   type CellView,
   type HostView,
   type RunModel,
@@ -279,7 +280,7 @@ ${charts.length === 0 ? '<p class="muted">No cell of this workload ran.</p>' : `
       const c = v.cell.coldStart!;
       const rest = coldStartRest(c);
       return [
-        td(esc(`${engineMode(v.cell)} ${v.cell.workload}/${v.cell.preset} b${v.cell.batchSize}${multiHost ? ` on ${v.host}` : ''}`)),
+        td(esc(`${engineMode(v.cell)} ${workloadLabel(v.cell)} b${v.cell.batchSize}${multiHost ? ` on ${v.host}` : ''}`)),
         ...COLD_START_SEGMENTS.map((s) => td(num(s.ms(c)), s.ms(c))),
         td(`${num(rest.ms)}${rest.name === COLD_START_UNSPLIT ? ' (incl. import + weights)' : ''}`, rest.ms),
         td(num(c.totalMs), c.totalMs),

@@ -10,6 +10,7 @@ import {
   num,
   sectionTitle,
   trainingTable,
+  workloadLabel,
 } from './model.js';
 import { answerText, runAnswers } from './verdict.js';
 
@@ -89,7 +90,7 @@ export function markdownReport(report: Report): string {
       const c = v.cell.coldStart!;
       const rest = coldStartRest(c);
       return [
-        `${engineMode(v.cell)} ${v.cell.workload}/${v.cell.preset} b${v.cell.batchSize}${multiHost ? ` on ${v.host}` : ''}`,
+        `${engineMode(v.cell)} ${workloadLabel(v.cell)} b${v.cell.batchSize}${multiHost ? ` on ${v.host}` : ''}`,
         ...COLD_START_SEGMENTS.map((s) => num(s.ms(c))),
         `${num(rest.ms)}${rest.name === COLD_START_UNSPLIT ? ' (incl. import + weights)' : ''}`,
         num(c.totalMs),
