@@ -140,7 +140,10 @@ export const cnn: WorkloadFamily = {
     const l = resnetLayout(p);
     const last = Math.min(...allConvs(l).map((c) => c.outSize));
     if (batch * last * last > 1) return undefined;
-    return `BatchNorm in training mode normalizes each channel over batch x height x width values, and at batch ${batch} the last stage's ${last}x${last} map leaves one value per channel: its variance is undefined (PyTorch refuses it); train with a batch of 2 or more (--batch-sizes 8)`;
+    return {
+      reason: `BatchNorm in training mode normalizes each channel over batch x height x width values, and at batch ${batch} the last stage's ${last}x${last} map leaves one value per channel: its variance is undefined (PyTorch refuses it)`,
+      fix: 'train with a batch of 2 or more (--batch-sizes 8)',
+    };
   },
   check(p) {
     if (ints(p, 'depths').length !== 4) return `depths must list 4 stages (got ${ints(p, 'depths').length})`;

@@ -72,8 +72,8 @@ export interface WorkloadFamily {
   outputShape(p: Params, batch: number): number[];
   /** Analytic FLOPs of one forward pass of ONE sample (2 per multiply-add; conv/matmul only). */
   flopsPerSample(p: Params): number;
-  /** Why the model cannot train at this batch size (the cell is skipped with it), or undefined; optional. */
-  trainingProblem?(p: Params, batch: number): string | undefined;
+  /** Why the model cannot train at this batch size and what would let it (the cell is skipped with both), or undefined; optional. */
+  trainingProblem?(p: Params, batch: number): { reason: string; fix: string } | undefined;
 }
 
 /** The workload families' names, in display order: the one list (workloads/index.ts FAMILIES must define each; the manifest publishes it to Python). */

@@ -89,9 +89,17 @@ export function runnableConfig(asked: RunConfig, engines: Record<string, EngineS
 export function skipReason(c: PlannedCell, status: EngineStatus | undefined): { reason: string; fix?: string } | undefined {
   const e = ENGINES[c.engine];
   const problem = c.task === 'training' ? c.family.trainingProblem?.(c.params, c.batchSize) : undefined;
-  if (problem) return { reason: `${c.family.name} cannot train here: ${problem}` };
+  if (problem) return { reason: `${c.family.name} cannot train here: ${problem.reason}`, fix: problem.fix };
   const cannot = unsupportedReason(e, c.task, c.mode);
-  if (cannot) return { reason: `${e.id}${e.unsupported?.[c.task]?.['*'] ? '' : ` mode ${c.mode}`} cannot do ${c.task}: ${cannot}` };
+  if (cannot) {
+    // The fix is what can: the engine's other modes, or the engines that can do the task.
+    const modes = e.modes.filter((m) => !unsupportedReason(e, c.task, m));
+    const engines = Object.values(ENGINES).filter((x) => x.devices.includes(c.device) && x.modes.some((m) => !unsupportedReason(x, c.task, m)));
+    const fix = modes.length
+      ? `--modes ${modes.join(',')}`
+      : `--engines ${engines.map((x) => x.id).join(',')} (the engines with a ${c.task} step on ${c.device})`;
+    return { reason: `${e.id}${modes.length ? ` mode ${c.mode}` : ''} cannot do ${c.task}: ${cannot}`, fix };
+  }
   if (!e.devices.includes(c.device))
     return { reason: `${e.id} does not run on ${c.device}; it supports ${e.devices.join(', ')}`, fix: `use --device ${e.devices[0]}` };
   if (!status?.available) return { reason: status?.reason ?? 'engine was not probed', ...(status?.fix ? { fix: status.fix } : {}) };
