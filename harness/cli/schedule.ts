@@ -361,7 +361,11 @@ export function registerScheduleCommands(program: Command): void {
     .addOption(new Option('--container <runtime>', 'slurm: how to run --image').choices(['pyxis', 'apptainer']))
     .option('--partition <name>', 'slurm: partition')
     .option('--time <limit>', 'slurm: time limit (MINUTES, HH:MM:SS or D-HH:MM:SS)')
-    .option('--cpus <n>', 'slurm, k8s, skypilot: CPUs per job', FLAG.positiveInt)
+    .option(
+      '--cpus <n>',
+      'slurm, k8s, skypilot: CPUs per job (slurm without it: a whole node per job, --exclusive, so no job times its neighbour)',
+      FLAG.positiveInt,
+    )
     .option('--mem <size>', 'slurm (16G), k8s (16Gi), skypilot (GB, 16 or 16+): memory per job')
     .option('--namespace <ns>', 'k8s: namespace')
     .option('--pvc <claim>', 'k8s: existing PersistentVolumeClaim for the results (default: one new claim per job)')

@@ -29,7 +29,10 @@ function renderScript(state: ScheduleState): string {
     `--output=${join(o.resultsDir, 'slurm-%A_%a.out')}`,
     ...(o.partition ? [`--partition=${o.partition}`] : []),
     ...(o.time ? [`--time=${o.time}`] : []),
-    ...(o.cpus ? [`--cpus-per-task=${o.cpus}`] : []),
+    // A benchmark shares its node with nothing unless the user sizes it: without --cpus each array
+    // task gets a whole node, so two tasks never time each other (the contention rule would mark
+    // both unstable). With --cpus N, tasks may share a node N cores each.
+    ...(o.cpus ? [`--cpus-per-task=${o.cpus}`] : ['--exclusive']),
     ...(o.mem ? [`--mem=${o.mem}`] : []),
     ...(o.gpus ? [`--gres=gpu:${o.gpuType ? `${o.gpuType}:` : ''}${o.gpus}`] : []),
   ];
