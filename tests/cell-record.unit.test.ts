@@ -12,6 +12,7 @@ const family = getFamily('rnn');
 const planned: PlannedCell = {
   id: 'x',
   task: 'inference',
+  shapes: 'fixed',
   engine: 'tfjs-cpu',
   mode: 'eager',
   device: 'cpu',

@@ -195,6 +195,8 @@ describe('config file properties (fast-check)', () => {
       fc.constantFrom('cnn', true),
     ),
     tasks: fc.oneof(fc.constant([]), fc.constant(['infer']), fc.constantFrom('training', 2, null)),
+    shapes: fc.oneof(fc.constant([]), fc.constant(['dynamic']), fc.constantFrom('stream', 2, null)),
+    paddings: fc.oneof(fc.constant([]), fc.constant(['pad']), fc.constantFrom('exact', 2, null)),
     modes: fc.oneof(fc.constant([]), fc.constant(['']), fc.constantFrom(5, true, 'eager', null)),
     preset: fc.oneof(
       word.filter((w) => !Object.values(FAMILIES).some((f) => w in f.presets)),

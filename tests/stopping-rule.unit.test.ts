@@ -102,6 +102,7 @@ describe('replicates and warnings in the cell record', () => {
   const planned: PlannedCell = {
     id: 'x',
     task: 'inference',
+    shapes: 'fixed',
     engine: 'tfjs-cpu',
     mode: 'eager',
     device: 'cpu',

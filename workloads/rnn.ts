@@ -2,7 +2,9 @@ import { int, type Params, type WeightSpec, type WorkloadFamily } from './types.
 
 /**
  * Sentiment-analysis shaped LSTM: token embedding -> stacked unidirectional LSTM -> linear
- * classifier on the last time step. Canonical layout: `lstm.L.weight_ih` [4H, in] and
+ * classifier on the last time step (in a shape stream: the row's last real step, its length - 1,
+ * whatever padding follows; each engine uses its framework's own variable-length support or
+ * masking, docs/shapes.md). Canonical layout: `lstm.L.weight_ih` [4H, in] and
  * `lstm.L.weight_hh` [4H, H] with gate blocks in the order (input, forget, cell, output);
  * separate input and recurrent biases [4H]; linear weights [out, in]; tokens [batch, seq] int32.
  */
@@ -27,6 +29,7 @@ export const rnn: WorkloadFamily = {
     large: { seq: 128, hidden: 1024, layers: 2, embed: 256, vocab: 10000, classes: 2 },
   },
   sizes: { tiny: 'tiny', small: 'small', base: 'large' },
+  lengthParam: 'seq',
   check: () => undefined,
   weights(p) {
     const H = int(p, 'hidden');

@@ -3,7 +3,10 @@ import { int, type Params, type WeightSpec, type WorkloadFamily } from './types.
 /**
  * BERT-style encoder classifier: word + position embeddings, LayerNorm, N post-LN encoder layers
  * [multi-head self-attention, residual, LayerNorm, GELU (erf) feed-forward, residual, LayerNorm],
- * tanh pooler on the first token, linear classifier. No attention mask (every token is real).
+ * tanh pooler on the first token, linear classifier. At a fixed shape every token is real and no
+ * mask is applied. In a shape stream each row comes with its length: positions at or beyond it are
+ * padding, and attention adds a large negative bias (-1e9) to the scores of those keys, so a real
+ * token never attends to padding and the padded row's logits equal the unpadded row's.
  * Canonical layout: linear weights [out, in] (y = x W^T + b); embeddings [rows, hidden];
  * the head split of query/key/value is the contiguous one (head h owns features h*d..h*d+d-1).
  */
@@ -38,6 +41,7 @@ export const transformer: WorkloadFamily = {
     'bert-base': { seq: 128, hidden: 768, heads: 12, layers: 12, ffn: 3072, vocab: 30522, classes: 2 },
   },
   sizes: { tiny: 'tiny', small: 'bert-mini', base: 'bert-base' },
+  lengthParam: 'seq',
   check(p) {
     if (int(p, 'hidden') % int(p, 'heads') !== 0) return `heads=${int(p, 'heads')} must divide hidden=${int(p, 'hidden')}`;
     return undefined;

@@ -72,6 +72,12 @@ export interface WorkloadFamily {
   outputShape(p: Params, batch: number): number[];
   /** Analytic FLOPs of one forward pass of ONE sample (2 per multiply-add; conv/matmul only). */
   flopsPerSample(p: Params): number;
+  /**
+   * The parameter that is the model's sequence length (`seq`), for families whose inputs are token
+   * sequences: a shape stream (workloads/shapes.ts) varies it up to the preset's value, and the model
+   * then takes each row's real length with the tokens (`lengths`). Absent: the family has no stream.
+   */
+  lengthParam?: string;
   /** Why the model cannot train at this batch size and what would let it (the cell is skipped with both), or undefined; optional. */
   trainingProblem?(p: Params, batch: number): { reason: string; fix: string } | undefined;
 }

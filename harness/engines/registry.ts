@@ -3,6 +3,7 @@ import { onnxruntime } from './onnxruntime.js';
 import { tensorflow } from './tensorflow.js';
 import { tfjsCpu, tfjsNode, tfjsNodeGpu, tfjsWasm } from './tfjs/index.js';
 import { torch } from './torch.js';
+import type { Shapes } from '../../workloads/shapes.js';
 import type { Task } from '../../workloads/types.js';
 import { ENGINE_IDS, type EngineDescriptor, type EngineId, type NodeEngineDescriptor } from './types.js';
 
@@ -50,13 +51,15 @@ export function unsupportedReason(e: EngineDescriptor, task: Task, mode: string)
  * The modes one engine runs for a selection: all of them for `all`; without a selection its
  * `defaultModes` (or its first mode) for inference, and for another task every mode that can do it
  * (training's eager and compiled modes side by side; the first mode when none can, so the cell
- * says why); otherwise the listed modes it has, in its own order, or its first mode when it has
+ * says why), and its `streamModes` for a shape stream; otherwise the listed modes it has, in its own order, or its first mode when it has
  * none of them (so every selected engine keeps a cell).
  */
-export function modesToRun(e: EngineDescriptor, selection: ModeSelection | undefined, task: Task = 'inference'): string[] {
+export function modesToRun(e: EngineDescriptor, selection: ModeSelection | undefined, task: Task = 'inference', shapes: Shapes = 'fixed'): string[] {
   // An engine that cannot do the task at all keeps one cell, which says why.
   if (e.unsupported?.[task]?.['*']) return [e.modes[0]!];
   if (selection === 'all') return [...e.modes];
+  // A shape stream is where compiled modes differ most (recompilation): its modes side by side.
+  if (selection === undefined && task === 'inference' && shapes === 'stream' && e.streamModes) return [...e.streamModes];
   if (selection === undefined && task !== 'inference') {
     const able = e.modes.filter((m) => !unsupportedReason(e, task, m));
     return able.length > 0 ? able : [e.modes[0]!];

@@ -15,17 +15,28 @@ import { DEVICES, type PythonEngineDescriptor } from './types.js';
 /** Bumped when the file's naming or the mapping changes, so stale cache files are never read. */
 const KERAS_FILE_VERSION = 1;
 
+/** Why the shape-option modes do not train: the option they set is what a shape stream measures. */
+const SHAPE_OPTION_ONLY =
+  "this mode sets tf.function's input_signature / reduce_retracing, which decide what happens when input shapes change; a training cell runs one fixed shape, so fwbench trains with tf.function's defaults (mode function) and measures these options on inference shape streams (--shapes stream)";
+
 /** TensorFlow with Keras on the CPU or CUDA; by default its eager mode and its graph mode (tf.function) run, as PyTorch's eager and TorchScript do; `--modes all` adds XLA. */
 export const tensorflow: PythonEngineDescriptor = {
   id: 'tensorflow',
   framework: 'TensorFlow',
   language: 'python',
   devices: [...DEVICES],
-  modes: ['eager', 'function', 'xla'],
+  modes: ['eager', 'function', 'xla', 'function-signature', 'function-relaxed'],
   defaultModes: ['eager', 'function'],
+  streamModes: ['eager', 'function', 'xla', 'function-signature', 'function-relaxed'],
+  unsupported: {
+    training: {
+      'function-signature': SHAPE_OPTION_ONLY,
+      'function-relaxed': SHAPE_OPTION_ONLY,
+    },
+  },
   stateLayout: 'keras',
   description:
-    'TensorFlow / Keras (Python runner): Keras models, NHWC, weights via the shared Keras mapping; modes eager, function (tf.function), xla (jit_compile)',
+    'TensorFlow / Keras (Python runner): Keras models, NHWC, weights via the shared Keras mapping; modes eager, function (tf.function), xla (jit_compile), function-signature (tf.function with an input_signature whose batch and length are None: one trace for every shape), function-relaxed (tf.function(reduce_retracing=True): generalizes after a retrace)',
   nativeWeights(family: WorkloadFamily, params, m) {
     return cachedFile(join(cacheDir(), `${family.name}-${m.key}.keras-v${KERAS_FILE_VERSION}.safetensors`), (path) => {
       const layers = KERAS_WEIGHTS[family.name](loadTensors(m.weightsPath).tensors, params);

@@ -1,5 +1,9 @@
 import { DEVICES, type PythonEngineDescriptor } from './types.js';
 
+/** Why the shape-option modes do not train: the option they set is what a shape stream measures. */
+const SHAPE_OPTION_ONLY =
+  "this mode sets torch.compile's dynamic= option, which decides what happens when input shapes change; a training cell runs one fixed shape, so fwbench trains with torch.compile's defaults (mode compile) and measures dynamic= on inference shape streams (--shapes stream)";
+
 /**
  * PyTorch, run by the Python runner (python-runners/fwbench_runner/torch/, a module per family): nn.Modules
  * in PyTorch's own idiom on the canonical weights. By default its eager mode and its graph mode
@@ -11,14 +15,17 @@ export const torch: PythonEngineDescriptor = {
   framework: 'PyTorch',
   language: 'python',
   devices: [...DEVICES],
-  modes: ['eager', 'torchscript', 'compile'],
+  modes: ['eager', 'torchscript', 'compile', 'compile-static', 'compile-dynamic'],
   defaultModes: ['eager', 'torchscript'],
+  streamModes: ['eager', 'torchscript', 'compile', 'compile-static', 'compile-dynamic'],
   unsupported: {
     training: {
+      'compile-static': SHAPE_OPTION_ONLY,
+      'compile-dynamic': SHAPE_OPTION_ONLY,
       torchscript:
         "fwbench's torchscript mode is torch.jit.trace + torch.jit.freeze, which folds the weights into constants, so nothing is left to train; TorchScript is in maintenance and PyTorch points training users to eager or torch.compile",
     },
   },
   description:
-    'PyTorch (Python runner): nn.Module models, NCHW; modes eager (inference_mode), torchscript (trace + freeze), compile (torch.compile, compiled during the cold start)',
+    'PyTorch (Python runner): nn.Module models, NCHW; modes eager (inference_mode), torchscript (trace + freeze), compile (torch.compile, compiled during the cold start; dynamic=None, its default: static first, dynamic after a shape changes), compile-static (dynamic=False: a graph per shape), compile-dynamic (dynamic=True: symbolic shapes from the start)',
 };

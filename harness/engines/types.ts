@@ -32,6 +32,13 @@ export interface BuildRequest {
   mode: string;
   /** Intra-op threads requested (the engine reports what it actually uses). */
   threads: number;
+  /**
+   * Build for a shape stream (workloads/shapes.ts): `run` then gets `tokens` I32 [batch, L] with any
+   * L up to the preset's seq, and `lengths` I32 [batch]; a row's positions at or beyond its length
+   * are padding and must not change its logits (transformer: masked attention keys; rnn: the
+   * output of the row's last real step). Absent: one fixed shape, no `lengths` (unchanged models).
+   */
+  stream?: boolean;
 }
 
 /** A model ready to run: one call = one forward pass including readback to host memory. */
@@ -42,6 +49,12 @@ export interface BuiltModel {
   run(inputs: TensorMap): Promise<Float32Array>;
   /** Releases framework resources. */
   dispose(): Promise<void>;
+  /**
+   * How many times the framework has compiled or traced this model so far, by its own count
+   * (ONNX Runtime: sessions created), or null for a mode that compiles nothing; stream cells report
+   * it after their cold pass and after their warm passes. Absent = null.
+   */
+  compileCount?(): number | null;
   /**
    * The framework's own objects behind `run`: bench/bare-loop.ts times a loop written directly
    * against them on the very model the harness times (the Python runners' models expose `fn`
@@ -152,6 +165,8 @@ interface EngineDescriptorBase {
   modes: string[];
   /** Modes a run gets when `--modes` is not given (default: the first mode only). */
   defaultModes?: string[];
+  /** Modes a shape-stream run gets when `--modes` is not given (default: defaultModes): the ways the framework's users compile for changing shapes. */
+  streamModes?: string[];
   /**
    * The tasks (beyond inference) an engine or some of its modes cannot do, with the exact reason
    * the cell is skipped: `{ training: { '*': why } }` for the whole engine, or keyed by mode.

@@ -1,4 +1,4 @@
-import { FAMILIES, FAMILY_NAMES, SIZES, TASKS } from '../../workloads/index.js';
+import { FAMILIES, FAMILY_NAMES, PADDINGS, SHAPES, SIZES, STREAM, TASKS } from '../../workloads/index.js';
 import { ENGINES, modesToRun } from '../engines/registry.js';
 import { DEVICES, ENGINE_IDS } from '../engines/types.js';
 import { FAULT_KINDS } from '../worker/fault.js';
@@ -35,6 +35,12 @@ export function identityManifest() {
     ),
     /** workloads/types.ts TASKS: what a cell does with its model (absent from a job = the first). */
     tasks: TASKS,
+    /** workloads/shapes.ts SHAPES: a cell's input shapes (absent from a job = the first, fixed). */
+    shapes: SHAPES,
+    /** workloads/shapes.ts PADDINGS: a stream cell's padding strategies. */
+    paddings: PADDINGS,
+    /** workloads/shapes.ts STREAM: the stream's settings (batches, passes, pad token). */
+    stream: STREAM,
     /** workloads/types.ts SIZES. */
     sizes: SIZES,
     /** harness/worker/protocol.ts PHASES: the phases a worker announces. */

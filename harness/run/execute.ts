@@ -63,7 +63,8 @@ export async function probeEngines(ids: EngineId[]): Promise<Record<string, Engi
 
 /** The job message that runs one cell (or the reference) on the materialized weights and inputs. */
 export function jobMessage(
-  c: Pick<PlannedCell, 'engine' | 'mode' | 'device' | 'family' | 'params' | 'batchSize' | 'threads'> & Partial<Pick<PlannedCell, 'task'>>,
+  c: Pick<PlannedCell, 'engine' | 'mode' | 'device' | 'family' | 'params' | 'batchSize' | 'threads'> &
+    Partial<Pick<PlannedCell, 'task' | 'shapes' | 'padding'>>,
   m: Materialized,
   config: RunConfig,
 ): Extract<ToWorker, { type: 'job' }> {
@@ -80,6 +81,7 @@ export function jobMessage(
       batchSize: c.batchSize,
       threads: c.threads,
       ...(c.task && c.task !== 'inference' ? { task: c.task } : {}),
+      ...(c.shapes === 'stream' ? { shapes: 'stream' as const, ...(c.padding ? { padding: c.padding } : {}) } : {}),
     },
     weightsPath: m.weightsPath,
     inputsPath: m.inputsPath,

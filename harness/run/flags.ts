@@ -2,7 +2,7 @@ import { InvalidArgumentError, Option } from 'commander';
 import { availableParallelism } from 'node:os';
 import si from 'systeminformation';
 import { z } from 'zod';
-import { FAMILIES, FAMILY_NAMES, getFamily, parseSetText, SIZES, TASKS, type FamilyName } from '../../workloads/index.js';
+import { FAMILIES, FAMILY_NAMES, getFamily, PADDINGS, parseSetText, SHAPES, SIZES, STREAM, TASKS, type FamilyName } from '../../workloads/index.js';
 import { DEFAULT_ENGINES, ENGINES, getEngine } from '../engines/registry.js';
 import { DEVICES, ENGINE_IDS } from '../engines/types.js';
 import { DEFAULT_MEASURE, MEASURE_PRESET_NAMES, PRESET_REPLICATES, QUICK_MEASURE, RIGOROUS_MEASURE, type MeasurePreset } from '../worker/measure.js';
@@ -267,6 +267,20 @@ export const RUN_FLAGS = {
     default: { value: ['inference'] },
     file: { schema: nameList('task', TASKS), fromText: asList, doc: 'tasks to run (inference, training)' },
     results: { field: 'tasks', stored: z.array(z.enum(TASKS)).optional(), from: (v) => (v ? unique(v) : undefined) },
+  }),
+  shapes: defineRunFlag({
+    arg: '<list>',
+    help: `comma-separated input shapes (${SHAPES.join(', ')}): fixed runs every call at the preset's shape; stream runs a seeded stream of ${STREAM.batches} batches whose rows have different lengths (rnn and transformer), padded by each of --paddings, masked, checked on every batch against the unpadded rows and timed as a whole, compilations counted (docs/shapes.md)`,
+    default: { value: ['fixed'] },
+    file: { schema: nameList('shape', SHAPES), fromText: asList, doc: 'input shapes to run (fixed, stream)' },
+    results: { field: 'shapes', stored: z.array(z.enum(SHAPES)).optional(), from: (v) => (v ? unique(v) : undefined) },
+  }),
+  paddings: defineRunFlag({
+    arg: '<list>',
+    help: `comma-separated padding strategies of stream cells (${PADDINGS.join(', ')}): exact pads a batch to its longest row, bucket to the next power-of-two length (and the preset's), max to the preset's length`,
+    default: { value: [...PADDINGS] },
+    file: { schema: nameList('padding', PADDINGS), fromText: asList, doc: 'padding strategies of stream cells (exact, bucket, max)' },
+    results: { field: 'paddings', stored: z.array(z.enum(PADDINGS)).optional(), from: (v) => (v ? unique(v) : undefined) },
   }),
   modes: defineRunFlag({
     arg: '<list>',

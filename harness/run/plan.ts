@@ -1,4 +1,17 @@
-import { getFamily, resolveParams, setsForFamily, TASKS, type Params, type Task, type WorkloadFamily } from '../../workloads/index.js';
+import {
+  getFamily,
+  PADDINGS,
+  resolveParams,
+  setsForFamily,
+  SHAPES,
+  TASKS,
+  type Padding,
+  type Params,
+  type Shapes,
+  type Task,
+  type WorkloadFamily,
+} from '../../workloads/index.js';
+import { streamProblem } from '../../workloads/shapes.js';
 import { ENGINES, getEngine, modesToRun, unsupportedReason } from '../engines/registry.js';
 import type { Device, EngineId } from '../engines/types.js';
 import type { BatchFit, Cell, EngineStatus, RunConfig } from '../results/schema.js';
@@ -18,6 +31,10 @@ export interface PlannedCell {
   id: string;
   /** What the cell does with the model. */
   task: Task;
+  /** One fixed shape, or a shape stream (workloads/shapes.ts). */
+  shapes: Shapes;
+  /** A stream cell's padding strategy. */
+  padding?: Padding;
   engine: EngineId;
   mode: string;
   device: Device;
@@ -33,9 +50,19 @@ export interface PlannedCell {
 /** The tasks a run does (run.json files from before the task axis hold none: they did inference). */
 export const tasksOf = (config: Pick<RunConfig, 'tasks'>): Task[] => config.tasks ?? [TASKS[0]];
 
-/** A cell's id: `engine/mode/device/workload/preset/bN/tT`, with `/training` for a training cell (inference ids are as they always were). */
-export const cellId = (c: Omit<PlannedCell, 'id' | 'family' | 'params'> & { family: { name: string } }): string =>
-  `${c.engine}/${c.mode}/${c.device}/${c.family.name}/${c.preset}/b${c.batchSize}/t${c.threads}${c.task === 'inference' ? '' : `/${c.task}`}`;
+/** The shapes a run uses (run.json files from before the shapes axis hold none: fixed). */
+export const shapesOf = (config: Pick<RunConfig, 'shapes'>): Shapes[] => config.shapes ?? [SHAPES[0]];
+/** The padding strategies of a run's stream cells. */
+export const paddingsOf = (config: Pick<RunConfig, 'paddings'>): Padding[] => config.paddings ?? [...PADDINGS];
+
+/**
+ * A cell's id: `engine/mode/device/workload/preset/bN/tT`, with `/training` for a training cell and
+ * `/stream-<padding>` for a stream cell (fixed-shape inference ids are as they always were).
+ */
+export const cellId = (c: Omit<PlannedCell, 'id' | 'family' | 'params' | 'shapes'> & { family: { name: string }; shapes?: Shapes }): string =>
+  `${c.engine}/${c.mode}/${c.device}/${c.family.name}/${c.preset}/b${c.batchSize}/t${c.threads}${c.task === 'inference' ? '' : `/${c.task}`}${
+    c.shapes === 'stream' ? `/stream-${c.padding}` : ''
+  }`;
 
 /**
  * Expands the configuration into cells, task by task, grouped by (task, workload, batch) so each
@@ -46,32 +73,33 @@ export function planCells(config: RunConfig): PlannedCell[] {
   const families = config.workloads.map((w) => getFamily(w));
   const cells: PlannedCell[] = [];
   for (const task of tasksOf(config))
-    for (const family of families) {
-      const preset = config.preset[family.name]!;
-      const params = resolveParams(family, preset, setsForFamily(family, config.sets, families));
-      for (const batchSize of config.batchSizes) {
-        for (const id of config.engines) {
-          const engine = getEngine(id);
-          for (const mode of modesToRun(engine, config.modes, task)) {
-            for (const threads of config.threads) {
-              const cell = { task, engine: engine.id, mode, device: config.device, family, preset, batchSize, threads };
-              cells.push({
-                id: cellId(cell),
-                task,
-                engine: engine.id,
-                mode,
-                device: config.device,
-                family,
-                preset,
-                params,
-                batchSize,
-                threads,
-              });
+    for (const shapes of shapesOf(config))
+      for (const family of families) {
+        const preset = config.preset[family.name]!;
+        const params = resolveParams(family, preset, setsForFamily(family, config.sets, families));
+        for (const batchSize of config.batchSizes)
+          for (const padding of shapes === 'stream' ? paddingsOf(config) : [undefined])
+            for (const id of config.engines) {
+              const engine = getEngine(id);
+              for (const mode of modesToRun(engine, config.modes, task, shapes)) {
+                for (const threads of config.threads) {
+                  const cell = {
+                    task,
+                    shapes,
+                    ...(padding ? { padding } : {}),
+                    engine: engine.id,
+                    mode,
+                    device: config.device,
+                    family,
+                    preset,
+                    batchSize,
+                    threads,
+                  };
+                  cells.push({ ...cell, id: cellId(cell), params });
+                }
+              }
             }
-          }
-        }
       }
-    }
   return cells;
 }
 
@@ -90,6 +118,12 @@ export function skipReason(c: PlannedCell, status: EngineStatus | undefined): { 
   const e = ENGINES[c.engine];
   const problem = c.task === 'training' ? c.family.trainingProblem?.(c.params, c.batchSize) : undefined;
   if (problem) return { reason: `${c.family.name} cannot train here: ${problem.reason}`, fix: problem.fix };
+  if (c.shapes === 'stream') {
+    if (c.task !== 'inference')
+      return { reason: `a shape stream times inference; a ${c.task} cell runs one fixed shape`, fix: '--tasks inference with --shapes stream' };
+    const noStream = streamProblem(c.family);
+    if (noStream) return { reason: noStream, fix: '--workloads rnn,transformer with --shapes stream' };
+  }
   const cannot = unsupportedReason(e, c.task, c.mode);
   if (cannot) {
     // The fix is what can: the engine's other modes, or the engines that can do the task.

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { FAMILY_NAMES, TASKS } from '../../workloads/index.js';
+import { FAMILY_NAMES, PADDINGS, TASKS } from '../../workloads/index.js';
 import { DEVICES } from '../engines/types.js';
 
 /**
@@ -61,6 +61,10 @@ export const CellSpecSchema = z.object({
   threads: z.number().int().min(1),
   /** What the cell does with the model (absent = inference, as every older job). */
   task: z.enum(TASKS).optional(),
+  /** A shape-stream cell (absent = one fixed shape, as every older job): the job's `stream` holds its batches. */
+  shapes: z.literal('stream').optional(),
+  /** A stream cell's padding strategy (workloads/shapes.ts PADDINGS). */
+  padding: z.enum(PADDINGS).optional(),
 });
 /** Cell spec as sent to a worker. */
 export type CellSpec = z.infer<typeof CellSpecSchema>;
@@ -124,6 +128,31 @@ export const ToWorkerSchema = z.discriminatedUnion('type', [
          * trains; BatchNorm's running variance updated with the biased batch variance, as Keras does).
          */
         reference: z.enum(['torch', 'keras']).optional(),
+      })
+      .optional(),
+    /**
+     * Shape-stream cells (cell.shapes 'stream'). The model is built for variable shapes (BuildRequest
+     * stream): its inputs are `tokens` I32 [batch, L] (any L up to the preset's seq) and `lengths`
+     * I32 [batch] (each row's real tokens; positions at or beyond a row's length are padding and
+     * must not change its logits). The worker reads `path` (workloads/shapes.ts materializeStream:
+     * `tokens.<i>` and `lengths.<i>` for i < batches, and `fixed.tokens` / `fixed.lengths`), prepares
+     * every batch outside timing, and then, after `built`:
+     * 1. phase parity, the cold pass: each batch once, in order, timed one by one including
+     *    readback; sends `stream-parity` with the times, every batch's logits and the compile count;
+     * 2. on `continue`, phase measure, the warm passes: the whole stream again, pass after pass,
+     *    until at least minPasses passes and measure.minTimeMs, stopping at maxPasses or
+     *    measure.maxTimeMs (after one pass at least); sends `stream-samples`;
+     * 3. phases warmup and measure again: the usual timed loop on `fixed.*` (every row at the full
+     *    length), which sends `samples`: the fixed-shape baseline of the dynamic penalty;
+     * then memory and done as any job. The reference job's file (padding `rows`) has no `fixed.*`;
+     * it is only asked for its cold pass.
+     */
+    stream: z
+      .object({
+        path: z.string(),
+        batches: z.number().int().min(1),
+        minPasses: z.number().int().min(1),
+        maxPasses: z.number().int().min(1),
       })
       .optional(),
   }),
@@ -201,6 +230,21 @@ export const FromWorkerSchema = z.discriminatedUnion('type', [
    * the job's `training.parityPath` (TRAIN_PARITY_TENSORS).
    */
   z.object({ type: z.literal('train-parity'), firstStepMs: Num, losses: z.array(Num) }),
+  /**
+   * A stream cell's cold pass: `passNs[i]` the time of batch i (ns, integers, including readback;
+   * compilation of a new shape happens inside it), `outputs[i]` its logits row-major
+   * [batch, classes], and `compiles` the framework's own count of compilations / traces so far
+   * (torch.compile's unique graphs, tf.function's tracing count, TorchScript traces, ORT sessions
+   * created), or null for a mode that compiles nothing (eager).
+   */
+  z.object({ type: z.literal('stream-parity'), passNs: z.array(Num), outputs: z.array(z.array(Num)), compiles: Num.int().nullable() }),
+  /** A stream cell's warm passes: `passesNs[p][i]` batch i's time in pass p (ns), the compile count after them, and the CPU accounting of the passes. */
+  z.object({
+    type: z.literal('stream-samples'),
+    passesNs: z.array(z.array(Num)),
+    compiles: Num.int().nullable(),
+    load: LoadSchema.optional(),
+  }),
   z.object({
     type: z.literal('samples'),
     /** Warm-up iteration times (ns, integers), kept for inspection. */

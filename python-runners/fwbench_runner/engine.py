@@ -63,6 +63,11 @@ class BuildRequest:
     device: str
     mode: str
     threads: int
+    #: Build for a shape stream (workloads/shapes.ts): `prepare` then gets `tokens` int32 [batch, L]
+    #: with any L up to the preset's seq and `lengths` int32 [batch]; a row's positions at or beyond
+    #: its length are padding and must not change its logits (transformer: masked attention keys;
+    #: rnn: the output of the row's last real step). False: one fixed shape, no `lengths`.
+    stream: bool = False
 
 
 class BuiltModel:
@@ -93,6 +98,12 @@ class BuiltModel:
 
     def peak_device_bytes(self):
         """Allocator peak on the accelerator since build, or None on the CPU."""
+        return None
+
+    def compile_count(self):
+        """How many times the framework has compiled or traced this model so far, by its own
+        counter (torch.compile's unique graphs, tf.function's experimental_get_tracing_count(), one
+        per TorchScript trace), or None for a mode that compiles nothing (eager)."""
         return None
 
     def dispose(self):

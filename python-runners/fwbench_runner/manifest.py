@@ -16,6 +16,12 @@ ENGINES = _MANIFEST["engines"]
 DEVICES = _MANIFEST["devices"]
 #: What a cell does with its model; a job without a task does the first (inference).
 TASKS = _MANIFEST["tasks"]
+#: A cell's input shapes ("fixed", "stream"); a job without `shapes` has the first.
+SHAPES = _MANIFEST["shapes"]
+#: A stream cell's padding strategies.
+PADDINGS = _MANIFEST["paddings"]
+#: The stream's settings (batches, minPasses, maxPasses, padToken, lengthSigma).
+STREAM = _MANIFEST["stream"]
 #: Family name -> {description, params, presets, sizes}.
 FAMILIES = _MANIFEST["families"]
 PHASES = _MANIFEST["phases"]
@@ -35,6 +41,12 @@ def check_cell(cell):
     task = cell.get("task", TASKS[0])
     if task not in TASKS:
         raise ValueError(f"unknown task '{task}'; valid: {', '.join(TASKS)}")
+    shapes = cell.get("shapes", SHAPES[0])
+    if shapes not in SHAPES:
+        raise ValueError(f"unknown shapes '{shapes}'; valid: {', '.join(SHAPES)}")
+    padding = cell.get("padding")
+    if shapes == "stream" and padding not in PADDINGS:
+        raise ValueError(f"a stream cell needs a padding strategy, got '{padding}'; valid: {', '.join(PADDINGS)}")
     if family is not None and family not in FAMILIES:
         raise ValueError(f"unknown workload family '{family}'; valid: {', '.join(FAMILIES)}")
     if device is not None and device not in DEVICES:
