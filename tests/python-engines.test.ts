@@ -26,7 +26,7 @@ describe('--modes: which modes become cells', () => {
     expect(modes()).toEqual(['onnxruntime/all', 'torch/eager', 'torch/torchscript', 'tensorflow/eager', 'tensorflow/function']);
   });
   it("'all' runs every mode of every engine; a list keeps each engine's listed modes, or its first", () => {
-    expect(modes('all')).toHaveLength(4 + 3 + 3);
+    expect(modes('all')).toHaveLength(4 + 5 + 5);
     expect(modes(['eager', 'xla'])).toEqual(['onnxruntime/all', 'torch/eager', 'tensorflow/eager', 'tensorflow/xla']);
     expect(modesToRun(ENGINES.onnxruntime, ['disabled', 'compile'])).toEqual(['disabled']);
   });

@@ -9,6 +9,7 @@ import {
   engineMode,
   num,
   sectionTitle,
+  streamTable,
   trainingTable,
   workloadLabel,
 } from './model.js';
@@ -82,8 +83,11 @@ export function markdownReport(report: Report): string {
       '',
     );
   }
-  const training = trainingTable(model);
-  if (training) out.push('## Training', '', training.legend, '', table(training.head, training.rows), '');
+  for (const [title, t] of [
+    ['Training', trainingTable(model)],
+    ['Shape streams', streamTable(model)],
+  ] as const)
+    if (t) out.push(`## ${title}`, '', t.legend, '', table(t.head, t.rows), '');
   const cold = model.cells.filter((v) => v.cell.coldStart);
   if (cold.length > 0) {
     const rows = cold.map((v) => {

@@ -9,6 +9,7 @@ import {
 } from '../stats/bootstrap.js';
 import type { HostInfo } from '../diagnostics/detect/host.js';
 import { COLD_START_PHASES } from '../worker/protocol.js';
+import { STREAM } from '../../workloads/shapes.js';
 import type { Task } from '../../workloads/types.js';
 import type { Cell, ColdStart, EngineStatus, Run, RunConfig } from '../results/schema.js';
 import { summarizeDistribution, type DistributionSummary } from './distribution.js';
@@ -42,13 +43,20 @@ export const TASK_UNIT: Record<Task, string> = { inference: 'forward pass', trai
 /** What a cell timed (cells from before the task axis did inference). */
 export const cellTask = (c: Pick<Cell, 'task'>): Task => c.task ?? 'inference';
 
-/** A workload's label with its task, for a task other than inference: `cnn/tiny`, `cnn/tiny training`. */
-export const workloadLabel = (s: { workload: string; preset: string; task?: Task }): string =>
-  `${s.workload}/${s.preset}${cellTask(s) === 'inference' ? '' : ` ${s.task}`}`;
+/** A cell's shapes as a label: '' for one fixed shape, `stream-<padding>` for a shape stream. */
+export const cellShapes = (c: { shapes?: Cell['shapes']; padding?: Cell['padding'] }): string => (c.shapes === 'stream' ? `stream-${c.padding}` : '');
 
-/** Identity of a cell apart from its host: task, engine, mode, device, workload, parameters, batch size, threads. */
+/** A workload's label with its task and shapes, where they are not the defaults: `cnn/tiny`, `cnn/tiny training`, `rnn/tiny stream-bucket`. */
+export const workloadLabel = (s: { workload: string; preset: string; task?: Task; shapes?: Cell['shapes']; padding?: Cell['padding'] }): string =>
+  `${s.workload}/${s.preset}${cellTask(s) === 'inference' ? '' : ` ${s.task}`}${cellShapes(s) ? ` ${cellShapes(s)}` : ''}`;
+
+/** What one timed sample of a section is, in words: a task's unit, or a pass over a shape stream. */
+export const sampleUnit = (s: { task: Task; shapes?: Cell['shapes'] }): string =>
+  s.shapes === 'stream' ? `pass over a shape stream (${STREAM.batches} batches)` : TASK_UNIT[s.task];
+
+/** Identity of a cell apart from its host: task, shapes, engine, mode, device, workload, parameters, batch size, threads. */
 export const cellKey = (c: Cell, threads: number): string =>
-  [cellTask(c), c.engine, c.mode, c.device, c.workload, paramsText(c.params), c.batchSize, `t${threads}`].join('|');
+  [cellTask(c), ...(cellShapes(c) ? [cellShapes(c)] : []), c.engine, c.mode, c.device, c.workload, paramsText(c.params), c.batchSize, `t${threads}`].join('|');
 
 /** Series label of a cell in tables and charts. */
 export const engineMode = (c: Cell): string => `${c.engine}/${c.mode}`;
@@ -96,9 +104,11 @@ export interface CellView {
   fastest: boolean;
 }
 
-/** Cells that readers compare with each other: same task, host, device, workload, parameters, thread count and batch size. */
+/** Cells that readers compare with each other: same task, shapes, host, device, workload, parameters, thread count and batch size. */
 export interface CellGroup {
   task: Task;
+  shapes?: Cell['shapes'];
+  padding?: Cell['padding'];
   host: string;
   device: string;
   workload: string;
@@ -113,6 +123,9 @@ export interface WorkloadSection {
   id: string;
   /** Inference sections time forward passes; training sections optimizer steps. */
   task: Task;
+  /** `stream` for a shape-stream section (its samples are passes over the stream), with its padding. */
+  shapes?: Cell['shapes'];
+  padding?: Cell['padding'];
   host: string;
   device: string;
   workload: string;
@@ -145,12 +158,14 @@ export function buildModel(run: Run): RunModel {
     const params = paramsText(cell.params);
     const threads = cellThreads(run, cell);
     const task = cellTask(cell);
-    const sectionId = [task, host, cell.device, cell.workload, params, `t${threads}`].join('|');
+    const sectionId = [task, cellShapes(cell), host, cell.device, cell.workload, params, `t${threads}`].join('|');
+    const shapes = cell.shapes === 'stream' ? { shapes: cell.shapes, padding: cell.padding } : {};
     let section = sections.get(sectionId);
     if (!section) {
       section = {
         id: sectionId,
         task,
+        ...shapes,
         host,
         device: cell.device,
         workload: cell.workload,
@@ -165,7 +180,7 @@ export function buildModel(run: Run): RunModel {
     }
     let group = section.groups.find((g) => g.batchSize === cell.batchSize);
     if (!group) {
-      group = { task, host, device: cell.device, workload: cell.workload, preset: cell.preset, params, batchSize: cell.batchSize, cells: [] };
+      group = { task, ...shapes, host, device: cell.device, workload: cell.workload, preset: cell.preset, params, batchSize: cell.batchSize, cells: [] };
       section.groups.push(group);
     }
     const samples = cell.status === 'ok' ? cell.samplesMs : undefined;
@@ -393,6 +408,68 @@ export function trainingTable(model: RunModel): { legend: string; head: string[]
       'gradients relL2',
       'optimizer relL2',
       'updates relL2',
+    ],
+    rows,
+  };
+}
+
+/** The shape-stream section of the reports: one row per stream cell, already formatted (the HTML and Markdown writers lay it out). */
+export function streamTable(model: RunModel): { legend: string; head: string[]; rows: string[][] } | undefined {
+  const cells = model.cells.filter((v) => v.cell.shapes === 'stream');
+  if (cells.length === 0) return undefined;
+  const count = (n: number | null | undefined): string => (n === null || n === undefined ? '-' : String(n));
+  const rows = cells.map((v) => {
+    const c = v.cell;
+    const s = c.stream;
+    const p = c.parity;
+    return [
+      `${c.workload}/${c.preset}`,
+      String(c.batchSize),
+      c.padding ?? '-',
+      engineMode(c),
+      c.status,
+      num(s?.coldMs),
+      num(s?.compileMs),
+      num(s?.runMs),
+      s ? `${count(s.compiles.afterCold)} → ${count(s.compiles.afterWarm)}` : '-',
+      s ? `${s.distinctShapes}` : '-',
+      num(s?.firstSightMs),
+      num(s?.repeatMs),
+      c.stats ? `${num(c.stats.medianMs)}${v.medianCi ? ` [${num(v.medianCi.lo)}, ${num(v.medianCi.hi)}]` : ''}` : '-',
+      num(s?.perRealTokenUs),
+      s ? `${num(s.fixed.medianMs)} [${num(s.fixed.loMs)}, ${num(s.fixed.hiMs)}]` : '-',
+      s ? `${num(s.dynamicPenalty)}x` : '-',
+      s ? `${num(s.warmPenalty)}x` : '-',
+      s ? `${num(s.paddedFlops / s.usefulFlops)}x` : '-',
+      c.memory ? num(c.memory.peakHostBytes / 2 ** 20) : '-',
+      p
+        ? `${p.relL2 === null ? 'NaN' : p.relL2.toExponential(1)}${p.pass ? '' : ` > ${p.tolerance.toExponential(0)} FAIL`}${p.stream ? ` (${p.stream.shapes} shapes)` : ''}`
+        : '-',
+    ];
+  });
+  return {
+    legend: `A stream is ${STREAM.batches} seeded batches whose rows have different lengths (the same for every engine; docs/shapes.md), padded by the cell's strategy (exact: to the batch's longest row; bucket: to the next bucket; max: to the preset's length) and masked. Cold = the first pass over the stream, the time a user feels, every compilation included (plus the mode's compile segment of the cold start); compile = the part of it spent compiling and tracing (each cold batch's excess over its own warm median); compiles = the framework's own count after the cold pass → after the warm passes (- : the mode compiles nothing). First sight / repeat: median over the distinct shapes of a shape's first batch and of the same batch warm. Warm = a whole pass once every shape is compiled, with the 95 % interval of the median over passes. Fixed = one batch at the full length, timed with the usual stopping rule; penalty = cold (or warm) / (batches x fixed): below 1, padding less beat one fixed shape. Padded/useful = forward FLOPs as run over FLOPs of the real tokens. Parity: every batch, each row against the reference's logits for that row alone and unpadded (worst batch).`,
+    head: [
+      'workload',
+      'batch',
+      'padding',
+      'engine/mode',
+      'status',
+      'cold ms',
+      'compile ms',
+      'run ms',
+      'compiles',
+      'shapes',
+      'first sight ms',
+      'repeat ms',
+      'warm ms [95% CI]',
+      'µs / real token',
+      'fixed ms [95% CI]',
+      'penalty',
+      'warm penalty',
+      'padded / useful',
+      'peak MiB',
+      'parity relL2',
     ],
     rows,
   };

@@ -1,5 +1,5 @@
 import Table from 'cli-table3';
-import { TASK_UNIT, workloadLabel, type RunModel } from './model.js';
+import { sampleUnit, workloadLabel, type RunModel } from './model.js';
 import { answerText, DEFAULT_THRESHOLD_PCT, runAnswers } from './verdict.js';
 import type { Run } from '../results/schema.js';
 
@@ -89,7 +89,7 @@ export function answerBlock(run: Run, model: RunModel): string {
         .map(([id, e]) => `  ${id}: ${e.available ? `available, but not on ${run.config.device}` : e.reason}${e.fix ? `\n    fix: ${e.fix}` : ''}`)
     : [];
   return [
-    `Answer (median latency per ${[...new Set(model.sections.map((s) => TASK_UNIT[s.task]))].join(' or ')}; ratios with 95 % bootstrap intervals, ${DEFAULT_THRESHOLD_PCT} % noise threshold; details in the report):`,
+    `Answer (median latency per ${[...new Set(model.sections.map((s) => sampleUnit(s)))].join(' or ')}; ratios with 95 % bootstrap intervals, ${DEFAULT_THRESHOLD_PCT} % noise threshold; details in the report):`,
     ...lines,
     ...(leftOut.length ? ['Left out (not available here; ask for them with --engines once fixed):', ...leftOut] : []),
     '',

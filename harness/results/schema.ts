@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { FAMILY_NAMES, TASKS } from '../../workloads/index.js';
+import { FAMILY_NAMES, PADDINGS, SHAPES, TASKS } from '../../workloads/index.js';
 import { HostInfoSchema } from '../diagnostics/detect/host.js';
 import { FindingSchema, MachinePeakSchema } from '../diagnostics/schema.js';
 import { DEVICES } from '../engines/types.js';
@@ -76,6 +76,12 @@ export const ParitySchema = z.object({
       problem: z.string().optional(),
     })
     .optional(),
+  /**
+   * Stream cells: every batch of the stream was checked, each row against the reference's logits for
+   * that row alone and unpadded; relL2 is the worst batch's, found at `worstBatch` (run at length
+   * `worstLength`); `shapes` distinct shapes were checked.
+   */
+  stream: z.object({ batches: z.number().int(), shapes: z.number().int(), worstBatch: z.number().int(), worstLength: z.number().int() }).optional(),
 });
 
 /**
@@ -106,6 +112,18 @@ export const CELL_STATUSES = [...OUTCOMES, 'unstable'] as const;
 /** A replicate's status: an outcome, or `contended` when the machine was busy during its timed loop (kept, never pooled). */
 export const REPLICATE_STATUSES = [...OUTCOMES, 'contended'] as const;
 
+/** A stream cell's replicate: its cold pass, its warm passes and the framework's compile counts. */
+export const ReplicateStreamSchema = z.object({
+  /** Each batch's time in the cold pass (ms, in stream order; a new shape compiles inside its batch). */
+  coldPassMs: z.array(z.number()),
+  /** Each batch's median time over the warm passes (ms). */
+  warmBatchMs: z.array(z.number()),
+  /** The framework's own compile / trace count after the cold pass and after the warm passes (null: the mode compiles nothing). */
+  compiles: z.object({ afterCold: z.number().int().nullable(), afterWarm: z.number().int().nullable() }),
+  /** The fixed-shape baseline's median (ms) in this replicate. */
+  fixedMs: z.number().optional(),
+});
+
 /** One worker process's share of a cell. */
 export const ReplicateSchema = z.object({
   /** 0-based replicate index (the round in which it ran). */
@@ -132,7 +150,57 @@ export const ReplicateSchema = z.object({
   load: LoadSchema.optional(),
   /** Cores other processes used during its timed loop (the machine's busy cores less the worker's own), where /proc/stat was readable. */
   othersCores: z.number().optional(),
+  /** Stream cells: the passes and compile counts (the samples of a stream cell are its warm passes' totals). */
+  stream: ReplicateStreamSchema.optional(),
 });
+
+/**
+ * A stream cell's figures (harness/stats/stream.ts; docs/shapes.md). The cell's samples and stats
+ * are the warm passes' totals (one sample = the whole stream, every shape already compiled); these
+ * are what the stream adds: the cold pass a user feels first, split into compilation and running,
+ * the framework's compile counts, and the fixed-shape baseline.
+ */
+export const CellStreamSchema = z.object({
+  /** The run's seed the stream was drawn from (workloads/shapes.ts shapeStream). */
+  seed: z.number().int(),
+  batches: z.number().int(),
+  maxLength: z.number().int(),
+  /** Bucket lengths of the bucket strategy. */
+  buckets: z.array(z.number().int()),
+  /** Each batch's row lengths (real tokens), before padding. */
+  lengths: z.array(z.array(z.number().int())),
+  /** The length each batch ran at under the cell's padding. */
+  paddedLengths: z.array(z.number().int()),
+  /** Distinct shapes the engine saw. */
+  distinctShapes: z.number().int(),
+  realTokens: z.number().int(),
+  paddedTokens: z.number().int(),
+  /** Forward FLOPs of the rows at their real lengths, and as run (padded), for the whole stream. */
+  usefulFlops: z.number(),
+  paddedFlops: z.number(),
+  /** The first pass over the stream, the number a user feels: the mode's compile segment of the cold start (where it has one) + every batch of the cold pass (ms; median over replicates). */
+  coldMs: z.number(),
+  /** Of coldMs, the time spent compiling / tracing: the compile segment + each cold batch's excess over its own warm median (ms). */
+  compileMs: z.number(),
+  /** coldMs - compileMs. */
+  runMs: z.number(),
+  /** Median over the distinct shapes of the first batch of each shape in the cold pass (ms)... */
+  firstSightMs: z.number(),
+  /** ...and of the same batches' warm medians (ms). */
+  repeatMs: z.number(),
+  /** The framework's own compile / trace counts (first clean replicate; null: the mode compiles nothing). */
+  compiles: z.object({ afterCold: z.number().int().nullable(), afterWarm: z.number().int().nullable() }),
+  /** Warm stream time per real token (µs). */
+  perRealTokenUs: z.number(),
+  /** The fixed-shape baseline: one batch at the full length, timed with the usual stopping rule (ms; pooled over replicates, with the 95 % interval of the median). */
+  fixed: z.object({ medianMs: z.number(), loMs: z.number(), hiMs: z.number(), n: z.number().int() }),
+  /** coldMs / (batches x fixed.medianMs): the stream a user feels over the same batches served at one fixed shape. */
+  dynamicPenalty: z.number(),
+  /** Warm stream median / (batches x fixed.medianMs): the same once every shape is compiled. */
+  warmPenalty: z.number(),
+});
+/** A stream cell's figures. */
+export type CellStream = z.infer<typeof CellStreamSchema>;
 /** A replicate record. */
 export type Replicate = z.infer<typeof ReplicateSchema>;
 
@@ -156,6 +224,12 @@ export const CellSchema = z.object({
   id: z.string(),
   /** What the cell timed: a forward pass (inference; absent in runs made before the task axis) or one training step. */
   task: z.enum(TASKS).optional(),
+  /** `stream` for a shape-stream cell (absent: one fixed shape, as every run before the shapes axis). */
+  shapes: z.enum(SHAPES).optional(),
+  /** A stream cell's padding strategy. */
+  padding: z.enum(PADDINGS).optional(),
+  /** A stream cell's figures (its samples are its warm passes' totals). */
+  stream: CellStreamSchema.optional(),
   engine: z.string(),
   framework: z.string(),
   mode: z.string(),

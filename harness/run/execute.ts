@@ -29,6 +29,8 @@ import {
   type Parametrisation,
   type TrainingReference,
 } from './training.js';
+import { streamFields, streamOutcome, streamReference, type StreamReference } from './shapes.js';
+import { compareStream } from '../stats/stream.js';
 import { baseRecord, cellFromReplicates, replicateStatus, RunRecord, type ReplicateOutcome } from './record.js';
 import { environmentDifferences } from './resume.js';
 import { runEngineWorker, stopAllWorkers, threadEnv } from './workers.js';
@@ -147,6 +149,28 @@ function inferenceCheck(m: Materialized, ref: ReferenceOutput, config: RunConfig
   };
 }
 
+/** Stream: every batch's logits, row by row, against the reference's logits of each row alone and unpadded. */
+function streamCheck(m: Materialized, ref: StreamReference, config: RunConfig): CellCheck {
+  const { family, params, batchSize } = ref;
+  return {
+    job: (c) => ({ ...jobMessage(c, m, config), stream: streamFields(family, params, config, batchSize, c.padding!) }),
+    judge(c, _job, pm) {
+      const failed = { reference: REFERENCE_NAME, relL2: null, maxAbs: null, tolerance: FP32_REL_L2_TOLERANCE, pass: false };
+      if (pm.type !== 'stream-parity') return failed;
+      const f = compareStream(ref.rows, pm.outputs, ref.stream, c.padding!);
+      return {
+        reference: `${REFERENCE_NAME}, each row alone and unpadded`,
+        relL2: Number.isFinite(f.relL2) ? f.relL2 : null,
+        maxAbs: Number.isFinite(f.maxAbs) ? f.maxAbs : null,
+        tolerance: FP32_REL_L2_TOLERANCE,
+        pass: f.pass,
+        stream: { batches: ref.stream.lengths.length, shapes: f.shapes, worstBatch: f.worstBatch, worstLength: f.worstLength },
+      };
+    },
+    cleanup: () => undefined,
+  };
+}
+
 /** Training: losses, gradients and updates against the float64 reference of the engine's parametrisation. */
 async function trainingCheck(
   group: PlannedCell[],
@@ -217,7 +241,7 @@ async function runReplicate(c: PlannedCell, check: CellCheck, config: RunConfig)
   let parity: Cell['parity'];
   const job = check.job(c);
   try {
-    const o = await runEngineWorker(ENGINES[c.engine], job, {
+    const raw = await runEngineWorker(ENGINES[c.engine], job, {
       timeoutMs: config.cellTimeoutMs,
       env: threadEnv(c.threads),
       ...(config.maxMemoryMb ? { maxMemoryMb: config.maxMemoryMb } : {}),
@@ -226,7 +250,7 @@ async function runReplicate(c: PlannedCell, check: CellCheck, config: RunConfig)
         return parity.pass ? 'continue' : 'stop';
       },
     });
-    return { o, parity };
+    return { o: streamOutcome(raw, config.measure.targetInterval), parity };
   } finally {
     check.cleanup(job);
   }
@@ -270,7 +294,7 @@ interface RunContext {
 function groupsOf(cells: PlannedCell[]): PlannedCell[][] {
   const groups = new Map<string, PlannedCell[]>();
   for (const c of cells) {
-    const k = `${c.task}|${c.family.name}|${c.batchSize}`;
+    const k = `${c.task}|${c.shapes}|${c.family.name}|${c.batchSize}`;
     groups.set(k, [...(groups.get(k) ?? []), c]);
   }
   return [...groups.values()];
@@ -291,10 +315,14 @@ async function cellCheck(
   config: RunConfig,
   engines: Record<string, EngineStatus>,
 ): Promise<CellCheck | { error: string }> {
-  const { task, family, params, batchSize } = group[0]!;
+  const { task, shapes, family, params, batchSize } = group[0]!;
   if (task === 'training') return trainingCheck(group, m, config, engines);
   const refStatus = engines[REFERENCE.engine]!;
   if (!refStatus.available) return { error: `reference engine ${REFERENCE.engine} unavailable: ${refStatus.reason}` };
+  if (shapes === 'stream') {
+    const ref = await streamReference(m, family, params, batchSize, config, refStatus.version ?? 'unknown', (c) => jobMessage(c, m, config));
+    return 'error' in ref ? ref : streamCheck(m, ref, config);
+  }
   const ref = await referenceOutput(m, family, params, batchSize, config, refStatus.version ?? 'unknown');
   return 'error' in ref ? ref : inferenceCheck(m, ref, config);
 }

@@ -1,5 +1,8 @@
 import { hostname } from 'node:os';
 import { TRAINING_FLOPS_FACTOR } from '../../workloads/training.js';
+import { shapeStream, streamFlops } from '../../workloads/shapes.js';
+import { streamFigures, warmBatchMedians } from '../stats/stream.js';
+import { streamRun } from './shapes.js';
 import { medianAbsoluteDeviation } from 'simple-statistics';
 import { ENGINES } from '../engines/registry.js';
 import { hostFingerprint, type HostInfo } from '../diagnostics/detect/host.js';
@@ -20,9 +23,15 @@ import { largestBatchFit, type PlannedCell } from './plan.js';
 
 /** What every record of a planned cell holds, whatever its status. */
 export function baseRecord(c: PlannedCell, config: RunConfig, startedAt: string): Omit<Cell, 'status' | 'reason' | 'durationMs'> {
+  // A stream cell's sample is a pass over the whole stream: its FLOPs are the rows' at their real lengths.
+  const streamed = c.shapes === 'stream' && c.padding && c.family.lengthParam && c.task === 'inference';
+  const flops = streamed
+    ? streamFlops(c.family, c.params, shapeStream(c.family, c.params, config.seed, c.batchSize), c.padding!).useful
+    : c.family.flopsPerSample(c.params) * c.batchSize * (c.task === 'training' ? TRAINING_FLOPS_FACTOR : 1);
   return {
     id: c.id,
     ...(c.task !== 'inference' ? { task: c.task } : {}),
+    ...(c.shapes === 'stream' ? { shapes: c.shapes, ...(c.padding ? { padding: c.padding } : {}) } : {}),
     engine: c.engine,
     framework: ENGINES[c.engine].framework,
     mode: c.mode,
@@ -33,7 +42,7 @@ export function baseRecord(c: PlannedCell, config: RunConfig, startedAt: string)
     batchSize: c.batchSize,
     threads: c.threads,
     seed: config.seed,
-    flops: c.family.flopsPerSample(c.params) * c.batchSize * (c.task === 'training' ? TRAINING_FLOPS_FACTOR : 1),
+    flops,
     startedAt,
   };
 }
@@ -118,13 +127,23 @@ function replicateRecord(index: number, r: ReplicateOutcome, st: RepStatus, offs
           coldStart: {
             spawnMs: o.spawnMs,
             ...o.built.phases,
-            firstRunMs: o.parity.type === 'parity' ? o.parity.firstRunMs : o.parity.firstStepMs,
+            firstRunMs: o.parity.type === 'parity' ? o.parity.firstRunMs : o.parity.type === 'train-parity' ? o.parity.firstStepMs : o.parity.passNs[0]! / 1e6,
             totalMs: o.toFirstOutputMs,
           },
         }
       : {}),
     ...(load ? { load } : {}),
     ...(others !== undefined ? { othersCores: others } : {}),
+    ...(o.parity?.type === 'stream-parity'
+      ? {
+          stream: {
+            coldPassMs: nsToMs(o.parity.passNs),
+            warmBatchMs: o.streamSamples?.passesNs.length ? warmBatchMedians(o.streamSamples.passesNs.map(nsToMs)) : [],
+            compiles: { afterCold: o.parity.compiles, afterWarm: o.streamSamples?.compiles ?? null },
+            ...(o.fixedSamples?.samplesNs.length ? { fixedMs: medianOf(nsToMs(o.fixedSamples.samplesNs)) } : {}),
+          },
+        }
+      : {}),
   };
 }
 
@@ -232,9 +251,15 @@ export function cellFromReplicates(c: PlannedCell, config: RunConfig, startedAt:
   const mMean = medians.reduce((a, b) => a + b, 0) / medians.length;
   const betweenCv = medians.length > 1 && mMean > 0 ? Math.sqrt(medians.reduce((a, m) => a + (m - mMean) ** 2, 0) / (medians.length - 1)) / mMean : 0;
   const stops = [...new Set(cleanReps.map((r) => r.stopReason!))];
+  const runs = c.shapes === 'stream' && c.padding ? clean.flatMap((r) => streamRun(r.o) ?? []) : [];
+  const shapes = runs.length ? shapeStream(c.family, c.params, config.seed, c.batchSize) : undefined;
+  const stream = shapes ? streamFigures(shapes, c.padding!, runs, streamFlops(c.family, c.params, shapes, c.padding!)) : undefined;
+  // Samples per second: the rows of one timed sample (a stream cell's sample is the whole stream).
+  const rows = stream ? stream.batches * c.batchSize : c.batchSize;
   return {
     ...base,
     ...extras,
+    ...(stream ? { stream } : {}),
     status: 'ok',
     reason: null,
     stats,
@@ -245,7 +270,7 @@ export function cellFromReplicates(c: PlannedCell, config: RunConfig, startedAt:
     variation: { withinCv: cleanReps.reduce((a, r) => a + r.cv!, 0) / cleanReps.length, betweenCv },
     outliers: flagOutliers(samplesMs),
     warnings: cellWarnings(stats, reps, samplesMs),
-    throughput: c.batchSize / (stats.medianMs / 1000),
+    throughput: rows / (stats.medianMs / 1000),
     gflops: base.flops / (stats.medianMs / 1000) / 1e9,
     durationMs,
   };

@@ -303,12 +303,16 @@ export async function runWorkerProcess(file: string, args: string[], first: ToWo
         break;
       case 'parity':
       case 'train-parity':
+      case 'stream-parity':
         out.parity = msg;
         out.toFirstOutputMs = ms();
         write({ type: opts.onParity ? opts.onParity(msg) : 'stop' });
         break;
       case 'samples':
         out.samples = msg;
+        break;
+      case 'stream-samples':
+        out.streamSamples = msg;
         break;
       case 'memory':
         out.memory = msg;
