@@ -5,10 +5,16 @@ come ready in Keras layout: the orchestrator writes them with the same canonical
 the TensorFlow.js engines use (harness/engines/keras-layout.ts), as tensors named
 `<keras layer>/<index>` in `set_weights` order, so that mapping is described exactly once.
 
-Modes: `eager` (calling the model), `function` (tf.function) and `xla`
-(tf.function(jit_compile=True)); tracing and XLA compilation happen on the first call, which
-`KerasModel.compile` makes on the parity inputs: timed as the cold start's compile segment, never
-in the timed loop. Training cells: `build_trainer` (train.py)."""
+Modes: `eager` (calling the model), `function` (tf.function), `xla` (tf.function(jit_compile=True)),
+`function-signature` (tf.function with an input_signature whose batch and length dims are None:
+one trace for every shape) and `function-relaxed` (tf.function(reduce_retracing=True): TensorFlow
+generalises the shapes it has seen into a wider trace); tracing and XLA compilation happen on the
+first call, which `KerasModel.compile` makes on the parity inputs: timed as the cold start's
+compile segment, never in the timed loop. A tf.function without a signature traces again for each
+new input shape (and XLA compiles again): in a shape stream, `compile_count()` (the function's
+experimental_get_tracing_count()) counts those traces. Shape streams (BuildRequest.stream): the
+model takes (tokens [B, L], lengths [B]) and masks the padding (rnn.py, transformer.py).
+Training cells: `build_trainer` (train.py)."""
 
 import os
 
@@ -19,15 +25,41 @@ import tensorflow as tf
 from ..engine import BuiltModel, EngineUnavailable, devices_here, pick
 from . import cnn, rnn, transformer
 
-#: Workload family -> its module: `model(params, batch)` (the Keras model, variables created) and
+#: Workload family -> its module: `model(params, batch, stream=False)` (the Keras model, variables created) and
 #: `layer_weights(grouped, params)` (the Keras-layout file's weights as that model's layers take them).
 FAMILIES = {"cnn": cnn, "rnn": rnn, "transformer": transformer}
-#: Mode -> how the Keras call is wrapped (tf.function traces, and XLA compiles, on the first call).
-MODES = {
-    "eager": lambda call: call,
-    "function": lambda call: tf.function(call, jit_compile=False),
-    "xla": lambda call: tf.function(call, jit_compile=True),
+#: Mode -> the tf.function options it sets (None: no tf.function, the model is called eagerly).
+#: `input_signature` is filled in per model (`input_signature`).
+FUNCTION_OPTIONS = {
+    "eager": None,
+    "function": {"jit_compile": False},
+    "xla": {"jit_compile": True},
+    "function-signature": {"jit_compile": False, "input_signature": None},
+    "function-relaxed": {"jit_compile": False, "reduce_retracing": True},
 }
+
+
+def function_options(mode, signature=None):
+    """The mode's tf.function keyword arguments, the input signature filled in; None for eager."""
+    options = FUNCTION_OPTIONS[mode]
+    if options is None:
+        return None
+    if "input_signature" in options:
+        if signature is None:
+            raise ValueError(f"tensorflow mode '{mode}' needs the model's input signature")
+        options = {**options, "input_signature": signature}
+    return options
+
+
+def wrap(mode, call, signature=None):
+    """`call` as the mode runs it: as it is (eager) or a tf.function with the mode's options (it
+    traces, and XLA compiles, on its first call for each input signature it has no trace for)."""
+    options = function_options(mode, signature)
+    return call if options is None else tf.function(call, **options)
+
+
+#: Mode -> how a Keras call is wrapped (`wrap`); `signature` only matters to function-signature.
+MODES = {mode: (lambda call, signature=None, mode=mode: wrap(mode, call, signature)) for mode in FUNCTION_OPTIONS}
 GPU_FIX = "python-runners/.venv/bin/pip install -r python-runners/requirements-gpu.txt (tensorflow[and-cuda]) on a machine with an NVIDIA GPU and driver"
 
 
@@ -49,8 +81,8 @@ def load_keras_weights(model, grouped):
         raise ValueError(f"no Keras-layout weights for layers {uncovered}")
 
 
-def build_model(family, p, batch, native):
-    model = family.model(p, batch)
+def build_model(family, p, batch, native, stream=False):
+    model = family.model(p, batch, stream=True) if stream else family.model(p, batch)
     load_keras_weights(model, family.layer_weights(group_keras_weights(native), p))
     return model
 
@@ -80,18 +112,47 @@ def host_inputs(inputs):
         return tf.constant(inputs["tokens"])
 
 
+def input_signature(family_name, p, stream):
+    """The function-signature mode's input_signature: the model's inputs with None batch and, for
+    token sequences, None length (a stream's tokens and lengths; a fixed cell's tokens or NHWC images)."""
+    if stream:
+        return [tf.TensorSpec([None, None], tf.int32, name="tokens"), tf.TensorSpec([None], tf.int32, name="lengths")]
+    if family_name == "cnn":
+        return [tf.TensorSpec([None, p["image"], p["image"], p["channels"]], tf.float32, name="images")]
+    return [tf.TensorSpec([None, None], tf.int32, name="tokens")]
+
+
+def describe_function(options):
+    """How the settings name a mode's wrapping: `tf.function(...)` with its options, or eager."""
+    if options is None:
+        return "none (the Keras model called eagerly)"
+    shown = []
+    for key, value in options.items():
+        if key == "input_signature":
+            value = "[" + ", ".join(f"TensorSpec({list(s.shape)}, {s.dtype.name}, name={s.name!r})" for s in value) + "]"
+        shown.append(f"{key}={value}")
+    return f"tf.function({', '.join(shown)})"
+
+
 class KerasModel(BuiltModel):
-    def __init__(self, model, fn, mode, device, settings):
+    def __init__(self, model, fn, mode, device, settings, stream=False):
         self.model = model
         self.fn = fn
         self.compiles = mode != "eager"
         self.device = device
         self.settings = settings
+        self.stream = stream
         if device == "cuda":
             tf.config.experimental.reset_memory_stats("GPU:0")
 
     def prepare(self, inputs):
-        return host_inputs(inputs)
+        """The inputs the call takes, as tensors in host memory: (tokens or images,), or in a
+        stream (tokens, lengths)."""
+        x = host_inputs(inputs)
+        if not self.stream:
+            return (x,)
+        with tf.device("/CPU:0"):
+            return x, tf.constant(np.asarray(inputs["lengths"], dtype=np.int32))
 
     def session(self):
         return tf.device("/GPU:0" if self.device == "cuda" else "/CPU:0")
@@ -101,7 +162,11 @@ class KerasModel(BuiltModel):
 
     def run(self, feed):
         # .numpy() waits for the result and copies it to host memory: readback is part of the timed work.
-        return self.fn(feed).numpy()
+        return self.fn(*feed).numpy()
+
+    def compile_count(self):
+        """Traces of the tf.function so far (each XLA compilation follows one); None when eager."""
+        return self.fn.experimental_get_tracing_count() if self.compiles else None
 
     def peak_device_bytes(self):
         return tf.config.experimental.get_memory_info("GPU:0")["peak"] if self.device == "cuda" else None
@@ -129,7 +194,7 @@ def place_model(req):
         # Otherwise TensorFlow would silently place a CPU cell's ops on a visible GPU.
         tf.config.set_visible_devices([], "GPU")
     with tf.device("/GPU:0" if req.device == "cuda" else "/CPU:0"):
-        model = build_model(family, req.params, req.batch_size, req.native_weights)
+        model = build_model(family, req.params, req.batch_size, req.native_weights, req.stream)
     placed = {v.value.device for v in model.weights}
     wanted = "GPU" if req.device == "cuda" else "CPU"
     if not all(wanted in d for d in placed):
@@ -157,10 +222,23 @@ def runtime_settings(req, placed):
 
 
 def build(req):
-    wrap = pick("tensorflow", "mode", MODES, req.mode)
+    pick("tensorflow", "mode", MODES, req.mode)
     model, placed = place_model(req)
-    call = lambda x: model(x, training=False)  # noqa: E731
-    return KerasModel(model, wrap(call), req.mode, req.device, runtime_settings(req, placed))
+    if req.stream:
+        call = lambda tokens, lengths: model((tokens, lengths), training=False)  # noqa: E731
+    else:
+        call = lambda x: model(x, training=False)  # noqa: E731
+    signature = input_signature(req.family, req.params, req.stream)
+    options = function_options(req.mode, signature)
+    settings = {
+        **runtime_settings(req, placed),
+        "tfFunction": describe_function(options),
+        "inputSignature": options is not None and "input_signature" in options,
+        "reduceRetracing": bool(options and options.get("reduce_retracing")),
+        "shapes": "stream (tokens [B, L] and lengths [B], padding masked)" if req.stream else "fixed",
+    }
+    fn = wrap(req.mode, call, signature)
+    return KerasModel(model, fn, req.mode, req.device, settings, req.stream)
 
 
 def build_trainer(req):

@@ -25,7 +25,9 @@ def conv_bn(x, c):
     return layers.BatchNormalization(axis=-1, epsilon=BN_EPS, name=kname(c.bn))(x)
 
 
-def model(p, batch):
+def model(p, batch, stream=False):
+    if stream:
+        raise ValueError("the cnn family has no shape stream: it has no sequence length to vary")
     layout = resnet_layout(p)
     images = keras.Input((p["image"], p["image"], p["channels"]), batch_size=batch, name="images")
     x = layers.ReLU(name="conv1_relu")(conv_bn(images, layout.stem))

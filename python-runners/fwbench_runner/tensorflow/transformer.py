@@ -1,7 +1,16 @@
-"""BERT-style encoder in Keras: a subclassed model on keras MultiHeadAttention."""
+"""BERT-style encoder in Keras: a subclassed model on keras MultiHeadAttention.
+
+Fixed shape: called on tokens [batch, seq], no mask. Shape stream (`stream=True`): called on
+(tokens [B, L], lengths [B]) with any B and L <= seq; positions are 0..L-1 (the position embedding
+taken at the runtime length) and each attention layer gets the padding mask
+`tf.sequence_mask(lengths, L)` as its `attention_mask` over keys: Keras sets the scores of masked
+keys to a large negative number before the softmax (as the canonical -1e9 bias does, their weights
+are exactly 0), so a real token never attends to the right padding and the first token's pooled
+output, hence the logits, are the unpadded row's."""
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import layers
 
 #: LayerNorm epsilon of the canonical encoder (BERT's).
@@ -27,18 +36,26 @@ class Encoder(keras.Model):
         self.pooler = layers.Dense(p["hidden"], activation="tanh", name="pooler")
         self.classifier = layers.Dense(p["classes"], name="classifier")
 
-    def call(self, tokens):
-        x = self.embeddings_norm(self.word(tokens) + self.position(keras.ops.arange(tokens.shape[1])))
+    def call(self, inputs):
+        """`tokens`, or (tokens, lengths) in a shape stream."""
+        tokens, lengths = inputs if isinstance(inputs, (list, tuple)) else (inputs, None)
+        # The runtime length (a traced function may have an unknown one).
+        length = tf.shape(tokens)[1]
+        x = self.embeddings_norm(self.word(tokens) + self.position(tf.range(length)))
+        # [B, 1, L]: one row of key positions per batch row, the same for every query.
+        mask = None if lengths is None else tf.sequence_mask(lengths, length)[:, None, :]
         for l, attention in enumerate(self.attention):
-            x = self.attention_norm[l](x + attention(x, x))
+            x = self.attention_norm[l](x + attention(x, x, attention_mask=mask))
             # Exact (erf) GELU as BERT defines it; keras.activations.gelu defaults to the tanh approximation.
             x = self.ffn_norm[l](x + self.ffn_output[l](keras.activations.gelu(self.intermediate[l](x), approximate=False)))
         return self.classifier(self.pooler(x[:, 0]))
 
 
-def model(p, batch):
+def model(p, batch, stream=False):
     encoder = Encoder(p)
-    encoder(np.zeros((batch, p["seq"]), dtype=np.int32))  # creates the variables
+    tokens = np.zeros((batch, p["seq"]), dtype=np.int32)
+    # Creates the variables.
+    encoder((tokens, np.full(batch, p["seq"], dtype=np.int32)) if stream else tokens)
     return encoder
 
 
