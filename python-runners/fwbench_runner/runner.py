@@ -1,7 +1,9 @@
 """The runner loop, message for message the Python twin of harness/worker/node-worker.ts:
 job (or probe) -> hello -> built -> parity (train-parity for a training cell) -> continue|stop ->
 samples -> memory -> done, or an `error` naming the phase, with the traceback, and `unavailable`
-+ `fix` when the engine cannot run here. stdout/stderr stay free for the frameworks' own logs."""
++ `fix` when the engine cannot run here. A shape-stream cell (harness/worker/protocol.ts, the job's
+`stream`) sends stream-parity, and on continue stream-samples before its samples. stdout/stderr
+stay free for the frameworks' own logs."""
 
 import ctypes
 import importlib
@@ -15,6 +17,7 @@ import traceback
 
 from .engine import BuildRequest, EngineUnavailable, TrainRequest, install_fix
 from .fault import maybe_fault, parse_fault
+from .load import watch_load
 from .manifest import TASKS
 from .measure import measure
 from .memory import peak_host_bytes
@@ -78,6 +81,9 @@ class Worker:
             raise ValueError(f"expected a job or probe message, got '{first['type']}'")
         cell = first["cell"]
         training = cell.get("task", TASKS[0]) == "training"
+        stream = cell.get("shapes") == "stream"
+        if stream and "stream" not in first:
+            raise ValueError("a stream cell's job needs its `stream` field (the stream file and its passes)")
 
         def at(phase):
             self.enter(phase, cell["engine"], cell["batchSize"])
@@ -92,7 +98,8 @@ class Worker:
         t = clock()
         weights, _ = load_tensors(first["weightsPath"])
         native = load_tensors(first["nativeWeightsPath"])[0] if "nativeWeightsPath" in first else None
-        inputs, _ = load_tensors(first["inputsPath"])
+        # A stream cell's inputs are its stream file's batches (and its fixed baseline), not inputsPath.
+        inputs = load_tensors(first["stream"]["path"] if stream else first["inputsPath"])[0]
         labels = load_tensors(first["training"]["labelsPath"])[0]["labels"] if training else None
         weights_ns = clock() - t
         at("build")
@@ -102,7 +109,7 @@ class Worker:
                 raise ValueError(f"engine '{cell['engine']}' cannot train (its module has no build_trainer)")
             build, req = engine.build_trainer, TrainRequest(*model_args, recipe=first["training"], reference=first["training"].get("reference"))
         else:
-            build, req = engine.build, BuildRequest(*model_args)
+            build, req = engine.build, BuildRequest(*model_args, stream=stream)
         t = clock()
         model = build(req)
         build_ns = clock() - t
@@ -110,12 +117,25 @@ class Worker:
         phases = {"importMs": import_ns / 1e6, "weightsMs": weights_ns / 1e6, "buildMs": build_ns / 1e6}
         if training:
             self.train(first, model, inputs, labels, phases, at)
+        elif stream:
+            self.infer_stream(first, model, inputs, phases, at)
         else:
             self.infer(first, model, inputs, phases, at)
         at("memory")
         device_peak = model.peak_device_bytes()
         model.dispose()
         self.channel.send({"type": "memory", "peakHostBytes": peak_host_bytes(), **({} if device_peak is None else {"peakDeviceBytes": device_peak})})
+
+    def compile_and_announce(self, model, feed, phases):
+        """Inside the model's session: the mode's compile step on `feed` (the cold start's compile
+        segment), then `built`."""
+        if model.compiles:
+            # Inside the session: torch.compile guards on grad mode, so a graph compiled
+            # outside inference_mode would be compiled again by the first run.
+            t = time.perf_counter_ns()
+            model.compile(feed)
+            phases["compileMs"] = (time.perf_counter_ns() - t) / 1e6
+        self.channel.send({"type": "built", "phases": phases, "settings": model.settings})
 
     def infer(self, first, model, inputs, phases, at):
         """An inference cell from its build on: compile (modes that have one), parity, then measure when told to."""
@@ -124,13 +144,7 @@ class Worker:
         feed = model.prepare(inputs)
         prepare_ns = clock() - t
         with model.session():
-            if model.compiles:
-                # Inside the session: torch.compile guards on grad mode, so a graph compiled
-                # outside inference_mode would be compiled again by the first run.
-                t = clock()
-                model.compile(feed)
-                phases["compileMs"] = (clock() - t) / 1e6
-            self.channel.send({"type": "built", "phases": phases, "settings": model.settings})
+            self.compile_and_announce(model, feed, phases)
             at("parity")
             t = clock()
             out = model.run(feed)
@@ -138,6 +152,31 @@ class Worker:
             batch = first["cell"]["batchSize"]
             self.channel.send({"type": "parity", "firstRunMs": first_ns / 1e6, "shape": [batch, out.size // batch], "values": out.ravel().tolist()})
             self.measure_if_told(first, lambda: model.run(feed), at)
+
+    def infer_stream(self, first, model, tensors, phases, at):
+        """A shape-stream cell from its build on (harness/worker/protocol.ts, the job's `stream`):
+        every batch prepared outside timing, compile on the first, the cold pass (stream-parity);
+        when told to continue, the warm passes (stream-samples), then the usual timed loop on the
+        fixed-shape baseline (samples)."""
+        spec = first["stream"]
+        feeds = [model.prepare({"tokens": tensors[f"tokens.{i}"], "lengths": tensors[f"lengths.{i}"]}) for i in range(spec["batches"])]
+        with model.session():
+            self.compile_and_announce(model, feeds[0], phases)
+            at("parity")
+            pass_ns, outputs = stream_pass(model, feeds)
+            self.channel.send(
+                {"type": "stream-parity", "passNs": pass_ns, "outputs": [out.ravel().tolist() for out in outputs], "compiles": model.compile_count()}
+            )
+            del outputs
+            if not self.told_to_continue():
+                return
+            at("measure")
+            self.channel.send({"type": "stream-samples", **warm_passes(model, feeds, spec, first["measure"])})
+            # The reference's stream file has no fixed baseline; it is never told to continue.
+            if "fixed.tokens" not in tensors:
+                raise ValueError(f"{spec['path']} has no fixed.tokens (a reference's stream file): a stream cell's file needs its fixed-shape baseline")
+            fixed = model.prepare({"tokens": tensors["fixed.tokens"], "lengths": tensors["fixed.lengths"]})
+            self.timed_loop(first, lambda: model.run(fixed), at)
 
     def train(self, first, trainer, inputs, labels, phases, at):
         """A training cell from its build on: the parity steps (the first one, which includes any
@@ -172,12 +211,48 @@ class Worker:
             self.channel.send({"type": "train-parity", "firstStepMs": first_ns / 1e6, "losses": [float(v) for v in losses]})
             self.measure_if_told(first, lambda: trainer.step(feed, False), at)
 
+    def told_to_continue(self):
+        """Waits for the parity verdict: True on `continue`, False on `stop`."""
+        return self.channel.receive()["type"] == "continue"
+
+    def timed_loop(self, first, iteration, at):
+        """Warm-up and the timed loop of `iteration`, then `samples`."""
+        at("warmup")
+        self.channel.send({"type": "samples", **measure(iteration, first["measure"], on_timed_loop=lambda: at("measure"))})
+
     def measure_if_told(self, first, iteration, at):
         """Waits for the parity verdict; on `continue`, warm-up and the timed loop of `iteration`, then `samples`."""
-        verdict = self.channel.receive()
-        if verdict["type"] == "continue":
-            at("warmup")
-            self.channel.send({"type": "samples", **measure(iteration, first["measure"], on_timed_loop=lambda: at("measure"))})
+        if self.told_to_continue():
+            self.timed_loop(first, iteration, at)
+
+
+def stream_pass(model, feeds, clock=time.perf_counter_ns):
+    """One pass over a stream: each prepared batch run once, in order, timed one by one (each time
+    includes the readback of its logits). Returns (times in ns, logits)."""
+    times, outputs = [], []
+    for feed in feeds:
+        t = clock()
+        out = model.run(feed)
+        times.append(clock() - t)
+        outputs.append(out)
+    return times, outputs
+
+
+def warm_passes(model, feeds, spec, settings, clock=time.perf_counter_ns, watch=watch_load):
+    """The warm passes over a stream (harness/worker/protocol.ts): pass after pass until at least
+    spec.minPasses passes and settings.minTimeMs, stopping at spec.maxPasses or settings.maxTimeMs
+    (after one pass at least). Returns the `stream-samples` fields, with the CPU accounting of the
+    passes as the timed loop's `samples` has it (`load`)."""
+    load_of_passes = watch() if watch else None
+    passes = []
+    start = clock()
+    while True:
+        passes.append(stream_pass(model, feeds, clock)[0])
+        elapsed_ms = (clock() - start) / 1e6
+        enough = len(passes) >= spec["minPasses"] and elapsed_ms >= settings["minTimeMs"]
+        if enough or len(passes) >= spec["maxPasses"] or elapsed_ms >= settings["maxTimeMs"]:
+            break
+    return {"passesNs": passes, "compiles": model.compile_count(), **({"load": load_of_passes()} if load_of_passes else {})}
 
 
 def die_with_orchestrator():

@@ -5,8 +5,12 @@ directly: the canonical names are PyTorch's module paths, apart from what a fami
 `parameter_name` renames (nn.LSTM's flat parameter names, nn.Embedding's `.weight`).
 
 Modes: `eager` (torch.inference_mode), `torchscript` (torch.jit.trace + torch.jit.freeze on the
-parity inputs) and `compile` (torch.compile, which compiles on its first call): both in
-`TorchModel.compile`, timed as the cold start's compile segment, never in the timed loop.
+parity inputs) and torch.compile, which compiles on its first call, with each value of its
+`dynamic=` option: `compile` (None, the default: static shapes first, dynamic ones after a shape
+changes), `compile-static` (False: a graph per shape) and `compile-dynamic` (True: symbolic shapes
+from the start). Tracing and the first compilation are in `TorchModel.compile`, timed as the cold
+start's compile segment, never in the timed loop; a shape stream's new shapes compile (or not) in
+its cold pass, and `compile_count` reports torch's own count.
 Training (`build_trainer`): train.py."""
 
 import os
@@ -21,6 +25,11 @@ from . import cnn, rnn, transformer
 
 #: Workload family -> its module: `model(params)` (the nn.Module) and `parameter_name(canonical)`.
 FAMILIES = {"cnn": cnn, "rnn": rnn, "transformer": transformer}
+#: Families with a shape stream -> how their model takes a stream batch (recorded in settings).
+STREAM_FAMILIES = {
+    "rnn": "model(tokens, lengths): nn.utils.rnn.pack_padded_sequence(enforce_sorted=False), top layer's h_n",
+    "transformer": "model(tokens, lengths): positions 0..L-1, -1e9 additive key padding mask (attn_mask of F.scaled_dot_product_attention)",
+}
 GPU_FIX = "python-runners/.venv/bin/pip install -r python-runners/requirements-gpu.txt on a machine with an NVIDIA GPU and driver"
 
 
@@ -63,26 +72,67 @@ def probe():
 
 def trace_and_freeze(model, feed):
     with torch.no_grad():
-        model.fn = torch.jit.freeze(torch.jit.trace(model.fn, feed.to(model.device)))
+        model.fn = torch.jit.freeze(torch.jit.trace(model.fn, model.on_device(feed)))
+    model.traces += 1
 
 
-def compile_on_first_call(model, feed):
-    # Wrapping here too: torch.compile's first use imports Dynamo and Inductor (seconds), part of compiling.
-    model.fn = torch.compile(model.fn, dynamic=False)
-    model.run(feed)
+def compile_with(dynamic):
+    """The compile step of torch.compile with this `dynamic=` option."""
+
+    def compile_on_first_call(model, feed):
+        # Wrapping here too: torch.compile's first use imports Dynamo and Inductor (seconds), part of compiling.
+        model.fn = torch.compile(model.fn, dynamic=dynamic)
+        model.run(feed)
+
+    compile_on_first_call.dynamic = dynamic
+    return compile_on_first_call
 
 
 #: Mode -> its tracing / compilation step on the prepared parity inputs (eager has none).
-MODES = {"eager": None, "torchscript": trace_and_freeze, "compile": compile_on_first_call}
+MODES = {
+    "eager": None,
+    "torchscript": trace_and_freeze,
+    "compile": compile_with(None),
+    "compile-static": compile_with(False),
+    "compile-dynamic": compile_with(True),
+}
+
+
+def compiled_graphs():
+    """torch.compile's own count of the graphs it compiled (Dynamo's unique_graphs counter)."""
+    from torch._dynamo.utils import counters
+
+    return counters["stats"]["unique_graphs"]
+
+
+def reset_compiler():
+    """Forgets every graph and count torch.compile holds, so the counter counts this model's graphs only."""
+    import torch._dynamo
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+
+
+def recompile_limit():
+    """(name, value) of Dynamo's limit on the graphs per function, beyond which it runs the function eagerly."""
+    import torch._dynamo.config as config
+
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(config, name):
+            return name, getattr(config, name)
+    return None, None
 
 
 class TorchModel(BuiltModel):
-    def __init__(self, fn, mode, device, settings):
+    def __init__(self, fn, mode, device, settings, stream=False):
         self.fn = fn
         self.compile_step = MODES[mode]
         self.compiles = self.compile_step is not None
         self.device = device
         self.settings = settings
+        self.stream = stream
+        self.traces = 0
         self.cuda = device.type == "cuda"
         if self.cuda:
             torch.cuda.reset_peak_memory_stats(device)
@@ -91,7 +141,15 @@ class TorchModel(BuiltModel):
         # PyTorch users hold NCHW float images and int64 token ids; copying makes them writable.
         if "images" in inputs:
             return torch.from_numpy(np.array(inputs["images"], dtype=np.float32))
-        return torch.from_numpy(np.array(inputs["tokens"], dtype=np.int64))
+        tokens = torch.from_numpy(np.array(inputs["tokens"], dtype=np.int64))
+        if not self.stream:
+            return tokens
+        # A stream batch is called as model(tokens, lengths), the lengths int64 as PyTorch's own.
+        return tokens, torch.from_numpy(np.array(inputs["lengths"], dtype=np.int64))
+
+    def on_device(self, feed):
+        """The prepared feed on the model's device (a no-op on the CPU)."""
+        return tuple(t.to(self.device) for t in feed) if self.stream else feed.to(self.device)
 
     def session(self):
         return torch.inference_mode()
@@ -99,11 +157,18 @@ class TorchModel(BuiltModel):
     def compile(self, feed):
         self.compile_step(self, feed)
 
+    def compile_count(self):
+        if self.compile_step is trace_and_freeze:
+            return self.traces
+        return None if self.compile_step is None else compiled_graphs()
+
     def run(self, feed):
-        if not self.cuda:
-            return self.fn(feed).numpy()
         # Inputs start on the host each call, as they do for every engine (ORT, tfjs take host arrays).
-        out = self.fn(feed.to(self.device)).cpu()
+        x = self.on_device(feed) if self.cuda else feed
+        out = self.fn(*x) if self.stream else self.fn(x)
+        if not self.cuda:
+            return out.numpy()
+        out = out.cpu()
         # .cpu() already waits for the copy; this makes "all queued work finished" explicit before the clock is read.
         torch.cuda.synchronize(self.device)
         return out.numpy()
@@ -144,7 +209,7 @@ def base_settings(req, device):
         # "highest" is strict FP32; "high"/"medium" let matmuls use TF32 or bf16 passes.
         "float32MatmulPrecision": torch.get_float32_matmul_precision(),
     }
-    if req.mode == "compile":
+    if req.mode.startswith("compile"):
         settings["compileBackend"] = "inductor"
     if device.type == "cuda":
         settings.update(
@@ -160,6 +225,8 @@ def base_settings(req, device):
 def build(req):
     family = pick("torch", "workload family", FAMILIES, req.family)
     pick("torch", "mode", MODES, req.mode)
+    if req.stream and req.family not in STREAM_FAMILIES:
+        raise ValueError(f"torch: the {req.family} family has no shape stream (a stream varies the length of token sequences)")
     configure_threads(req.threads)
     device = torch_device(req.device)
     model = family.model(req.params)
@@ -169,7 +236,17 @@ def build(req):
     if placed != {device}:
         raise RuntimeError(f"model tensors on {sorted(map(str, placed))}, expected all on {device}")
     settings = {**base_settings(req, device), "gradMode": "inference_mode", "placement": f"all parameters and buffers on {device}"}
-    return TorchModel(model, req.mode, device, settings)
+    if req.stream:
+        settings["streamInputs"] = STREAM_FAMILIES[req.family]
+    if req.mode.startswith("compile"):
+        reset_compiler()
+        # What torch does when shapes change: dynamic= decides, and past the recompile limit Dynamo
+        # stops compiling the function and runs it eagerly.
+        settings["compileDynamic"] = str(MODES[req.mode].dynamic)
+        name, limit = recompile_limit()
+        if name:
+            settings["dynamoRecompileLimit"] = f"{limit} (torch._dynamo.config.{name})"
+    return TorchModel(model, req.mode, device, settings, stream=req.stream)
 
 
 def build_trainer(req):
