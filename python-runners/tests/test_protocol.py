@@ -63,7 +63,7 @@ def cell_error(job, **cell):
 def test_a_cell_outside_the_manifest_is_refused_in_one_line_naming_the_valid_values(jobs):
     job = jobs["torch", "eager", "rnn"]
     assert cell_error(job, family="gru") == "unknown workload family 'gru'; valid: cnn, rnn, transformer"
-    assert cell_error(job, mode="function") == "unknown mode 'function' for engine 'torch'; valid: eager, torchscript, compile"
+    assert cell_error(job, mode="function") == "unknown mode 'function' for engine 'torch'; valid: eager, torchscript, compile, compile-static, compile-dynamic"
     assert cell_error(job, device="tpu") == "unknown device 'tpu'; valid: cpu, cuda"
 
 
