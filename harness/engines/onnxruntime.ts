@@ -18,7 +18,7 @@ import {
 } from './types.js';
 
 type Ort = typeof import('onnxruntime-node');
-type BuildModel = (family: FamilyName, params: Params, weights: TensorMap) => Uint8Array;
+type BuildModel = (family: FamilyName, params: Params, weights: TensorMap, options?: { stream?: boolean }) => Uint8Array;
 
 /** ORT graph optimization levels, most optimized (the default) first. */
 const MODES = ['all', 'extended', 'basic', 'disabled'] as const;
@@ -85,7 +85,9 @@ function createRuntime(ort: Ort, buildModel: BuildModel): EngineRuntime {
         enableMemPattern: true,
         executionProviders,
       };
-      const session = await ort.InferenceSession.create(buildModel(req.family, req.params, req.weights), options);
+      // A stream model (req.stream) has a symbolic length and a `lengths` input: one session serves every shape.
+      const session = await ort.InferenceSession.create(buildModel(req.family, req.params, req.weights, req.stream ? { stream: true } : {}), options);
+      const sessionsCreated = 1;
       // The ORT tensors wrapping the host inputs are made once per input map (the worker keeps one), as a user holds
       // them: the graph takes int64 token ids (as exported NLP models do), and neither that
       // widening nor the wrapper objects belong in the timed forward passes (bench/overhead.ts
@@ -98,14 +100,17 @@ function createRuntime(ort: Ort, buildModel: BuildModel): EngineRuntime {
         for (const name of session.inputNames) {
           const t = inputs.get(name);
           if (!t) throw new Error(`onnxruntime: input '${name}' missing`);
+          // `lengths` stays int32, the type of ONNX LSTM's sequence_lens (the stream graphs declare it so).
           feeds[name] =
             t.dtype === 'F32'
               ? new ort.Tensor('float32', t.data as Float32Array, t.shape)
-              : new ort.Tensor(
-                  'int64',
-                  BigInt64Array.from(t.data, (v) => BigInt(v)),
-                  t.shape,
-                );
+              : name === 'lengths'
+                ? new ort.Tensor('int32', t.data as Int32Array, t.shape)
+                : new ort.Tensor(
+                    'int64',
+                    BigInt64Array.from(t.data, (v) => BigInt(v)),
+                    t.shape,
+                  );
         }
         wrapped.set(inputs, feeds);
         return feeds;
@@ -135,6 +140,8 @@ function createRuntime(ort: Ort, buildModel: BuildModel): EngineRuntime {
         async dispose(): Promise<void> {
           await session.release();
         },
+        // ORT compiles (optimizes and plans) a graph once, when its session is created; new shapes reuse it.
+        compileCount: () => sessionsCreated,
         native: { kind: 'onnxruntime', session },
       };
     },

@@ -206,3 +206,49 @@ export async function measure(
   const load = loadOfLoop?.();
   return { warmupNs, samplesNs, stopReason, warmupStopReason, interval: medianCi(samplesNs), clockResolutionNs, ...(load ? { load } : {}) };
 }
+
+/** When a stream cell's warm passes stop (the job's `stream` passes and the measure settings' times). */
+export interface PassSettings {
+  minPasses: number;
+  maxPasses: number;
+  minTimeMs: number;
+  maxTimeMs: number;
+}
+
+/** A stream cell's warm passes: `passesNs[p][i]` batch i's time in pass p, and the CPU accounting of all the passes. */
+export interface PassesResult {
+  passesNs: number[][];
+  load?: TimedLoopLoad;
+}
+
+/**
+ * The warm passes of a shape stream (harness/worker/protocol.ts, job.stream): the whole stream,
+ * batch after batch (`run(i)`, each timed alone including readback), pass after pass, until at
+ * least `minPasses` passes and `minTimeMs`; it stops at `maxPasses` or `maxTimeMs`, always after
+ * one whole pass at least. The load is watched over all the passes, as over a fixed timed loop.
+ */
+export async function measurePasses(
+  run: (batch: number) => Promise<unknown>,
+  batches: number,
+  s: PassSettings,
+  clock: () => bigint = process.hrtime.bigint,
+  watch: (() => () => TimedLoopLoad) | undefined = watchLoad,
+): Promise<PassesResult> {
+  const loadOfPasses = watch?.();
+  const passesNs: number[][] = [];
+  const start = clock();
+  for (;;) {
+    const pass: number[] = [];
+    for (let i = 0; i < batches; i++) {
+      const t0 = clock();
+      await run(i);
+      pass.push(Number(clock() - t0));
+    }
+    passesNs.push(pass);
+    const elapsedMs = Number(clock() - start) / 1e6;
+    if (passesNs.length >= s.maxPasses || elapsedMs >= s.maxTimeMs) break;
+    if (passesNs.length >= s.minPasses && elapsedMs >= s.minTimeMs) break;
+  }
+  const load = loadOfPasses?.();
+  return { passesNs, ...(load ? { load } : {}) };
+}

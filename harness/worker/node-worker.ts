@@ -1,7 +1,7 @@
 import net from 'node:net';
 import readline from 'node:readline';
-import { loadTensors, saveTensors, type TensorMap } from '../../workloads/safetensors.js';
-import { measure } from './measure.js';
+import { loadTensors, saveTensors, type Tensor, type TensorMap } from '../../workloads/safetensors.js';
+import { measure, measurePasses, type PassSettings } from './measure.js';
 import { FromWorker, PROTOCOL_VERSION, ToWorkerSchema, TRAIN_PARITY_TENSORS, type Phase, type ToWorker } from './protocol.js';
 import { getNodeEngine } from '../engines/registry.js';
 import { EngineUnavailable, type BuildRequest, type EngineRuntime, type EngineSettings } from '../engines/types.js';
@@ -66,15 +66,57 @@ type Job = Extract<ToWorker, { type: 'job' }>;
 
 /**
  * What a cell does once built, inference or training: its parity phase (first run, checked by the
- * orchestrator) and the iteration its timed loop repeats.
+ * orchestrator) and the iteration its timed loop repeats; a stream cell also has its warm passes.
  */
 interface Subject {
   settings: EngineSettings;
-  /** The first run(s) after build, with what the orchestrator checks; sends its message. */
+  /** The first run(s) after build, with what the orchestrator checks; sends its message (a stream cell: its cold pass). */
   parity(): Promise<void>;
+  /** Stream cells, after `continue`: the warm passes over the stream (phase measure); sends `stream-samples`. */
+  streamPasses?(): Promise<void>;
   /** One timed iteration. */
   iterate(): Promise<unknown>;
   dispose(): Promise<void>;
+}
+
+/** A stream cell's batches as read from its file (harness/worker/protocol.ts, job.stream). */
+interface StreamInputs {
+  /** Batch i's `tokens` and `lengths`, one map per batch (made once: engines keep what they derive from a map). */
+  batches: TensorMap[];
+  /** The fixed-shape baseline's `tokens` and `lengths` (the file's `fixed.*`), read when the timed loop needs them. */
+  fixed(): TensorMap;
+  /** The job's pass counts with its measure settings' times. */
+  passes: PassSettings;
+}
+
+/** Reads a stream file: `tokens.<i>` I32 [rows, L_i] and `lengths.<i>` I32 [rows] for i < batches, and `fixed.*` on demand. */
+function readStream(job: Job): StreamInputs {
+  const { stream, measure: m } = job;
+  if (!stream) throw new Error("a stream cell (shapes stream) needs the job's `stream` field");
+  const tensors = loadTensors(stream.path).tensors;
+  const pair = (tokensName: string, lengthsName: string): TensorMap => {
+    const get = (name: string): Tensor => {
+      const t = tensors.get(name);
+      if (!t || t.dtype !== 'I32') throw new Error(`${stream.path}: expected an I32 tensor '${name}'`);
+      return t;
+    };
+    const tokens = get(tokensName);
+    const lengths = get(lengthsName);
+    if (tokens.shape.length !== 2 || lengths.shape.length !== 1 || lengths.shape[0] !== tokens.shape[0]) {
+      throw new Error(`${stream.path}: '${tokensName}' [${tokens.shape}] and '${lengthsName}' [${lengths.shape}] are not [rows, length] and [rows]`);
+    }
+    return new Map([
+      ['tokens', tokens],
+      ['lengths', lengths],
+    ]);
+  };
+  const batches = Array.from({ length: stream.batches }, (_, i) => pair(`tokens.${i}`, `lengths.${i}`));
+  let fixed: TensorMap | undefined;
+  return {
+    batches,
+    fixed: () => (fixed ??= pair('fixed.tokens', 'fixed.lengths')),
+    passes: { minPasses: stream.minPasses, maxPasses: stream.maxPasses, minTimeMs: m.minTimeMs, maxTimeMs: m.maxTimeMs },
+  };
 }
 
 /** The cold start's segments, each on this process's monotonic clock. */
@@ -86,6 +128,8 @@ async function runJob(first: Job): Promise<void> {
   const at = (p: Phase): Promise<void> => enter(p, cell.engine, cell.batchSize);
   const training = cell.task === 'training' ? first.training : undefined;
   if (cell.task === 'training' && !training) throw new Error('a training job needs its `training` fields (recipe, labelsPath, parityPath)');
+  const streamed = cell.shapes === 'stream';
+  if (streamed && training) throw new Error('a shape stream times inference: a training cell runs one fixed shape');
   await at('load');
   let t = process.hrtime.bigint();
   const runtime = await getNodeEngine(cell.engine).load();
@@ -95,6 +139,7 @@ async function runJob(first: Job): Promise<void> {
   const weights = loadTensors(first.weightsPath).tensors;
   const inputs = loadTensors(first.inputsPath).tensors;
   const labels = training ? readLabels(training.labelsPath) : undefined;
+  const stream = streamed ? readStream(first) : undefined;
   const weightsMs = msSince(t);
   await at('build');
   const req: BuildRequest = {
@@ -105,9 +150,10 @@ async function runJob(first: Job): Promise<void> {
     device: cell.device,
     mode: cell.mode,
     threads: cell.threads,
+    ...(streamed ? { stream: true } : {}),
   };
   t = process.hrtime.bigint();
-  const subject = training ? await trainingSubject(cell.engine, runtime, req, training, inputs, labels!) : await inferenceSubject(runtime, req, inputs);
+  const subject = training ? await trainingSubject(cell.engine, runtime, req, training, inputs, labels!) : await inferenceSubject(runtime, req, inputs, stream);
   const buildMs = msSince(t);
   weights.clear();
   // No compile segment: ORT optimizes the graph inside session creation (build), TensorFlow.js runs eagerly.
@@ -116,6 +162,10 @@ async function runJob(first: Job): Promise<void> {
   await subject.parity();
   const verdict = await receive();
   if (verdict.type === 'continue') {
+    if (subject.streamPasses) {
+      await at('measure');
+      await subject.streamPasses();
+    }
     await at('warmup');
     const r = await measure(
       () => subject.iterate(),
@@ -130,17 +180,47 @@ async function runJob(first: Job): Promise<void> {
   send({ type: 'memory', peakHostBytes: peakHostBytes() });
 }
 
-/** Inference: one forward pass with readback; parity sends its logits. */
-async function inferenceSubject(runtime: EngineRuntime, req: BuildRequest, inputs: TensorMap): Promise<Subject> {
+/**
+ * Inference: one forward pass with readback; parity sends its logits. A stream cell's parity is
+ * its cold pass (every batch once, each timed with its readback: `stream-parity`), its warm passes
+ * follow a `continue` (`stream-samples`), and its timed loop runs the fixed-shape baseline.
+ */
+async function inferenceSubject(runtime: EngineRuntime, req: BuildRequest, inputs: TensorMap, stream?: StreamInputs): Promise<Subject> {
   const model = await runtime.build(req);
+  if (!stream) {
+    return {
+      settings: model.settings,
+      async parity() {
+        const t = process.hrtime.bigint();
+        const out = await model.run(inputs);
+        send({ type: 'parity', firstRunMs: msSince(t), shape: [req.batchSize, out.length / req.batchSize], values: Array.from(out) });
+      },
+      iterate: () => model.run(inputs),
+      dispose: () => model.dispose(),
+    };
+  }
+  const compiles = (): number | null => model.compileCount?.() ?? null;
+  const { batches, passes } = stream;
   return {
     settings: model.settings,
     async parity() {
-      const t = process.hrtime.bigint();
-      const out = await model.run(inputs);
-      send({ type: 'parity', firstRunMs: msSince(t), shape: [req.batchSize, out.length / req.batchSize], values: Array.from(out) });
+      const passNs: number[] = [];
+      const outputs: number[][] = [];
+      for (const batch of batches) {
+        const t = process.hrtime.bigint();
+        const out = await model.run(batch);
+        passNs.push(Number(process.hrtime.bigint() - t));
+        outputs.push(Array.from(out));
+      }
+      send({ type: 'stream-parity', passNs, outputs, compiles: compiles() });
     },
-    iterate: () => model.run(inputs),
+    async streamPasses() {
+      // The baseline's inputs are checked before the passes spend their time.
+      stream.fixed();
+      const r = await measurePasses((i) => model.run(batches[i]!), batches.length, passes);
+      send({ type: 'stream-samples', passesNs: r.passesNs, compiles: compiles(), ...(r.load ? { load: r.load } : {}) });
+    },
+    iterate: () => model.run(stream.fixed()),
     dispose: () => model.dispose(),
   };
 }

@@ -74,6 +74,16 @@ export function transpose2d(t: Tensor): GraphTensor {
   return { type: 'float32', dims: [cols, rows], data: out };
 }
 
+/** How a workload's graph is built. */
+export interface GraphOptions {
+  /**
+   * For a shape stream (BuildRequest.stream): symbolic sequence length and an int32 `lengths`
+   * [batch] input; padding at or beyond a row's length never changes its logits. Absent: the
+   * fixed-shape graph, unchanged.
+   */
+  stream?: boolean;
+}
+
 /** Options of {@link GraphBuilder.toModel}. */
 export interface ModelOptions {
   opset?: number;

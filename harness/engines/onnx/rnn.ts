@@ -1,7 +1,7 @@
 import { CANONICAL_GATES } from '../../../workloads/rnn.js';
 import type { Tensor, TensorMap } from '../../../workloads/safetensors.js';
 import { int, type Params } from '../../../workloads/types.js';
-import { GraphBuilder, weight, type GraphTensor } from './graph.js';
+import { GraphBuilder, weight, type GraphOptions, type GraphTensor } from './graph.js';
 
 /** ONNX LSTM's gate block order (input, output, forget, cell), as the operator spec defines it. */
 const ONNX_GATES = ['i', 'o', 'f', 'g'] as const;
@@ -18,8 +18,13 @@ function reorderGates(t: Tensor, out: Float32Array, offset = 0): void {
  * Stacked LSTM classifier as ONNX: Gather embedding, time-major Transpose, one `LSTM` node per
  * layer (forward, layout 0) and a Gemm on the last layer's final hidden state. Input `tokens`
  * [batch, seq] int64, output `logits` [batch, classes].
+ *
+ * With `stream`, the sequence dim is symbolic (`tokens` [batch, length]) and an int32 input
+ * `lengths` [batch] is every LSTM's own `sequence_lens`, ONNX's native variable-length support:
+ * a row's steps beyond its length are not computed (their Y is zero) and Y_h is its hidden state
+ * at its last real step, which the classifier reads.
  */
-export function rnnGraph(params: Params, weights: TensorMap): GraphBuilder {
+export function rnnGraph(params: Params, weights: TensorMap, { stream = false }: GraphOptions = {}): GraphBuilder {
   const [S, H, E, L, V, C] = ['seq', 'hidden', 'embed', 'layers', 'vocab', 'classes'].map((k) => int(params, k)) as [
     number,
     number,
@@ -30,7 +35,8 @@ export function rnnGraph(params: Params, weights: TensorMap): GraphBuilder {
   ];
   const g = new GraphBuilder('fwbench-rnn');
 
-  const tokens = g.input('tokens', 'int64', ['batch', S]);
+  const tokens = g.input('tokens', 'int64', ['batch', stream ? 'length' : S]);
+  const lengths = stream ? g.input('lengths', 'int32', ['batch']) : undefined;
   const table = g.initializer('embedding.weight', weight(weights, 'embedding.weight', [V, E]));
   const embedded = g.op('Gather', [table, tokens], { axis: 0 });
   // ONNX LSTM's layout 0 is time-major: X is [seq, batch, input].
@@ -53,6 +59,7 @@ export function rnnGraph(params: Params, weights: TensorMap): GraphBuilder {
       g.initializer(`${p}.W`, gates('weight_ih', inSize)),
       g.initializer(`${p}.R`, gates('weight_hh', H)),
       g.initializer(`${p}.B`, { type: 'float32', dims: [1, 8 * H], data: bias }),
+      ...(lengths ? [lengths] : []),
     ];
     const attrs = { hidden_size: H, direction: 'forward', layout: 0 };
     if (l < L - 1) {

@@ -1,15 +1,23 @@
 import type { TensorMap } from '../../../workloads/safetensors.js';
 import { LAYER_NORM_EPS } from '../../../workloads/transformer.js';
 import { int, type Params } from '../../../workloads/types.js';
-import { float, GraphBuilder, transpose2d, weight } from './graph.js';
+import { float, GraphBuilder, transpose2d, weight, type GraphOptions } from './graph.js';
+
+/** Additive bias on the attention scores of padding keys (workloads/transformer.ts). */
+const MASK_BIAS = -1e9;
 
 /**
  * BERT-style encoder classifier as ONNX, written the way exporters emit it (MatMul + Add linears,
  * Reshape/Transpose head split, explicit erf GELU) so ORT's attention, GELU and LayerNorm fusions
  * are exercised by the optimization levels. Input `tokens` [batch, seq] int64, output `logits`
  * [batch, classes].
+ *
+ * With `stream`, the sequence dim is symbolic too (`tokens` [batch, length], length <= seq) and an
+ * int32 input `lengths` [batch] gives each row's real tokens: the position table is sliced to the
+ * runtime length (Shape of tokens), and the scores of keys at or beyond a row's length get a -1e9
+ * bias computed in the graph from `lengths`, so padding never reaches a real token.
  */
-export function transformerGraph(params: Params, weights: TensorMap): GraphBuilder {
+export function transformerGraph(params: Params, weights: TensorMap, { stream = false }: GraphOptions = {}): GraphBuilder {
   const [S, H, heads, L, F, V, C] = ['seq', 'hidden', 'heads', 'layers', 'ffn', 'vocab', 'classes'].map((k) => int(params, k)) as [
     number,
     number,
@@ -40,9 +48,30 @@ export function transformerGraph(params: Params, weights: TensorMap): GraphBuild
   const scale = g.floatConst([1 / Math.sqrt(d)], []);
   const [one, half, sqrt2] = [g.floatConst([1], []), g.floatConst([0.5], []), g.floatConst([Math.SQRT2], [])];
 
-  const tokens = g.input('tokens', 'int64', ['batch', S]);
+  const tokens = g.input('tokens', 'int64', ['batch', stream ? 'length' : S]);
   const words = g.op('Gather', [g.initializer('embeddings.word', weight(weights, 'embeddings.word', [V, H])), tokens], { axis: 0 });
-  const positions = g.initializer('embeddings.position', weight(weights, 'embeddings.position', [S, H]));
+  const table = g.initializer('embeddings.position', weight(weights, 'embeddings.position', [S, H]));
+  let positions = table;
+  /** Stream graphs: [batch, 1, 1, length], 0 on real keys and -1e9 on padding, added to the scores. */
+  let keyBias: string | undefined;
+  if (stream) {
+    const lengths = g.input('lengths', 'int32', ['batch']);
+    // [1]: the runtime length, from tokens' shape.
+    const length = g.op('Shape', [tokens], { start: 1, end: 2 });
+    const zero = g.int64Const([0]);
+    const axis0 = g.int64Const([0]);
+    positions = g.op('Slice', [table, zero, length, axis0]);
+    // Key index k is padding for row b when k >= lengths[b].
+    const steps = g.op('Slice', [
+      g.initializer('key_index', { type: 'int32', dims: [S], data: Int32Array.from({ length: S }, (_, i) => i) }),
+      zero,
+      length,
+      axis0,
+    ]);
+    const real = g.op('Less', [steps, g.op('Unsqueeze', [lengths, g.int64Const([1])])]); // [batch, length]
+    const bias = g.op('Where', [real, g.floatConst([0], []), g.floatConst([MASK_BIAS], [])]);
+    keyBias = g.op('Unsqueeze', [bias, g.int64Const([1, 2])]);
+  }
   let x = layerNorm(g.op('Add', [words, positions]), 'embeddings.norm');
 
   for (let l = 0; l < L; l++) {
@@ -50,7 +79,8 @@ export function transformerGraph(params: Params, weights: TensorMap): GraphBuild
     const q = heads4d(linear(x, `${a}.query`, H, H), [0, 2, 1, 3]); // [b, h, s, d]
     const k = heads4d(linear(x, `${a}.key`, H, H), [0, 2, 3, 1]); // [b, h, d, s]
     const v = heads4d(linear(x, `${a}.value`, H, H), [0, 2, 1, 3]); // [b, h, s, d]
-    const probs = g.op('Softmax', [g.op('Mul', [g.op('MatMul', [q, k]), scale])], { axis: -1 });
+    const scores = g.op('Mul', [g.op('MatMul', [q, k]), scale]);
+    const probs = g.op('Softmax', [keyBias ? g.op('Add', [scores, keyBias]) : scores], { axis: -1 });
     const context = g.op('Reshape', [g.op('Transpose', [g.op('MatMul', [probs, v])], { perm: [0, 2, 1, 3] }), mergeShape]);
     x = layerNorm(g.op('Add', [linear(context, `${a}.output`, H, H), x]), `${a}.norm`);
 
