@@ -131,15 +131,29 @@ async function ready(spec: BackendSpec, threads: number | undefined): Promise<Lo
   }
 }
 
+/** How a stream model takes its padded batch (settings.streamInputs). */
+const STREAM_INPUTS: Partial<Record<FamilyName, string>> = {
+  transformer: 'tokens [batch, L] + lengths [batch]: position table sliced to L; -1e9 added to the scores of padded keys',
+  rnn: 'tokens [batch, L] + lengths [batch]: tf.layers LSTM stack over [batch, L] (timesteps None) returning sequences; the top layer output at step length - 1, picked by a mask product (step == length - 1)',
+};
+
 /** The family builders, loaded with TensorFlow.js only when a model is built. */
-async function builder(family: FamilyName): Promise<(w: TensorMap, p: Params, m?: KerasMapping) => TfjsModel> {
+async function builder(family: FamilyName): Promise<(w: TensorMap, p: Params, m?: KerasMapping, stream?: boolean) => TfjsModel> {
   switch (family) {
-    case 'cnn':
-      return (await import('./cnn.js')).buildCnn;
+    case 'cnn': {
+      const { buildCnn } = await import('./cnn.js');
+      return (w, p, m, stream) => {
+        if (stream) throw new Error('the cnn family has no sequence length to vary (a shape stream varies the length of token sequences)');
+        return buildCnn(w, p, m);
+      };
+    }
     case 'rnn':
       return (await import('./rnn.js')).buildRnn;
-    case 'transformer':
-      return (await import('./transformer.js')).buildTransformer;
+    case 'transformer': {
+      // The transformer masks whenever its inputs carry lengths: the same model serves both shapes.
+      const { buildTransformer } = await import('./transformer.js');
+      return (w, p, m) => buildTransformer(w, p, m);
+    }
   }
 }
 
@@ -189,9 +203,9 @@ function createRuntime(spec: BackendSpec): EngineRuntime {
     },
     async build(req) {
       const { tf, settings } = await prepare(req);
-      const model = (await builder(req.family))(req.weights, req.params);
+      const model = (await builder(req.family))(req.weights, req.params, undefined, req.stream);
       return {
-        settings,
+        settings: req.stream ? { ...settings, streamInputs: STREAM_INPUTS[req.family] ?? '' } : settings,
         async run(inputs) {
           // Tests build several backends in one process; a worker only ever uses one, so this is a no-op there.
           if (tf.getBackend() !== spec.backend) await select(tf, spec.backend);

@@ -16,7 +16,8 @@ import { KERAS_MAPPING, kerasName, transformerKerasWeights, type KerasLayerWeigh
 export const geluExact = (x: tf.Tensor2D): tf.Tensor2D => x.mul(tf.erf(x.mul(Math.SQRT1_2)).add(1)).mul(0.5);
 
 interface Encoder {
-  forward(tokens: tf.Tensor2D): tf.Tensor2D;
+  /** Logits of the batch; with `lengths` (a shape stream), positions at or beyond a row's length are padding, masked out of attention. */
+  forward(tokens: tf.Tensor2D, lengths?: tf.Tensor1D): tf.Tensor2D;
   /** The weights by Keras layer name, in the mapped order. */
   vars: Map<string, tf.Tensor[]>;
   list: KerasLayerWeights[];
@@ -57,12 +58,13 @@ function encoder(weights: TensorMap, params: Params, mapping: KerasMapping, gelu
       .add(beta);
   };
   /** Self-attention over rows [batch * seq, H]: heads split contiguously, scaled dot product, softmax. */
-  const attention = (x: tf.Tensor2D, batch: number, seq: number, prefix: string): tf.Tensor2D => {
+  const attention = (x: tf.Tensor2D, batch: number, seq: number, prefix: string, keyBias?: tf.Tensor4D): tf.Tensor2D => {
     const split = (t: tf.Tensor2D): tf.Tensor4D => t.reshape([batch, seq, heads, headDim]).transpose([0, 2, 1, 3]);
     const q = split(dense(x, `${prefix}.query`)).mul(1 / Math.sqrt(headDim)) as tf.Tensor4D;
     const k = split(dense(x, `${prefix}.key`));
     const v = split(dense(x, `${prefix}.value`));
-    const probs = tf.softmax(tf.matMul(q, k, false, true));
+    const scores = tf.matMul(q, k, false, true);
+    const probs = tf.softmax(keyBias ? scores.add(keyBias) : scores);
     const context = tf
       .matMul(probs, v)
       .transpose([0, 2, 1, 3])
@@ -70,16 +72,25 @@ function encoder(weights: TensorMap, params: Params, mapping: KerasMapping, gelu
     return dense(context, `${prefix}.output`);
   };
 
-  const forward = (tokens: tf.Tensor2D): tf.Tensor2D => {
+  const forward = (tokens: tf.Tensor2D, lengths?: tf.Tensor1D): tf.Tensor2D => {
     const [batch, seq] = tokens.shape;
     const [word] = get('embeddings.word') as [tf.Tensor2D];
-    const [position] = get('embeddings.position') as [tf.Tensor2D];
+    const [table] = get('embeddings.position') as [tf.Tensor2D];
+    // A stream batch of length L takes positions 0..L-1.
+    const position = seq === table.shape[0] ? table : table.slice([0, 0], [seq, H]);
+    // -1e9 on the scores of padded keys ([batch, 1, 1, seq], broadcast over heads and queries).
+    const keyBias = lengths
+      ? (tf
+          .cast(tf.greaterEqual(tf.range(0, seq, 1, 'int32').expandDims(0), lengths.expandDims(1)), 'float32')
+          .mul(-1e9)
+          .reshape([batch, 1, 1, seq]) as tf.Tensor4D)
+      : undefined;
     const embedded = tf.gather(word, tokens).add(position) as tf.Tensor3D;
     let x = layerNorm(embedded.reshape([batch * seq, H]), 'embeddings.norm');
     for (let l = 0; l < layers; l++) {
       const a = `layers.${l}.attention`;
       const f = `layers.${l}.ffn`;
-      x = layerNorm(x.add(attention(x, batch, seq, a)), `${a}.norm`);
+      x = layerNorm(x.add(attention(x, batch, seq, a, keyBias)), `${a}.norm`);
       x = layerNorm(x.add(dense(gelu(dense(x, `${f}.intermediate`)), `${f}.output`)), `${f}.norm`);
     }
     const first = x.reshape([batch, seq, H]).slice([0, 0, 0], [batch, 1, H]).reshape([batch, H]) as tf.Tensor2D;
@@ -95,6 +106,12 @@ const tokenIds = (inputs: TensorMap): tf.Tensor2D => {
   return tf.tensor2d(tokens.data as Int32Array, tokens.shape as [number, number], 'int32');
 };
 
+/** A stream batch's row lengths (`lengths` I32 [batch]), or undefined for a fixed-shape batch. */
+export const rowLengths = (inputs: TensorMap): tf.Tensor1D | undefined => {
+  const lengths = inputs.get('lengths');
+  return lengths ? tf.tensor1d(lengths.data as Int32Array, 'int32') : undefined;
+};
+
 /**
  * Builds the encoder classifier for `params` from canonical weights; `mapping` and `gelu` are
  * injectable so tests can plant a wrong layout or activation and check that parity catches it.
@@ -107,7 +124,7 @@ export function buildTransformer(
 ): TfjsModel {
   const { forward, vars } = encoder(weights, params, mapping, gelu, false);
   return {
-    predict: (inputs) => forward(tokenIds(inputs)),
+    predict: (inputs) => forward(tokenIds(inputs), rowLengths(inputs)),
     dispose: () => {
       for (const list of vars.values()) tf.dispose(list);
     },
