@@ -37,7 +37,10 @@ function cannotRunHere(): Partial<Record<EngineId, { reason: string; fix: string
 }
 
 /** Modes that compile or trace before the first run, so their cold start has a compile segment. */
-const COMPILING_MODES: Partial<Record<EngineId, string[]>> = { torch: ['torchscript', 'compile'], tensorflow: ['function', 'xla'] };
+const COMPILING_MODES: Partial<Record<EngineId, string[]>> = {
+  torch: ['torchscript', 'compile', 'compile-static', 'compile-dynamic'],
+  tensorflow: ['function', 'xla', 'function-signature', 'function-relaxed'],
+};
 
 /** What an engine's cells add beyond the checks every ok cell gets. */
 const ENGINE_CHECKS: Partial<Record<EngineId, (run: Run) => void>> = {
