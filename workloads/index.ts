@@ -5,6 +5,7 @@ import { transformer } from './transformer.js';
 import { FAMILY_NAMES, type FamilyName, type ParamDef, type Params, type ParamValue, type WorkloadFamily } from './types.js';
 
 export * from './types.js';
+export { PRECISION, PRECISIONS, type Precision, type PrecisionSpec, type ReducedPrecision } from './precision.js';
 export { PADDINGS, SHAPES, STREAM, type Padding, type Shapes } from './shapes.js';
 
 /** All workload families, by name. */

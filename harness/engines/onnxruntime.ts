@@ -160,6 +160,25 @@ export const onnxruntime: NodeEngineDescriptor = {
       '*': 'onnxruntime-node has no training API: it exposes inference sessions only (ONNX Runtime training is the separate onnxruntime-training build, which has no Node package)',
     },
   },
+  precisions: {
+    bf16: "onnxruntime's CPU execution provider has no bfloat16 kernels for MatMul, Gemm or Conv (the ONNX operator schema allows bfloat16; ORT implements it on CUDA for a few ops only)",
+    fp16: {
+      mechanism: "fwbench's graph with float16 weights and computation (inputs cast in, logits cast back to float32)",
+      devices: ['cuda'],
+      limits: "ORT's CPU execution provider implements few float16 kernels (the rest would run through inserted casts to float32)",
+    },
+    tf32: {
+      mechanism: 'the CUDA execution provider option use_tf32 = 1 (its default; fp32 cells set 0)',
+      devices: ['cuda'],
+      limits: 'TF32 is a mode of NVIDIA tensor cores (Ampere or newer)',
+    },
+    int8: {
+      mechanism:
+        "dynamic quantization written into fwbench's graph, as onnxruntime.quantization.quantize_dynamic does it: int8 weights, DynamicQuantizeLinear on activations, MatMulInteger / ConvInteger, rescaled to float32",
+      devices: ['cpu'],
+      limits: "ORT's integer MatMul and Conv kernels are CPU kernels",
+    },
+  },
   description: 'ONNX Runtime (onnxruntime-node), CPU or CUDA execution provider; modes are graph optimization levels',
   async load(): Promise<EngineRuntime> {
     // Dynamic imports: the orchestrator imports this descriptor but must never load the runtime.

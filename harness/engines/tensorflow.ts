@@ -34,6 +34,23 @@ export const tensorflow: PythonEngineDescriptor = {
       'function-relaxed': SHAPE_OPTION_ONLY,
     },
   },
+  precisions: {
+    bf16: {
+      mechanism: "keras.mixed_precision policy 'mixed_bfloat16' (variables fp32, layers compute in bf16; the logits cast to float32)",
+      devices: ['cpu', 'cuda'],
+    },
+    fp16: {
+      mechanism: "keras.mixed_precision policy 'mixed_float16' (variables fp32, layers compute in fp16; the logits cast to float32)",
+      devices: ['cuda'],
+      limits: 'float16 compute is the GPU path; on a CPU TensorFlow users reach for mixed_bfloat16',
+    },
+    tf32: {
+      mechanism: 'tf.config.experimental.enable_tensor_float_32_execution(True) (on by default in TensorFlow: fp32 cells turn it off)',
+      devices: ['cuda'],
+      limits: 'TF32 is a mode of NVIDIA tensor cores (Ampere or newer)',
+    },
+    int8: "TensorFlow has no int8 inference path of its own: int8 in TensorFlow is TensorFlow Lite's (its converter's dynamic-range quantization and its own interpreter), which is not an fwbench engine yet",
+  },
   stateLayout: 'keras',
   description:
     'TensorFlow / Keras (Python runner): Keras models, NHWC, weights via the shared Keras mapping; modes eager, function (tf.function), xla (jit_compile), function-signature (tf.function with an input_signature whose batch and length are None: one trace for every shape), function-relaxed (tf.function(reduce_retracing=True): generalizes after a retrace)',

@@ -26,6 +26,30 @@ export const torch: PythonEngineDescriptor = {
         "fwbench's torchscript mode is torch.jit.trace + torch.jit.freeze, which folds the weights into constants, so nothing is left to train; TorchScript is in maintenance and PyTorch points training users to eager or torch.compile",
     },
   },
+  precisions: {
+    bf16: {
+      mechanism:
+        "torch.autocast(device, dtype=torch.bfloat16) around the forward pass (weights stay fp32; autocast's op lists pick bf16 for linear, matmul, conv and LSTM)",
+      devices: ['cpu', 'cuda'],
+    },
+    fp16: {
+      mechanism: "torch.autocast('cuda', dtype=torch.float16) around the forward pass (weights stay fp32)",
+      devices: ['cuda'],
+      limits: 'float16 autocast is the CUDA path; on a CPU PyTorch users reach for bf16',
+    },
+    tf32: {
+      mechanism: 'torch.backends.cuda.matmul.allow_tf32 = True and torch.backends.cudnn.allow_tf32 = True (fp32 cells set both False)',
+      devices: ['cuda'],
+      limits: 'TF32 is a mode of NVIDIA tensor cores (Ampere or newer)',
+    },
+    int8: {
+      mechanism: 'torch.ao.quantization.quantize_dynamic on nn.Linear and nn.LSTM: int8 weights, activations quantized per batch (fbgemm / x86 kernels)',
+      devices: ['cpu'],
+      families: ['rnn', 'transformer'],
+      limits:
+        'dynamic quantization covers Linear and LSTM layers and runs on the CPU only; a ResNet is convolutions, which need static quantization with calibration data (not an fwbench mechanism), so quantize_dynamic would leave it fp32',
+    },
+  },
   description:
     'PyTorch (Python runner): nn.Module models, NCHW; modes eager (inference_mode), torchscript (trace + freeze), compile (torch.compile, compiled during the cold start; dynamic=None, its default: static first, dynamic after a shape changes), compile-static (dynamic=False: a graph per shape), compile-dynamic (dynamic=True: symbolic shapes from the start)',
 };

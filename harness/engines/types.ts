@@ -1,6 +1,7 @@
 import type { Materialized } from '../../workloads/materialize.js';
 import type { TensorMap } from '../../workloads/safetensors.js';
 import type { TrainingRecipe } from '../../workloads/training.js';
+import type { Precision, ReducedPrecision } from '../../workloads/precision.js';
 import type { FamilyName, Params, Task, WorkloadFamily } from '../../workloads/types.js';
 
 /** Engine ids: one per (framework, backend) pair, so results never mix backends. */
@@ -39,6 +40,20 @@ export interface BuildRequest {
    * output of the row's last real step). Absent: one fixed shape, no `lengths` (unchanged models).
    */
   stream?: boolean;
+  /**
+   * The number format to compute in (workloads/precision.ts; absent = fp32). The engine applies its
+   * declared mechanism (EngineDescriptor.precisions) and says what it observed in
+   * BuiltModel.precisionUsed; it never falls back to fp32 silently.
+   */
+  precision?: Precision;
+}
+
+/** What a worker observed about the precision a model really computes in, from the framework's own dtypes. */
+export interface PrecisionUsed {
+  /** The precision the evidence shows (a cell that asked for another fails). */
+  used: Precision;
+  /** What was looked at, in one line: e.g. `logits dtype bfloat16 under autocast; 4 of 4 Linear outputs bfloat16`. */
+  evidence: string;
 }
 
 /** A model ready to run: one call = one forward pass including readback to host memory. */
@@ -55,6 +70,11 @@ export interface BuiltModel {
    * it after their cold pass and after their warm passes. Absent = null.
    */
   compileCount?(): number | null;
+  /**
+   * The precision the model really computes in, observed from the framework (output, weight or
+   * kernel dtypes, quantized op counts) after the parity run; required for a reduced precision.
+   */
+  precisionUsed?(): PrecisionUsed;
   /**
    * The framework's own objects behind `run`: bench/bare-loop.ts times a loop written directly
    * against them on the very model the harness times (the Python runners' models expose `fn`
@@ -153,6 +173,20 @@ export interface PeakResult {
   details: Record<string, string>;
 }
 
+/** How an engine runs one reduced precision, and where. */
+export interface PrecisionWay {
+  /** What the engine does, as run.json and the reports name it: e.g. `torch.autocast('cpu', dtype=torch.bfloat16)`. */
+  mechanism: string;
+  /** Devices it runs on. */
+  devices: Device[];
+  /** Families it applies to (absent: every family). */
+  families?: FamilyName[];
+  /** Modes it works in (absent: every mode). */
+  modes?: string[];
+  /** Why it does not run outside those devices, families and modes (the skipped cells' reason). */
+  limits?: string;
+}
+
 /** Orchestrator-side description of an engine (cheap: no framework is loaded). */
 interface EngineDescriptorBase {
   /** Engine id. */
@@ -172,6 +206,12 @@ interface EngineDescriptorBase {
    * the cell is skipped: `{ training: { '*': why } }` for the whole engine, or keyed by mode.
    */
   unsupported?: Partial<Record<Task, Record<string, string>>>;
+  /**
+   * How the engine runs each reduced precision (workloads/precision.ts): a way (mechanism and
+   * where it applies) or, as a string, the exact reason it cannot. Every reduced precision is
+   * declared, so every skipped cell says why.
+   */
+  precisions: Record<ReducedPrecision, PrecisionWay | string>;
   /**
    * How the engine names and shapes its weights, gradients and state in a training cell's parity
    * file: canonical (absent; PyTorch's names) or `keras` (`<layer>/<index>` as harness/engines/keras-layout.ts maps them).

@@ -1,4 +1,4 @@
-import { FAMILIES, FAMILY_NAMES, PADDINGS, SHAPES, SIZES, STREAM, TASKS } from '../../workloads/index.js';
+import { FAMILIES, FAMILY_NAMES, PADDINGS, PRECISION, PRECISIONS, SHAPES, SIZES, STREAM, TASKS } from '../../workloads/index.js';
 import { ENGINES, modesToRun } from '../engines/registry.js';
 import { DEVICES, ENGINE_IDS } from '../engines/types.js';
 import { FAULT_KINDS } from '../worker/fault.js';
@@ -14,13 +14,13 @@ import { PHASES } from '../worker/protocol.js';
 export function identityManifest() {
   return {
     title: 'fwbench identity lists, generated from the TypeScript declarations by `fwbench schema` (npm run schemas): do not edit',
-    /** harness/engines/registry.ts: each engine's framework, worker language, devices, modes, the modes a run gets without --modes, and the tasks it or some of its modes cannot do, with why ('*' = every mode). */
+    /** harness/engines/registry.ts: each engine's framework, worker language, devices, modes, the modes a run gets without --modes, the tasks it or some of its modes cannot do, with why ('*' = every mode), and how it runs each reduced precision (a way, or why it cannot). */
     engines: Object.fromEntries(
       ENGINE_IDS.map((id) => {
         const e = ENGINES[id];
         return [
           id,
-          { framework: e.framework, language: e.language, devices: e.devices, modes: e.modes, defaultModes: modesToRun(e, undefined), unsupported: e.unsupported ?? {} },
+          { framework: e.framework, language: e.language, devices: e.devices, modes: e.modes, defaultModes: modesToRun(e, undefined), unsupported: e.unsupported ?? {}, precisions: e.precisions },
         ];
       }),
     ),
@@ -41,6 +41,10 @@ export function identityManifest() {
     paddings: PADDINGS,
     /** workloads/shapes.ts STREAM: the stream's settings (batches, passes, pad token). */
     stream: STREAM,
+    /** workloads/precision.ts PRECISIONS: a cell's number format (absent from a job = the first, fp32). */
+    precisions: PRECISIONS,
+    /** workloads/precision.ts PRECISION: each precision's doc line and its gates against the fp32 reference. */
+    precision: PRECISION,
     /** workloads/types.ts SIZES. */
     sizes: SIZES,
     /** harness/worker/protocol.ts PHASES: the phases a worker announces. */

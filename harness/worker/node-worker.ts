@@ -151,6 +151,7 @@ async function runJob(first: Job): Promise<void> {
     mode: cell.mode,
     threads: cell.threads,
     ...(streamed ? { stream: true } : {}),
+    ...(cell.precision && cell.precision !== 'fp32' ? { precision: cell.precision } : {}),
   };
   t = process.hrtime.bigint();
   const subject = training ? await trainingSubject(cell.engine, runtime, req, training, inputs, labels!) : await inferenceSubject(runtime, req, inputs, stream);
@@ -193,7 +194,14 @@ async function inferenceSubject(runtime: EngineRuntime, req: BuildRequest, input
       async parity() {
         const t = process.hrtime.bigint();
         const out = await model.run(inputs);
-        send({ type: 'parity', firstRunMs: msSince(t), shape: [req.batchSize, out.length / req.batchSize], values: Array.from(out) });
+        const precision = model.precisionUsed?.();
+        send({
+          type: 'parity',
+          firstRunMs: msSince(t),
+          shape: [req.batchSize, out.length / req.batchSize],
+          values: Array.from(out),
+          ...(precision ? { precision } : {}),
+        });
       },
       iterate: () => model.run(inputs),
       dispose: () => model.dispose(),

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { FAMILY_NAMES, PADDINGS, TASKS } from '../../workloads/index.js';
+import { FAMILY_NAMES, PADDINGS, PRECISIONS, TASKS } from '../../workloads/index.js';
 import { DEVICES } from '../engines/types.js';
 
 /**
@@ -65,6 +65,8 @@ export const CellSpecSchema = z.object({
   shapes: z.literal('stream').optional(),
   /** A stream cell's padding strategy (workloads/shapes.ts PADDINGS). */
   padding: z.enum(PADDINGS).optional(),
+  /** The number format to compute in (workloads/precision.ts; absent = fp32, as every older job). */
+  precision: z.enum(PRECISIONS).optional(),
 });
 /** Cell spec as sent to a worker. */
 export type CellSpec = z.infer<typeof CellSpecSchema>;
@@ -223,7 +225,18 @@ export const FromWorkerSchema = z.discriminatedUnion('type', [
   }),
   z.object({ type: z.literal('built'), phases: ColdStartPhasesSchema, settings: z.record(z.string(), z.union([z.string(), Num, z.boolean()])) }),
   /** `firstRunMs`: making the inputs what a user of the framework holds, then the first inference after build (and compile) with readback. */
-  z.object({ type: z.literal('parity'), firstRunMs: Num, shape: z.array(z.number().int()), values: z.array(Num) }),
+  z.object({
+    type: z.literal('parity'),
+    firstRunMs: Num,
+    shape: z.array(z.number().int()),
+    values: z.array(Num),
+    /**
+     * The precision the model was observed to compute in and the evidence (BuiltModel.precisionUsed):
+     * required when the cell asked for a reduced precision (absent = fp32); a cell whose `used`
+     * differs from what it asked for fails, its time never reported.
+     */
+    precision: z.object({ used: z.enum(PRECISIONS), evidence: z.string() }).optional(),
+  }),
   /**
    * A training cell's parity steps: the loss of each (read back after the step's forward pass) and
    * `firstStepMs`, the first step after build including its trace / compilation. The tensors are in

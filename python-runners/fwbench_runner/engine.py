@@ -68,6 +68,10 @@ class BuildRequest:
     #: its length are padding and must not change its logits (transformer: masked attention keys;
     #: rnn: the output of the row's last real step). False: one fixed shape, no `lengths`.
     stream: bool = False
+    #: The number format to compute in (workloads/precision.ts): the engine applies the mechanism its
+    #: descriptor declares (harness/engines/*.ts `precisions`) and says what it observed in
+    #: `precision_used`; it never falls back to fp32 silently.
+    precision: str = "fp32"
 
 
 class BuiltModel:
@@ -104,6 +108,12 @@ class BuiltModel:
         """How many times the framework has compiled or traced this model so far, by its own
         counter (torch.compile's unique graphs, tf.function's experimental_get_tracing_count(), one
         per TorchScript trace), or None for a mode that compiles nothing (eager)."""
+        return None
+
+    def precision_used(self):
+        """What the model was observed to compute in, after the parity run: `{"used": precision,
+        "evidence": one line}` from the framework's own dtypes (outputs, weights, quantized modules),
+        never from what was asked. Required for a reduced precision; None (fp32, unchecked) by default."""
         return None
 
     def dispose(self):

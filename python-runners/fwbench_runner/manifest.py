@@ -22,6 +22,8 @@ SHAPES = _MANIFEST["shapes"]
 PADDINGS = _MANIFEST["paddings"]
 #: The stream's settings (batches, minPasses, maxPasses, padToken, lengthSigma).
 STREAM = _MANIFEST["stream"]
+#: A cell's number formats ("fp32", "bf16", "fp16", "tf32", "int8"); a job without `precision` has the first.
+PRECISIONS = _MANIFEST["precisions"]
 #: Family name -> {description, params, presets, sizes}.
 FAMILIES = _MANIFEST["families"]
 PHASES = _MANIFEST["phases"]
@@ -47,6 +49,9 @@ def check_cell(cell):
     padding = cell.get("padding")
     if shapes == "stream" and padding not in PADDINGS:
         raise ValueError(f"a stream cell needs a padding strategy, got '{padding}'; valid: {', '.join(PADDINGS)}")
+    precision = cell.get("precision", PRECISIONS[0])
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision '{precision}'; valid: {', '.join(PRECISIONS)}")
     if family is not None and family not in FAMILIES:
         raise ValueError(f"unknown workload family '{family}'; valid: {', '.join(FAMILIES)}")
     if device is not None and device not in DEVICES:
@@ -62,3 +67,6 @@ def check_cell(cell):
     why = cannot.get("*") or cannot.get(mode)
     if why:
         raise ValueError(f"engine '{engine_id}'{'' if '*' in cannot else f' mode {mode}'} cannot do {task}: {why}")
+    way = engine["precisions"].get(precision) if precision != PRECISIONS[0] else None
+    if isinstance(way, str):
+        raise ValueError(f"engine '{engine_id}' cannot run {precision}: {way}")

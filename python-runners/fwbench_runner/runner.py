@@ -18,7 +18,7 @@ import traceback
 from .engine import BuildRequest, EngineUnavailable, TrainRequest, install_fix
 from .fault import maybe_fault, parse_fault
 from .load import watch_load
-from .manifest import TASKS
+from .manifest import PRECISIONS, TASKS
 from .measure import measure
 from .memory import peak_host_bytes
 from .peak import PeakRequest
@@ -109,7 +109,7 @@ class Worker:
                 raise ValueError(f"engine '{cell['engine']}' cannot train (its module has no build_trainer)")
             build, req = engine.build_trainer, TrainRequest(*model_args, recipe=first["training"], reference=first["training"].get("reference"))
         else:
-            build, req = engine.build, BuildRequest(*model_args, stream=stream)
+            build, req = engine.build, BuildRequest(*model_args, stream=stream, precision=cell.get("precision", PRECISIONS[0]))
         t = clock()
         model = build(req)
         build_ns = clock() - t
@@ -150,7 +150,16 @@ class Worker:
             out = model.run(feed)
             first_ns = prepare_ns + clock() - t
             batch = first["cell"]["batchSize"]
-            self.channel.send({"type": "parity", "firstRunMs": first_ns / 1e6, "shape": [batch, out.size // batch], "values": out.ravel().tolist()})
+            used = model.precision_used()
+            self.channel.send(
+                {
+                    "type": "parity",
+                    "firstRunMs": first_ns / 1e6,
+                    "shape": [batch, out.size // batch],
+                    "values": out.ravel().tolist(),
+                    **({} if used is None else {"precision": used}),
+                }
+            )
             self.measure_if_told(first, lambda: model.run(feed), at)
 
     def infer_stream(self, first, model, tensors, phases, at):

@@ -242,6 +242,14 @@ function createRuntime(spec: BackendSpec): EngineRuntime {
   };
 }
 
+/** What TensorFlow.js cannot compute in, and why (the same on every backend fwbench runs). */
+const TFJS_PRECISIONS = {
+  bf16: 'TensorFlow.js has no bfloat16 dtype: its tensors are float32, int32, bool, complex64 or string',
+  fp16: 'TensorFlow.js has no float16 dtype: its node, wasm and cpu backends compute in float32 (only WebGL can store half floats, as a texture format)',
+  tf32: 'TF32 is a cuBLAS / cuDNN tensor-core mode, and libtensorflow 2.9 as tfjs-node-gpu loads it gives TensorFlow.js no switch for it',
+  int8: 'TensorFlow.js has no int8 kernels: its quantization (tensorflowjs_converter --quantize_uint8) only compresses the stored weights, which are dequantized to float32 when loaded',
+};
+
 function descriptor(spec: BackendSpec, description: string, extra: Pick<NodeEngineDescriptor, 'inDefaultRun'> = {}): NodeEngineDescriptor {
   return {
     id: spec.id,
@@ -250,6 +258,7 @@ function descriptor(spec: BackendSpec, description: string, extra: Pick<NodeEngi
     devices: [spec.device],
     modes: ['eager'],
     stateLayout: 'keras',
+    precisions: TFJS_PRECISIONS,
     description,
     load: async () => createRuntime(spec),
     ...extra,
