@@ -46,6 +46,11 @@ export interface BuildRequest {
    * BuiltModel.precisionUsed; it never falls back to fp32 silently.
    */
   precision?: Precision;
+  /**
+   * Test-only (FWBENCH_FAULT=precision-fallback@build): build as if `precision` were fp32, without
+   * its mechanism, and report precisionUsed from what the model really does; never set by a run.
+   */
+  plantPrecisionFallback?: boolean;
 }
 
 /** What a worker observed about the precision a model really computes in, from the framework's own dtypes. */

@@ -4,10 +4,12 @@ import { PHASES, type Phase } from './protocol.js';
  * Test-only fault injection: `FWBENCH_FAULT=<kind>@<phase>[:<engine>[:<minBatch>]]` makes a real
  * worker process fail on entering `phase` (of a cell of `engine` with batch >= `minBatch`, when
  * given), so the fault suite exercises the orchestrator's handling of crashes, hangs, garbage and
- * memory exhaustion. The Python runner honours the same variable (fwbench_runner/fault.py). Not a
+ * memory exhaustion. `precision-fallback@build` is a planted silent fallback: the engine builds
+ * without its precision mechanism (BuildRequest.plantPrecisionFallback) while the cell still asks
+ * for the precision, so only the worker's observation of the dtypes can catch it. The Python runner honours the same variable (fwbench_runner/fault.py). Not a
  * user feature: nothing sets it outside tests.
  */
-export const FAULT_KINDS = ['exit', 'segv', 'kill', 'hang', 'garbage', 'truncate', 'exception', 'oom', 'cuda-oom'] as const;
+export const FAULT_KINDS = ['exit', 'segv', 'kill', 'hang', 'garbage', 'truncate', 'exception', 'oom', 'cuda-oom', 'precision-fallback'] as const;
 /** What the worker does when the fault fires. */
 export type FaultKind = (typeof FAULT_KINDS)[number];
 

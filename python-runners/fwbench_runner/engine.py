@@ -72,6 +72,9 @@ class BuildRequest:
     #: descriptor declares (harness/engines/*.ts `precisions`) and says what it observed in
     #: `precision_used`; it never falls back to fp32 silently.
     precision: str = "fp32"
+    #: Test-only (FWBENCH_FAULT=precision-fallback@build): build without the precision's mechanism,
+    #: as if fp32 had been asked, and report `precision_used` from what the model really does.
+    plant_precision_fallback: bool = False
 
 
 class BuiltModel:
