@@ -13,6 +13,7 @@ const planned: PlannedCell = {
   id: 'x',
   task: 'inference',
   shapes: 'fixed',
+  precision: 'fp32',
   engine: 'tfjs-cpu',
   mode: 'eager',
   device: 'cpu',

@@ -197,6 +197,7 @@ describe('config file properties (fast-check)', () => {
     tasks: fc.oneof(fc.constant([]), fc.constant(['infer']), fc.constantFrom('training', 2, null)),
     shapes: fc.oneof(fc.constant([]), fc.constant(['dynamic']), fc.constantFrom('stream', 2, null)),
     paddings: fc.oneof(fc.constant([]), fc.constant(['pad']), fc.constantFrom('exact', 2, null)),
+    precision: fc.oneof(fc.constant([]), fc.constant(['fp64']), fc.constantFrom('bf16', 2, null)),
     modes: fc.oneof(fc.constant([]), fc.constant(['']), fc.constantFrom(5, true, 'eager', null)),
     preset: fc.oneof(
       word.filter((w) => !Object.values(FAMILIES).some((f) => w in f.presets)),

@@ -103,6 +103,7 @@ describe('replicates and warnings in the cell record', () => {
     id: 'x',
     task: 'inference',
     shapes: 'fixed',
+    precision: 'fp32',
     engine: 'tfjs-cpu',
     mode: 'eager',
     device: 'cpu',

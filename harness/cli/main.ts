@@ -74,7 +74,7 @@ export function buildProgram(): Command {
       });
       const engines = ENGINE_IDS.map((id) => {
         const e = ENGINES[id];
-        return { id, framework: e.framework, language: e.language, devices: e.devices, modes: e.modes, description: e.description };
+        return { id, framework: e.framework, language: e.language, devices: e.devices, modes: e.modes, precisions: e.precisions, description: e.description };
       });
       if (opts.json) return printJson({ workloads, engines });
       const out: string[] = ['Workloads (override any parameter with --set key=value):'];
@@ -90,7 +90,17 @@ export function buildProgram(): Command {
         }
       }
       out.push('', 'Engines:');
-      for (const e of engines) out.push(`  ${e.id.padEnd(14)} ${e.description} [devices ${e.devices.join(',')}; modes ${e.modes.join(',')}]`);
+      for (const e of engines) {
+        out.push(`  ${e.id.padEnd(14)} ${e.description} [devices ${e.devices.join(',')}; modes ${e.modes.join(',')}]`);
+        for (const [p, way] of Object.entries(e.precisions))
+          out.push(
+            `    ${p.padEnd(5)} ${
+              typeof way === 'string'
+                ? `no: ${way}`
+                : `${way.mechanism} [${way.devices.join(',')}${way.families ? `; ${way.families.join(',')}` : ''}${way.modes ? `; modes ${way.modes.join(',')}` : ''}]`
+            }`,
+          );
+      }
       process.stdout.write(`${out.join('\n')}\n`);
     });
 

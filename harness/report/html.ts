@@ -11,8 +11,10 @@ import {
   engineMode,
   num,
   sectionTitle,
+  precisionTable,
   streamTable,
   trainingTable,
+  type ReportTable,
   workloadLabel,
   type CellView,
   type HostView,
@@ -302,14 +304,15 @@ ${charts.length === 0 ? '<p class="muted">No cell of this workload ran.</p>' : `
     });
   const training = trainingTable(model);
   const stream = streamTable(model);
-  /** A formatted table of the model (training, shape streams) as a section of its own; FAIL cells marked. */
-  const tableSection = (id: string, title: string, t: ReturnType<typeof trainingTable>): string =>
+  const precision = precisionTable(model);
+  /** A formatted table of the model (training, shape streams, precision) as a section of its own; FAIL cells marked. */
+  const tableSection = (id: string, title: string, t: ReportTable | undefined): string =>
     t
       ? `<section id="${id}"><h2>${title}</h2><p>${esc(t.legend)}</p>\n${sortableTable(
           t.head,
           t.rows.map((r) => r.map((x) => td(esc(x), undefined, x.includes('FAIL') ? 'bad' : undefined))),
           `${id}-table`,
-        )}</section>`
+        )}${t.notes?.length ? `<ul>${t.notes.map((n) => `<li>${esc(n)}</li>`).join('')}</ul>` : ''}</section>`
       : '';
   const notOk = model.cells
     .filter((v) => v.cell.status !== 'ok')
@@ -325,7 +328,7 @@ ${charts.length === 0 ? '<p class="muted">No cell of this workload ran.</p>' : `
 <p>fwbench ${esc(model.run.tool.version)} · run ${esc(model.run.startedAt)} · report generated ${esc(report.generatedAt)} · ${model.cells.length} cells on ${model.hosts.length} host${multiHost ? 's' : ''}</p>
 <p>Command: <code>${esc(model.run.command.join(' '))}</code></p>
 <p id="raw-samples">${report.embedSamples ? "This page embeds the run's run.json whole, every raw sample included (<code>script#fwbench-run</code>)." : "Raw samples are in the run folder's run.json, not in this page: its embedded copy (<code>script#fwbench-run</code>) carries each cell's quantiles and box instead (<code>samplesMsSummary</code>, <code>warmupMsSummary</code>); <code>fwbench report DIR --embed-samples</code> embeds them all."}</p>
-<nav><a href="#answer">Answer</a><a href="#hosts">Hosts</a><a href="#overview">Overview</a>${model.sections.map((s, i) => `<a href="#workload-${i}">${esc(sectionTitle(s, false))}</a>`).join('')}${training ? '<a href="#training">Training</a>' : ''}${stream ? '<a href="#shape-streams">Shape streams</a>' : ''}<a href="#cold-start">Cold start</a><a href="#parity">Parity</a><a href="#claims">Claims</a><a href="#not-ok">Skipped / failed</a></nav></header>
+<nav><a href="#answer">Answer</a><a href="#hosts">Hosts</a><a href="#overview">Overview</a>${model.sections.map((s, i) => `<a href="#workload-${i}">${esc(sectionTitle(s, false))}</a>`).join('')}${training ? '<a href="#training">Training</a>' : ''}${stream ? '<a href="#shape-streams">Shape streams</a>' : ''}${precision ? '<a href="#precision">Precision</a>' : ''}<a href="#cold-start">Cold start</a><a href="#parity">Parity</a><a href="#claims">Claims</a><a href="#not-ok">Skipped / failed</a></nav></header>
 <section id="answer"><h2>Answer</h2>
 <p>Per workload and batch size: the fastest engine/mode by median latency, its ratio to the next fastest with the 95 % bootstrap interval of that ratio (a difference within the ${report.thresholdPct} % noise threshold, or not significant, is said so), the lowest peak memory, the fastest cold start, and any parity failure.</p>
 <ul>${runAnswers(model, report.thresholdPct)
@@ -340,6 +343,7 @@ ${cellTable(report)}</section>
 ${sections.join('\n')}
 ${tableSection('training', 'Training', training)}
 ${tableSection('shape-streams', 'Shape streams', stream)}
+${tableSection('precision', 'Precision', precision)}
 <section id="cold-start"><h2>Cold start</h2><p>${esc(COLD_START_LEGEND)}</p>
 ${sortableTable(['cell', ...COLD_START_SEGMENTS.map((s) => `${s.name} (ms)`), `${COLD_START_MESSAGES} (ms)`, 'total (ms)'], cold, 'cold-start-table')}</section>
 <section id="parity"><h2>Parity</h2><p>Each engine's output on the parity batch against the reference output: relative L2 error and max absolute error; a cell over the tolerance is never timed.</p>

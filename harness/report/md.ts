@@ -9,6 +9,7 @@ import {
   engineMode,
   num,
   sectionTitle,
+  precisionTable,
   streamTable,
   trainingTable,
   workloadLabel,
@@ -86,8 +87,9 @@ export function markdownReport(report: Report): string {
   for (const [title, t] of [
     ['Training', trainingTable(model)],
     ['Shape streams', streamTable(model)],
+    ['Precision', precisionTable(model)],
   ] as const)
-    if (t) out.push(`## ${title}`, '', t.legend, '', table(t.head, t.rows), '');
+    if (t) out.push(`## ${title}`, '', t.legend, '', table(t.head, t.rows), '', ...(t.notes?.length ? [...t.notes.map((n) => `- ${n}`), ''] : []));
   const cold = model.cells.filter((v) => v.cell.coldStart);
   if (cold.length > 0) {
     const rows = cold.map((v) => {

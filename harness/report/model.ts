@@ -10,6 +10,7 @@ import {
 import type { HostInfo } from '../diagnostics/detect/host.js';
 import { COLD_START_PHASES } from '../worker/protocol.js';
 import { STREAM } from '../../workloads/shapes.js';
+import { PRECISION, type Precision } from '../../workloads/precision.js';
 import type { Task } from '../../workloads/types.js';
 import type { Cell, ColdStart, EngineStatus, Run, RunConfig } from '../results/schema.js';
 import { summarizeDistribution, type DistributionSummary } from './distribution.js';
@@ -46,17 +47,40 @@ export const cellTask = (c: Pick<Cell, 'task'>): Task => c.task ?? 'inference';
 /** A cell's shapes as a label: '' for one fixed shape, `stream-<padding>` for a shape stream. */
 export const cellShapes = (c: { shapes?: Cell['shapes']; padding?: Cell['padding'] }): string => (c.shapes === 'stream' ? `stream-${c.padding}` : '');
 
-/** A workload's label with its task and shapes, where they are not the defaults: `cnn/tiny`, `cnn/tiny training`, `rnn/tiny stream-bucket`. */
-export const workloadLabel = (s: { workload: string; preset: string; task?: Task; shapes?: Cell['shapes']; padding?: Cell['padding'] }): string =>
-  `${s.workload}/${s.preset}${cellTask(s) === 'inference' ? '' : ` ${s.task}`}${cellShapes(s) ? ` ${cellShapes(s)}` : ''}`;
+/** A cell's number format (cells from before the precision axis computed in fp32). */
+export const cellPrecision = (c: { precision?: Cell['precision'] }): Precision => c.precision ?? 'fp32';
+
+/** A workload's label with its task, shapes and precision, where they are not the defaults: `cnn/tiny`, `cnn/tiny training`, `rnn/tiny stream-bucket`, `transformer/tiny int8`. */
+export const workloadLabel = (s: {
+  workload: string;
+  preset: string;
+  task?: Task;
+  shapes?: Cell['shapes'];
+  padding?: Cell['padding'];
+  precision?: Cell['precision'];
+}): string =>
+  `${s.workload}/${s.preset}${cellTask(s) === 'inference' ? '' : ` ${s.task}`}${cellShapes(s) ? ` ${cellShapes(s)}` : ''}${
+    cellPrecision(s) === 'fp32' ? '' : ` ${cellPrecision(s)}`
+  }`;
 
 /** What one timed sample of a section is, in words: a task's unit, or a pass over a shape stream. */
 export const sampleUnit = (s: { task: Task; shapes?: Cell['shapes'] }): string =>
   s.shapes === 'stream' ? `pass over a shape stream (${STREAM.batches} batches)` : TASK_UNIT[s.task];
 
-/** Identity of a cell apart from its host: task, shapes, engine, mode, device, workload, parameters, batch size, threads. */
+/** Identity of a cell apart from its host: task, shapes, precision, engine, mode, device, workload, parameters, batch size, threads. */
 export const cellKey = (c: Cell, threads: number): string =>
-  [cellTask(c), ...(cellShapes(c) ? [cellShapes(c)] : []), c.engine, c.mode, c.device, c.workload, paramsText(c.params), c.batchSize, `t${threads}`].join('|');
+  [
+    cellTask(c),
+    ...(cellShapes(c) ? [cellShapes(c)] : []),
+    ...(cellPrecision(c) === 'fp32' ? [] : [cellPrecision(c)]),
+    c.engine,
+    c.mode,
+    c.device,
+    c.workload,
+    paramsText(c.params),
+    c.batchSize,
+    `t${threads}`,
+  ].join('|');
 
 /** Series label of a cell in tables and charts. */
 export const engineMode = (c: Cell): string => `${c.engine}/${c.mode}`;
@@ -104,11 +128,12 @@ export interface CellView {
   fastest: boolean;
 }
 
-/** Cells that readers compare with each other: same task, shapes, host, device, workload, parameters, thread count and batch size. */
+/** Cells that readers compare with each other: same task, shapes, precision, host, device, workload, parameters, thread count and batch size. */
 export interface CellGroup {
   task: Task;
   shapes?: Cell['shapes'];
   padding?: Cell['padding'];
+  precision?: Cell['precision'];
   host: string;
   device: string;
   workload: string;
@@ -126,6 +151,8 @@ export interface WorkloadSection {
   /** `stream` for a shape-stream section (its samples are passes over the stream), with its padding. */
   shapes?: Cell['shapes'];
   padding?: Cell['padding'];
+  /** A reduced precision's section (its cells are compared with each other; the precision table compares them with fp32). */
+  precision?: Cell['precision'];
   host: string;
   device: string;
   workload: string;
@@ -158,8 +185,11 @@ export function buildModel(run: Run): RunModel {
     const params = paramsText(cell.params);
     const threads = cellThreads(run, cell);
     const task = cellTask(cell);
-    const sectionId = [task, cellShapes(cell), host, cell.device, cell.workload, params, `t${threads}`].join('|');
-    const shapes = cell.shapes === 'stream' ? { shapes: cell.shapes, padding: cell.padding } : {};
+    const sectionId = [task, cellShapes(cell), cellPrecision(cell), host, cell.device, cell.workload, params, `t${threads}`].join('|');
+    const shapes = {
+      ...(cell.shapes === 'stream' ? { shapes: cell.shapes, padding: cell.padding } : {}),
+      ...(cellPrecision(cell) === 'fp32' ? {} : { precision: cell.precision }),
+    };
     let section = sections.get(sectionId);
     if (!section) {
       section = {
@@ -359,7 +389,7 @@ export function ratioOfCells(nums: readonly Cell[], dens: readonly Cell[], opts:
 export const cellRatioInterval = (b: Cell, a: Cell, opts: BootstrapOptions = {}): Interval & { by: 'replicates' | 'samples' } => ratioOfCells([b], [a], opts);
 
 /** The training section of the reports: one row per training cell, already formatted (the HTML and Markdown writers lay it out). */
-export function trainingTable(model: RunModel): { legend: string; head: string[]; rows: string[][] } | undefined {
+export function trainingTable(model: RunModel): ReportTable | undefined {
   const cells = model.cells.filter((v) => cellTask(v.cell) === 'training');
   if (cells.length === 0) return undefined;
   const figure = (f: { relL2: number | null; tensor?: string; tolerance: number; pass: boolean } | undefined): string =>
@@ -413,8 +443,17 @@ export function trainingTable(model: RunModel): { legend: string; head: string[]
   };
 }
 
+/** A section of the reports that the model formats and the writers lay out: a legend, a table and notes under it. */
+export interface ReportTable {
+  legend: string;
+  head: string[];
+  rows: string[][];
+  /** Lines under the table (summaries). */
+  notes?: string[];
+}
+
 /** The shape-stream section of the reports: one row per stream cell, already formatted (the HTML and Markdown writers lay it out). */
-export function streamTable(model: RunModel): { legend: string; head: string[]; rows: string[][] } | undefined {
+export function streamTable(model: RunModel): ReportTable | undefined {
   const cells = model.cells.filter((v) => v.cell.shapes === 'stream');
   if (cells.length === 0) return undefined;
   const count = (n: number | null | undefined): string => (n === null || n === undefined ? '-' : String(n));
@@ -474,3 +513,94 @@ export function streamTable(model: RunModel): { legend: string; head: string[]; 
     rows,
   };
 }
+
+/**
+ * The precision section of the reports (docs/precision.md), for runs with a reduced precision:
+ * every inference cell of a workload, batch and engine/mode that ran one, with its speed-up over the
+ * same engine/mode/batch at fp32 (the ratio of medians with its 95 % bootstrap interval) beside its
+ * accuracy against the fp32 reference (relative L2 and top-1 agreement, each with its gate), and the
+ * evidence of the precision it computed in. Its notes name, per workload and batch, the fastest
+ * cell within its precision's accuracy budget (every ok cell passed its gates) next to the fastest
+ * fp32 cell.
+ */
+export function precisionTable(model: RunModel): ReportTable | undefined {
+  const inference = model.cells.filter((v) => cellTask(v.cell) === 'inference' && v.cell.shapes !== 'stream');
+  if (!inference.some((v) => cellPrecision(v.cell) !== 'fp32')) return undefined;
+  const at = (c: Cell): string => [c.workload, paramsText(c.params), c.device, c.batchSize, cellHost(model.run, c), cellThreads(model.run, c)].join('|');
+  const fp32Of = new Map(inference.filter((v) => cellPrecision(v.cell) === 'fp32').map((v) => [`${at(v.cell)}|${engineMode(v.cell)}`, v.cell]));
+  const reduced = new Set(inference.filter((v) => cellPrecision(v.cell) !== 'fp32').map((v) => `${at(v.cell)}|${engineMode(v.cell)}`));
+  const shown = inference
+    .filter((v) => reduced.has(`${at(v.cell)}|${engineMode(v.cell)}`))
+    .sort(
+      (a, b) =>
+        at(a.cell).localeCompare(at(b.cell)) ||
+        engineMode(a.cell).localeCompare(engineMode(b.cell)) ||
+        PRECISIONS_ORDER.indexOf(cellPrecision(a.cell)) - PRECISIONS_ORDER.indexOf(cellPrecision(b.cell)),
+    );
+  const rows = shown.map((v) => {
+    const c = v.cell;
+    const base = fp32Of.get(`${at(c)}|${engineMode(c)}`);
+    const timed = (x: Cell | undefined): x is Cell => x?.status === 'ok' && x.stats !== undefined;
+    const speedup = cellPrecision(c) !== 'fp32' && timed(c) && timed(base) ? cellRatioInterval(base, c) : undefined;
+    const p = c.parity;
+    const agreement = p?.precision?.argmaxAgreement;
+    const gate = p?.precision?.minArgmaxAgreement;
+    return [
+      `${c.workload}/${c.preset}`,
+      String(c.batchSize),
+      engineMode(c),
+      cellPrecision(c),
+      c.status === 'skipped' ? `skipped: ${c.reason ?? ''}` : c.status,
+      c.stats ? `${num(c.stats.medianMs)}${v.medianCi ? ` [${num(v.medianCi.lo)}, ${num(v.medianCi.hi)}]` : ''}` : '-',
+      speedup ? `${num(speedup.estimate)}x [${num(speedup.lo)}, ${num(speedup.hi)}]` : cellPrecision(c) === 'fp32' ? '1 (baseline)' : '-',
+      p?.relL2 !== null && p?.relL2 !== undefined ? `${p.relL2.toExponential(1)} (≤ ${p.tolerance.toExponential(0)})` : '-',
+      agreement !== null && agreement !== undefined ? `${(agreement * 100).toFixed(0)} %${gate !== undefined ? ` (≥ ${(gate * 100).toFixed(0)} %)` : ''}` : '-',
+      p?.precision?.evidence ?? c.precisionMechanism ?? '-',
+      c.memory ? num(c.memory.peakHostBytes / 2 ** 20) : '-',
+    ];
+  });
+  const fastest: string[] = [];
+  for (const key of new Set(shown.map((v) => `${v.cell.workload}/${v.cell.preset}|${v.cell.batchSize}|${at(v.cell)}`))) {
+    const cells = shown.filter(
+      (v) => `${v.cell.workload}/${v.cell.preset}|${v.cell.batchSize}|${at(v.cell)}` === key && v.cell.status === 'ok' && v.cell.stats,
+    );
+    if (cells.length === 0) continue;
+    const best = cells.reduce((a, b) => (b.cell.stats!.medianMs < a.cell.stats!.medianMs ? b : a)).cell;
+    const fp32 = cells.filter((v) => cellPrecision(v.cell) === 'fp32');
+    const bestFp32 = fp32.length ? fp32.reduce((a, b) => (b.cell.stats!.medianMs < a.cell.stats!.medianMs ? b : a)).cell : undefined;
+    const vs =
+      bestFp32 && bestFp32 !== best
+        ? `, ${num(bestFp32.stats!.medianMs / best.stats!.medianMs)}x faster than the fastest fp32 cell, ${engineMode(bestFp32)} ${num(bestFp32.stats!.medianMs)} ms`
+        : bestFp32 === best
+          ? ' (no reduced precision beat it)'
+          : '';
+    fastest.push(
+      `${best.workload}/${best.preset}, batch ${best.batchSize}: fastest within its accuracy budget ${engineMode(best)} ${cellPrecision(best)} ${num(best.stats!.medianMs)} ms${vs}`,
+    );
+  }
+  return {
+    legend: `Each reduced precision (${PRECISIONS_ORDER.filter((p) => p !== 'fp32')
+      .map((p) => `${p}: relL2 ≤ ${PRECISION[p].relL2Tolerance!.toExponential(0)}, top-1 ≥ ${(PRECISION[p].minArgmaxAgreement! * 100).toFixed(0)} %`)
+      .join(
+        '; ',
+      )}) is judged against the fp32 reference, after the worker showed from the framework's own dtypes that it computed in that precision (evidence). Speed-up = median of the same engine/mode/batch at fp32 / this cell's median, with its 95 % bootstrap interval. A combination an engine cannot run is skipped with its reason.`,
+    head: [
+      'workload',
+      'batch',
+      'engine/mode',
+      'precision',
+      'status',
+      'median ms [95% CI]',
+      'speed-up vs fp32',
+      'relL2 vs fp32 (gate)',
+      'top-1 agreement (gate)',
+      'evidence',
+      'peak MiB',
+    ],
+    rows,
+    notes: fastest,
+  };
+}
+
+/** The precisions in their declared order (tables list a cell's fp32 baseline first). */
+const PRECISIONS_ORDER = Object.keys(PRECISION) as Precision[];

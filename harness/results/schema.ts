@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { FAMILY_NAMES, PADDINGS, SHAPES, TASKS } from '../../workloads/index.js';
+import { FAMILY_NAMES, PADDINGS, PRECISIONS, SHAPES, TASKS } from '../../workloads/index.js';
 import { HostInfoSchema } from '../diagnostics/detect/host.js';
 import { FindingSchema, MachinePeakSchema } from '../diagnostics/schema.js';
 import { DEVICES } from '../engines/types.js';
@@ -82,6 +82,22 @@ export const ParitySchema = z.object({
    * `worstLength`); `shapes` distinct shapes were checked.
    */
   stream: z.object({ batches: z.number().int(), shapes: z.number().int(), worstBatch: z.number().int(), worstLength: z.number().int() }).optional(),
+  /**
+   * Inference cells (harness/stats/precision.ts; docs/precision.md): the precision the worker
+   * observed and its evidence (absent from fp32 cells whose engine reports none), and the top-1
+   * agreement of the logits' rows with the fp32 reference. A reduced precision is judged by its
+   * own relL2 tolerance (`tolerance`) and `minArgmaxAgreement`.
+   */
+  precision: z
+    .object({
+      used: z.enum(PRECISIONS).optional(),
+      evidence: z.string().optional(),
+      argmaxAgreement: z.number().nullable(),
+      minArgmaxAgreement: z.number().optional(),
+    })
+    .optional(),
+  /** Why the comparison failed, where a figure alone does not say (a precision fallback, the argmax gate). */
+  problem: z.string().optional(),
 });
 
 /**
@@ -220,7 +236,7 @@ export const OutliersSchema = z.object({
 
 /** One cell of the matrix: engine x mode x device x workload x preset x batch. */
 export const CellSchema = z.object({
-  /** `engine/mode/device/workload/preset/bN/tT`, and `/training` for a training cell. */
+  /** `engine/mode/device/workload/preset/bN/tT`, then `/training` for a training cell, `/stream-<padding>` for a stream cell and `/<precision>` for a reduced precision (harness/run/plan.ts cellId). */
   id: z.string(),
   /** What the cell timed: a forward pass (inference; absent in runs made before the task axis) or one training step. */
   task: z.enum(TASKS).optional(),
@@ -230,6 +246,10 @@ export const CellSchema = z.object({
   padding: z.enum(PADDINGS).optional(),
   /** A stream cell's figures (its samples are its warm passes' totals). */
   stream: CellStreamSchema.optional(),
+  /** The number format the cell computed in (absent: fp32, as every run before the precision axis). */
+  precision: z.enum(PRECISIONS).optional(),
+  /** How the engine computes in a reduced precision (its descriptor's mechanism, harness/engines/*.ts `precisions`). */
+  precisionMechanism: z.string().optional(),
   engine: z.string(),
   framework: z.string(),
   mode: z.string(),

@@ -11,7 +11,8 @@ import type { EngineId } from '../engines/types.js';
 import { InputError } from '../errors.js';
 import { ResultsStore, type Cell, type EngineStatus, type Run, type RunConfig } from '../results/schema.js';
 import { sortedMedian } from '../stats/bootstrap.js';
-import { compareOutputs, FP32_REL_L2_TOLERANCE } from '../stats/parity.js';
+import { FP32_REL_L2_TOLERANCE } from '../stats/parity.js';
+import { comparePrecision } from '../stats/precision.js';
 import { compareTraining, TRAINING_TOLERANCES, type TrainingExpectation, type TrainingFigure } from '../stats/training-parity.js';
 import { PROTOCOL_VERSION, type ToWorker } from '../worker/protocol.js';
 import { DEFAULT_CONTENDED_RERUNS, judgeLoad, slowOutlier } from './contention.js';
@@ -66,7 +67,7 @@ export async function probeEngines(ids: EngineId[]): Promise<Record<string, Engi
 /** The job message that runs one cell (or the reference) on the materialized weights and inputs. */
 export function jobMessage(
   c: Pick<PlannedCell, 'engine' | 'mode' | 'device' | 'family' | 'params' | 'batchSize' | 'threads'> &
-    Partial<Pick<PlannedCell, 'task' | 'shapes' | 'padding'>>,
+    Partial<Pick<PlannedCell, 'task' | 'shapes' | 'padding' | 'precision'>>,
   m: Materialized,
   config: RunConfig,
 ): Extract<ToWorker, { type: 'job' }> {
@@ -84,6 +85,7 @@ export function jobMessage(
       threads: c.threads,
       ...(c.task && c.task !== 'inference' ? { task: c.task } : {}),
       ...(c.shapes === 'stream' ? { shapes: 'stream' as const, ...(c.padding ? { padding: c.padding } : {}) } : {}),
+      ...(c.precision && c.precision !== 'fp32' ? { precision: c.precision } : {}),
     },
     weightsPath: m.weightsPath,
     inputsPath: m.inputsPath,
@@ -130,19 +132,34 @@ interface CellCheck {
   cleanup(job: Extract<ToWorker, { type: 'job' }>): void;
 }
 
-/** Inference: the logits against the ONNX Runtime reference. */
+/**
+ * Inference: the logits against the ONNX Runtime reference (fp32), at the cell's precision: a
+ * reduced precision must have been observed by the worker and is judged by its own gates
+ * (harness/stats/precision.ts).
+ */
 function inferenceCheck(m: Materialized, ref: ReferenceOutput, config: RunConfig): CellCheck {
   return {
     job: (c) => jobMessage(c, m, config),
-    judge(_c, _job, pm) {
+    judge(c, _job, pm) {
       if (pm.type !== 'parity') return { reference: REFERENCE_NAME, relL2: null, maxAbs: null, tolerance: FP32_REL_L2_TOLERANCE, pass: false };
-      const f = compareOutputs(ref.values, ref.shape, pm.values, pm.shape);
+      const f = comparePrecision(c.precision, pm.precision, ref.values, ref.shape, pm.values, pm.shape);
       return {
         reference: REFERENCE_NAME,
         relL2: Number.isFinite(f.relL2) ? f.relL2 : null,
         maxAbs: Number.isFinite(f.maxAbs) ? f.maxAbs : null,
-        tolerance: FP32_REL_L2_TOLERANCE,
+        tolerance: f.tolerance,
         pass: f.pass,
+        // fp32 cells keep the record they always had unless their engine reported what it observed.
+        ...(c.precision !== 'fp32' || pm.precision
+          ? {
+              precision: {
+                ...(pm.precision ? { used: pm.precision.used, evidence: pm.precision.evidence } : {}),
+                argmaxAgreement: f.argmaxAgreement,
+                ...(f.minArgmaxAgreement !== undefined ? { minArgmaxAgreement: f.minArgmaxAgreement } : {}),
+              },
+            }
+          : {}),
+        ...(f.problem && c.precision !== 'fp32' ? { problem: f.problem } : {}),
       };
     },
     cleanup: () => undefined,

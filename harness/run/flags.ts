@@ -2,7 +2,20 @@ import { InvalidArgumentError, Option } from 'commander';
 import { availableParallelism } from 'node:os';
 import si from 'systeminformation';
 import { z } from 'zod';
-import { FAMILIES, FAMILY_NAMES, getFamily, PADDINGS, parseSetText, SHAPES, SIZES, STREAM, TASKS, type FamilyName } from '../../workloads/index.js';
+import {
+  FAMILIES,
+  FAMILY_NAMES,
+  getFamily,
+  PADDINGS,
+  parseSetText,
+  PRECISION,
+  PRECISIONS,
+  SHAPES,
+  SIZES,
+  STREAM,
+  TASKS,
+  type FamilyName,
+} from '../../workloads/index.js';
 import { DEFAULT_ENGINES, ENGINES, getEngine } from '../engines/registry.js';
 import { DEVICES, ENGINE_IDS } from '../engines/types.js';
 import { DEFAULT_MEASURE, MEASURE_PRESET_NAMES, PRESET_REPLICATES, QUICK_MEASURE, RIGOROUS_MEASURE, type MeasurePreset } from '../worker/measure.js';
@@ -281,6 +294,13 @@ export const RUN_FLAGS = {
     default: { value: [...PADDINGS] },
     file: { schema: nameList('padding', PADDINGS), fromText: asList, doc: 'padding strategies of stream cells (exact, bucket, max)' },
     results: { field: 'paddings', stored: z.array(z.enum(PADDINGS)).optional(), from: (v) => (v ? unique(v) : undefined) },
+  }),
+  precision: defineRunFlag({
+    arg: '<list>',
+    help: `comma-separated number formats (${PRECISIONS.join(', ')}): ${PRECISIONS.map((p) => `${p} ${PRECISION[p].doc}`).join('; ')}. Each engine uses its own mechanism (fwbench list), proves the precision it computed in, and is judged against the fp32 reference by the precision's relative-L2 and top-1 gates; a combination an engine cannot do is skipped with the reason (docs/precision.md)`,
+    default: { value: ['fp32'] },
+    file: { schema: nameList('precision', PRECISIONS), fromText: asList, doc: 'number formats to run (fp32, bf16, fp16, tf32, int8)' },
+    results: { field: 'precisions', stored: z.array(z.enum(PRECISIONS)).optional(), from: (v) => (v ? unique(v) : undefined) },
   }),
   modes: defineRunFlag({
     arg: '<list>',

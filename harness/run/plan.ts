@@ -1,18 +1,20 @@
 import {
   getFamily,
   PADDINGS,
+  PRECISIONS,
   resolveParams,
   setsForFamily,
   SHAPES,
   TASKS,
   type Padding,
   type Params,
+  type Precision,
   type Shapes,
   type Task,
   type WorkloadFamily,
 } from '../../workloads/index.js';
 import { streamProblem } from '../../workloads/shapes.js';
-import { ENGINES, getEngine, modesToRun, unsupportedReason } from '../engines/registry.js';
+import { ENGINES, getEngine, modesToRun, precisionProblem, unsupportedReason } from '../engines/registry.js';
 import type { Device, EngineId } from '../engines/types.js';
 import type { BatchFit, Cell, EngineStatus, RunConfig } from '../results/schema.js';
 
@@ -35,6 +37,8 @@ export interface PlannedCell {
   shapes: Shapes;
   /** A stream cell's padding strategy. */
   padding?: Padding;
+  /** The number format (workloads/precision.ts). */
+  precision: Precision;
   engine: EngineId;
   mode: string;
   device: Device;
@@ -55,14 +59,20 @@ export const shapesOf = (config: Pick<RunConfig, 'shapes'>): Shapes[] => config.
 /** The padding strategies of a run's stream cells. */
 export const paddingsOf = (config: Pick<RunConfig, 'paddings'>): Padding[] => config.paddings ?? [...PADDINGS];
 
+/** The precisions a run uses (run.json files from before the precision axis hold none: fp32). */
+export const precisionsOf = (config: Pick<RunConfig, 'precisions'>): Precision[] => config.precisions ?? [PRECISIONS[0]];
+
 /**
- * A cell's id: `engine/mode/device/workload/preset/bN/tT`, with `/training` for a training cell and
- * `/stream-<padding>` for a stream cell (fixed-shape inference ids are as they always were).
+ * A cell's id: `engine/mode/device/workload/preset/bN/tT`, with `/training` for a training cell,
+ * `/stream-<padding>` for a stream cell and `/<precision>` for a reduced precision (fixed-shape
+ * fp32 inference ids are as they always were).
  */
-export const cellId = (c: Omit<PlannedCell, 'id' | 'family' | 'params' | 'shapes'> & { family: { name: string }; shapes?: Shapes }): string =>
+export const cellId = (
+  c: Omit<PlannedCell, 'id' | 'family' | 'params' | 'shapes' | 'precision'> & { family: { name: string }; shapes?: Shapes; precision?: Precision },
+): string =>
   `${c.engine}/${c.mode}/${c.device}/${c.family.name}/${c.preset}/b${c.batchSize}/t${c.threads}${c.task === 'inference' ? '' : `/${c.task}`}${
     c.shapes === 'stream' ? `/stream-${c.padding}` : ''
-  }`;
+  }${c.precision && c.precision !== 'fp32' ? `/${c.precision}` : ''}`;
 
 /**
  * Expands the configuration into cells, task by task, grouped by (task, workload, batch) so each
@@ -79,26 +89,28 @@ export function planCells(config: RunConfig): PlannedCell[] {
         const params = resolveParams(family, preset, setsForFamily(family, config.sets, families));
         for (const batchSize of config.batchSizes)
           for (const padding of shapes === 'stream' ? paddingsOf(config) : [undefined])
-            for (const id of config.engines) {
-              const engine = getEngine(id);
-              for (const mode of modesToRun(engine, config.modes, task, shapes)) {
-                for (const threads of config.threads) {
-                  const cell = {
-                    task,
-                    shapes,
-                    ...(padding ? { padding } : {}),
-                    engine: engine.id,
-                    mode,
-                    device: config.device,
-                    family,
-                    preset,
-                    batchSize,
-                    threads,
-                  };
-                  cells.push({ ...cell, id: cellId(cell), params });
+            for (const precision of precisionsOf(config))
+              for (const id of config.engines) {
+                const engine = getEngine(id);
+                for (const mode of modesToRun(engine, config.modes, task, shapes)) {
+                  for (const threads of config.threads) {
+                    const cell = {
+                      task,
+                      shapes,
+                      ...(padding ? { padding } : {}),
+                      precision,
+                      engine: engine.id,
+                      mode,
+                      device: config.device,
+                      family,
+                      preset,
+                      batchSize,
+                      threads,
+                    };
+                    cells.push({ ...cell, id: cellId(cell), params });
+                  }
                 }
               }
-            }
       }
   return cells;
 }
@@ -123,6 +135,21 @@ export function skipReason(c: PlannedCell, status: EngineStatus | undefined): { 
       return { reason: `a shape stream times inference; a ${c.task} cell runs one fixed shape`, fix: '--tasks inference with --shapes stream' };
     const noStream = streamProblem(c.family);
     if (noStream) return { reason: noStream, fix: '--workloads rnn,transformer with --shapes stream' };
+  }
+  if (c.precision !== 'fp32') {
+    if (c.task !== 'inference' || c.shapes !== 'fixed')
+      return {
+        reason: `${c.precision} cells time fixed-shape inference; a ${c.task === 'inference' ? 'shape-stream' : c.task} cell runs fp32`,
+        fix: '--tasks inference --shapes fixed with --precision',
+      };
+    const why = precisionProblem(e, c.precision, { device: c.device, family: c.family.name, mode: c.mode });
+    if (why) {
+      const able = Object.values(ENGINES).filter((x) => !precisionProblem(x, c.precision, { device: c.device, family: c.family.name, mode: x.modes[0]! }));
+      return {
+        reason: `${e.id}${c.mode === e.modes[0] ? '' : ` mode ${c.mode}`} cannot run ${c.precision} on ${c.family.name}/${c.device}: ${why}`,
+        fix: able.length ? `--engines ${able.map((x) => x.id).join(',')} run ${c.precision} on ${c.family.name}/${c.device}` : `--precision fp32`,
+      };
+    }
   }
   const cannot = unsupportedReason(e, c.task, c.mode);
   if (cannot) {

@@ -21,6 +21,12 @@ import { largestBatchFit, type PlannedCell } from './plan.js';
  * the whole run.
  */
 
+/** The engine's declared mechanism for a cell's reduced precision, when it has one. */
+function precisionMechanism(c: PlannedCell): { precisionMechanism?: string } {
+  const way = c.precision === 'fp32' ? undefined : ENGINES[c.engine].precisions[c.precision];
+  return way && typeof way !== 'string' ? { precisionMechanism: way.mechanism } : {};
+}
+
 /** What every record of a planned cell holds, whatever its status. */
 export function baseRecord(c: PlannedCell, config: RunConfig, startedAt: string): Omit<Cell, 'status' | 'reason' | 'durationMs'> {
   // A stream cell's sample is a pass over the whole stream: its FLOPs are the rows' at their real lengths.
@@ -32,6 +38,7 @@ export function baseRecord(c: PlannedCell, config: RunConfig, startedAt: string)
     id: c.id,
     ...(c.task !== 'inference' ? { task: c.task } : {}),
     ...(c.shapes === 'stream' ? { shapes: c.shapes, ...(c.padding ? { padding: c.padding } : {}) } : {}),
+    ...(c.precision !== 'fp32' ? { precision: c.precision, ...precisionMechanism(c) } : {}),
     engine: c.engine,
     framework: ENGINES[c.engine].framework,
     mode: c.mode,
@@ -82,7 +89,9 @@ export function replicateStatus(o: WorkerOutcome, parity: Cell['parity']): RepSt
       status: 'parity-failed',
       reason: parity.training
         ? trainingParityReason(parity)
-        : `output differs from ${parity.reference}: relL2 ${parity.relL2}, maxAbs ${parity.maxAbs} (tolerance ${parity.tolerance})`,
+        : parity.problem
+          ? `output checked against ${parity.reference}: ${parity.problem}`
+          : `output differs from ${parity.reference}: relL2 ${parity.relL2}, maxAbs ${parity.maxAbs} (tolerance ${parity.tolerance})`,
     };
   if (!o.done || !o.samples || o.error) {
     const f = classifyFailure(o);
