@@ -234,7 +234,7 @@ export const onnxruntime: NodeEngineDescriptor = {
     },
     int8: {
       mechanism:
-        "dynamic quantization written into fwbench's graph as onnxruntime.quantization.quantize_dynamic does with its defaults: symmetric per-tensor int8 weights, DynamicQuantizeLinear (uint8) on activations, MatMulInteger / ConvInteger rescaled to float32 (fused by ORT into DynamicQuantizeMatMul / MatMulIntegerToFloat from level extended), com.microsoft DynamicQuantizeLSTM for LSTMs; Gemm heads, embeddings and activation-by-activation products stay float32",
+        "dynamic quantization written into fwbench's graph as onnxruntime.quantization.quantize_dynamic does with its defaults: symmetric per-tensor int8 weights, DynamicQuantizeLinear (uint8) on activations, MatMulInteger / ConvInteger rescaled to float32 (fused by ORT into DynamicQuantizeMatMul / MatMulIntegerToFloat from level extended), com.microsoft DynamicQuantizeLSTM for LSTMs; Gemm heads and activation-by-activation products stay float32 as there, and embedding tables too (quantize_dynamic would store them in 8 bits)",
       devices: ['cpu'],
       limits:
         "ORT's CUDA execution provider has no kernels for these nodes (its MatMulInteger takes int8 activations only, DynamicQuantizeLinear makes uint8; no ConvInteger), so they would run on the CPU",

@@ -60,8 +60,10 @@ export function quantizeWeight(w: Float32Array): { q: Int8Array; scale: number }
  * - LSTM: com.microsoft `DynamicQuantizeLSTM`, ORT's LSTM with int8 W and R (stored transposed,
  *   [directions, input, 4·hidden], as that operator takes them), quantizing its input and hidden
  *   state at each step.
- * - Gemm and Gather are left in float32, as quantize_dynamic leaves them (Gemm is not one of its
- *   integer operators; it would quantize an embedding table's storage, which is no matrix product).
+ * - Gemm stays float32, as in quantize_dynamic (Gemm is not one of its integer operators).
+ * - Gather stays float32, unlike quantize_dynamic, which also stores a Gather's constant table
+ *   (an embedding) in 8 bits and dequantizes what it looks up: a lookup is no matrix product, so
+ *   that would only shrink the file and add error, not run anything in integers.
  */
 export function quantizeDynamic(graph: GraphLike): GraphLike {
   const inits = new Map(graph.initializer.map((t) => [t.name, t]));
