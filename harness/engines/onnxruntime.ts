@@ -1,9 +1,13 @@
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import type { Tensor as OrtTensor } from 'onnxruntime-node';
+import type { Precision } from '../../workloads/precision.js';
 import type { TensorMap } from '../../workloads/safetensors.js';
 import type { FamilyName, Params } from '../../workloads/types.js';
+import type { GraphPrecision } from './onnx/precision.js';
+import { precisionProblem } from './precision.js';
 import {
   DEVICES,
   EngineUnavailable,
@@ -14,11 +18,16 @@ import {
   type NodeEngineDescriptor,
   type PeakRequest,
   type PeakResult,
+  type PrecisionUsed,
   type ProbeResult,
 } from './types.js';
 
 type Ort = typeof import('onnxruntime-node');
-type BuildModel = (family: FamilyName, params: Params, weights: TensorMap, options?: { stream?: boolean }) => Uint8Array;
+/** What the engine takes from ./onnx (loaded with the runtime, never by the orchestrator). */
+interface OnnxTools {
+  buildOnnxModel(family: FamilyName, params: Params, weights: TensorMap, options?: { stream?: boolean; precision?: GraphPrecision }): Uint8Array;
+  sessionPrecision(optimizedModel: Uint8Array, asked: 'int8' | 'fp16'): PrecisionUsed;
+}
 
 /** ORT graph optimization levels, most optimized (the default) first. */
 const MODES = ['all', 'extended', 'basic', 'disabled'] as const;
@@ -43,7 +52,32 @@ function cudaMissing(): string | undefined {
   return `CUDA execution provider not installed (${missing.join(', ')} missing in ${bin}; npm ci does not run the install script that downloads it: allowScripts in package.json)`;
 }
 
-function createRuntime(ort: Ort, buildModel: BuildModel): EngineRuntime {
+/**
+ * TF32 on the CUDA execution provider. Its provider option use_tf32 defaults to 1, and
+ * onnxruntime-node hands the provider nothing but device_id (js/node/src/session_options_helper.cc
+ * makes the options with CreateCUDAProviderOptions and sets only device_id), so a Node session
+ * cannot set use_tf32 = 0. NVIDIA's libraries honour NVIDIA_TF32_OVERRIDE=0 (no TF32 in cuBLAS and
+ * cuDNN) instead: an fp32 cell sets it in its worker before its session loads the provider, a tf32
+ * cell requires it unset. Returns the setting recorded and, for tf32 (asked or planted away), what was used.
+ */
+function tf32Setting(device: Device, precision: Precision, planted: boolean): { override: string; used?: PrecisionUsed } {
+  if (device !== 'cuda') return { override: process.env.NVIDIA_TF32_OVERRIDE ?? 'unset' };
+  const strictFp32 = precision === 'fp32' || (precision === 'tf32' && planted);
+  if (strictFp32) {
+    process.env.NVIDIA_TF32_OVERRIDE = '0';
+    const evidence =
+      'CUDA EP use_tf32 left at its default 1 (onnxruntime-node passes device_id only), NVIDIA_TF32_OVERRIDE=0 set before the session: cuBLAS and cuDNN run strict float32';
+    return { override: '0 (set by fwbench: fp32 cell)', ...(precision === 'tf32' ? { used: { used: 'fp32', evidence } } : {}) };
+  }
+  if (precision !== 'tf32') return { override: process.env.NVIDIA_TF32_OVERRIDE ?? 'unset' };
+  if (process.env.NVIDIA_TF32_OVERRIDE === '0') {
+    throw new Error('onnxruntime tf32 needs NVIDIA_TF32_OVERRIDE unset, but this process has NVIDIA_TF32_OVERRIDE=0 (it turns TF32 off in cuBLAS and cuDNN)');
+  }
+  const evidence = `CUDA execution provider with use_tf32 at its default 1 (onnxruntime-node passes device_id only) and NVIDIA_TF32_OVERRIDE ${process.env.NVIDIA_TF32_OVERRIDE ?? 'unset'}: float32 MatMul/Gemm/Conv may run as TF32 on tensor cores (Ampere or newer); TF32 is a math mode, no dtype shows it`;
+  return { override: process.env.NVIDIA_TF32_OVERRIDE ?? 'unset', used: { used: 'tf32', evidence } };
+}
+
+function createRuntime(ort: Ort, tools: OnnxTools): EngineRuntime {
   const version = ort.env.versions.node ?? ort.env.versions.common;
   return {
     async probe(): Promise<ProbeResult> {
@@ -68,10 +102,17 @@ function createRuntime(ort: Ort, buildModel: BuildModel): EngineRuntime {
 
     async build(req: BuildRequest): Promise<BuiltModel> {
       if (!(MODES as readonly string[]).includes(req.mode)) throw new Error(`onnxruntime: unknown mode '${req.mode}'; valid modes: ${MODES.join(', ')}`);
+      const precision = req.precision ?? 'fp32';
+      const refused = precisionProblem(onnxruntime, precision, { device: req.device, family: req.family, mode: req.mode });
+      if (refused) throw new Error(`onnxruntime cannot run ${precision} on ${req.device} (${req.family}, mode ${req.mode}): ${refused}`);
       if (req.device === 'cuda') {
         const cuda = cudaMissing();
         if (cuda) throw new EngineUnavailable(cuda, CUDA_FIX);
       }
+      // The planted fault (FWBENCH_FAULT=precision-fallback@build) builds without the mechanism; the evidence below must say so.
+      const planted = req.plantPrecisionFallback === true && precision !== 'fp32';
+      const rewrite: GraphPrecision = !planted && (precision === 'int8' || precision === 'fp16') ? precision : 'fp32';
+      const tf32 = tf32Setting(req.device, precision, planted);
       const executionProviders = req.device === 'cuda' ? ['cuda'] : ['cpu'];
       const options = {
         graphOptimizationLevel: req.mode as Mode,
@@ -85,8 +126,24 @@ function createRuntime(ort: Ort, buildModel: BuildModel): EngineRuntime {
         enableMemPattern: true,
         executionProviders,
       };
+      // A reduced-precision graph is checked in the form the session runs it: the session saves its
+      // optimized graph to a temporary file, read back and deleted below (not done for fp32 cells).
+      // The saving is part of session creation, so it is in buildMs: about 76 ms for bert-mini int8
+      // (a 35 MB graph; session creation 49 ms without it, 125 ms with it, 2-core AMD EPYC).
+      const inspected = precision === 'int8' || precision === 'fp16';
+      const dir = inspected ? mkdtempSync(join(tmpdir(), 'fwbench-ort-')) : undefined;
+      const optimizedModelFilePath = dir && join(dir, 'session.onnx');
+      let used: PrecisionUsed | undefined = tf32.used;
       // A stream model (req.stream) has a symbolic length and a `lengths` input: one session serves every shape.
-      const session = await ort.InferenceSession.create(buildModel(req.family, req.params, req.weights, req.stream ? { stream: true } : {}), options);
+      const model = tools.buildOnnxModel(req.family, req.params, req.weights, { ...(req.stream ? { stream: true } : {}), precision: rewrite });
+      let session: Awaited<ReturnType<Ort['InferenceSession']['create']>>;
+      try {
+        session = await ort.InferenceSession.create(model, { ...options, ...(optimizedModelFilePath ? { optimizedModelFilePath } : {}) });
+        if (optimizedModelFilePath) used = tools.sessionPrecision(readFileSync(optimizedModelFilePath), precision as 'int8' | 'fp16');
+      } finally {
+        if (dir) rmSync(dir, { recursive: true, force: true });
+      }
+      const observed = used;
       const sessionsCreated = 1;
       // The ORT tensors wrapping the host inputs are made once per input map (the worker keeps one), as a user holds
       // them: the graph takes int64 token ids (as exported NLP models do), and neither that
@@ -122,11 +179,13 @@ function createRuntime(ort: Ort, buildModel: BuildModel): EngineRuntime {
         intraOpAllowSpinning: 'ORT default (1)',
         ...(req.device === 'cuda'
           ? {
-              cudaUseTf32: 'CUDA EP default (1)',
+              cudaUseTf32: 'CUDA EP default (1); onnxruntime-node cannot set it',
               cudnnConvAlgoSearch: 'CUDA EP default (EXHAUSTIVE)',
-              nvidiaTf32Override: process.env.NVIDIA_TF32_OVERRIDE ?? 'unset',
+              nvidiaTf32Override: tf32.override,
             }
           : {}),
+        ...(precision !== 'fp32' ? { precision, graphPrecision: rewrite } : {}),
+        ...(inspected ? { precisionEvidence: 'the session graph (optimizedModelFilePath, written during build and deleted)' } : {}),
       };
       return {
         settings: { ...options, ...defaults, executionProviders: executionProviders.join(','), ortVersion: version },
@@ -142,6 +201,7 @@ function createRuntime(ort: Ort, buildModel: BuildModel): EngineRuntime {
         },
         // ORT compiles (optimizes and plans) a graph once, when its session is created; new shapes reuse it.
         compileCount: () => sessionsCreated,
+        ...(observed ? { precisionUsed: () => observed } : {}),
         native: { kind: 'onnxruntime', session },
       };
     },
@@ -161,28 +221,31 @@ export const onnxruntime: NodeEngineDescriptor = {
     },
   },
   precisions: {
-    bf16: "onnxruntime's CPU execution provider has no bfloat16 kernels for MatMul, Gemm or Conv (the ONNX operator schema allows bfloat16; ORT implements it on CUDA for a few ops only)",
+    bf16: "onnxruntime-node's CPU execution provider (1.30) has no bfloat16 MatMul kernel: a bfloat16 MatMul graph fails at session creation with 'Could not find an implementation for MatMul(13) node with name 'MatMul_0'' (likewise Gemm, Add, Relu, Erf, BatchNormalization; ONNX's Conv and LSTM do not accept bfloat16 at all), and onnxruntime-common's Tensor has no bfloat16 type",
     fp16: {
-      mechanism: "fwbench's graph with float16 weights and computation (inputs cast in, logits cast back to float32)",
+      mechanism: "fwbench's graph in float16: every float weight stored as float16, float inputs cast to float16 where they enter, logits cast back to float32",
       devices: ['cuda'],
-      limits: "ORT's CPU execution provider implements few float16 kernels (the rest would run through inserted casts to float32)",
+      limits:
+        "ORT's CPU execution provider has no float16 MatMul, Gemm or Conv kernels: it casts their float16 weights to float32 and computes in float32 (the session graph shows it), so a cpu cell would time float32",
     },
     tf32: {
-      mechanism: 'the CUDA execution provider option use_tf32 = 1 (its default; fp32 cells set 0)',
+      mechanism:
+        'the CUDA execution provider with use_tf32 at its default 1 and NVIDIA_TF32_OVERRIDE unset (onnxruntime-node passes the provider nothing but device_id, so use_tf32 cannot be set; fp32 cells on cuda set NVIDIA_TF32_OVERRIDE=0 in their worker instead)',
       devices: ['cuda'],
       limits: 'TF32 is a mode of NVIDIA tensor cores (Ampere or newer)',
     },
     int8: {
       mechanism:
-        "dynamic quantization written into fwbench's graph, as onnxruntime.quantization.quantize_dynamic does it: int8 weights, DynamicQuantizeLinear on activations, MatMulInteger / ConvInteger, rescaled to float32",
+        "dynamic quantization written into fwbench's graph as onnxruntime.quantization.quantize_dynamic does with its defaults: symmetric per-tensor int8 weights, DynamicQuantizeLinear (uint8) on activations, MatMulInteger / ConvInteger rescaled to float32 (fused by ORT into DynamicQuantizeMatMul / MatMulIntegerToFloat from level extended), com.microsoft DynamicQuantizeLSTM for LSTMs; Gemm heads and activation-by-activation products stay float32 as there, and embedding tables too (quantize_dynamic would store them in 8 bits)",
       devices: ['cpu'],
-      limits: "ORT's integer MatMul and Conv kernels are CPU kernels",
+      limits:
+        "ORT's CUDA execution provider has no kernels for these nodes (its MatMulInteger takes int8 activations only, DynamicQuantizeLinear makes uint8; no ConvInteger), so they would run on the CPU",
     },
   },
   description: 'ONNX Runtime (onnxruntime-node), CPU or CUDA execution provider; modes are graph optimization levels',
   async load(): Promise<EngineRuntime> {
     // Dynamic imports: the orchestrator imports this descriptor but must never load the runtime.
-    const [ort, { buildOnnxModel }] = await Promise.all([import('onnxruntime-node'), import('./onnx/index.js')]);
-    return createRuntime(ort, buildOnnxModel);
+    const [ort, tools] = await Promise.all([import('onnxruntime-node'), import('./onnx/index.js')]);
+    return createRuntime(ort, tools);
   },
 };

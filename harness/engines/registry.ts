@@ -3,10 +3,9 @@ import { onnxruntime } from './onnxruntime.js';
 import { tensorflow } from './tensorflow.js';
 import { tfjsCpu, tfjsNode, tfjsNodeGpu, tfjsWasm } from './tfjs/index.js';
 import { torch } from './torch.js';
-import type { Precision } from '../../workloads/precision.js';
 import type { Shapes } from '../../workloads/shapes.js';
-import type { FamilyName, Task } from '../../workloads/types.js';
-import { ENGINE_IDS, type Device, type EngineDescriptor, type EngineId, type NodeEngineDescriptor } from './types.js';
+import type { Task } from '../../workloads/types.js';
+import { ENGINE_IDS, type EngineDescriptor, type EngineId, type NodeEngineDescriptor } from './types.js';
 
 /** Every engine, by id. Adding an engine = one file + one line here. */
 export const ENGINES: Record<EngineId, EngineDescriptor> = {
@@ -42,23 +41,8 @@ export function getNodeEngine(id: string): NodeEngineDescriptor {
 /** `--modes`: mode names, or `all` for every mode of every engine; absent means each engine's default modes. */
 export type ModeSelection = string[] | 'all';
 
-/**
- * Why an engine cannot run a cell at a precision (its declared reason, or the limits of its way:
- * devices, families, modes), or undefined when it can; fp32 always can.
- */
-export function precisionProblem(e: EngineDescriptor, precision: Precision, at: { device: Device; family: FamilyName; mode: string }): string | undefined {
-  if (precision === 'fp32') return undefined;
-  const way = e.precisions[precision];
-  if (typeof way === 'string') return way;
-  const outside = !way.devices.includes(at.device)
-    ? `it runs ${precision} on ${way.devices.join(', ')} only`
-    : way.families && !way.families.includes(at.family)
-      ? `its ${precision} applies to ${way.families.join(', ')} only`
-      : way.modes && !way.modes.includes(at.mode)
-        ? `its ${precision} works in mode${way.modes.length > 1 ? 's' : ''} ${way.modes.join(', ')} only`
-        : undefined;
-  return outside && `${outside}${way.limits ? `: ${way.limits}` : ''}`;
-}
+// Declared next to the precision types so an engine can check its own cells (onnxruntime.ts) without importing this registry.
+export { precisionProblem } from './precision.js';
 
 /** Why an engine (or one of its modes) cannot do a task, or undefined when it can. */
 export function unsupportedReason(e: EngineDescriptor, task: Task, mode: string): string | undefined {

@@ -55,11 +55,16 @@ export interface FaultSite {
 
 const never = (): Promise<never> => new Promise(() => setInterval(() => undefined, 60_000));
 
-/** Fires `fault` if it applies at `site`; returns normally otherwise (and after `garbage`). */
+/** Whether `fault` applies at a site: its phase, and its engine and minimum batch where it names them. */
+export function faultApplies(fault: Fault | undefined, site: Pick<FaultSite, 'phase' | 'engine' | 'batchSize'>): fault is Fault {
+  if (!fault || fault.phase !== site.phase) return false;
+  if (fault.engine && fault.engine !== site.engine) return false;
+  return fault.minBatch === undefined || (site.batchSize ?? 0) >= fault.minBatch;
+}
+
+/** Fires `fault` if it applies at `site`; returns normally otherwise (and after `garbage`, and for `precision-fallback`, which the worker plants in the build request). */
 export async function maybeFault(fault: Fault | undefined, site: FaultSite): Promise<void> {
-  if (!fault || fault.phase !== site.phase) return;
-  if (fault.engine && fault.engine !== site.engine) return;
-  if (fault.minBatch !== undefined && (site.batchSize ?? 0) < fault.minBatch) return;
+  if (!faultApplies(fault, site)) return;
   const what = `injected fault ${fault.kind}@${fault.phase} (FWBENCH_FAULT)`;
   switch (fault.kind) {
     case 'exit':
@@ -91,5 +96,10 @@ export async function maybeFault(fault: Fault | undefined, site: FaultSite): Pro
     }
     case 'cuda-oom':
       throw new Error(CUDA_OOM[site.engine === 'onnxruntime' ? 'onnxruntime' : 'tfjs']);
+    case 'precision-fallback':
+      // Nothing fails here: the build request carries plantPrecisionFallback (node-worker.ts), so the
+      // cell runs without its precision mechanism and only its observed dtypes can tell.
+      process.stderr.write(`${what}: building without the precision mechanism\n`);
+      return;
   }
 }

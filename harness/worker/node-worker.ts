@@ -5,7 +5,7 @@ import { measure, measurePasses, type PassSettings } from './measure.js';
 import { FromWorker, PROTOCOL_VERSION, ToWorkerSchema, TRAIN_PARITY_TENSORS, type Phase, type ToWorker } from './protocol.js';
 import { getNodeEngine } from '../engines/registry.js';
 import { EngineUnavailable, type BuildRequest, type EngineRuntime, type EngineSettings } from '../engines/types.js';
-import { maybeFault, parseFault } from './fault.js';
+import { faultApplies, maybeFault, parseFault } from './fault.js';
 import { peakHostBytes, watchWasmGrowth } from './memory.js';
 
 /**
@@ -152,6 +152,13 @@ async function runJob(first: Job): Promise<void> {
     threads: cell.threads,
     ...(streamed ? { stream: true } : {}),
     ...(cell.precision && cell.precision !== 'fp32' ? { precision: cell.precision } : {}),
+    // FWBENCH_FAULT=precision-fallback@build[:engine]: the engine builds without its precision mechanism (tests only).
+    ...(cell.precision &&
+    cell.precision !== 'fp32' &&
+    fault?.kind === 'precision-fallback' &&
+    faultApplies(fault, { phase: 'build', engine: cell.engine, batchSize: cell.batchSize })
+      ? { plantPrecisionFallback: true }
+      : {}),
   };
   t = process.hrtime.bigint();
   const subject = training ? await trainingSubject(cell.engine, runtime, req, training, inputs, labels!) : await inferenceSubject(runtime, req, inputs, stream);

@@ -8,21 +8,31 @@ import {
   type AttributeLike,
   type DataTypeCode,
   type DimensionLike,
+  type GraphLike,
   type NodeLike,
   type TensorLike,
   type ValueInfoLike,
 } from './proto.js';
 
-/** Element types of graph values. */
-export type ElemType = 'float32' | 'int32' | 'int64';
+/** Element types of graph values (float16 and bfloat16 data are their raw 16-bit patterns). */
+export type ElemType = 'float32' | 'float16' | 'bfloat16' | 'int8' | 'uint8' | 'int32' | 'int64';
 
-const ELEM: Record<ElemType, DataTypeCode> = { float32: DataType.FLOAT, int32: DataType.INT32, int64: DataType.INT64 };
+/** Each element type's TensorProto.DataType code. */
+export const ELEM: Record<ElemType, DataTypeCode> = {
+  float32: DataType.FLOAT,
+  float16: DataType.FLOAT16,
+  bfloat16: DataType.BFLOAT16,
+  int8: DataType.INT8,
+  uint8: DataType.UINT8,
+  int32: DataType.INT32,
+  int64: DataType.INT64,
+};
 
 /** A constant tensor for the graph (canonical tensors are converted to this). */
 export interface GraphTensor {
   type: ElemType;
   dims: number[];
-  data: Float32Array | Int32Array | BigInt64Array;
+  data: Float32Array | Uint16Array | Int8Array | Uint8Array | Int32Array | BigInt64Array;
 }
 
 /**
@@ -54,7 +64,8 @@ function toAttribute(name: string, v: AttrValue): AttributeLike {
 // raw_data must be little-endian; a typed-array view is only that on a little-endian host.
 if (endianness() !== 'LE') throw new Error('the ONNX builder writes raw tensor bytes and needs a little-endian host');
 
-const bytesOf = (a: ArrayBufferView): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+/** The bytes of a typed array, as raw_data stores them (a view, not a copy). */
+export const bytesOf = (a: ArrayBufferView): Uint8Array => new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 
 /** Looks a canonical weight up, checking its shape, so a layout mismatch fails with its name. */
 export function weight(weights: TensorMap, name: string, shape: number[]): Tensor {
@@ -146,7 +157,7 @@ export class GraphBuilder {
    * Adds a node and returns its output names: given names (an empty one omits an optional output)
    * or, for a count, fresh ones. Empty input names omit optional inputs.
    */
-  node(opType: string, inputs: string[], outputs: string[] | number = 1, attrs: Record<string, AttrValue> = {}): string[] {
+  node(opType: string, inputs: string[], outputs: string[] | number = 1, attrs: Record<string, AttrValue> = {}, domain?: string): string[] {
     for (const i of inputs) {
       if (i !== '' && !this.defined.has(i)) throw new Error(`ONNX graph ${this.name}: ${opType} reads '${i}', which is not defined yet`);
     }
@@ -155,7 +166,8 @@ export class GraphBuilder {
     const nodeName = `${opType}_${k}`;
     const names = typeof outputs === 'number' ? Array.from({ length: outputs }, (_, j) => (outputs === 1 ? nodeName : `${nodeName}_${j}`)) : outputs;
     for (const o of names) if (o !== '') this.define(o);
-    this.nodes.push({ name: nodeName, op_type: opType, input: inputs, output: names, attribute: Object.entries(attrs).map(([n, v]) => toAttribute(n, v)) });
+    const attribute = Object.entries(attrs).map(([n, v]) => toAttribute(n, v));
+    this.nodes.push({ name: nodeName, op_type: opType, ...(domain ? { domain } : {}), input: inputs, output: names, attribute });
     return names;
   }
 
@@ -164,19 +176,34 @@ export class GraphBuilder {
     return this.node(opType, inputs, 1, attrs)[0]!;
   }
 
+  /** The graph as plain protobuf-shaped data, for a rewrite (harness/engines/onnx/precision.ts) before it is encoded. */
+  toGraph(): GraphLike {
+    return { name: this.name, node: [...this.nodes], initializer: [...this.initializers], input: [...this.inputs], output: [...this.outputs] };
+  }
+
   /** Serializes the graph as an ONNX model (default opset 17, IR version 8). */
-  toModel({ opset = 17, irVersion = 8, producer = 'fwbench' }: ModelOptions = {}): Uint8Array {
-    return encodeModel({
-      ir_version: irVersion,
-      opset_import: [{ domain: '', version: opset }],
-      producer_name: producer,
-      producer_version: TOOL_VERSION,
-      graph: { name: this.name, node: this.nodes, initializer: this.initializers, input: this.inputs, output: this.outputs },
-    });
+  toModel(options: ModelOptions = {}): Uint8Array {
+    return graphToModel(this.toGraph(), options);
   }
 }
 
-function valueInfo(name: string, type: ElemType, dims: Array<number | string>): ValueInfoLike {
+/**
+ * Serializes a graph as an ONNX model (default opset 17, IR version 8); a graph using ONNX
+ * Runtime's contrib operators also imports their domain, com.microsoft (version 1).
+ */
+export function graphToModel(graph: GraphLike, { opset = 17, irVersion = 8, producer = 'fwbench' }: ModelOptions = {}): Uint8Array {
+  const domains = new Set(graph.node.map((n) => n.domain ?? '').filter((d) => d !== ''));
+  return encodeModel({
+    ir_version: irVersion,
+    opset_import: [{ domain: '', version: opset }, ...[...domains].map((domain) => ({ domain, version: 1 }))],
+    producer_name: producer,
+    producer_version: TOOL_VERSION,
+    graph,
+  });
+}
+
+/** A typed graph input or output; string dims are symbolic. */
+export function valueInfo(name: string, type: ElemType, dims: Array<number | string>): ValueInfoLike {
   const dim = dims.map((d): DimensionLike => (typeof d === 'string' ? { dim_param: d } : { dim_value: d }));
   return { name, type: { tensor_type: { elem_type: ELEM[type], shape: { dim } } } };
 }

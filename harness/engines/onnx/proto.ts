@@ -8,7 +8,7 @@ import protobuf from 'protobufjs';
  */
 
 /** `TensorProto.DataType` values fwbench uses. */
-export const DataType = { FLOAT: 1, INT32: 6, INT64: 7 } as const;
+export const DataType = { FLOAT: 1, UINT8: 2, INT8: 3, INT32: 6, INT64: 7, FLOAT16: 10, BFLOAT16: 16 } as const;
 /** An element type code from {@link DataType}. */
 export type DataTypeCode = (typeof DataType)[keyof typeof DataType];
 
@@ -40,6 +40,8 @@ export interface AttributeLike {
 export interface NodeLike {
   name: string;
   op_type: string;
+  /** The operator set's domain: absent or '' for ONNX's own, `com.microsoft` for ONNX Runtime's contrib operators. */
+  domain?: string;
   input: string[];
   output: string[];
   attribute: AttributeLike[];

@@ -242,12 +242,15 @@ function createRuntime(spec: BackendSpec): EngineRuntime {
   };
 }
 
-/** What TensorFlow.js cannot compute in, and why (the same on every backend fwbench runs). */
+/**
+ * What TensorFlow.js cannot compute in, and why (the same on every backend fwbench runs). Checked
+ * against tfjs-core 4.22 (DataType, io_utils decodeWeights) and tfjs-node's libtensorflow 2.9.1.
+ */
 const TFJS_PRECISIONS = {
   bf16: 'TensorFlow.js has no bfloat16 dtype: its tensors are float32, int32, bool, complex64 or string',
-  fp16: 'TensorFlow.js has no float16 dtype: its node, wasm and cpu backends compute in float32 (only WebGL can store half floats, as a texture format)',
-  tf32: 'TF32 is a cuBLAS / cuDNN tensor-core mode, and libtensorflow 2.9 as tfjs-node-gpu loads it gives TensorFlow.js no switch for it',
-  int8: 'TensorFlow.js has no int8 kernels: its quantization (tensorflowjs_converter --quantize_uint8) only compresses the stored weights, which are dequantized to float32 when loaded',
+  fp16: 'TensorFlow.js has no float16 dtype: its node, wasm and cpu backends compute in float32 (tensorflowjs_converter --quantize_float16 only stores weights as float16, decoded to float32 on load; only WebGL may keep half-float textures where float32 rendering is unavailable)',
+  tf32: 'TensorFlow.js has no TF32 switch: libtensorflow 2.9.1, which tfjs-node-gpu loads, enables TF32 by default on Ampere and newer GPUs (TensorFlow >= 2.4) and only its Python/C++ enable_tensor_float_32_execution turns it off, so on such a GPU the matrix products of a tfjs-node-gpu float32 cell may already be TF32 unless NVIDIA_TF32_OVERRIDE=0',
+  int8: 'TensorFlow.js has no int8 dtype or kernels: tensorflowjs_converter --quantize_uint8 / --quantize_uint16 only compress the stored weights, which are dequantized to float32 when loaded',
 };
 
 function descriptor(spec: BackendSpec, description: string, extra: Pick<NodeEngineDescriptor, 'inDefaultRun'> = {}): NodeEngineDescriptor {
