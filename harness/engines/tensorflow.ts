@@ -38,6 +38,9 @@ export const tensorflow: PythonEngineDescriptor = {
     bf16: {
       mechanism: "keras.mixed_precision policy 'mixed_bfloat16' (variables fp32, layers compute in bf16; the logits cast to float32)",
       devices: ['cpu', 'cuda'],
+      modes: ['eager', 'function', 'function-signature', 'function-relaxed'],
+      limits:
+        "XLA's CPU compiler rewrites every bf16 dot and convolution into converts around an f32 one (the optimized HLO of a mixed_bfloat16 model has only f32 products), so an xla cell would time fp32 products as bf16; xla with bf16 on CUDA is not verified yet",
     },
     fp16: {
       mechanism: "keras.mixed_precision policy 'mixed_float16' (variables fp32, layers compute in fp16; the logits cast to float32)",
@@ -49,7 +52,7 @@ export const tensorflow: PythonEngineDescriptor = {
       devices: ['cuda'],
       limits: 'TF32 is a mode of NVIDIA tensor cores (Ampere or newer)',
     },
-    int8: "TensorFlow has no int8 inference path of its own: int8 in TensorFlow is TensorFlow Lite's (its converter's dynamic-range quantization and its own interpreter), which is not an fwbench engine yet",
+    int8: "TensorFlow has no int8 inference path of its own: int8 in TensorFlow is TensorFlow Lite's (tf.lite.TFLiteConverter with Optimize.DEFAULT dynamic-range quantization, run by tf.lite.Interpreter with XNNPACK; present and working in tensorflow 2.21 but deprecated there for LiteRT's ai_edge_litert interpreter), a runtime of its own that is not an fwbench engine yet",
   },
   stateLayout: 'keras',
   description:

@@ -70,3 +70,23 @@ def check_cell(cell):
     way = engine["precisions"].get(precision) if precision != PRECISIONS[0] else None
     if isinstance(way, str):
         raise ValueError(f"engine '{engine_id}' cannot run {precision}: {way}")
+
+
+def precision_problem(engine_id, precision, device, family, mode):
+    """Why `engine_id` cannot run a cell at `precision` (its declared reason, or the limits of its
+    way: devices, families, modes), or None when it can; fp32 always can. The Python twin of
+    precisionProblem in harness/engines/registry.ts, with the same wording."""
+    if precision == PRECISIONS[0]:
+        return None
+    way = ENGINES[engine_id]["precisions"][precision]
+    if isinstance(way, str):
+        return way
+    if device not in way["devices"]:
+        outside = f"it runs {precision} on {', '.join(way['devices'])} only"
+    elif way.get("families") and family not in way["families"]:
+        outside = f"its {precision} applies to {', '.join(way['families'])} only"
+    elif way.get("modes") and mode not in way["modes"]:
+        outside = f"its {precision} works in mode{'s' if len(way['modes']) > 1 else ''} {', '.join(way['modes'])} only"
+    else:
+        return None
+    return f"{outside}: {way['limits']}" if way.get("limits") else outside

@@ -14,7 +14,9 @@ compile segment, never in the timed loop. A tf.function without a signature trac
 new input shape (and XLA compiles again): in a shape stream, `compile_count()` (the function's
 experimental_get_tracing_count()) counts those traces. Shape streams (BuildRequest.stream): the
 model takes (tokens [B, L], lengths [B]) and masks the padding (rnn.py, transformer.py).
-Training cells: `build_trainer` (train.py)."""
+Precisions (BuildRequest.precision): a Keras mixed-precision policy per model for bf16 and fp16,
+TF32 switched on for tf32 and off for every other CUDA cell, and what the model really computes in
+observed from its dtypes (precision.py). Training cells: `build_trainer` (train.py)."""
 
 import os
 
@@ -24,6 +26,7 @@ import tensorflow as tf
 
 from ..engine import BuiltModel, EngineUnavailable, devices_here, pick
 from . import cnn, rnn, transformer
+from . import precision as precisions
 
 #: Workload family -> its module: `model(params, batch, stream=False)` (the Keras model, variables created) and
 #: `layer_weights(grouped, params)` (the Keras-layout file's weights as that model's layers take them).
@@ -81,9 +84,11 @@ def load_keras_weights(model, grouped):
         raise ValueError(f"no Keras-layout weights for layers {uncovered}")
 
 
-def build_model(family, p, batch, native, stream=False):
-    model = family.model(p, batch, stream=True) if stream else family.model(p, batch)
+def build_model(family, p, batch, native, stream=False, dtype=None):
+    """The family's model with its weights; `dtype` is the Keras dtype policy of its layers (None: float32)."""
+    model = family.model(p, batch, stream=stream, dtype=dtype)
     load_keras_weights(model, family.layer_weights(group_keras_weights(native), p))
+    precisions.forget_build_time_calls(model)
     return model
 
 
@@ -135,10 +140,15 @@ def describe_function(options):
 
 
 class KerasModel(BuiltModel):
-    def __init__(self, model, fn, mode, device, settings, stream=False):
+    def __init__(self, model, fn, mode, device, settings, stream=False, observed=None):
         self.model = model
         self.fn = fn
+        #: {"logits": dtype name} as the forward pass produced them (the call records it; see `build`).
+        self.observed = observed if observed is not None else {}
+        #: The inputs the mode traced on (`compile`), to find its traced graph again.
+        self.traced_on = None
         self.compiles = mode != "eager"
+        self.mode = mode
         self.device = device
         self.settings = settings
         self.stream = stream
@@ -159,6 +169,7 @@ class KerasModel(BuiltModel):
 
     def compile(self, feed):
         self.run(feed)
+        self.traced_on = feed
 
     def run(self, feed):
         # .numpy() waits for the result and copies it to host memory: readback is part of the timed work.
@@ -170,6 +181,18 @@ class KerasModel(BuiltModel):
 
     def peak_device_bytes(self):
         return tf.config.experimental.get_memory_info("GPU:0")["peak"] if self.device == "cuda" else None
+
+    def precision_used(self):
+        """What the model computed in, observed after the parity run (precision.observe): the matrix
+        layers' compute dtypes, the logits' dtype before the float32 cast in that forward pass, the
+        traced graph's matrix ops (tf.function modes) and, on CUDA, TF32 read back."""
+        if "logits" not in self.observed:
+            raise RuntimeError("tensorflow: precision_used before any forward pass")
+        # The trace the compile step made (a cache hit: nothing is traced again).
+        concrete = self.fn.get_concrete_function(*self.traced_on) if self.traced_on is not None else None
+        # XLA rewrites the graph's ops: what its compiled program multiplies in is in the optimized HLO.
+        hlo = self.fn.experimental_get_compiler_ir(*self.traced_on)(stage="optimized_hlo") if self.mode == "xla" else None
+        return precisions.observe(self.model, self.observed["logits"], self.device, concrete, hlo)
 
 
 def init_runtime(req):
@@ -185,16 +208,19 @@ def init_runtime(req):
 def place_model(req):
     """The family's Keras model with the request's Keras-layout weights, built on the request's
     device after the runtime's threads are set; checks every variable landed there. Returns (model,
-    "CPU" or "GPU"). Shared by inference (`build`) and training (`train.build_trainer`)."""
+    "CPU" or "GPU"). Shared by inference (`build`) and training (`train.build_trainer`). Its layers
+    get the precision's Keras dtype policy (precision.py), this model's only."""
     family = pick("tensorflow", "workload family", FAMILIES, req.family)
     if req.native_weights is None:
         raise ValueError("tensorflow needs the Keras-layout weights (job field nativeWeightsPath)")
+    precisions.check(req)
     init_runtime(req)
+    precisions.set_tf32(req)
     if req.device != "cuda":
         # Otherwise TensorFlow would silently place a CPU cell's ops on a visible GPU.
         tf.config.set_visible_devices([], "GPU")
     with tf.device("/GPU:0" if req.device == "cuda" else "/CPU:0"):
-        model = build_model(family, req.params, req.batch_size, req.native_weights, req.stream)
+        model = build_model(family, req.params, req.batch_size, req.native_weights, req.stream, precisions.policy_for(req))
     placed = {v.value.device for v in model.weights}
     wanted = "GPU" if req.device == "cuda" else "CPU"
     if not all(wanted in d for d in placed):
@@ -218,16 +244,31 @@ def runtime_settings(req, placed):
         "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on for x86-64 Linux builds)"),
         "nvidiaTf32Override": os.environ.get("NVIDIA_TF32_OVERRIDE", "unset"),
         "placement": f"all variables on {placed}",
+        "precision": req.precision,
+        "precisionMechanism": precisions.mechanism(req.precision) or "none (float32)",
     }
 
 
 def build(req):
     pick("tensorflow", "mode", MODES, req.mode)
     model, placed = place_model(req)
+    observed = {}
+
+    # Records the logits' dtype as the forward pass makes them: on every eager call (a dict store), at
+    # trace time in a tf.function (the dtype of the graph that then runs).
     if req.stream:
-        call = lambda tokens, lengths: model((tokens, lengths), training=False)  # noqa: E731
+
+        def call(tokens, lengths):
+            logits = model((tokens, lengths), training=False)
+            observed["logits"] = logits.dtype.name
+            return logits
     else:
-        call = lambda x: model(x, training=False)  # noqa: E731
+
+        def call(x):
+            logits = model(x, training=False)
+            observed["logits"] = logits.dtype.name
+            return logits
+
     signature = input_signature(req.family, req.params, req.stream)
     options = function_options(req.mode, signature)
     settings = {
@@ -236,9 +277,11 @@ def build(req):
         "inputSignature": options is not None and "input_signature" in options,
         "reduceRetracing": bool(options and options.get("reduce_retracing")),
         "shapes": "stream (tokens [B, L] and lengths [B], padding masked)" if req.stream else "fixed",
+        # Read back from the built model: the policy its logits layer computes with.
+        "dtypePolicy": precisions.matrix_layers(model)[-1].dtype_policy.name,
     }
     fn = wrap(req.mode, call, signature)
-    return KerasModel(model, fn, req.mode, req.device, settings, req.stream)
+    return KerasModel(model, fn, req.mode, req.device, settings, req.stream, observed)
 
 
 def build_trainer(req):

@@ -10,6 +10,8 @@ import keras
 import tensorflow as tf
 from keras import layers
 
+from .precision import Float32Logits
+
 
 class SequenceMask(layers.Layer):
     """True at a row's real steps: tf.sequence_mask(lengths, L) with L the tokens' runtime length."""
@@ -21,7 +23,9 @@ class SequenceMask(layers.Layer):
         return tokens_shape
 
 
-def model(p, batch, stream=False):
+def model(p, batch, stream=False, dtype=None):
+    """`dtype`: the Keras dtype policy of every layer (None: float32); a mixed one ends the model
+    with the float32 logits cast."""
     if stream:
         tokens = keras.Input((None,), dtype="int32", name="tokens")
         lengths = keras.Input((), dtype="int32", name="lengths")
@@ -29,12 +33,13 @@ def model(p, batch, stream=False):
     else:
         tokens = keras.Input((p["seq"],), batch_size=batch, dtype="int32", name="tokens")
         mask = None
-    x = layers.Embedding(p["vocab"], p["embed"], name="embedding")(tokens)
+    x = layers.Embedding(p["vocab"], p["embed"], name="embedding", dtype=dtype)(tokens)
     for l in range(p["layers"]):
         # Keras' defaults (tanh, sigmoid recurrent activation) are the canonical LSTM's.
-        x = layers.LSTM(p["hidden"], return_sequences=l < p["layers"] - 1, name=f"lstm_{l}")(x, mask=mask)
+        x = layers.LSTM(p["hidden"], return_sequences=l < p["layers"] - 1, name=f"lstm_{l}", dtype=dtype)(x, mask=mask)
     inputs = [tokens, lengths] if stream else tokens
-    return keras.Model(inputs, layers.Dense(p["classes"], name="fc")(x), name="lstm_classifier")
+    logits = layers.Dense(p["classes"], name="fc", dtype=dtype)(x)
+    return keras.Model(inputs, logits if dtype is None else Float32Logits(name="logits_float32")(logits), name="lstm_classifier")
 
 
 def layer_weights(grouped, p):

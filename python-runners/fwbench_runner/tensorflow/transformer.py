@@ -13,28 +13,32 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
+from .precision import Float32Logits
+
 #: LayerNorm epsilon of the canonical encoder (BERT's).
 LAYER_NORM_EPS = 1e-12
 
 
 class Encoder(keras.Model):
     """BERT-style encoder; layer names are the Keras-layout names (MultiHeadAttention takes the
-    four attention Dense layers of one encoder layer, reshaped)."""
+    four attention Dense layers of one encoder layer, reshaped). `dtype`: the Keras dtype policy of
+    every layer (None: float32); a mixed one ends the model with the float32 logits cast."""
 
-    def __init__(self, p):
-        super().__init__(name="encoder")
-        norm = lambda name: layers.LayerNormalization(epsilon=LAYER_NORM_EPS, name=name)  # noqa: E731
-        self.word = layers.Embedding(p["vocab"], p["hidden"], name="embeddings_word")
-        self.position = layers.Embedding(p["seq"], p["hidden"], name="embeddings_position")
+    def __init__(self, p, dtype=None):
+        super().__init__(name="encoder", dtype=dtype)
+        norm = lambda name: layers.LayerNormalization(epsilon=LAYER_NORM_EPS, name=name, dtype=dtype)  # noqa: E731
+        self.word = layers.Embedding(p["vocab"], p["hidden"], name="embeddings_word", dtype=dtype)
+        self.position = layers.Embedding(p["seq"], p["hidden"], name="embeddings_position", dtype=dtype)
         self.embeddings_norm = norm("embeddings_norm")
         n, heads = p["layers"], p["heads"]
-        self.attention = [layers.MultiHeadAttention(heads, p["hidden"] // heads, name=f"layers_{l}_attention") for l in range(n)]
+        self.attention = [layers.MultiHeadAttention(heads, p["hidden"] // heads, name=f"layers_{l}_attention", dtype=dtype) for l in range(n)]
         self.attention_norm = [norm(f"layers_{l}_attention_norm") for l in range(n)]
-        self.intermediate = [layers.Dense(p["ffn"], name=f"layers_{l}_ffn_intermediate") for l in range(n)]
-        self.ffn_output = [layers.Dense(p["hidden"], name=f"layers_{l}_ffn_output") for l in range(n)]
+        self.intermediate = [layers.Dense(p["ffn"], name=f"layers_{l}_ffn_intermediate", dtype=dtype) for l in range(n)]
+        self.ffn_output = [layers.Dense(p["hidden"], name=f"layers_{l}_ffn_output", dtype=dtype) for l in range(n)]
         self.ffn_norm = [norm(f"layers_{l}_ffn_norm") for l in range(n)]
-        self.pooler = layers.Dense(p["hidden"], activation="tanh", name="pooler")
-        self.classifier = layers.Dense(p["classes"], name="classifier")
+        self.pooler = layers.Dense(p["hidden"], activation="tanh", name="pooler", dtype=dtype)
+        self.classifier = layers.Dense(p["classes"], name="classifier", dtype=dtype)
+        self.logits_float32 = None if dtype is None else Float32Logits(name="logits_float32")
 
     def call(self, inputs):
         """`tokens`, or (tokens, lengths) in a shape stream."""
@@ -48,11 +52,12 @@ class Encoder(keras.Model):
             x = self.attention_norm[l](x + attention(x, x, attention_mask=mask))
             # Exact (erf) GELU as BERT defines it; keras.activations.gelu defaults to the tanh approximation.
             x = self.ffn_norm[l](x + self.ffn_output[l](keras.activations.gelu(self.intermediate[l](x), approximate=False)))
-        return self.classifier(self.pooler(x[:, 0]))
+        logits = self.classifier(self.pooler(x[:, 0]))
+        return logits if self.logits_float32 is None else self.logits_float32(logits)
 
 
-def model(p, batch, stream=False):
-    encoder = Encoder(p)
+def model(p, batch, stream=False, dtype=None):
+    encoder = Encoder(p, dtype)
     tokens = np.zeros((batch, p["seq"]), dtype=np.int32)
     # Creates the variables.
     encoder((tokens, np.full(batch, p["seq"], dtype=np.int32)) if stream else tokens)
