@@ -29,11 +29,11 @@ export const torch: PythonEngineDescriptor = {
   precisions: {
     bf16: {
       mechanism:
-        "torch.autocast(device, dtype=torch.bfloat16) around the forward pass (weights stay fp32; autocast's op lists pick bf16 for linear, matmul, conv and LSTM)",
+        "torch.autocast(device, dtype=torch.bfloat16) entered once around the compile step (TorchScript trace or torch.compile), the parity run and the timed loop (weights stay fp32; autocast's op lists pick bf16 for linear, matmul, conv and LSTM). Not on an rnn shape stream on the CPU: autocast has no CPU rule for nn.LSTM on a packed sequence, so the engine refuses it rather than run a float32 LSTM",
       devices: ['cpu', 'cuda'],
     },
     fp16: {
-      mechanism: "torch.autocast('cuda', dtype=torch.float16) around the forward pass (weights stay fp32)",
+      mechanism: "torch.autocast('cuda', dtype=torch.float16) entered once around the compile step, the parity run and the timed loop (weights stay fp32)",
       devices: ['cuda'],
       limits: 'float16 autocast is the CUDA path; on a CPU PyTorch users reach for bf16',
     },
@@ -43,7 +43,8 @@ export const torch: PythonEngineDescriptor = {
       limits: 'TF32 is a mode of NVIDIA tensor cores (Ampere or newer)',
     },
     int8: {
-      mechanism: 'torch.ao.quantization.quantize_dynamic on nn.Linear and nn.LSTM: int8 weights, activations quantized per batch (fbgemm / x86 kernels)',
+      mechanism:
+        'torch.ao.quantization.quantize_dynamic on nn.Linear and nn.LSTM: int8 weights, activations quantized per batch (fbgemm / x86 kernels). Under torch.compile Dynamo cannot trace the packed int8 weights: each quantized layer is a graph break and runs eagerly between compiled graphs (the cell records compileGraphBreaks)',
       devices: ['cpu'],
       families: ['rnn', 'transformer'],
       limits:

@@ -1,6 +1,8 @@
 """Test-only fault injection, the Python twin of harness/worker/fault.ts (see there):
 FWBENCH_FAULT=<kind>@<phase>[:<engine>[:<minBatch>]] makes this real runner process crash, hang,
-garble the protocol or exhaust memory on entering `phase`. Not a user feature."""
+garble the protocol or exhaust memory on entering `phase`; `precision-fallback@build` plants a
+silent fallback instead (the runner builds with BuildRequest.plant_precision_fallback, the engine
+skips its precision mechanism). Not a user feature."""
 
 import os
 import re
@@ -39,15 +41,20 @@ def cuda_oom(engine):
 
 
 def maybe_fault(fault, phase, engine, batch_size, write_raw):
-    """Fires `fault` if it applies here; returns normally otherwise (and after `garbage`)."""
+    """Fires `fault` if it applies here; returns normally otherwise (and after `garbage`). Returns
+    the kind of a fault that applies here and that the caller carries out (`precision-fallback`:
+    the runner plants it in the build), None otherwise."""
     if not fault or fault["phase"] != phase:
-        return
+        return None
     if fault["engine"] and fault["engine"] != engine:
-        return
+        return None
     if fault["min_batch"] is not None and (batch_size or 0) < fault["min_batch"]:
-        return
+        return None
     what = f"injected fault {fault['kind']}@{phase} (FWBENCH_FAULT)"
     kind = fault["kind"]
+    if kind == "precision-fallback":
+        print(f"{what}: the engine builds without its precision mechanism", file=sys.stderr, flush=True)
+        return kind
     if kind in ("exit", "segv", "kill", "hang"):
         print(f"{what}: {kind}", file=sys.stderr, flush=True)
     if kind == "exit":

@@ -53,12 +53,14 @@ class Worker:
         self.channel = channel
         self.phase = "start"
         self.fault = fault
+        #: The kind of an injected fault that the runner itself carries out in the phase entered last.
+        self.planted = None
 
     def enter(self, phase, engine, batch_size=None):
         """Announces a phase (so a runner that dies silently still leaves it) and fires an injected test fault there."""
         self.phase = phase
         self.channel.send({"type": "phase", "phase": phase})
-        maybe_fault(self.fault, phase, engine, batch_size, self.channel.sock.sendall)
+        self.planted = maybe_fault(self.fault, phase, engine, batch_size, self.channel.sock.sendall)
 
     def run(self):
         first = self.channel.receive()
@@ -109,7 +111,9 @@ class Worker:
                 raise ValueError(f"engine '{cell['engine']}' cannot train (its module has no build_trainer)")
             build, req = engine.build_trainer, TrainRequest(*model_args, recipe=first["training"], reference=first["training"].get("reference"))
         else:
-            build, req = engine.build, BuildRequest(*model_args, stream=stream, precision=cell.get("precision", PRECISIONS[0]))
+            # FWBENCH_FAULT=precision-fallback@build: the engine skips its precision mechanism (test only).
+            plant = self.planted == "precision-fallback"
+            build, req = engine.build, BuildRequest(*model_args, stream=stream, precision=cell.get("precision", PRECISIONS[0]), plant_precision_fallback=plant)
         t = clock()
         model = build(req)
         build_ns = clock() - t

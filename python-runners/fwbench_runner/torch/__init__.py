@@ -11,8 +11,11 @@ changes), `compile-static` (False: a graph per shape) and `compile-dynamic` (Tru
 from the start). Tracing and the first compilation are in `TorchModel.compile`, timed as the cold
 start's compile segment, never in the timed loop; a shape stream's new shapes compile (or not) in
 its cold pass, and `compile_count` reports torch's own count.
+Precisions (BuildRequest.precision): bf16 and fp16 by autocast, int8 by quantize_dynamic, tf32 by
+the CUDA switches; precision.py applies them and reads back what the model computed in.
 Training (`build_trainer`): train.py."""
 
+import contextlib
 import os
 import re
 import shutil
@@ -20,8 +23,9 @@ import shutil
 import numpy as np
 import torch
 
-from ..engine import BuiltModel, EngineUnavailable, devices_here, pick
+from ..engine import BuiltModel, EngineUnavailable, check_precision, devices_here, pick
 from . import cnn, rnn, transformer
+from .precision import Precision, stream_problem
 
 #: Workload family -> its module: `model(params)` (the nn.Module) and `parameter_name(canonical)`.
 FAMILIES = {"cnn": cnn, "rnn": rnn, "transformer": transformer}
@@ -98,6 +102,13 @@ MODES = {
 }
 
 
+def graph_breaks():
+    """How many graph breaks Dynamo has counted since reset_compiler (all reasons together)."""
+    from torch._dynamo.utils import counters
+
+    return sum(counters["graph_break"].values())
+
+
 def compiled_graphs():
     """torch.compile's own count of the graphs it compiled (Dynamo's unique_graphs counter)."""
     from torch._dynamo.utils import counters
@@ -125,8 +136,14 @@ def recompile_limit():
 
 
 class TorchModel(BuiltModel):
-    def __init__(self, fn, mode, device, settings, stream=False):
+    def __init__(self, fn, mode, device, settings, stream=False, precision=None):
         self.fn = fn
+        #: The eager module, whatever the mode makes of `fn` (the precision probe runs it).
+        self.module = fn
+        self.precision = precision or Precision("fp32", device)
+        #: Until precision_used() has read the evidence: each run records its logits' dtype and batch.
+        self.observing = True
+        self.parity_feed = None
         self.compile_step = MODES[mode]
         self.compiles = self.compile_step is not None
         self.device = device
@@ -152,10 +169,19 @@ class TorchModel(BuiltModel):
         return tuple(t.to(self.device) for t in feed) if self.stream else feed.to(self.device)
 
     def session(self):
-        return torch.inference_mode()
+        # Autocast (bf16, fp16) is entered here, once around compiling, the parity run and the timed
+        # loop, as a user wraps an inference loop: a trace or a compiled graph is made under it.
+        stack = contextlib.ExitStack()
+        stack.enter_context(torch.inference_mode())
+        stack.enter_context(self.precision.autocast())
+        return stack
 
     def compile(self, feed):
         self.compile_step(self, feed)
+        if self.compile_step is not trace_and_freeze:
+            # Where Dynamo gave up tracing (e.g. quantize_dynamic's packed weights: each quantized
+            # Linear/LSTM runs eagerly between compiled graphs), the cell records how often.
+            self.settings["compileGraphBreaks"] = graph_breaks()
 
     def compile_count(self):
         if self.compile_step is trace_and_freeze:
@@ -166,12 +192,20 @@ class TorchModel(BuiltModel):
         # Inputs start on the host each call, as they do for every engine (ORT, tfjs take host arrays).
         x = self.on_device(feed) if self.cuda else feed
         out = self.fn(*x) if self.stream else self.fn(x)
-        if not self.cuda:
-            return out.numpy()
-        out = out.cpu()
-        # .cpu() already waits for the copy; this makes "all queued work finished" explicit before the clock is read.
-        torch.cuda.synchronize(self.device)
-        return out.numpy()
+        # The logits' own dtype is the evidence of what the mode's function computed in (autocast
+        # leaves the classifier's bf16 / fp16 there); the protocol takes float32.
+        if self.observing:
+            self.precision.logits_dtype, self.parity_feed = out.dtype, x
+        if self.cuda:
+            out = out.cpu()
+            # .cpu() already waits for the copy; this makes "all queued work finished" explicit before the clock is read.
+            torch.cuda.synchronize(self.device)
+        return (out if out.dtype == torch.float32 else out.float()).numpy()
+
+    def precision_used(self):
+        used = self.precision.used(self.module, self.fn, self.parity_feed, self.stream)
+        self.observing, self.parity_feed = False, None
+        return used
 
     def peak_device_bytes(self):
         return torch.cuda.max_memory_allocated(self.device) if self.cuda else None
@@ -227,15 +261,27 @@ def build(req):
     pick("torch", "mode", MODES, req.mode)
     if req.stream and req.family not in STREAM_FAMILIES:
         raise ValueError(f"torch: the {req.family} family has no shape stream (a stream varies the length of token sequences)")
+    # Behind the orchestrator, which skips such cells: a precision the declaration does not allow here.
+    check_precision("torch", req)
+    if req.stream and (why := stream_problem(req.family, req.device, req.precision)):
+        raise ValueError(why)
     configure_threads(req.threads)
     device = torch_device(req.device)
+    precision = Precision(req.precision, device, planted=req.plant_precision_fallback)
     model = family.model(req.params)
     load_canonical(model, req.family, req.weights)
     model = model.eval().to(device)
     placed = {t.device for t in [*model.parameters(), *model.buffers()]}
     if placed != {device}:
         raise RuntimeError(f"model tensors on {sorted(map(str, placed))}, expected all on {device}")
-    settings = {**base_settings(req, device), "gradMode": "inference_mode", "placement": f"all parameters and buffers on {device}"}
+    # After the placement check: quantize_dynamic's packed weights are no parameters or buffers.
+    model = precision.apply(model)
+    settings = {
+        **base_settings(req, device),
+        **precision.settings(),
+        "gradMode": "inference_mode",
+        "placement": f"all parameters and buffers on {device}",
+    }
     if req.stream:
         settings["streamInputs"] = STREAM_FAMILIES[req.family]
     if req.mode.startswith("compile"):
@@ -246,7 +292,7 @@ def build(req):
         name, limit = recompile_limit()
         if name:
             settings["dynamoRecompileLimit"] = f"{limit} (torch._dynamo.config.{name})"
-    return TorchModel(model, req.mode, device, settings, stream=req.stream)
+    return TorchModel(model, req.mode, device, settings, stream=req.stream, precision=precision)
 
 
 def build_trainer(req):

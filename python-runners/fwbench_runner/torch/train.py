@@ -31,6 +31,7 @@ from torch import nn
 
 from ..engine import Trainer, pick
 from . import FAMILIES, base_settings, configure_threads, load_canonical, torch_device
+from .precision import set_tf32
 
 #: Modes that can train; `torchscript` is refused with why.
 TRAIN_MODES = dict.fromkeys(("eager", "compile"))
@@ -146,6 +147,9 @@ def build(req):
             raise ValueError(f"torch: the float64 reference trains eagerly on the CPU (got mode '{req.mode}' on '{req.device}')")
     configure_threads(req.threads)
     device = torch_device(req.device)
+    if device.type == "cuda":
+        # A training cell is fp32: cuDNN's TF32 default (True) would make its convolutions and LSTM TF32.
+        set_tf32(False)
     module = family.model(req.params)
     load_canonical(module, req.family, req.weights)
     names = {family.parameter_name(c): c for c in req.weights}
