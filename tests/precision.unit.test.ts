@@ -79,9 +79,13 @@ describe('the precision gates', () => {
   const shape = [2, 4];
   const noisy = (scale: number): number[] => ref.map((v, i) => v + scale * (i % 2 === 0 ? 1 : -1));
 
-  it('counts rows whose top-1 class matches', () => {
-    expect(argmaxAgreement(ref, ref, shape)).toBe(1);
-    expect(argmaxAgreement(ref, [0.1, 0.2, 0.3, 0.9, 0.1, 0.8, 0.2, 0.3], shape)).toBe(0.5);
+  it('counts rows whose top-1 class matches, leaving out near ties of the reference resolved the other way', () => {
+    expect(argmaxAgreement(ref, ref, shape)).toEqual({ agreement: 1, ties: 0 });
+    expect(argmaxAgreement(ref, [0.1, 0.2, 0.3, 0.9, 0.1, 0.8, 0.2, 0.3], shape)).toEqual({ agreement: 0.5, ties: 0 });
+    // Row 2's top two differ by 0.1 in the reference: within 0.25 x its RMS logit (0.67), a tie; not within 0.1 x it.
+    const near = [0.1, 0.2, 0.3, 0.9, 1.0, 0.9, 0, 0];
+    expect(argmaxAgreement(near, [0.1, 0.2, 0.3, 0.9, 0.9, 1.0, 0, 0], shape, 0.25)).toEqual({ agreement: 1, ties: 1 });
+    expect(argmaxAgreement(near, [0.1, 0.2, 0.3, 0.9, 0.9, 1.0, 0, 0], shape, 0.1)).toEqual({ agreement: 0.5, ties: 0 });
   });
 
   it('fp32 keeps the fp32 tolerance', () => {
@@ -113,13 +117,14 @@ describe('the precision gates', () => {
     expect(silent).toMatchObject({ pass: false, problem: 'asked for int8, but the engine did not report the precision it computed in' });
   });
 
-  it('the top-1 gate fails a cell whose relative error is within tolerance but whose classes flip', () => {
-    // Row 2's top two logits are close: a small error flips it. relL2 stays small.
-    const close = [0.1, 0.2, 0.3, 0.9, 0.5, 0.49, 0.2, 0.3];
-    const flipped = [0.1, 0.2, 0.3, 0.9, 0.49, 0.5, 0.2, 0.3];
-    const f = comparePrecision('int8', { used: 'int8', evidence: 'x' }, close, shape, flipped, shape);
+  it('the top-1 gate fails a cell whose relative error is within tolerance but whose decided classes flip', () => {
+    // Ten rows decided by a margin of 2 (above 0.25 x their RMS logit of 6.4); the output flips two of them.
+    const rows = 10;
+    const decided = Array.from({ length: rows }, () => [10, 8, 0, 0]).flat();
+    const flipped = decided.map((v, i) => (i < 8 && i % 4 < 2 ? (i % 4 === 0 ? 8 : 10) : v));
+    const f = comparePrecision('int8', { used: 'int8', evidence: 'x' }, decided, [rows, 4], flipped, [rows, 4]);
     expect(f.relL2).toBeLessThan(PRECISION.int8.relL2Tolerance!);
-    expect(f.pass).toBe(false);
-    expect(f.problem).toMatch(/top-1 agrees with the fp32 reference on 50 % of rows, below the int8 gate of 90 %/);
+    expect(f).toMatchObject({ pass: false, argmaxAgreement: 0.8, ties: 0 });
+    expect(f.problem).toMatch(/top-1 agrees with the fp32 reference on 80 % of the rows it decides, below the int8 gate of 90 %/);
   });
 });

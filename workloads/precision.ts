@@ -24,7 +24,8 @@ export interface PrecisionSpec {
   relL2Tolerance?: number;
   /**
    * The task-level gate: the fraction of the parity batch's rows whose argmax (top-1 class) equals
-   * the fp32 reference's must be at least this.
+   * the fp32 reference's must be at least this, over the rows the reference decides (a near tie,
+   * within relL2Tolerance x the row's RMS logit, may go either way: harness/stats/precision.ts).
    */
   minArgmaxAgreement?: number;
 }
@@ -35,5 +36,5 @@ export const PRECISION: Record<Precision, PrecisionSpec> = {
   bf16: { doc: 'bfloat16 compute (8-bit mantissa), fp32 weights kept where the mechanism does', relL2Tolerance: 5e-2, minArgmaxAgreement: 0.9 },
   fp16: { doc: 'float16 compute (10-bit mantissa), CUDA only', relL2Tolerance: 1e-2, minArgmaxAgreement: 0.9 },
   tf32: { doc: 'TensorFloat-32 matrix products on NVIDIA tensor cores (Ampere or newer), fp32 elsewhere', relL2Tolerance: 1e-2, minArgmaxAgreement: 0.9 },
-  int8: { doc: 'int8 weights and dynamically quantized activations in the matrix products, fp32 elsewhere', relL2Tolerance: 1e-1, minArgmaxAgreement: 0.9 },
+  int8: { doc: 'int8 weights and dynamically quantized activations in the matrix products, fp32 elsewhere', relL2Tolerance: 2.5e-1, minArgmaxAgreement: 0.9 },
 };

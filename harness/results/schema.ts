@@ -93,6 +93,8 @@ export const ParitySchema = z.object({
       used: z.enum(PRECISIONS).optional(),
       evidence: z.string().optional(),
       argmaxAgreement: z.number().nullable(),
+      /** Rows left out of the agreement: near ties of the reference (within the relL2 tolerance x the row's RMS logit) resolved the other way. */
+      ties: z.number().int().optional(),
       minArgmaxAgreement: z.number().optional(),
     })
     .optional(),

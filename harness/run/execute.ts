@@ -155,6 +155,7 @@ function inferenceCheck(m: Materialized, ref: ReferenceOutput, config: RunConfig
               precision: {
                 ...(pm.precision ? { used: pm.precision.used, evidence: pm.precision.evidence } : {}),
                 argmaxAgreement: f.argmaxAgreement,
+                ...(f.ties ? { ties: f.ties } : {}),
                 ...(f.minArgmaxAgreement !== undefined ? { minArgmaxAgreement: f.minArgmaxAgreement } : {}),
               },
             }

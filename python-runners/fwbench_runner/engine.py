@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .manifest import ENGINES, PRECISIONS
+from .manifest import ENGINES, precision_problem
 
 REQUIREMENTS = Path(__file__).resolve().parents[1] / "requirements-cpu.txt"
 
@@ -44,30 +44,9 @@ def pick(engine_id, kind, table, name):
     return table[name]
 
 
-def precision_problem(engine_id, precision, device, family, mode):
-    """Why `engine_id` cannot run a cell at `precision` by its declaration (harness/engines/*.ts
-    `precisions`, read from the manifest), or None when it can: the engine's second line of defence
-    behind the orchestrator, which skips such cells (harness/engines/registry.ts precisionProblem)."""
-    if precision not in PRECISIONS:
-        return f"unknown precision '{precision}'; valid: {', '.join(PRECISIONS)}"
-    if precision == PRECISIONS[0]:
-        return None
-    way = ENGINES[engine_id]["precisions"][precision]
-    if isinstance(way, str):
-        return way
-    if device not in way["devices"]:
-        outside = f"it runs {precision} on {', '.join(way['devices'])} only"
-    elif way.get("families") and family not in way["families"]:
-        outside = f"its {precision} applies to {', '.join(way['families'])} only"
-    elif way.get("modes") and mode not in way["modes"]:
-        outside = f"its {precision} works in mode{'s' if len(way['modes']) > 1 else ''} {', '.join(way['modes'])} only"
-    else:
-        return None
-    return f"{outside}: {way['limits']}" if way.get("limits") else outside
-
-
 def check_precision(engine_id, req):
-    """Raises a one-line ValueError when `req` asks for a precision the engine's declaration does not allow there."""
+    """Raises a one-line ValueError when `req` asks for a precision the engine's declaration does not
+    allow there: the engine's second line of defence behind the orchestrator, which skips such cells."""
     why = precision_problem(engine_id, req.precision, req.device, req.family, req.mode)
     if why:
         raise ValueError(f"{engine_id} cannot run {req.precision} for {req.family} in mode {req.mode} on {req.device}: {why}")

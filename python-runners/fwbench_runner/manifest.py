@@ -76,6 +76,8 @@ def precision_problem(engine_id, precision, device, family, mode):
     """Why `engine_id` cannot run a cell at `precision` (its declared reason, or the limits of its
     way: devices, families, modes), or None when it can; fp32 always can. The Python twin of
     precisionProblem in harness/engines/registry.ts, with the same wording."""
+    if precision not in PRECISIONS:
+        return f"unknown precision '{precision}'; valid: {', '.join(PRECISIONS)}"
     if precision == PRECISIONS[0]:
         return None
     way = ENGINES[engine_id]["precisions"][precision]

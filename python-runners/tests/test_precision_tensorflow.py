@@ -160,12 +160,12 @@ def test_a_precision_the_declaration_does_not_allow_is_refused_in_one_line(cells
         assert "\n" not in str(e.value)
         return str(e.value)
 
-    assert refused("fp8") == "tensorflow: unknown precision 'fp8'; valid: fp32, bf16, fp16, tf32, int8"
-    assert refused("fp16") == f"tensorflow cannot run fp16 on cpu in mode function: it runs fp16 on cuda only: {DECLARED['fp16']['limits']}"
-    assert refused("tf32").startswith("tensorflow cannot run tf32 on cpu in mode function: it runs tf32 on cuda only: ")
-    assert refused("int8") == f"tensorflow cannot run int8 on cpu in mode function: {DECLARED['int8']}"
+    assert refused("fp8") == "tensorflow cannot run fp8 for rnn in mode function on cpu: unknown precision 'fp8'; valid: fp32, bf16, fp16, tf32, int8"
+    assert refused("fp16") == f"tensorflow cannot run fp16 for rnn in mode function on cpu: it runs fp16 on cuda only: {DECLARED['fp16']['limits']}"
+    assert refused("tf32").startswith("tensorflow cannot run tf32 for rnn in mode function on cpu: it runs tf32 on cuda only: ")
+    assert refused("int8") == f"tensorflow cannot run int8 for rnn in mode function on cpu: {DECLARED['int8']}"
     only = f"its bf16 works in modes {', '.join(BF16_MODES)} only: {DECLARED['bf16']['limits']}"
-    assert refused("bf16", mode="xla") == f"tensorflow cannot run bf16 on cpu in mode xla: {only}"
+    assert refused("bf16", mode="xla") == f"tensorflow cannot run bf16 for rnn in mode xla on cpu: {only}"
     assert precision_problem("tensorflow", "bf16", "cpu", "rnn", "function") is None
     assert precision_problem("tensorflow", "fp32", "cuda", "cnn", "xla") is None
 

@@ -194,10 +194,25 @@ def test_a_float32_lstm_under_a_bf16_classifier_is_not_called_bf16(made):
 
 def test_a_precision_the_declaration_does_not_allow_is_refused_in_one_line(made):
     cases = {
-        ("cnn", "eager", "int8", "cpu"): f"torch cannot run int8 for cnn in mode eager on cpu: its int8 applies to rnn, transformer only: {WAYS['int8']['limits']}",
+        (
+            "cnn",
+            "eager",
+            "int8",
+            "cpu",
+        ): f"torch cannot run int8 for cnn in mode eager on cpu: its int8 applies to rnn, transformer only: {WAYS['int8']['limits']}",
         ("rnn", "eager", "fp16", "cpu"): f"torch cannot run fp16 for rnn in mode eager on cpu: it runs fp16 on cuda only: {WAYS['fp16']['limits']}",
-        ("transformer", "eager", "tf32", "cpu"): f"torch cannot run tf32 for transformer in mode eager on cpu: it runs tf32 on cuda only: {WAYS['tf32']['limits']}",
-        ("transformer", "eager", "int4", "cpu"): "torch cannot run int4 for transformer in mode eager on cpu: unknown precision 'int4'; valid: fp32, bf16, fp16, tf32, int8",
+        (
+            "transformer",
+            "eager",
+            "tf32",
+            "cpu",
+        ): f"torch cannot run tf32 for transformer in mode eager on cpu: it runs tf32 on cuda only: {WAYS['tf32']['limits']}",
+        (
+            "transformer",
+            "eager",
+            "int4",
+            "cpu",
+        ): "torch cannot run int4 for transformer in mode eager on cpu: unknown precision 'int4'; valid: fp32, bf16, fp16, tf32, int8",
     }
     for (family, mode, precision, device), message in cases.items():
         with pytest.raises(ValueError) as e:

@@ -20,8 +20,8 @@ import re
 import keras
 import tensorflow as tf
 
-from ..engine import EngineUnavailable
-from ..manifest import ENGINES, PRECISIONS, precision_problem
+from ..engine import EngineUnavailable, check_precision
+from ..manifest import ENGINES
 
 #: Precision -> the Keras dtype policy its model is built with (None: the default, float32).
 POLICIES = {"fp32": None, "bf16": "mixed_bfloat16", "fp16": "mixed_float16", "tf32": None, "int8": None}
@@ -68,11 +68,7 @@ def policy_for(req):
 
 def check(req):
     """Refuses, in one line, a precision the engine's declaration does not allow for this cell."""
-    if req.precision not in PRECISIONS:
-        raise ValueError(f"tensorflow: unknown precision '{req.precision}'; valid: {', '.join(PRECISIONS)}")
-    why = precision_problem("tensorflow", req.precision, req.device, req.family, req.mode)
-    if why:
-        raise ValueError(f"tensorflow cannot run {req.precision} on {req.device} in mode {req.mode}: {why}")
+    check_precision("tensorflow", req)
 
 
 def mechanism(precision):

@@ -92,9 +92,8 @@ class Precision:
         if self.planted:
             s["precisionMechanism"] = f"none: FWBENCH_FAULT=precision-fallback planted a silent fp32 fallback for {self.asked}"
         elif self.applied in AUTOCAST:
-            s["precisionMechanism"] = (
-                f"torch.autocast('{self.device.type}', dtype=torch.{str(AUTOCAST[self.applied]).split('.')[-1]}) around the compile step, parity run and timed loop"
-            )
+            dtype = str(AUTOCAST[self.applied]).split(".")[-1]
+            s["precisionMechanism"] = f"torch.autocast('{self.device.type}', dtype=torch.{dtype}) around the compile step, parity run and timed loop"
         elif self.applied == "int8":
             s["precisionMechanism"] = "torch.ao.quantization.quantize_dynamic({nn.Linear, nn.LSTM}, dtype=torch.qint8)"
             s["quantizedEngine"] = torch.backends.quantized.engine
@@ -170,7 +169,8 @@ def quantized_evidence(quantized, quantizable, fn):
     and for TorchScript the quantized ops in the frozen graph the mode runs."""
     kinds = Counter(type(m).__name__ for m in quantized)
     dtypes = sorted({str(d).split(".")[-1] for m in quantized for d in weight_dtypes(m)})
-    line = f"{len(quantized)} of {quantizable} Linear/LSTM modules are torch.ao.nn.quantized.dynamic ({', '.join(f'{n} {k}' for k, n in sorted(kinds.items()))}), weights {', '.join(dtypes)}"
+    counted = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+    line = f"{len(quantized)} of {quantizable} Linear/LSTM modules are torch.ao.nn.quantized.dynamic ({counted}), weights {', '.join(dtypes)}"
     if isinstance(fn, torch.jit.ScriptModule):
         ops = Counter(n.kind() for n in fn.graph.nodes() if "quantized" in n.kind())
         line += f"; frozen graph ops: {', '.join(f'{n} {k}' for k, n in sorted(ops.items())) or 'no quantized op'}"
