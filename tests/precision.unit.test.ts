@@ -50,7 +50,15 @@ describe('planning precision cells', () => {
     expect(torchCnn.reason).toMatch(/its int8 applies to rnn, transformer only: dynamic quantization covers Linear and LSTM/);
     expect(skipReason(find('torch/eager/cpu/transformer/tiny/b2/t1/int8'), available)).toBeUndefined();
     expect(skipReason(find('torch/eager/cpu/transformer/tiny/b2/t1/bf16'), available)).toBeUndefined();
-    expect(skipReason(find('tensorflow/eager/cpu/transformer/tiny/b2/t1/int8'), available)!.reason).toMatch(/TensorFlow Lite/);
+    expect(skipReason(find('tensorflow/eager/cpu/transformer/tiny/b2/t1/int8'), available)!.reason).toMatch(
+      /^tensorflow cannot run int8 on transformer\/cpu: .*TensorFlow Lite/,
+    );
+    // A limit of one mode names the mode and the engine's modes that can.
+    const [xla] = planCells({ ...config, engines: ['tensorflow'], workloads: ['transformer'], modes: ['xla'], precisions: ['bf16'] });
+    expect(skipReason(xla!, available)).toMatchObject({
+      reason: expect.stringMatching(/^tensorflow mode xla cannot run bf16 on transformer\/cpu: its bf16 works in modes eager, function/),
+      fix: expect.stringMatching(/^--modes eager,function.* run bf16 on tensorflow$/),
+    });
     // fp16 is a CUDA path on every engine that has one: on the CPU it is skipped, saying where it runs.
     expect(skipReason(find('torch/eager/cpu/transformer/tiny/b2/t1/fp16'), available)!.reason).toMatch(/it runs fp16 on cuda only/);
   });

@@ -528,9 +528,12 @@ export function precisionTable(model: RunModel): ReportTable | undefined {
   if (!inference.some((v) => cellPrecision(v.cell) !== 'fp32')) return undefined;
   const at = (c: Cell): string => [c.workload, paramsText(c.params), c.device, c.batchSize, cellHost(model.run, c), cellThreads(model.run, c)].join('|');
   const fp32Of = new Map(inference.filter((v) => cellPrecision(v.cell) === 'fp32').map((v) => [`${at(v.cell)}|${engineMode(v.cell)}`, v.cell]));
-  const reduced = new Set(inference.filter((v) => cellPrecision(v.cell) !== 'fp32').map((v) => `${at(v.cell)}|${engineMode(v.cell)}`));
+  // Rows: the engine/modes that ran a reduced precision, each beside its fp32 cell; what was skipped is said once, under the table.
+  const reducedCells = inference.filter((v) => cellPrecision(v.cell) !== 'fp32');
+  const reduced = new Set(reducedCells.filter((v) => v.cell.status !== 'skipped').map((v) => `${at(v.cell)}|${engineMode(v.cell)}`));
+  const skipped = [...new Set(reducedCells.filter((v) => v.cell.status === 'skipped').map((v) => `${cellPrecision(v.cell)} skipped: ${v.cell.reason ?? ''}`))];
   const shown = inference
-    .filter((v) => reduced.has(`${at(v.cell)}|${engineMode(v.cell)}`))
+    .filter((v) => reduced.has(`${at(v.cell)}|${engineMode(v.cell)}`) && v.cell.status !== 'skipped')
     .sort(
       (a, b) =>
         at(a.cell).localeCompare(at(b.cell)) ||
@@ -550,12 +553,12 @@ export function precisionTable(model: RunModel): ReportTable | undefined {
       String(c.batchSize),
       engineMode(c),
       cellPrecision(c),
-      c.status === 'skipped' ? `skipped: ${c.reason ?? ''}` : c.status,
+      c.status,
       c.stats ? `${num(c.stats.medianMs)}${v.medianCi ? ` [${num(v.medianCi.lo)}, ${num(v.medianCi.hi)}]` : ''}` : '-',
       speedup ? `${num(speedup.estimate)}x [${num(speedup.lo)}, ${num(speedup.hi)}]` : cellPrecision(c) === 'fp32' ? '1 (baseline)' : '-',
-      p?.relL2 !== null && p?.relL2 !== undefined ? `${p.relL2.toExponential(1)} (≤ ${p.tolerance.toExponential(0)})` : '-',
+      p?.relL2 !== null && p?.relL2 !== undefined ? `${p.relL2.toExponential(1)} (≤ ${p.tolerance.toExponential()})` : '-',
       agreement !== null && agreement !== undefined ? `${(agreement * 100).toFixed(0)} %${gate !== undefined ? ` (≥ ${(gate * 100).toFixed(0)} %)` : ''}` : '-',
-      p?.precision?.evidence ?? c.precisionMechanism ?? '-',
+      `${p?.precision?.evidence ?? '-'}${p?.precision?.ties ? `; ${p.precision.ties} near tie(s) left out of top-1` : ''}`,
       c.memory ? num(c.memory.peakHostBytes / 2 ** 20) : '-',
     ];
   });
@@ -580,10 +583,10 @@ export function precisionTable(model: RunModel): ReportTable | undefined {
   }
   return {
     legend: `Each reduced precision (${PRECISIONS_ORDER.filter((p) => p !== 'fp32')
-      .map((p) => `${p}: relL2 ≤ ${PRECISION[p].relL2Tolerance!.toExponential(0)}, top-1 ≥ ${(PRECISION[p].minArgmaxAgreement! * 100).toFixed(0)} %`)
+      .map((p) => `${p}: relL2 ≤ ${PRECISION[p].relL2Tolerance!.toExponential()}, top-1 ≥ ${(PRECISION[p].minArgmaxAgreement! * 100).toFixed(0)} %`)
       .join(
         '; ',
-      )}) is judged against the fp32 reference, after the worker showed from the framework's own dtypes that it computed in that precision (evidence). Speed-up = median of the same engine/mode/batch at fp32 / this cell's median, with its 95 % bootstrap interval. A combination an engine cannot run is skipped with its reason.`,
+      )}) is judged against the fp32 reference, after the worker showed from the framework's own dtypes that it computed in that precision (evidence); top-1 agreement counts the rows the reference decides (near ties left out). Speed-up = median of the same engine/mode/batch at fp32 / this cell's median, with its 95 % bootstrap interval. A combination an engine cannot run is skipped with its reason.`,
     head: [
       'workload',
       'batch',
@@ -598,7 +601,7 @@ export function precisionTable(model: RunModel): ReportTable | undefined {
       'peak MiB',
     ],
     rows,
-    notes: fastest,
+    notes: [...fastest, ...skipped],
   };
 }
 

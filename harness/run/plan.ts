@@ -144,10 +144,17 @@ export function skipReason(c: PlannedCell, status: EngineStatus | undefined): { 
       };
     const why = precisionProblem(e, c.precision, { device: c.device, family: c.family.name, mode: c.mode });
     if (why) {
+      // Name the mode only when the engine's other modes can (TensorFlow's xla at bf16), not for a device or family limit.
+      const modes = e.modes.filter((m) => !precisionProblem(e, c.precision, { device: c.device, family: c.family.name, mode: m }));
+      const byMode = modes.length > 0;
       const able = Object.values(ENGINES).filter((x) => !precisionProblem(x, c.precision, { device: c.device, family: c.family.name, mode: x.modes[0]! }));
       return {
-        reason: `${e.id}${c.mode === e.modes[0] ? '' : ` mode ${c.mode}`} cannot run ${c.precision} on ${c.family.name}/${c.device}: ${why}`,
-        fix: able.length ? `--engines ${able.map((x) => x.id).join(',')} run ${c.precision} on ${c.family.name}/${c.device}` : `--precision fp32`,
+        reason: `${e.id}${byMode ? ` mode ${c.mode}` : ''} cannot run ${c.precision} on ${c.family.name}/${c.device}: ${why}`,
+        fix: byMode
+          ? `--modes ${modes.join(',')} run ${c.precision} on ${e.id}`
+          : able.length
+            ? `--engines ${able.map((x) => x.id).join(',')} run ${c.precision} on ${c.family.name}/${c.device}`
+            : `--precision fp32`,
       };
     }
   }
