@@ -4,23 +4,17 @@ import { ENGINE_IDS } from '../harness/engines/types.js';
 import { planCells, skipReason } from '../harness/run/plan.js';
 import { FP32_REL_L2_TOLERANCE } from '../harness/stats/parity.js';
 import { argmaxAgreement, comparePrecision } from '../harness/stats/precision.js';
-import { DEFAULT_MEASURE } from '../harness/worker/measure.js';
+import { planConfig } from './plan-config.js';
 import { PRECISION, PRECISIONS } from '../workloads/precision.js';
 
 /** The precision axis without any engine: the plan, the skip reasons and the gates. */
 const available = { available: true, framework: 'x', devices: ['cpu' as const, 'cuda' as const] };
-const config = {
+const config = planConfig({
   engines: ['onnxruntime', 'tfjs-cpu', 'torch', 'tensorflow'],
   workloads: ['cnn' as const, 'transformer' as const],
   preset: { cnn: 'tiny', transformer: 'tiny' },
   batchSizes: [2],
-  sets: [],
-  device: 'cpu' as const,
-  threads: [1],
-  seed: 0,
-  measure: DEFAULT_MEASURE,
-  cellTimeoutMs: 1000,
-};
+});
 
 describe('planning precision cells', () => {
   it('plans each precision for every engine, ids ending in /<precision> (fp32 ids unchanged)', () => {

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { checkModes, ENGINES, modesToRun } from '../harness/engines/registry.js';
-import { DEFAULT_MEASURE } from '../harness/worker/measure.js';
+import { planConfig } from './plan-config.js';
 import { probeEngine } from '../harness/run/execute.js';
 import { planCells } from '../harness/run/plan.js';
 import { pythonInterpreter } from '../harness/run/workers.js';
@@ -8,18 +8,7 @@ import { pythonInterpreter } from '../harness/run/workers.js';
 // The runs of every torch and tensorflow mode on every family are in conformance.test.ts.
 
 describe('--modes: which modes become cells', () => {
-  const config = {
-    engines: ['onnxruntime', 'torch', 'tensorflow'],
-    workloads: ['rnn' as const],
-    preset: { rnn: 'tiny' },
-    batchSizes: [1],
-    sets: [],
-    device: 'cpu' as const,
-    threads: [1],
-    seed: 0,
-    measure: DEFAULT_MEASURE,
-    cellTimeoutMs: 1000,
-  };
+  const config = planConfig({ engines: ['onnxruntime', 'torch', 'tensorflow'], workloads: ['rnn' as const], preset: { rnn: 'tiny' }, batchSizes: [1] });
   const modes = (sel?: string[] | 'all'): string[] => planCells({ ...config, ...(sel ? { modes: sel } : {}) }).map((c) => `${c.engine}/${c.mode}`);
 
   it('defaults to the eager and graph modes of the Python engines (the compilers only when asked for) and the first mode of the others', () => {

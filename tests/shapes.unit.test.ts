@@ -6,7 +6,7 @@ import { planCells, skipReason } from '../harness/run/plan.js';
 import { streamOutcome } from '../harness/run/shapes.js';
 import type { WorkerOutcome } from '../harness/run/outcome.js';
 import { compareStream, streamFigures, type StreamRun } from '../harness/stats/stream.js';
-import { DEFAULT_MEASURE } from '../harness/worker/measure.js';
+import { planConfig } from './plan-config.js';
 import { getFamily, resolveParams } from '../workloads/index.js';
 import { loadTensors } from '../workloads/safetensors.js';
 import { materializeStream, paddedLength, shapeStream, STREAM } from '../workloads/shapes.js';
@@ -66,18 +66,12 @@ describe('the shape stream', () => {
 });
 
 describe('planning stream cells', () => {
-  const config = {
+  const config = planConfig({
     engines: ['onnxruntime', 'torch', 'tensorflow'],
     workloads: ['cnn' as const, 'transformer' as const],
     preset: { cnn: 'tiny', transformer: 'tiny' },
     batchSizes: [2],
-    sets: [],
-    device: 'cpu' as const,
-    threads: [1],
-    seed: 0,
-    measure: DEFAULT_MEASURE,
-    cellTimeoutMs: 1000,
-  };
+  });
   it('plans every padding, the engines stream modes, ids ending in /stream-<padding>; fixed runs are unchanged', () => {
     const fixed = planCells(config);
     expect(fixed.every((c) => c.shapes === 'fixed' && !c.padding && !c.id.includes('stream'))).toBe(true);
