@@ -64,6 +64,9 @@ describe('fwbench list', () => {
     expect(l.engines.find((e) => e.id === 'onnxruntime')!.modes[0]).toBe('all');
     const text = await fwbench(['list']);
     expect(text.stdout).toMatch(/preset resnet50 .*block=bottleneck depths=3,4,6,3/);
+    // Every engine's way with each reduced precision, or why it has none.
+    expect(text.stdout).toMatch(/^ {4}bf16 {2}torch\.autocast\(device, dtype=torch\.bfloat16\).* \[cpu,cuda\]$/m);
+    expect(text.stdout).toMatch(/^ {4}bf16 {2}no: TensorFlow\.js has no bfloat16 dtype/m);
   });
 });
 
