@@ -154,7 +154,10 @@ class Worker:
             out = model.run(feed)
             first_ns = prepare_ns + clock() - t
             batch = first["cell"]["batchSize"]
-            used = model.precision_used()
+            # Evidence of the precision is asked for only where it is judged (a reduced precision):
+            # gathering it (a traced graph, XLA's HLO) takes time between the first run and this
+            # message, which an fp32 cell's cold start would otherwise count as protocol messages.
+            used = model.precision_used() if first["cell"].get("precision", PRECISIONS[0]) != PRECISIONS[0] else None
             self.channel.send(
                 {
                     "type": "parity",
