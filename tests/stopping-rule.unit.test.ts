@@ -8,6 +8,7 @@ import type { PlannedCell } from '../harness/run/plan.js';
 import { cellFromReplicates, cellWarnings, type ReplicateOutcome } from '../harness/run/record.js';
 import type { WorkerOutcome } from '../harness/run/outcome.js';
 import { bootstrapCis, flagOutliers, reliablePercentiles, summarize } from '../harness/stats/summary.js';
+import { planConfig } from './plan-config.js';
 
 /** The same cases as python-runners/tests/test_measure.py, from one shared file. */
 interface Case {
@@ -113,19 +114,7 @@ describe('replicates and warnings in the cell record', () => {
     batchSize: 1,
     threads: 1,
   };
-  const config: RunConfig = {
-    engines: ['tfjs-cpu'],
-    workloads: ['rnn'],
-    preset: { rnn: 'tiny' },
-    batchSizes: [1],
-    sets: [],
-    device: 'cpu',
-    threads: [1],
-    seed: 0,
-    measure: DEFAULT_MEASURE,
-    replicates: 2,
-    cellTimeoutMs: 1000,
-  };
+  const config: RunConfig = planConfig({ engines: ['tfjs-cpu'], workloads: ['rnn'], preset: { rnn: 'tiny' }, replicates: 2 });
   const passed = { reference: 'onnxruntime/disabled/cpu', relL2: 1e-7, maxAbs: 1e-7, tolerance: 1e-4, pass: true };
   const outcome = (
     pid: number,
