@@ -121,6 +121,7 @@ async function ownIteration(job: BareJob, inputs: TensorMap): Promise<() => Prom
     rnn: async () => (await import('../harness/engines/tfjs/rnn.js')).buildRnn,
     transformer: async () => (await import('../harness/engines/tfjs/transformer.js')).buildTransformer,
   };
+  if (job.family === 'decoder') throw new Error('bare-loop times inference; the decoder family generates (--tasks generate)');
   return tfjsIteration(tf, (await builders[job.family]())(weights, job.params), inputs);
 }
 

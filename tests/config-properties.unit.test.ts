@@ -198,6 +198,13 @@ describe('config file properties (fast-check)', () => {
     shapes: fc.oneof(fc.constant([]), fc.constant(['dynamic']), fc.constantFrom('stream', 2, null)),
     paddings: fc.oneof(fc.constant([]), fc.constant(['pad']), fc.constantFrom('exact', 2, null)),
     precision: fc.oneof(fc.constant([]), fc.constant(['fp64']), fc.constantFrom('bf16', 2, null)),
+    'prompt-len': fc.oneof(
+      fc.constant([]),
+      fc.integer({ max: 0 }).map((v) => [8, v]),
+      fc.constantFrom('8', 1.5, [2.5], null),
+    ),
+    'new-tokens': fc.oneof(fc.integer({ max: 0 }), fc.constantFrom('8', 1.5, [8], null)),
+    cache: fc.oneof(fc.constant([]), fc.constant(['static']), fc.constantFrom('kv', 2, null)),
     modes: fc.oneof(fc.constant([]), fc.constant(['']), fc.constantFrom(5, true, 'eager', null)),
     preset: fc.oneof(
       word.filter((w) => !Object.values(FAMILIES).some((f) => w in f.presets)),

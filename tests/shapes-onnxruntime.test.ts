@@ -207,10 +207,10 @@ describe.each(FAMILIES)('Node worker: a stream job (real worker, onnxruntime, %s
   const kinds = (msgs: FromWorker[]): string[] => msgs.filter((m) => m.type !== 'phase').map((m) => m.type);
   const phases = (msgs: FromWorker[]): string[] => msgs.flatMap((m) => (m.type === 'phase' ? [m.phase] : []));
 
-  it('continue: stream-parity (one output per batch), stream-samples, samples, memory, done; the outputs match the reference rows', async () => {
+  it('continue: stream-parity (one output per batch), passes, samples, memory, done; the outputs match the reference rows', async () => {
     const msgs = await converse(jobOf('bucket', 'all', batch), 'continue');
     console.log(`${name} stream job (continue): ${kinds(msgs).join(' -> ')}; phases ${phases(msgs).join(' -> ')}`);
-    expect(kinds(msgs)).toEqual(['hello', 'built', 'stream-parity', 'stream-samples', 'samples', 'memory', 'done']);
+    expect(kinds(msgs)).toEqual(['hello', 'built', 'stream-parity', 'passes', 'samples', 'memory', 'done']);
     expect(phases(msgs)).toEqual(['load', 'build', 'parity', 'measure', 'warmup', 'measure', 'memory']);
     const parity = msgs.find((m) => m.type === 'stream-parity')!;
     if (parity.type !== 'stream-parity') throw new Error('unreachable');
@@ -219,8 +219,8 @@ describe.each(FAMILIES)('Node worker: a stream job (real worker, onnxruntime, %s
     for (const o of parity.outputs) expect(o).toHaveLength(batch * int(params, 'classes'));
     expect(parity.passNs.every((ns) => Number.isInteger(ns) && ns > 0)).toBe(true);
     expect(parity.compiles).toBe(1);
-    const warm = msgs.find((m) => m.type === 'stream-samples')!;
-    if (warm.type !== 'stream-samples') throw new Error('unreachable');
+    const warm = msgs.find((m) => m.type === 'passes')!;
+    if (warm.type !== 'passes') throw new Error('unreachable');
     expect(warm.passesNs.length).toBeGreaterThanOrEqual(PASSES.minPasses);
     expect(warm.passesNs.length).toBeLessThanOrEqual(PASSES.maxPasses);
     for (const p of warm.passesNs) expect(p).toHaveLength(STREAM.batches);

@@ -159,8 +159,8 @@ describe('stream figures and parity', () => {
       timedOut: false,
       logTail: [],
       parity: { type: 'stream-parity', passNs: [1, 2], outputs: [[0], [0]], compiles: null },
-      streamSamples: {
-        type: 'stream-samples',
+      passes: {
+        type: 'passes',
         passesNs: [
           [1, 2],
           [3, 4],

@@ -1,5 +1,6 @@
 import { InputError } from '../harness/errors.js';
 import { cnn } from './cnn.js';
+import { decoder } from './decoder.js';
 import { rnn } from './rnn.js';
 import { transformer } from './transformer.js';
 import { FAMILY_NAMES, type FamilyName, type ParamDef, type Params, type ParamValue, type WorkloadFamily } from './types.js';
@@ -7,9 +8,10 @@ import { FAMILY_NAMES, type FamilyName, type ParamDef, type Params, type ParamVa
 export * from './types.js';
 export { PRECISION, PRECISIONS, type Precision, type PrecisionSpec, type ReducedPrecision } from './precision.js';
 export { PADDINGS, SHAPES, STREAM, type Padding, type Shapes } from './shapes.js';
+export { CACHES, GENERATE, type Cache, type Generation } from './generate.js';
 
 /** All workload families, by name. */
-export const FAMILIES: Record<FamilyName, WorkloadFamily> = { cnn, rnn, transformer };
+export const FAMILIES: Record<FamilyName, WorkloadFamily> = { cnn, rnn, transformer, decoder };
 export { FAMILY_NAMES };
 
 /** Looks a family up by name, or throws an InputError listing the valid names. */

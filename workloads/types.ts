@@ -78,23 +78,30 @@ export interface WorkloadFamily {
    * then takes each row's real length with the tokens (`lengths`). Absent: the family has no stream.
    */
   lengthParam?: string;
+  /** The tasks the family's models do (absent: inference and training); a cell of another task is skipped with the reason. */
+  tasks?: readonly Task[];
   /** Why the model cannot train at this batch size and what would let it (the cell is skipped with both), or undefined; optional. */
   trainingProblem?(p: Params, batch: number): { reason: string; fix: string } | undefined;
 }
 
 /** The workload families' names, in display order: the one list (workloads/index.ts FAMILIES must define each; the manifest publishes it to Python). */
-export const FAMILY_NAMES = ['cnn', 'rnn', 'transformer'] as const;
+export const FAMILY_NAMES = ['cnn', 'rnn', 'transformer', 'decoder'] as const;
 /** A workload family's name. */
 export type FamilyName = (typeof FAMILY_NAMES)[number];
 
 /**
- * What a cell does with its model: `inference` (a forward pass with readback: every run so far) or
- * `training` (one optimizer step: forward, loss, backward, update; workloads/training.ts). The one
- * list: the run flag, run.json, the protocol, the reports and the Python side read it.
+ * What a cell does with its model: `inference` (a forward pass with readback: every run so far),
+ * `training` (one optimizer step: forward, loss, backward, update; workloads/training.ts) or
+ * `generate` (greedy generation of new tokens after a prompt, with or without a key/value cache;
+ * workloads/generate.ts). The one list: the run flag, run.json, the protocol, the reports and the
+ * Python side read it.
  */
-export const TASKS = ['inference', 'training'] as const;
+export const TASKS = ['inference', 'training', 'generate'] as const;
 /** A task. */
 export type Task = (typeof TASKS)[number];
+
+/** The tasks of a family's models (WorkloadFamily.tasks; absent: inference and training). */
+export const familyTasks = (f: Pick<WorkloadFamily, 'tasks'>): readonly Task[] => f.tasks ?? ['inference', 'training'];
 
 /**
  * Size classes that span families: `tiny` (smoke tests, sub-millisecond), `small` (models the size

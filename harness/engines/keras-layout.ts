@@ -192,8 +192,8 @@ export function transformerKerasWeights(w: TensorMap, p: Params, mapping: KerasM
   return out;
 }
 
-/** Each family's canonical -> Keras mapping. */
-export const KERAS_WEIGHTS: Record<FamilyName, (w: TensorMap, p: Params) => KerasLayerWeights[]> = {
+/** Each family's canonical -> Keras mapping (the decoder has none: its engines build it from the canonical weights). */
+export const KERAS_WEIGHTS: Partial<Record<FamilyName, (w: TensorMap, p: Params) => KerasLayerWeights[]>> = {
   cnn: cnnKerasWeights,
   rnn: rnnKerasWeights,
   transformer: transformerKerasWeights,

@@ -63,6 +63,7 @@ export function modesToRun(e: EngineDescriptor, selection: ModeSelection | undef
   if (selection === 'all') return [...e.modes];
   // A shape stream is where compiled modes differ most (recompilation): its modes side by side.
   if (selection === undefined && task === 'inference' && shapes === 'stream' && e.streamModes) return [...e.streamModes];
+  if (selection === undefined && task === 'generate' && e.generateModes) return [...e.generateModes];
   if (selection === undefined && task !== 'inference') {
     const able = e.modes.filter((m) => !unsupportedReason(e, task, m));
     return able.length > 0 ? able : [e.modes[0]!];

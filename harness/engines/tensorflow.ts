@@ -28,6 +28,8 @@ export const tensorflow: PythonEngineDescriptor = {
   modes: ['eager', 'function', 'xla', 'function-signature', 'function-relaxed'],
   defaultModes: ['eager', 'function'],
   streamModes: ['eager', 'function', 'xla', 'function-signature', 'function-relaxed'],
+  /** Generation: eager with a growing cache, tf.function and XLA on a preallocated one; --modes adds the growing cache under tf.function's shape options. */
+  generateModes: ['eager', 'function', 'xla'],
   unsupported: {
     training: {
       'function-signature': SHAPE_OPTION_ONLY,
@@ -56,10 +58,12 @@ export const tensorflow: PythonEngineDescriptor = {
   },
   stateLayout: 'keras',
   description:
-    'TensorFlow / Keras (Python runner): Keras models, NHWC, weights via the shared Keras mapping; modes eager, function (tf.function), xla (jit_compile), function-signature (tf.function with an input_signature whose batch and length are None: one trace for every shape), function-relaxed (tf.function(reduce_retracing=True): generalizes after a retrace)',
+    'TensorFlow / Keras (Python runner): Keras models, NHWC, weights via the shared Keras mapping; modes eager, function (tf.function), xla (jit_compile), function-signature (tf.function with an input_signature whose batch and length are None: one trace for every shape), function-relaxed (tf.function(reduce_retracing=True): generalizes after a retrace). Generation: eager grows the KV cache with tf.concat; function and xla preallocate it for prompt + new tokens (tf.tensor_scatter_nd_update at the step position: one trace for the prefill, one for a decode step); function-signature and function-relaxed grow it under those shape options',
   nativeWeights(family: WorkloadFamily, params, m) {
+    const mapping = KERAS_WEIGHTS[family.name];
+    if (!mapping) return undefined;
     return cachedFile(join(cacheDir(), `${family.name}-${m.key}.keras-v${KERAS_FILE_VERSION}.safetensors`), (path) => {
-      const layers = KERAS_WEIGHTS[family.name](loadTensors(m.weightsPath).tensors, params);
+      const layers = mapping(loadTensors(m.weightsPath).tensors, params);
       saveTensors(path, kerasTensors(layers), { layout: 'keras', source: m.weightsPath, mapping: 'harness/engines/keras-layout.ts' });
     });
   },

@@ -18,7 +18,13 @@ export const torch: PythonEngineDescriptor = {
   modes: ['eager', 'torchscript', 'compile', 'compile-static', 'compile-dynamic'],
   defaultModes: ['eager', 'torchscript'],
   streamModes: ['eager', 'torchscript', 'compile', 'compile-static', 'compile-dynamic'],
+  /** Generation: eager with a growing cache against torch.compile on a static (preallocated) cache, the pairing PyTorch's users reach for; --modes adds the growing cache under torch.compile. */
+  generateModes: ['eager', 'compile-static'],
   unsupported: {
+    generate: {
+      torchscript:
+        "fwbench's torchscript mode is torch.jit.trace, which records one run's shapes and control flow: a trace of a prefill or of one decode step would freeze its cache length, and PyTorch's generation users run eager or torch.compile (TorchScript is in maintenance)",
+    },
     training: {
       'compile-static': SHAPE_OPTION_ONLY,
       'compile-dynamic': SHAPE_OPTION_ONLY,
@@ -52,5 +58,5 @@ export const torch: PythonEngineDescriptor = {
     },
   },
   description:
-    'PyTorch (Python runner): nn.Module models, NCHW; modes eager (inference_mode), torchscript (trace + freeze), compile (torch.compile, compiled during the cold start; dynamic=None, its default: static first, dynamic after a shape changes), compile-static (dynamic=False: a graph per shape), compile-dynamic (dynamic=True: symbolic shapes from the start)',
+    'PyTorch (Python runner): nn.Module models, NCHW; modes eager (inference_mode), torchscript (trace + freeze), compile (torch.compile, compiled during the cold start; dynamic=None, its default: static first, dynamic after a shape changes), compile-static (dynamic=False: a graph per shape), compile-dynamic (dynamic=True: symbolic shapes from the start). Generation: eager and compile grow the KV cache with torch.cat (compile recompiles as it grows, then goes dynamic), compile-static preallocates it for prompt + new tokens (index_copy_, one graph for the prefill and one for a decode step), compile-dynamic grows it under symbolic shapes',
 };

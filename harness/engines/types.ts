@@ -1,6 +1,7 @@
 import type { Materialized } from '../../workloads/materialize.js';
 import type { TensorMap } from '../../workloads/safetensors.js';
 import type { TrainingRecipe } from '../../workloads/training.js';
+import type { Generation } from '../../workloads/generate.js';
 import type { Precision, ReducedPrecision } from '../../workloads/precision.js';
 import type { FamilyName, Params, Task, WorkloadFamily } from '../../workloads/types.js';
 
@@ -51,6 +52,44 @@ export interface BuildRequest {
    * its mechanism, and report precisionUsed from what the model really does; never set by a run.
    */
   plantPrecisionFallback?: boolean;
+}
+
+/**
+ * What an engine needs to build a generator (task `generate`, the decoder family; workloads/
+ * decoder.ts has the math, workloads/generate.ts the task): the model's request plus the
+ * generation it runs. `cache` `kv` keeps each layer's keys and values of every position so far
+ * the way the framework's users do (the mode decides: a growing cache, or one preallocated for
+ * promptLength + newTokens positions so a compiled graph keeps its shape); `none` recomputes the
+ * whole sequence so far at every step and takes its last position's logits.
+ */
+export interface GenerateRequest extends BuildRequest {
+  generation: Generation;
+}
+
+/** One step of a greedy generation, read back to the host. */
+export interface GenerationStep {
+  /** The token chosen for each row (argmax of the step's logits, computed by the framework). */
+  tokens: Int32Array;
+  /** The step's logits, row-major [batch, vocab], when asked for (the cold generation's parity). */
+  logits?: Float32Array;
+}
+
+/**
+ * A decoder ready to generate (the Node twin of the Python runners' generators). The worker's
+ * one loop (harness/worker/node-worker.ts) times each call: `prefill` is step 0, `decode` each
+ * later step; the generator keeps the cache and the last chosen tokens between calls itself.
+ */
+export interface BuiltGenerator {
+  /** Effective settings read back from the framework where it can tell. */
+  settings: EngineSettings;
+  /** Starts a generation: forgets any earlier one, runs the prompts (`tokens` I32 [batch, promptLength]) and returns the first new tokens. */
+  prefill(prompt: TensorMap, wantLogits: boolean): Promise<GenerationStep>;
+  /** One more step: feeds the tokens chosen last and returns the next ones. */
+  decode(wantLogits: boolean): Promise<GenerationStep>;
+  /** As BuiltModel.compileCount. */
+  compileCount?(): number | null;
+  /** Releases framework resources. */
+  dispose(): Promise<void>;
 }
 
 /** What a worker observed about the precision a model really computes in, from the framework's own dtypes. */
@@ -151,6 +190,8 @@ export interface EngineRuntime {
   build(req: BuildRequest): Promise<BuiltModel>;
   /** Builds the model for training (engines that train; see EngineDescriptor.unsupported). */
   buildTrainer?(req: TrainRequest): Promise<BuiltTrainer>;
+  /** Builds a generator (engines that generate; see EngineDescriptor.unsupported). */
+  buildGenerator?(req: GenerateRequest): Promise<BuiltGenerator>;
   /** Measures the achievable GEMM rate and copy bandwidth through this framework (`fwbench peak`); optional. */
   peak?(req: PeakRequest): Promise<PeakResult>;
 }
@@ -206,6 +247,8 @@ interface EngineDescriptorBase {
   defaultModes?: string[];
   /** Modes a shape-stream run gets when `--modes` is not given (default: defaultModes): the ways the framework's users compile for changing shapes. */
   streamModes?: string[];
+  /** Modes a generation run gets when `--modes` is not given (default: every mode that can generate). */
+  generateModes?: string[];
   /**
    * The tasks (beyond inference) an engine or some of its modes cannot do, with the exact reason
    * the cell is skipped: `{ training: { '*': why } }` for the whole engine, or keyed by mode.
@@ -231,7 +274,7 @@ interface EngineDescriptorBase {
    * and returns the file's path, sent to the worker as `nativeWeightsPath`; for engines whose
    * layout mapping lives on the orchestrator's side (the Keras mapping shared with TF.js).
    */
-  nativeWeights?(family: WorkloadFamily, params: Params, m: Materialized): string;
+  nativeWeights?(family: WorkloadFamily, params: Params, m: Materialized): string | undefined;
 }
 
 /** An engine run by the Node worker (harness/worker/node-worker.ts). */

@@ -39,7 +39,11 @@ export const paramsText = (params: Cell['params']): string =>
 export const cellThreads = (run: Pick<Run, 'config'>, c: Cell): number => c.threads ?? run.config.threads[0]!;
 
 /** What one timed sample of a task is, in words. */
-export const TASK_UNIT: Record<Task, string> = { inference: 'forward pass', training: 'training step (forward, loss, backward, update)' };
+export const TASK_UNIT: Record<Task, string> = {
+  inference: 'forward pass',
+  training: 'training step (forward, loss, backward, update)',
+  generate: 'generation (the prefill, then a decode step per new token)',
+};
 
 /** What a cell timed (cells from before the task axis did inference). */
 export const cellTask = (c: Pick<Cell, 'task'>): Task => c.task ?? 'inference';

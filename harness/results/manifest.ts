@@ -1,4 +1,4 @@
-import { FAMILIES, FAMILY_NAMES, PADDINGS, PRECISION, PRECISIONS, SHAPES, SIZES, STREAM, TASKS } from '../../workloads/index.js';
+import { CACHES, FAMILIES, FAMILY_NAMES, familyTasks, GENERATE, PADDINGS, PRECISION, PRECISIONS, SHAPES, SIZES, STREAM, TASKS } from '../../workloads/index.js';
 import { ENGINES, modesToRun } from '../engines/registry.js';
 import { DEVICES, ENGINE_IDS } from '../engines/types.js';
 import { FAULT_KINDS } from '../worker/fault.js';
@@ -26,15 +26,19 @@ export function identityManifest() {
     ),
     /** harness/engines/types.ts DEVICES. */
     devices: DEVICES,
-    /** workloads/: each family's parameters, presets and the preset of each size class. */
+    /** workloads/: each family's parameters, presets, the preset of each size class and the tasks its models do. */
     families: Object.fromEntries(
       FAMILY_NAMES.map((name) => {
         const f = FAMILIES[name];
-        return [name, { description: f.description, params: f.params, presets: f.presets, sizes: f.sizes }];
+        return [name, { description: f.description, params: f.params, presets: f.presets, sizes: f.sizes, tasks: familyTasks(f) }];
       }),
     ),
     /** workloads/types.ts TASKS: what a cell does with its model (absent from a job = the first). */
     tasks: TASKS,
+    /** workloads/generate.ts CACHES: a generation cell's cache. */
+    caches: CACHES,
+    /** workloads/generate.ts GENERATE: the generation settings' defaults and the warm generations' counts. */
+    generate: GENERATE,
     /** workloads/shapes.ts SHAPES: a cell's input shapes (absent from a job = the first, fixed). */
     shapes: SHAPES,
     /** workloads/shapes.ts PADDINGS: a stream cell's padding strategies. */

@@ -198,7 +198,16 @@ export async function runSettings(
   const measurePreset = quick ? 'quick' : rigorous ? 'rigorous' : 'default';
   const p = MEASURE_PRESETS[measurePreset];
   const opt = (key: string): number | undefined => value(key) as number | undefined;
-  const context: FlagContext = { measurePreset, given: (key) => fromCommandLine(camel(key)) || file[key] !== undefined };
+  const given = (key: string): boolean => fromCommandLine(camel(key)) || file[key] !== undefined;
+  const context: FlagContext = {
+    measurePreset,
+    given,
+    // The tasks as given (a bad name is judged by the tasks flag's own rule); absent, its default.
+    runs: (task) =>
+      (
+        (given('tasks') ? value('tasks') : table.tasks?.default && 'value' in table.tasks.default ? table.tasks.default.value : ['inference']) as unknown[]
+      ).includes(task),
+  };
 
   const minGiven = opt('min-time');
   const maxGiven = opt('max-time');
@@ -260,10 +269,10 @@ export async function runSettings(
     const params = checked('set', () => resolveParams(f, config.preset[f.name]!, sets));
     checkTensorSizes(f, params, Math.max(...config.batchSizes));
   }
-  const given = fileFlagNames(table)
+  const givenFlags = fileFlagNames(table)
     .filter((k) => context.given(k))
     .map(camel);
   const wait = value('wait-idle');
   const waitIdle = wait === undefined || wait === false ? {} : { waitIdleS: wait === true ? DEFAULT_WAIT_IDLE_S : (wait as number) };
-  return { config, out: checkOutputDir(value('out') as string, where('out')), json: value('json') === true, ...waitIdle, given };
+  return { config, out: checkOutputDir(value('out') as string, where('out')), json: value('json') === true, ...waitIdle, given: givenFlags };
 }

@@ -3,8 +3,11 @@ import { availableParallelism } from 'node:os';
 import si from 'systeminformation';
 import { z } from 'zod';
 import {
+  CACHES,
   FAMILIES,
   FAMILY_NAMES,
+  familyTasks,
+  GENERATE,
   getFamily,
   PADDINGS,
   parseSetText,
@@ -15,6 +18,7 @@ import {
   STREAM,
   TASKS,
   type FamilyName,
+  type Task,
 } from '../../workloads/index.js';
 import { DEFAULT_ENGINES, ENGINES, getEngine } from '../engines/registry.js';
 import { DEVICES, ENGINE_IDS } from '../engines/types.js';
@@ -60,6 +64,7 @@ export const FLAG_MAX = {
   timeMs: 3_600_000,
   timeoutS: 604_800,
   memoryMb: 4_194_304,
+  tokens: 1_000_000,
 } as const;
 /** A non-negative integer. */
 export const NonNegativeInt = int(0, 'a non-negative integer');
@@ -173,6 +178,8 @@ export interface FlagContext {
   measurePreset: MeasurePreset;
   /** Whether the flag of this name was given, on the command line or in the config file. */
   given(name: string): boolean;
+  /** Whether the run does this task (`--tasks`, or its default). */
+  runs(task: Task): boolean;
 }
 
 /**
@@ -270,15 +277,24 @@ export const RUN_FLAGS = {
   workloads: defineRunFlag({
     arg: '<list>',
     help: `comma-separated workloads (${FAMILY_NAMES.join(', ')})`,
-    default: { value: [...FAMILY_NAMES] },
-    file: { schema: nameList('workload', FAMILY_NAMES), fromText: asList, doc: 'workload families to run' },
-    results: { field: 'workloads', stored: z.array(z.enum(FAMILY_NAMES)), from: (v) => unique(v).map((w) => getFamily(w).name) },
+    default: { value: [...FAMILY_NAMES], help: "every family that does one of the run's tasks" },
+    file: {
+      schema: nameList('workload', FAMILY_NAMES),
+      fromText: asList,
+      doc: "workload families to run (default: every family that does one of the run's tasks)",
+    },
+    results: {
+      field: 'workloads',
+      stored: z.array(z.enum(FAMILY_NAMES)),
+      from: (v, c) =>
+        c.given('workloads') ? unique(v).map((w) => getFamily(w).name) : FAMILY_NAMES.filter((f) => familyTasks(FAMILIES[f]).some((t) => c.runs(t))),
+    },
   }),
   tasks: defineRunFlag({
     arg: '<list>',
-    help: `comma-separated tasks (${TASKS.join(', ')}): inference times a forward pass; training times one optimizer step (forward, cross-entropy, backward, SGD with momentum and weight decay; docs/training.md), after its losses, gradients and updates match a float64 PyTorch reference`,
+    help: `comma-separated tasks (${TASKS.join(', ')}): inference times a forward pass; training times one optimizer step (forward, cross-entropy, backward, SGD with momentum and weight decay; docs/training.md), after its losses, gradients and updates match a float64 PyTorch reference; generate times greedy text generation by the decoder family (time to first token, time per output token; docs/generation.md), after its token ids and every step's logits match the reference`,
     default: { value: ['inference'] },
-    file: { schema: nameList('task', TASKS), fromText: asList, doc: 'tasks to run (inference, training)' },
+    file: { schema: nameList('task', TASKS), fromText: asList, doc: `tasks to run (${TASKS.join(', ')})` },
     results: { field: 'tasks', stored: z.array(z.enum(TASKS)).optional(), from: (v) => (v ? unique(v) : undefined) },
   }),
   shapes: defineRunFlag({
@@ -294,6 +310,41 @@ export const RUN_FLAGS = {
     default: { value: [...PADDINGS] },
     file: { schema: nameList('padding', PADDINGS), fromText: asList, doc: 'padding strategies of stream cells (exact, bucket, max)' },
     results: { field: 'paddings', stored: z.array(z.enum(PADDINGS)).optional(), from: (v) => (v ? unique(v) : undefined) },
+  }),
+  'prompt-len': defineRunFlag({
+    arg: '<list>',
+    help: `prompt tokens per row of a generation cell (--tasks generate), or a comma-separated list to sweep (default ${GENERATE.promptLength})`,
+    default: { value: [GENERATE.promptLength] },
+    file: {
+      schema: z
+        .array(PositiveIntUpTo(FLAG_MAX.tokens), must('a list of positive integers'))
+        .min(1, { error: () => 'empty prompt length list; give positive integers' }),
+      fromText: asNumberList,
+      doc: `prompt lengths of generation cells, each up to ${FLAG_MAX.tokens} (default [${GENERATE.promptLength}])`,
+    },
+    results: {
+      field: 'promptLengths',
+      stored: z.array(z.number().int()).optional(),
+      from: (v, c) => (c.runs('generate') ? unique(v) : undefined),
+    },
+  }),
+  'new-tokens': defineRunFlag({
+    arg: '<n>',
+    help: `tokens each row of a generation cell generates, the prefill's first one included (default ${GENERATE.newTokens})`,
+    default: { value: GENERATE.newTokens },
+    file: {
+      schema: PositiveIntUpTo(FLAG_MAX.tokens),
+      fromText: asNumber,
+      doc: `tokens generated per row, up to ${FLAG_MAX.tokens} (default ${GENERATE.newTokens})`,
+    },
+    results: { field: 'newTokens', stored: z.number().int().optional(), from: (v, c) => (c.runs('generate') ? v : undefined) },
+  }),
+  cache: defineRunFlag({
+    arg: '<list>',
+    help: `comma-separated caches of generation cells (${CACHES.join(', ')}): kv keeps each layer's keys and values (each framework's idiom: a growing cache, or a preallocated one for compiled graphs); none recomputes the whole sequence every step, the baseline that measures what the cache buys (docs/generation.md)`,
+    default: { value: [...CACHES] },
+    file: { schema: nameList('cache', CACHES), fromText: asList, doc: 'caches of generation cells (kv, none)' },
+    results: { field: 'caches', stored: z.array(z.enum(CACHES)).optional(), from: (v, c) => (c.runs('generate') ? unique(v) : undefined) },
   }),
   precision: defineRunFlag({
     arg: '<list>',

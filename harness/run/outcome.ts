@@ -6,7 +6,7 @@ import type { FromWorker, Phase } from '../worker/protocol.js';
  */
 
 /** A worker's first output, checked before anything is timed: logits (inference), parity steps (training) or a stream's cold pass. */
-export type ParityMessage = Extract<FromWorker, { type: 'parity' | 'train-parity' | 'stream-parity' }>;
+export type ParityMessage = Extract<FromWorker, { type: 'parity' | 'train-parity' | 'stream-parity' | 'generate-parity' }>;
 
 /** Everything a worker said, with how it ended. */
 export interface WorkerOutcome {
@@ -23,8 +23,8 @@ export interface WorkerOutcome {
   /** The first output: an inference cell's logits, or a training cell's parity steps. */
   parity?: ParityMessage;
   samples?: Extract<FromWorker, { type: 'samples' }>;
-  /** A stream cell's warm passes. */
-  streamSamples?: Extract<FromWorker, { type: 'stream-samples' }>;
+  /** A stream cell's warm passes, or a generation cell's warm generations. */
+  passes?: Extract<FromWorker, { type: 'passes' }>;
   /** A stream cell's fixed-shape baseline (its `samples` message), once harness/run/shapes.ts streamOutcome has made `samples` the passes' totals. */
   fixedSamples?: Extract<FromWorker, { type: 'samples' }>;
   memory?: Extract<FromWorker, { type: 'memory' }>;

@@ -1,4 +1,6 @@
 import {
+  FAMILIES,
+  FAMILY_NAMES,
   getFamily,
   PADDINGS,
   PRECISIONS,
@@ -14,6 +16,8 @@ import {
   type WorkloadFamily,
 } from '../../workloads/index.js';
 import { streamProblem } from '../../workloads/shapes.js';
+import { CACHES, GENERATE, generationProblem, type Generation } from '../../workloads/generate.js';
+import { familyTasks } from '../../workloads/types.js';
 import { ENGINES, getEngine, modesToRun, precisionProblem, unsupportedReason } from '../engines/registry.js';
 import type { Device, EngineId } from '../engines/types.js';
 import type { BatchFit, Cell, EngineStatus, RunConfig } from '../results/schema.js';
@@ -39,6 +43,8 @@ export interface PlannedCell {
   padding?: Padding;
   /** The number format (workloads/precision.ts). */
   precision: Precision;
+  /** A generation cell's prompt length, new tokens and cache (task `generate`). */
+  generation?: Generation;
   engine: EngineId;
   mode: string;
   device: Device;
@@ -59,20 +65,29 @@ export const shapesOf = (config: Pick<RunConfig, 'shapes'>): Shapes[] => config.
 /** The padding strategies of a run's stream cells. */
 export const paddingsOf = (config: Pick<RunConfig, 'paddings'>): Padding[] => config.paddings ?? [...PADDINGS];
 
+/** The generations of a run's generate cells: each prompt length with each cache, at its new tokens. */
+export const generationsOf = (config: Pick<RunConfig, 'promptLengths' | 'newTokens' | 'caches'>): Generation[] =>
+  (config.promptLengths ?? [GENERATE.promptLength]).flatMap((promptLength) =>
+    (config.caches ?? [...CACHES]).map((cache) => ({ promptLength, newTokens: config.newTokens ?? GENERATE.newTokens, cache })),
+  );
+
+/** A generation's part of a cell id: `p<prompt>n<new>`, and `/nocache` without the cache. */
+export const generationId = (g: Generation): string => `p${g.promptLength}n${g.newTokens}${g.cache === 'none' ? '/nocache' : ''}`;
+
 /** The precisions a run uses (run.json files from before the precision axis hold none: fp32). */
 export const precisionsOf = (config: Pick<RunConfig, 'precisions'>): Precision[] => config.precisions ?? [PRECISIONS[0]];
 
 /**
  * A cell's id: `engine/mode/device/workload/preset/bN/tT`, with `/training` for a training cell,
- * `/stream-<padding>` for a stream cell and `/<precision>` for a reduced precision (fixed-shape
- * fp32 inference ids are as they always were).
+ * `/generate/p<prompt>n<new>[/nocache]` for a generation cell, `/stream-<padding>` for a stream
+ * cell and `/<precision>` for a reduced precision (fixed-shape fp32 inference ids are as they always were).
  */
 export const cellId = (
   c: Omit<PlannedCell, 'id' | 'family' | 'params' | 'shapes' | 'precision'> & { family: { name: string }; shapes?: Shapes; precision?: Precision },
 ): string =>
   `${c.engine}/${c.mode}/${c.device}/${c.family.name}/${c.preset}/b${c.batchSize}/t${c.threads}${c.task === 'inference' ? '' : `/${c.task}`}${
-    c.shapes === 'stream' ? `/stream-${c.padding}` : ''
-  }${c.precision && c.precision !== 'fp32' ? `/${c.precision}` : ''}`;
+    c.generation ? `/${generationId(c.generation)}` : ''
+  }${c.shapes === 'stream' ? `/stream-${c.padding}` : ''}${c.precision && c.precision !== 'fp32' ? `/${c.precision}` : ''}`;
 
 /**
  * Expands the configuration into cells, task by task, grouped by (task, workload, batch) so each
@@ -89,28 +104,30 @@ export function planCells(config: RunConfig): PlannedCell[] {
         const params = resolveParams(family, preset, setsForFamily(family, config.sets, families));
         for (const batchSize of config.batchSizes)
           for (const padding of shapes === 'stream' ? paddingsOf(config) : [undefined])
-            for (const precision of precisionsOf(config))
-              for (const id of config.engines) {
-                const engine = getEngine(id);
-                for (const mode of modesToRun(engine, config.modes, task, shapes)) {
-                  for (const threads of config.threads) {
-                    const cell = {
-                      task,
-                      shapes,
-                      ...(padding ? { padding } : {}),
-                      precision,
-                      engine: engine.id,
-                      mode,
-                      device: config.device,
-                      family,
-                      preset,
-                      batchSize,
-                      threads,
-                    };
-                    cells.push({ ...cell, id: cellId(cell), params });
+            for (const generation of task === 'generate' ? generationsOf(config) : [undefined])
+              for (const precision of precisionsOf(config))
+                for (const id of config.engines) {
+                  const engine = getEngine(id);
+                  for (const mode of modesToRun(engine, config.modes, task, shapes)) {
+                    for (const threads of config.threads) {
+                      const cell = {
+                        task,
+                        shapes,
+                        ...(padding ? { padding } : {}),
+                        ...(generation ? { generation } : {}),
+                        precision,
+                        engine: engine.id,
+                        mode,
+                        device: config.device,
+                        family,
+                        preset,
+                        batchSize,
+                        threads,
+                      };
+                      cells.push({ ...cell, id: cellId(cell), params });
+                    }
                   }
                 }
-              }
       }
   return cells;
 }
@@ -128,6 +145,19 @@ export function runnableConfig(asked: RunConfig, engines: Record<string, EngineS
 /** Why a cell cannot run here, from the engine's probe and descriptor, or undefined if it can. */
 export function skipReason(c: PlannedCell, status: EngineStatus | undefined): { reason: string; fix?: string } | undefined {
   const e = ENGINES[c.engine];
+  if (!familyTasks(c.family).includes(c.task)) {
+    const able = FAMILY_NAMES.filter((f) => familyTasks(FAMILIES[f]).includes(c.task));
+    return {
+      reason: `the ${c.family.name} family does not do ${c.task}; its models do ${familyTasks(c.family).join(' and ')}`,
+      fix: `--workloads ${able.join(',')} with --tasks ${c.task}, or --tasks ${familyTasks(c.family).join(',')} for ${c.family.name}`,
+    };
+  }
+  if (c.generation) {
+    const why = generationProblem(c.family, c.params, c.generation);
+    if (why) return { reason: why, fix: `a shorter --prompt-len or --new-tokens, or --set ctx=${c.generation.promptLength + c.generation.newTokens}` };
+    if (c.shapes !== 'fixed' || c.precision !== 'fp32')
+      return { reason: 'a generation cell runs its fixed prompts in fp32', fix: '--shapes fixed --precision fp32 with --tasks generate' };
+  }
   const problem = c.task === 'training' ? c.family.trainingProblem?.(c.params, c.batchSize) : undefined;
   if (problem) return { reason: `${c.family.name} cannot train here: ${problem.reason}`, fix: problem.fix };
   if (c.shapes === 'stream') {

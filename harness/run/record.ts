@@ -147,8 +147,8 @@ function replicateRecord(index: number, r: ReplicateOutcome, st: RepStatus, offs
       ? {
           stream: {
             coldPassMs: nsToMs(o.parity.passNs),
-            warmBatchMs: o.streamSamples?.passesNs.length ? warmBatchMedians(o.streamSamples.passesNs.map(nsToMs)) : [],
-            compiles: { afterCold: o.parity.compiles, afterWarm: o.streamSamples?.compiles ?? null },
+            warmBatchMs: o.passes?.passesNs.length ? warmBatchMedians(o.passes.passesNs.map(nsToMs)) : [],
+            compiles: { afterCold: o.parity.compiles, afterWarm: o.passes?.compiles ?? null },
             ...(o.fixedSamples?.samplesNs.length ? { fixedMs: medianOf(nsToMs(o.fixedSamples.samplesNs)) } : {}),
           },
         }

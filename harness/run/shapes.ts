@@ -98,7 +98,7 @@ export async function streamReference(
  * timed loop is kept as `fixedSamples`. Outcomes of other cells are returned as they are.
  */
 export function streamOutcome(o: WorkerOutcome, targetInterval: number): WorkerOutcome {
-  const ss = o.streamSamples;
+  const ss = o.passes;
   if (o.parity?.type !== 'stream-parity' || !ss || !o.samples || ss.passesNs.length === 0) return o;
   const totals = ss.passesNs.map((p) => p.reduce((a, b) => a + b, 0));
   const iv = medianCi(totals);
@@ -121,12 +121,12 @@ export function streamOutcome(o: WorkerOutcome, targetInterval: number): WorkerO
 
 /** What a clean stream replicate measured, for harness/stats/stream.ts. */
 export function streamRun(o: WorkerOutcome): StreamRun | undefined {
-  if (o.parity?.type !== 'stream-parity' || !o.streamSamples || !o.fixedSamples) return undefined;
+  if (o.parity?.type !== 'stream-parity' || !o.passes || !o.fixedSamples) return undefined;
   return {
     compileSegmentMs: o.built?.phases.compileMs ?? 0,
     coldPassMs: o.parity.passNs.map((v) => v / 1e6),
-    passesMs: o.streamSamples.passesNs.map((p) => p.map((v) => v / 1e6)),
-    compiles: { afterCold: o.parity.compiles, afterWarm: o.streamSamples.compiles },
+    passesMs: o.passes.passesNs.map((p) => p.map((v) => v / 1e6)),
+    compiles: { afterCold: o.parity.compiles, afterWarm: o.passes.compiles },
     fixedMs: o.fixedSamples.samplesNs.map((v) => v / 1e6),
   };
 }

@@ -149,7 +149,9 @@ export function expectationFor(
   const updateLast = difference(under(ref.tensors, TRAIN_PARITY_TENSORS.state(ref.losses.length)), before);
   const recipe = { learningRate: TRAINING.learningRate, momentum: TRAINING.momentum, weightDecay: TRAINING.weightDecay };
   if (ENGINES[engine].stateLayout !== 'keras') return { losses: ref.losses, grads, updateFirst, updateLast, initial: canonicalWeights, recipe };
-  const toKeras = (m: TensorMap): TensorMap => kerasTensors(KERAS_WEIGHTS[family.name](m, params));
+  const mapping = KERAS_WEIGHTS[family.name];
+  if (!mapping) throw new Error(`${engine}: the ${family.name} family has no Keras mapping to train in`);
+  const toKeras = (m: TensorMap): TensorMap => kerasTensors(mapping(m, params));
   // Every canonical tensor the mapping needs; untrained ones get a zero gradient, dropped below.
   const complete = (partial: TensorMap): TensorMap => new Map([...canonicalWeights].map(([k, t]) => [k, partial.get(k) ?? zerosLike(t)]));
   const trained = toKeras(complete(new Map([...grads].map(([k, t]) => [k, { dtype: 'F64', shape: t.shape, data: new Float64Array(t.data.length).fill(1) }]))));

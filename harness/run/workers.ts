@@ -304,6 +304,7 @@ export async function runWorkerProcess(file: string, args: string[], first: ToWo
       case 'parity':
       case 'train-parity':
       case 'stream-parity':
+      case 'generate-parity':
         out.parity = msg;
         out.toFirstOutputMs = ms();
         write({ type: opts.onParity ? opts.onParity(msg) : 'stop' });
@@ -311,8 +312,8 @@ export async function runWorkerProcess(file: string, args: string[], first: ToWo
       case 'samples':
         out.samples = msg;
         break;
-      case 'stream-samples':
-        out.streamSamples = msg;
+      case 'passes':
+        out.passes = msg;
         break;
       case 'memory':
         out.memory = msg;

@@ -4,7 +4,7 @@ import { loadTensors, saveTensors, type Tensor, type TensorMap } from '../../wor
 import { measure, measurePasses, type PassSettings } from './measure.js';
 import { FromWorker, PROTOCOL_VERSION, ToWorkerSchema, TRAIN_PARITY_TENSORS, type Phase, type ToWorker } from './protocol.js';
 import { getNodeEngine } from '../engines/registry.js';
-import { EngineUnavailable, type BuildRequest, type EngineRuntime, type EngineSettings } from '../engines/types.js';
+import { EngineUnavailable, type BuildRequest, type EngineRuntime, type EngineSettings, type GenerateRequest, type GenerationStep } from '../engines/types.js';
 import { faultApplies, maybeFault, parseFault } from './fault.js';
 import { peakHostBytes, watchWasmGrowth } from './memory.js';
 
@@ -72,10 +72,10 @@ interface Subject {
   settings: EngineSettings;
   /** The first run(s) after build, with what the orchestrator checks; sends its message (a stream cell: its cold pass). */
   parity(): Promise<void>;
-  /** Stream cells, after `continue`: the warm passes over the stream (phase measure); sends `stream-samples`. */
-  streamPasses?(): Promise<void>;
-  /** One timed iteration. */
-  iterate(): Promise<unknown>;
+  /** Stream and generation cells, after `continue`: the warm passes over the stream or the warm generations (phase measure); sends `passes`. */
+  warmPasses?(): Promise<void>;
+  /** One iteration of the timed loop (absent: a generation cell, whose warm generations are its samples). */
+  iterate?(): Promise<unknown>;
   dispose(): Promise<void>;
 }
 
@@ -130,6 +130,9 @@ async function runJob(first: Job): Promise<void> {
   if (cell.task === 'training' && !training) throw new Error('a training job needs its `training` fields (recipe, labelsPath, parityPath)');
   const streamed = cell.shapes === 'stream';
   if (streamed && training) throw new Error('a shape stream times inference: a training cell runs one fixed shape');
+  const generating = cell.task === 'generate' ? { ...first.generate, ...cell.generation } : undefined;
+  if (generating && !(first.generate && cell.generation))
+    throw new Error("a generation job needs the cell's `generation` (prompt length, new tokens, cache) and the job's `generate` (prompt and logits files)");
   await at('load');
   let t = process.hrtime.bigint();
   const runtime = await getNodeEngine(cell.engine).load();
@@ -161,7 +164,11 @@ async function runJob(first: Job): Promise<void> {
       : {}),
   };
   t = process.hrtime.bigint();
-  const subject = training ? await trainingSubject(cell.engine, runtime, req, training, inputs, labels!) : await inferenceSubject(runtime, req, inputs, stream);
+  const subject = training
+    ? await trainingSubject(cell.engine, runtime, req, training, inputs, labels!)
+    : generating
+      ? await generateSubject(cell.engine, runtime, { ...req, generation: cell.generation! }, first.generate!, first.measure)
+      : await inferenceSubject(runtime, req, inputs, stream);
   const buildMs = msSince(t);
   weights.clear();
   // No compile segment: ORT optimizes the graph inside session creation (build), TensorFlow.js runs eagerly.
@@ -170,18 +177,16 @@ async function runJob(first: Job): Promise<void> {
   await subject.parity();
   const verdict = await receive();
   if (verdict.type === 'continue') {
-    if (subject.streamPasses) {
+    if (subject.warmPasses) {
       await at('measure');
-      await subject.streamPasses();
+      await subject.warmPasses();
     }
-    await at('warmup');
-    const r = await measure(
-      () => subject.iterate(),
-      first.measure,
-      process.hrtime.bigint,
-      () => at('measure'),
-    );
-    send({ type: 'samples', ...r });
+    const iterate = subject.iterate;
+    if (iterate) {
+      await at('warmup');
+      const r = await measure(iterate, first.measure, process.hrtime.bigint, () => at('measure'));
+      send({ type: 'samples', ...r });
+    }
   }
   await subject.dispose();
   await at('memory');
@@ -191,7 +196,7 @@ async function runJob(first: Job): Promise<void> {
 /**
  * Inference: one forward pass with readback; parity sends its logits. A stream cell's parity is
  * its cold pass (every batch once, each timed with its readback: `stream-parity`), its warm passes
- * follow a `continue` (`stream-samples`), and its timed loop runs the fixed-shape baseline.
+ * follow a `continue` (`passes`), and its timed loop runs the fixed-shape baseline.
  */
 async function inferenceSubject(runtime: EngineRuntime, req: BuildRequest, inputs: TensorMap, stream?: StreamInputs): Promise<Subject> {
   const model = await runtime.build(req);
@@ -229,14 +234,70 @@ async function inferenceSubject(runtime: EngineRuntime, req: BuildRequest, input
       }
       send({ type: 'stream-parity', passNs, outputs, compiles: compiles() });
     },
-    async streamPasses() {
+    async warmPasses() {
       // The baseline's inputs are checked before the passes spend their time.
       stream.fixed();
       const r = await measurePasses((i) => model.run(batches[i]!), batches.length, passes);
-      send({ type: 'stream-samples', passesNs: r.passesNs, compiles: compiles(), ...(r.load ? { load: r.load } : {}) });
+      send({ type: 'passes', passesNs: r.passesNs, compiles: compiles(), ...(r.load ? { load: r.load } : {}) });
     },
     iterate: () => model.run(stream.fixed()),
     dispose: () => model.dispose(),
+  };
+}
+
+/**
+ * Generation: the cold generation is the parity run (each step timed with the readback of its
+ * token ids; every step's logits written to the job's logitsPath; `generate-parity`), and after a
+ * `continue` the warm generations are the samples (`passes`: one pass = one generation, its steps
+ * timed one by one). Step 0 is the prefill, every later step a decode.
+ */
+async function generateSubject(
+  engine: string,
+  runtime: EngineRuntime,
+  req: GenerateRequest,
+  files: NonNullable<Job['generate']>,
+  settings: Job['measure'],
+): Promise<Subject> {
+  if (!runtime.buildGenerator) throw new Error(`engine '${engine}' cannot generate: its runtime has no buildGenerator`);
+  const t = loadTensors(files.promptPath).tensors.get('tokens');
+  if (!t || t.dtype !== 'I32' || t.shape.length !== 2 || t.shape[0] !== req.batchSize || t.shape[1] !== req.generation.promptLength)
+    throw new Error(`${files.promptPath}: expected an I32 tensor 'tokens' [${req.batchSize}, ${req.generation.promptLength}]`);
+  const prompt: TensorMap = new Map([['tokens', t]]);
+  const gen = await runtime.buildGenerator(req);
+  const steps = req.generation.newTokens;
+  const step = (i: number, wantLogits: boolean): Promise<GenerationStep> => (i === 0 ? gen.prefill(prompt, wantLogits) : gen.decode(wantLogits));
+  const compiles = (): number | null => gen.compileCount?.() ?? null;
+  return {
+    settings: gen.settings,
+    async parity() {
+      const passNs: number[] = [];
+      const chosen: Int32Array[] = [];
+      const logits: Float32Array[] = [];
+      for (let i = 0; i < steps; i++) {
+        const t0 = process.hrtime.bigint();
+        const s = await step(i, true);
+        passNs.push(Number(process.hrtime.bigint() - t0));
+        if (!s.logits) throw new Error(`${engine}: generation step ${i} returned no logits though the parity run asked for them`);
+        chosen.push(s.tokens);
+        logits.push(s.logits);
+      }
+      const vocab = logits[0]!.length / req.batchSize;
+      const all = new Float32Array(steps * req.batchSize * vocab);
+      logits.forEach((l, i) => all.set(l, i * l.length));
+      saveTensors(files.logitsPath, new Map([['logits', { dtype: 'F32', shape: [steps, req.batchSize, vocab], data: all }]]), { engine, family: req.family });
+      const tokens = Array.from({ length: req.batchSize }, (_, r) => chosen.map((c) => c[r]!));
+      send({ type: 'generate-parity', passNs, tokens, compiles: compiles() });
+    },
+    async warmPasses() {
+      const r = await measurePasses((i) => step(i, false), steps, {
+        minPasses: files.minPasses,
+        maxPasses: files.maxPasses,
+        minTimeMs: settings.minTimeMs,
+        maxTimeMs: settings.maxTimeMs,
+      });
+      send({ type: 'passes', passesNs: r.passesNs, compiles: compiles(), ...(r.load ? { load: r.load } : {}) });
+    },
+    dispose: () => gen.dispose(),
   };
 }
 

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { FAMILY_NAMES, PADDINGS, PRECISIONS, TASKS } from '../../workloads/index.js';
+import { CACHES, FAMILY_NAMES, PADDINGS, PRECISIONS, TASKS } from '../../workloads/index.js';
 import { DEVICES } from '../engines/types.js';
 
 /**
@@ -67,6 +67,8 @@ export const CellSpecSchema = z.object({
   padding: z.enum(PADDINGS).optional(),
   /** The number format to compute in (workloads/precision.ts; absent = fp32, as every older job). */
   precision: z.enum(PRECISIONS).optional(),
+  /** A generation cell (task `generate`; workloads/generate.ts): its prompt length, the tokens it generates (the prefill's included) and its cache. */
+  generation: z.object({ promptLength: z.number().int().min(1), newTokens: z.number().int().min(1), cache: z.enum(CACHES) }).optional(),
 });
 /** Cell spec as sent to a worker. */
 export type CellSpec = z.infer<typeof CellSpecSchema>;
@@ -143,7 +145,7 @@ export const ToWorkerSchema = z.discriminatedUnion('type', [
      *    readback; sends `stream-parity` with the times, every batch's logits and the compile count;
      * 2. on `continue`, phase measure, the warm passes: the whole stream again, pass after pass,
      *    until at least minPasses passes and measure.minTimeMs, stopping at maxPasses or
-     *    measure.maxTimeMs (after one pass at least); sends `stream-samples`;
+     *    measure.maxTimeMs (after one pass at least); sends `passes`;
      * 3. phases warmup and measure again: the usual timed loop on `fixed.*` (every row at the full
      *    length), which sends `samples`: the fixed-shape baseline of the dynamic penalty;
      * then memory and done as any job. The reference job's file (padding `rows`) has no `fixed.*`;
@@ -153,6 +155,27 @@ export const ToWorkerSchema = z.discriminatedUnion('type', [
       .object({
         path: z.string(),
         batches: z.number().int().min(1),
+        minPasses: z.number().int().min(1),
+        maxPasses: z.number().int().min(1),
+      })
+      .optional(),
+    /**
+     * Generation cells (cell.task 'generate', cell.generation). The worker builds a generator
+     * (BuildRequest.generation), reads the prompts (`promptPath`: `tokens` I32 [batch, promptLength])
+     * and, after `built`:
+     * 1. phase parity, the cold generation: step 0 the prefill, steps 1..newTokens-1 the decode steps,
+     *    each timed including the readback of its token ids; writes every step's logits to
+     *    `logitsPath` (`logits` F32 [newTokens, batch, vocab]) and sends `generate-parity` with the
+     *    step times, the generated token ids and the compile count;
+     * 2. on `continue`, phase measure, the warm generations, one pass each, until at least
+     *    minPasses and measure.minTimeMs, stopping at maxPasses or measure.maxTimeMs (after one at
+     *    least); sends `passes` (passesNs[g][s]: step s of generation g);
+     * then memory and done as any job.
+     */
+    generate: z
+      .object({
+        promptPath: z.string(),
+        logitsPath: z.string(),
         minPasses: z.number().int().min(1),
         maxPasses: z.number().int().min(1),
       })
@@ -251,9 +274,20 @@ export const FromWorkerSchema = z.discriminatedUnion('type', [
    * created), or null for a mode that compiles nothing (eager).
    */
   z.object({ type: z.literal('stream-parity'), passNs: z.array(Num), outputs: z.array(z.array(Num)), compiles: Num.int().nullable() }),
-  /** A stream cell's warm passes: `passesNs[p][i]` batch i's time in pass p (ns), the compile count after them, and the CPU accounting of the passes. */
+  /**
+   * A generation cell's cold generation: `passNs[s]` the time of step s (ns; step 0 the prefill,
+   * each including the readback of its token ids), `tokens[r]` row r's generated token ids (newTokens
+   * of them), and `compiles` as in `stream-parity`. Every step's logits are in the job's
+   * `generate.logitsPath`.
+   */
+  z.object({ type: z.literal('generate-parity'), passNs: z.array(Num), tokens: z.array(z.array(Num.int())), compiles: Num.int().nullable() }),
+  /**
+   * Warm passes, after `continue`: a stream cell's passes over its batches (`passesNs[p][i]` batch
+   * i's time in pass p) or a generation cell's warm generations (`passesNs[g][s]` step s of
+   * generation g), in ns; the compile count after them, and the CPU accounting of the passes.
+   */
   z.object({
-    type: z.literal('stream-samples'),
+    type: z.literal('passes'),
     passesNs: z.array(z.array(Num)),
     compiles: Num.int().nullable(),
     load: LoadSchema.optional(),

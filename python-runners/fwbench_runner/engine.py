@@ -132,6 +132,55 @@ class BuiltModel:
 
 
 @dataclass
+class GenerateRequest(BuildRequest):
+    """What an engine needs to build a generator (mirrors GenerateRequest in harness/engines/types.ts):
+    the model's request plus the cell's generation, {"promptLength", "newTokens", "cache"}
+    (workloads/generate.ts). `cache` "kv" keeps each layer's keys and values of every position so
+    far as the framework's users do (the mode decides: a growing cache, or one preallocated for
+    promptLength + newTokens positions so a compiled graph keeps its shape); "none" recomputes the
+    whole sequence so far at every step and takes its last position's logits."""
+
+    generation: dict = None
+
+
+class Generator:
+    """A decoder ready to generate greedily (the Python twin of BuiltGenerator in
+    harness/engines/types.ts). The runner's one loop times each call: `prefill` is step 0, `decode`
+    each later step; the generator keeps its cache and the tokens it chose last between calls. Each
+    returns (the chosen token of each row as an int32 ndarray [batch], read back to the host; the
+    step's logits as a float32 ndarray [batch, vocab] when `want_logits`, else None)."""
+
+    settings: dict
+
+    def session(self):
+        """Context entered once around the cold generation and every warm one (grad mode, device scope)."""
+        return contextlib.nullcontext()
+
+    def prepare(self, tokens):
+        """The prompts (int32 ndarray [batch, promptLength]) as a user of the framework holds them, once, outside timing."""
+        raise NotImplementedError
+
+    def prefill(self, feed, want_logits):
+        """Starts a generation: forgets any earlier one, runs the prompts, returns the first new tokens."""
+        raise NotImplementedError
+
+    def decode(self, want_logits):
+        """One more step: feeds the tokens chosen last, returns the next ones."""
+        raise NotImplementedError
+
+    def compile_count(self):
+        """As BuiltModel.compile_count."""
+        return None
+
+    def peak_device_bytes(self):
+        """Allocator peak on the accelerator since build, or None on the CPU."""
+        return None
+
+    def dispose(self):
+        """Releases framework resources (the process exits right after; nothing to do by default)."""
+
+
+@dataclass
 class TrainRequest(BuildRequest):
     """What an engine needs to build a trainer (mirrors TrainRequest in harness/engines/types.ts):
     the model's request plus the job's training recipe (workloads/training.ts TRAINING: learningRate,

@@ -24,8 +24,12 @@ PADDINGS = _MANIFEST["paddings"]
 STREAM = _MANIFEST["stream"]
 #: A cell's number formats ("fp32", "bf16", "fp16", "tf32", "int8"); a job without `precision` has the first.
 PRECISIONS = _MANIFEST["precisions"]
-#: Family name -> {description, params, presets, sizes}.
+#: Family name -> {description, params, presets, sizes, tasks}.
 FAMILIES = _MANIFEST["families"]
+#: A generation cell's caches ("kv", "none").
+CACHES = _MANIFEST["caches"]
+#: The generation settings' defaults and the warm generations' counts (promptLength, newTokens, minPasses, maxPasses).
+GENERATE = _MANIFEST["generate"]
 PHASES = _MANIFEST["phases"]
 FAULT_KINDS = _MANIFEST["faultKinds"]
 DEFAULT_MEASURE = _MANIFEST["measure"]
@@ -54,6 +58,11 @@ def check_cell(cell):
         raise ValueError(f"unknown precision '{precision}'; valid: {', '.join(PRECISIONS)}")
     if family is not None and family not in FAMILIES:
         raise ValueError(f"unknown workload family '{family}'; valid: {', '.join(FAMILIES)}")
+    if family is not None and task not in FAMILIES[family]["tasks"]:
+        raise ValueError(f"the {family} family does not do {task}; its models do {' and '.join(FAMILIES[family]['tasks'])}")
+    generation = cell.get("generation")
+    if task == "generate" and (not isinstance(generation, dict) or generation.get("cache") not in CACHES):
+        raise ValueError(f"a generation cell needs its generation (promptLength, newTokens, cache: one of {', '.join(CACHES)}), got {generation!r}")
     if device is not None and device not in DEVICES:
         raise ValueError(f"unknown device '{device}'; valid: {', '.join(DEVICES)}")
     engine = ENGINES.get(engine_id)

@@ -2,7 +2,7 @@
 job (or probe) -> hello -> built -> parity (train-parity for a training cell) -> continue|stop ->
 samples -> memory -> done, or an `error` naming the phase, with the traceback, and `unavailable`
 + `fix` when the engine cannot run here. A shape-stream cell (harness/worker/protocol.ts, the job's
-`stream`) sends stream-parity, and on continue stream-samples before its samples. stdout/stderr
+`stream`) sends stream-parity, and on continue passes before its samples. stdout/stderr
 stay free for the frameworks' own logs."""
 
 import ctypes
@@ -15,7 +15,9 @@ import sys
 import time
 import traceback
 
-from .engine import BuildRequest, EngineUnavailable, TrainRequest, install_fix
+import numpy as np
+
+from .engine import BuildRequest, EngineUnavailable, GenerateRequest, TrainRequest, install_fix
 from .fault import maybe_fault, parse_fault
 from .load import watch_load
 from .manifest import PRECISIONS, TASKS
@@ -82,7 +84,11 @@ class Worker:
         if first["type"] != "job":
             raise ValueError(f"expected a job or probe message, got '{first['type']}'")
         cell = first["cell"]
-        training = cell.get("task", TASKS[0]) == "training"
+        task = cell.get("task", TASKS[0])
+        training = task == "training"
+        generating = task == "generate"
+        if generating and ("generate" not in first or "generation" not in cell):
+            raise ValueError("a generation job needs the cell's `generation` and the job's `generate` (prompt and logits files)")
         stream = cell.get("shapes") == "stream"
         if stream and "stream" not in first:
             raise ValueError("a stream cell's job needs its `stream` field (the stream file and its passes)")
@@ -110,6 +116,10 @@ class Worker:
             if not hasattr(engine, "build_trainer"):
                 raise ValueError(f"engine '{cell['engine']}' cannot train (its module has no build_trainer)")
             build, req = engine.build_trainer, TrainRequest(*model_args, recipe=first["training"], reference=first["training"].get("reference"))
+        elif generating:
+            if not hasattr(engine, "build_generator"):
+                raise ValueError(f"engine '{cell['engine']}' cannot generate (its module has no build_generator)")
+            build, req = engine.build_generator, GenerateRequest(*model_args, generation=cell["generation"])
         else:
             # FWBENCH_FAULT=precision-fallback@build: the engine skips its precision mechanism (test only).
             plant = self.planted == "precision-fallback"
@@ -121,6 +131,8 @@ class Worker:
         phases = {"importMs": import_ns / 1e6, "weightsMs": weights_ns / 1e6, "buildMs": build_ns / 1e6}
         if training:
             self.train(first, model, inputs, labels, phases, at)
+        elif generating:
+            self.generate(first, model, phases, at)
         elif stream:
             self.infer_stream(first, model, inputs, phases, at)
         else:
@@ -172,7 +184,7 @@ class Worker:
     def infer_stream(self, first, model, tensors, phases, at):
         """A shape-stream cell from its build on (harness/worker/protocol.ts, the job's `stream`):
         every batch prepared outside timing, compile on the first, the cold pass (stream-parity);
-        when told to continue, the warm passes (stream-samples), then the usual timed loop on the
+        when told to continue, the warm passes (passes), then the usual timed loop on the
         fixed-shape baseline (samples)."""
         spec = first["stream"]
         feeds = [model.prepare({"tokens": tensors[f"tokens.{i}"], "lengths": tensors[f"lengths.{i}"]}) for i in range(spec["batches"])]
@@ -187,7 +199,7 @@ class Worker:
             if not self.told_to_continue():
                 return
             at("measure")
-            self.channel.send({"type": "stream-samples", **warm_passes(model, feeds, spec, first["measure"])})
+            self.channel.send({"type": "passes", **warm_passes(model, feeds, spec, first["measure"])})
             # The reference's stream file has no fixed baseline; it is never told to continue.
             if "fixed.tokens" not in tensors:
                 raise ValueError(f"{spec['path']} has no fixed.tokens (a reference's stream file): a stream cell's file needs its fixed-shape baseline")
@@ -227,6 +239,41 @@ class Worker:
             self.channel.send({"type": "train-parity", "firstStepMs": first_ns / 1e6, "losses": [float(v) for v in losses]})
             self.measure_if_told(first, lambda: trainer.step(feed, False), at)
 
+    def generate(self, first, gen, phases, at):
+        """A generation cell from its build on (harness/worker/protocol.ts, the job's `generate`): the
+        prompts prepared outside timing, the cold generation (each step timed with the readback of
+        its tokens, every step's logits written to logitsPath: `generate-parity`), then on continue
+        the warm generations (`passes`). No compile segment: compiling happens inside the cold
+        generation's steps."""
+        spec = first["generate"]
+        steps = first["cell"]["generation"]["newTokens"]
+        self.channel.send({"type": "built", "phases": phases, "settings": gen.settings})
+        feed = gen.prepare(load_tensors(spec["promptPath"])[0]["tokens"])
+        runner = GenerationSteps(gen, feed)
+        with gen.session():
+            at("parity")
+            clock = time.perf_counter_ns
+            pass_ns, chosen, logits = [], [], []
+            for i in range(steps):
+                t = clock()
+                tokens, step_logits = runner.step(i, True)
+                pass_ns.append(clock() - t)
+                if step_logits is None:
+                    raise ValueError(f"generation step {i} returned no logits though the parity run asked for them")
+                chosen.append(tokens)
+                logits.append(step_logits)
+            cell = first["cell"]
+            save_tensors(
+                spec["logitsPath"], {"logits": np.stack(logits).astype(np.float32)}, {"engine": cell["engine"], "mode": cell["mode"], "family": cell["family"]}
+            )
+            rows = np.stack(chosen, axis=1)
+            del logits
+            self.channel.send({"type": "generate-parity", "passNs": pass_ns, "tokens": rows.astype(int).tolist(), "compiles": gen.compile_count()})
+            if not self.told_to_continue():
+                return
+            at("measure")
+            self.channel.send({"type": "passes", **warm_passes(runner, range(steps), spec, first["measure"])})
+
     def told_to_continue(self):
         """Waits for the parity verdict: True on `continue`, False on `stop`."""
         return self.channel.receive()["type"] == "continue"
@@ -240,6 +287,24 @@ class Worker:
         """Waits for the parity verdict; on `continue`, warm-up and the timed loop of `iteration`, then `samples`."""
         if self.told_to_continue():
             self.timed_loop(first, iteration, at)
+
+
+class GenerationSteps:
+    """A generator seen as a stream whose batches are the steps of one generation (step 0 the
+    prefill, every later step a decode), so the warm generations are `warm_passes` over it."""
+
+    def __init__(self, gen, feed):
+        self.gen = gen
+        self.feed = feed
+
+    def step(self, i, want_logits):
+        return self.gen.prefill(self.feed, want_logits) if i == 0 else self.gen.decode(want_logits)
+
+    def run(self, i):
+        return self.step(i, False)
+
+    def compile_count(self):
+        return self.gen.compile_count()
 
 
 def stream_pass(model, feeds, clock=time.perf_counter_ns):
@@ -257,7 +322,7 @@ def stream_pass(model, feeds, clock=time.perf_counter_ns):
 def warm_passes(model, feeds, spec, settings, clock=time.perf_counter_ns, watch=watch_load):
     """The warm passes over a stream (harness/worker/protocol.ts): pass after pass until at least
     spec.minPasses passes and settings.minTimeMs, stopping at spec.maxPasses or settings.maxTimeMs
-    (after one pass at least). Returns the `stream-samples` fields, with the CPU accounting of the
+    (after one pass at least). Returns the `passes` fields, with the CPU accounting of the
     passes as the timed loop's `samples` has it (`load`)."""
     load_of_passes = watch() if watch else None
     passes = []

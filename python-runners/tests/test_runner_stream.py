@@ -50,11 +50,11 @@ def test_a_stream_job_sends_its_cold_pass_then_warm_passes_then_the_fixed_baseli
     assert code == 0, msgs[-1]
     assert phases_and_types(msgs) == [
         *["hello", "load", "build", "built", "parity", "stream-parity"],
-        *["measure", "stream-samples", "warmup", "measure", "samples", "memory", "memory", "done"],
+        *["measure", "passes", "warmup", "measure", "samples", "memory", "memory", "done"],
     ]
     for m in msgs:
         FROM_WORKER.validate(m)
-    built, cold, warm, samples = (one(msgs, t) for t in ("built", "stream-parity", "stream-samples", "samples"))
+    built, cold, warm, samples = (one(msgs, t) for t in ("built", "stream-parity", "passes", "samples"))
     assert set(built["phases"]) == {"importMs", "weightsMs", "buildMs"}  # eager: nothing to compile
     assert "pack_padded_sequence" in built["settings"]["streamInputs"]
     batches, classes = job["stream"]["batches"], job["cell"]["params"]["classes"]

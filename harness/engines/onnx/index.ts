@@ -16,6 +16,9 @@ const BUILDERS: Record<FamilyName, (params: Params, weights: TensorMap, options?
   },
   rnn: rnnGraph,
   transformer: transformerGraph,
+  decoder: () => {
+    throw new Error('the decoder family generates text (--tasks generate): its forward pass is the prefill of a generation, timed there');
+  },
 };
 
 /** How {@link buildOnnxModel} builds: the family's graph options and the number format to rewrite it to. */

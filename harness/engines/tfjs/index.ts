@@ -154,6 +154,8 @@ async function builder(family: FamilyName): Promise<(w: TensorMap, p: Params, m?
       const { buildTransformer } = await import('./transformer.js');
       return (w, p, m) => buildTransformer(w, p, m);
     }
+    case 'decoder':
+      throw new Error('the decoder family generates text (--tasks generate): its forward pass is the prefill of a generation, timed there');
   }
 }
 
@@ -170,6 +172,8 @@ async function trainable(family: FamilyName): Promise<(w: TensorMap, p: Params, 
       const { trainableTransformer } = await import('./transformer.js');
       return (w, p) => trainableTransformer(w, p);
     }
+    case 'decoder':
+      throw new Error('the decoder family generates text (--tasks generate); it does not train');
   }
 }
 

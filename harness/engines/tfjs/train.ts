@@ -14,7 +14,7 @@ import type { TfjsTrainable } from './model.js';
  * Kernels that only the backward pass needs, by family: a backend without one can run the
  * model's inference but not its training step (the forward kernels are checked by inference).
  */
-const GRADIENT_KERNELS: Record<FamilyName, Array<{ op: string; neededBy: string }>> = {
+const GRADIENT_KERNELS: Partial<Record<FamilyName, Array<{ op: string; neededBy: string }>>> = {
   cnn: [
     { op: 'Conv2DBackpropFilter', neededBy: 'Conv2D with respect to its kernel' },
     { op: 'Conv2DBackpropInput', neededBy: 'Conv2D with respect to its input' },
@@ -32,7 +32,7 @@ const cannotTrain = (engine: string, family: FamilyName, backend: string, op: st
 
 /** Throws EngineUnavailable, naming the op, when the backend lacks a kernel the family's backward pass needs. */
 export function checkGradientKernels(engine: string, family: FamilyName, backend: string): void {
-  for (const { op, neededBy } of GRADIENT_KERNELS[family]) {
+  for (const { op, neededBy } of GRADIENT_KERNELS[family] ?? []) {
     if (!tf.getKernel(op, backend)) throw cannotTrain(engine, family, backend, op, neededBy);
   }
 }
