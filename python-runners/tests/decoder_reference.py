@@ -33,7 +33,7 @@ def forward(weights, params, tokens):
         p = f"layers.{layer}"
         h = _norm(x, w[f"{p}.norm1.weight"], w[f"{p}.norm1.bias"])
 
-        def proj(name, v):
+        def proj(name, v, p=p):
             return v @ w[f"{p}.attention.{name}.weight"].T + w[f"{p}.attention.{name}.bias"]
 
         q, k, v = (proj(n, h).reshape(batch, length, heads, d).transpose(0, 2, 1, 3) for n in ("query", "key", "value"))
