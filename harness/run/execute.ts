@@ -67,7 +67,7 @@ export async function probeEngines(ids: EngineId[]): Promise<Record<string, Engi
 /** The job message that runs one cell (or the reference) on the materialized weights and inputs. */
 export function jobMessage(
   c: Pick<PlannedCell, 'engine' | 'mode' | 'device' | 'family' | 'params' | 'batchSize' | 'threads'> &
-    Partial<Pick<PlannedCell, 'task' | 'shapes' | 'padding' | 'precision'>>,
+    Partial<Pick<PlannedCell, 'task' | 'shapes' | 'padding' | 'precision' | 'generation'>>,
   m: Materialized,
   config: RunConfig,
 ): Extract<ToWorker, { type: 'job' }> {
@@ -86,6 +86,7 @@ export function jobMessage(
       ...(c.task && c.task !== 'inference' ? { task: c.task } : {}),
       ...(c.shapes === 'stream' ? { shapes: 'stream' as const, ...(c.padding ? { padding: c.padding } : {}) } : {}),
       ...(c.precision && c.precision !== 'fp32' ? { precision: c.precision } : {}),
+      ...(c.generation ? { generation: c.generation } : {}),
     },
     weightsPath: m.weightsPath,
     inputsPath: m.inputsPath,

@@ -59,3 +59,25 @@ def generate(weights, params, prompt, new_tokens):
         logits.append(last)
         seq = np.concatenate([seq, nxt[:, None]], axis=1)
     return np.stack(chosen, axis=1), np.stack(logits)
+
+
+def main(argv):
+    """`python decoder_reference.py WEIGHTS PROMPT PARAMS_JSON NEW_TOKENS OUT`: the reference
+    generation of a prompt file (`tokens` int32 [batch, promptLength]) written to OUT as `tokens`
+    int32 [batch, NEW_TOKENS] and `logits` float32 [NEW_TOKENS, batch, vocab], for the Node tests."""
+    import json
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from fwbench_runner.safetensors import load_tensors, save_tensors
+
+    weights_path, prompt_path, params_json, new_tokens, out = argv
+    tokens, logits = generate(load_tensors(weights_path)[0], json.loads(params_json), load_tensors(prompt_path)[0]["tokens"], int(new_tokens))
+    save_tensors(out, {"tokens": tokens.astype(np.int32), "logits": logits.astype(np.float32)})
+
+
+if __name__ == "__main__":
+    import sys
+
+    main(sys.argv[1:])
