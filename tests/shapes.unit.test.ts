@@ -3,8 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { planCells, skipReason } from '../harness/run/plan.js';
-import { streamOutcome } from '../harness/run/shapes.js';
-import type { WorkerOutcome } from '../harness/run/outcome.js';
+import { passesOutcome, type WorkerOutcome } from '../harness/run/outcome.js';
 import { compareStream, streamFigures, type StreamRun } from '../harness/stats/stream.js';
 import { planConfig } from './plan-config.js';
 import { getFamily, resolveParams } from '../workloads/index.js';
@@ -170,7 +169,7 @@ describe('stream figures and parity', () => {
       },
       samples,
     };
-    const v = streamOutcome(o, 0.01);
+    const v = passesOutcome(o, 0.01, STREAM.maxPasses);
     expect(v.samples!.samplesNs).toEqual([3, 7, 4]);
     expect(v.samples!.interval.medianNs).toBe(4);
     expect(v.fixedSamples).toBe(samples);

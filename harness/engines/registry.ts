@@ -54,7 +54,7 @@ export function unsupportedReason(e: EngineDescriptor, task: Task, mode: string)
  * The modes one engine runs for a selection: all of them for `all`; without a selection its
  * `defaultModes` (or its first mode) for inference, and for another task every mode that can do it
  * (training's eager and compiled modes side by side; the first mode when none can, so the cell
- * says why), and its `streamModes` for a shape stream; otherwise the listed modes it has, in its own order, or its first mode when it has
+ * says why) but for generation its `generateModes` (else its default ones), and its `streamModes` for a shape stream; otherwise the listed modes it has, in its own order, or its first mode when it has
  * none of them (so every selected engine keeps a cell).
  */
 export function modesToRun(e: EngineDescriptor, selection: ModeSelection | undefined, task: Task = 'inference', shapes: Shapes = 'fixed'): string[] {
@@ -63,7 +63,8 @@ export function modesToRun(e: EngineDescriptor, selection: ModeSelection | undef
   if (selection === 'all') return [...e.modes];
   // A shape stream is where compiled modes differ most (recompilation): its modes side by side.
   if (selection === undefined && task === 'inference' && shapes === 'stream' && e.streamModes) return [...e.streamModes];
-  if (selection === undefined && task === 'generate' && e.generateModes) return [...e.generateModes];
+  // Generation: the engine's generate modes, else its default ones (ONNX Runtime's optimization levels do not all need a cell).
+  if (selection === undefined && task === 'generate') return [...(e.generateModes ?? e.defaultModes ?? [e.modes[0]!])];
   if (selection === undefined && task !== 'inference') {
     const able = e.modes.filter((m) => !unsupportedReason(e, task, m));
     return able.length > 0 ? able : [e.modes[0]!];

@@ -247,7 +247,7 @@ interface EngineDescriptorBase {
   defaultModes?: string[];
   /** Modes a shape-stream run gets when `--modes` is not given (default: defaultModes): the ways the framework's users compile for changing shapes. */
   streamModes?: string[];
-  /** Modes a generation run gets when `--modes` is not given (default: every mode that can generate). */
+  /** Modes a generation run gets when `--modes` is not given (default: defaultModes, else the first mode). */
   generateModes?: string[];
   /**
    * The tasks (beyond inference) an engine or some of its modes cannot do, with the exact reason

@@ -1,6 +1,16 @@
 import * as echarts from 'echarts';
 import type { ColdStart } from '../results/schema.js';
-import { COLD_START_MESSAGES, COLD_START_SEGMENTS, COLD_START_UNSPLIT, coldStartRest, engineMode, type CellView, type WorkloadSection } from './model.js';
+import {
+  cellTask,
+  COLD_START_MESSAGES,
+  COLD_START_SEGMENTS,
+  COLD_START_UNSPLIT,
+  coldStartRest,
+  engineMode,
+  type CellView,
+  type RunModel,
+  type WorkloadSection,
+} from './model.js';
 
 /**
  * Charts as inline SVG, rendered when the report is made (ECharts' server-side SVG renderer, no
@@ -136,6 +146,19 @@ export function sectionCharts(s: WorkloadSection, sectionIndex: number): Chart[]
     svg: barsByBatch(s, (v) => v.cell.gflops, 'GFLOP/s', true),
   });
 
+  if (s.task === 'generate') {
+    charts.push({
+      id: id('ttft'),
+      caption: 'Time to first token (ms): the prefill, median over the warm generations.',
+      svg: barsByBatch(s, (v) => v.cell.generation?.ttftMs?.medianMs, 'TTFT (ms)', false),
+    });
+    charts.push({
+      id: id('tpot'),
+      caption: 'Time per output token (ms): every decode step, median over the warm generations.',
+      svg: barsByBatch(s, (v) => v.cell.generation?.tpotMs?.medianMs, 'TPOT (ms)', false),
+    });
+  }
+
   const coldCells = cells.filter((v) => v.cell.coldStart);
   const colds = coldCells.map((v) => v.cell.coldStart!);
   const labels = coldCells.map((v) => `${engineMode(v.cell)} b${v.cell.batchSize}`);
@@ -165,4 +188,51 @@ export function sectionCharts(s: WorkloadSection, sectionIndex: number): Chart[]
     ),
   });
   return charts;
+}
+
+/**
+ * The generation charts of a run that swept the prompt length: decode tokens/s and time to first
+ * token against the prompt length, one line per workload, batch and engine/mode (with its cache).
+ */
+export function generationCharts(model: RunModel): Chart[] {
+  const cells = model.cells.filter((v) => cellTask(v.cell) === 'generate' && v.cell.status === 'ok' && v.cell.generation?.ttftMs);
+  const prompts = [...new Set(cells.map((v) => v.cell.generation!.promptLength))].sort((a, b) => a - b);
+  if (prompts.length < 2) return [];
+  const lines = new Map<string, CellView[]>();
+  for (const v of cells) {
+    const k = `${engineMode(v.cell)} ${v.cell.workload}/${v.cell.preset} b${v.cell.batchSize}`;
+    lines.set(k, [...(lines.get(k) ?? []), v]);
+  }
+  const chart = (value: (v: CellView) => number | null | undefined, axis: string, log: boolean): string =>
+    render(
+      {
+        legend,
+        grid,
+        xAxis: categoryAxis(prompts.map(String), 'prompt length (tokens)'),
+        yAxis: valueAxis(axis, log),
+        series: [...lines].map(([name, vs]) => ({
+          name,
+          type: 'line' as const,
+          symbolSize: 8,
+          connectNulls: true,
+          data: prompts.map((p) => {
+            const v = vs.find((x) => x.cell.generation!.promptLength === p);
+            return (v && value(v)) ?? '-';
+          }),
+        })),
+      },
+      360,
+    );
+  return [
+    {
+      id: 'chart-generation-decode-rate',
+      caption: 'Decode tokens/s against the prompt length (log scale): batch x (new tokens - 1) / the decode steps of a generation.',
+      svg: chart((v) => v.cell.generation?.decodeTokensPerS, 'decode tokens/s', true),
+    },
+    {
+      id: 'chart-generation-ttft',
+      caption: 'Time to first token against the prompt length (ms, log scale).',
+      svg: chart((v) => v.cell.generation?.ttftMs?.medianMs, 'TTFT (ms)', true),
+    },
+  ];
 }

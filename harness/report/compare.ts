@@ -1,7 +1,7 @@
 import Table from 'cli-table3';
 import { classifyRatio, MIN_SAMPLES_FOR_CI, type BootstrapOptions } from '../stats/bootstrap.js';
 import { esc, htmlDocument, sortableTable, td } from './html.js';
-import { cellHost, cellKey, cellRatioInterval, cellThreads, num, paramsText } from './model.js';
+import { cellHost, cellKey, cellRatioInterval, cellThreads, num, paramsText, cellGeneration } from './model.js';
 import type { Cell, Run } from '../results/schema.js';
 
 /**
@@ -39,6 +39,8 @@ export interface CellComparison {
   samplesB: number;
   /** median(B) / median(A): below 1 is faster. */
   ratio: number;
+  /** Generation cells (whose samples are whole generations): B/A of the median time to first token and of the median time per output token. */
+  generation?: { run: string; cache: string; ttftRatio: number; tpotRatio: number | null };
   /** 95 % bootstrap interval of the ratio; absent with fewer than MIN_SAMPLES_FOR_CI samples on a side. */
   ci?: { lo: number; hi: number };
   /** What the interval resampled: processes then samples (both sides have >= 2 replicates), or pooled samples only. */
@@ -104,12 +106,24 @@ export function compareRuns(a: Run, b: Run, opts: { thresholdPct: number } & Boo
       }
       const sa = ca.samplesMs ?? [];
       const sb = cb.samplesMs ?? [];
+      const ga = ca.generation;
+      const gb = cb.generation;
       const base = {
         engine: ca.engine,
         mode: ca.mode,
         device: ca.device,
         workload: ca.workload,
         preset: ca.preset,
+        ...(ga?.ttftMs && gb?.ttftMs
+          ? {
+              generation: {
+                run: cellGeneration(ca),
+                cache: ga.cache,
+                ttftRatio: gb.ttftMs.medianMs / ga.ttftMs.medianMs,
+                tpotRatio: ga.tpotMs && gb.tpotMs ? gb.tpotMs.medianMs / ga.tpotMs.medianMs : null,
+              },
+            }
+          : {}),
         params: paramsText(ca.params),
         batchSize: ca.batchSize,
         threads: cellThreads(a, ca),
@@ -155,10 +169,17 @@ export function compareRuns(a: Run, b: Run, opts: { thresholdPct: number } & Boo
 
 const pct = (ratio: number): string => `${ratio >= 1 ? '+' : ''}${num((ratio - 1) * 100)} %`;
 
+/** A pair's workload as tables show it: a generation's prompt, new tokens and cache included. */
+const workloadOf = (p: CellComparison): string =>
+  `${p.workload}/${p.preset}${p.generation ? ` generate ${p.generation.run}${p.generation.cache === 'none' ? ' no-cache' : ''}` : ''}`;
+/** A generation pair's TTFT and TPOT ratios, or '-'. */
+const generationRatios = (p: CellComparison): string =>
+  p.generation ? `TTFT ${num(p.generation.ttftRatio)}, TPOT ${p.generation.tpotRatio === null ? '-' : num(p.generation.tpotRatio)}` : '-';
+
 /** Human text: one row per pair, geometric means, unmatched cells, a closing line. */
 export function compareText(c: Comparison): string {
   const t = new Table({
-    head: ['engine', 'mode', 'workload', 'batch', 'A median ms', 'B median ms', 'B/A', '95% CI', 'change', 'verdict'],
+    head: ['engine', 'mode', 'workload', 'batch', 'A median ms', 'B median ms', 'B/A', '95% CI', 'change', 'verdict', 'generation B/A'],
     style: { head: [], border: [], compact: true },
     chars: { mid: '', 'left-mid': '', 'mid-mid': '', 'right-mid': '' },
   });
@@ -166,7 +187,7 @@ export function compareText(c: Comparison): string {
     t.push([
       p.engine,
       p.mode,
-      `${p.workload}/${p.preset}${p.hostA === p.hostB ? '' : ` (${p.hostA} -> ${p.hostB})`}`,
+      `${workloadOf(p)}${p.hostA === p.hostB ? '' : ` (${p.hostA} -> ${p.hostB})`}`,
       p.batchSize,
       num(p.medianAMs),
       num(p.medianBMs),
@@ -174,6 +195,7 @@ export function compareText(c: Comparison): string {
       p.ci ? `${num(p.ci.lo)}-${num(p.ci.hi)}` : '-',
       pct(p.ratio),
       p.verdict,
+      generationRatios(p),
     ]);
   }
   const lines = [
@@ -200,7 +222,7 @@ export function compareHtml(c: Comparison): string {
     td(esc(p.engine)),
     td(esc(p.mode)),
     td(esc(p.device)),
-    td(esc(`${p.workload}/${p.preset}`)),
+    td(esc(workloadOf(p))),
     td(esc(p.params)),
     td(String(p.batchSize), p.batchSize),
     td(esc(p.hostA === p.hostB ? p.hostA : `${p.hostA} → ${p.hostB}`)),
@@ -209,11 +231,12 @@ export function compareHtml(c: Comparison): string {
     td(num(p.ratio), p.ratio),
     td(p.ci ? `${num(p.ci.lo)} – ${num(p.ci.hi)}` : '-', p.ci?.lo ?? null),
     td(esc(p.verdict), undefined, cls[p.verdict]),
+    td(esc(generationRatios(p))),
   ]);
   const body = `<h1>fwbench compare</h1>
 <p>A: <code>${esc(c.a.command.join(' '))}</code> (${esc(c.a.startedAt)})<br>B: <code>${esc(c.b.command.join(' '))}</code> (${esc(c.b.startedAt)})</p>
 <p>Ratio = median(B) / median(A) of latency, below 1 is faster; 95 % bootstrap interval from both sides' raw samples (resampling processes, then samples, where both sides ran several); a change needs the whole interval beyond ±${esc(c.thresholdPct)} %. ${c.regressions} regression${c.regressions === 1 ? '' : 's'}.</p>
-${sortableTable(['engine', 'mode', 'device', 'workload', 'parameters', 'batch', 'host', 'A median (ms)', 'B median (ms)', 'B/A', 'B/A 95% CI', 'verdict'], rows, 'compare')}
+${sortableTable(['engine', 'mode', 'device', 'workload', 'parameters', 'batch', 'host', 'A median (ms)', 'B median (ms)', 'B/A', 'B/A 95% CI', 'verdict', 'generation B/A (TTFT, TPOT medians)'], rows, 'compare')}
 <h2>Geometric mean of B/A per engine</h2>
 ${sortableTable(
   ['engine', 'cells', 'B/A'],

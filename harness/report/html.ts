@@ -1,4 +1,5 @@
-import { sectionCharts } from './charts.js';
+import { generationCharts, sectionCharts, type Chart } from './charts.js';
+
 import { claimSummary } from './claims.js';
 import { summarizeDistribution } from './distribution.js';
 import type { Report } from './build.js';
@@ -11,6 +12,7 @@ import {
   engineMode,
   num,
   sectionTitle,
+  generationTable,
   precisionTable,
   streamTable,
   trainingTable,
@@ -21,6 +23,12 @@ import {
   type RunModel,
 } from './model.js';
 import { answerText, runAnswers } from './verdict.js';
+
+/** Charts as figures with their captions (nothing for none). */
+const chartFigures = (charts: Chart[]): string =>
+  charts.length
+    ? `<div class="charts">${charts.map((c) => `<figure class="chart" id="${c.id}">${c.svg}<figcaption>${esc(c.caption)}</figcaption></figure>`).join('\n')}</div>`
+    : '';
 
 /**
  * The HTML report: one self-contained file that works offline and from a mail attachment. No
@@ -274,7 +282,7 @@ export function htmlReport(report: Report): string {
     const charts = sectionCharts(s, i);
     return `<section id="workload-${i}"><h2>${esc(sectionTitle(s, multiHost))}</h2>
 <p>Parameters: <code>${esc(s.params)}</code>; ${esc(num(s.flopsPerSample / 1e9))} GFLOP per sample (analytic).</p>
-${charts.length === 0 ? '<p class="muted">No cell of this workload ran.</p>' : `<div class="charts">${charts.map((c) => `<figure class="chart" id="${c.id}">${c.svg}<figcaption>${esc(c.caption)}</figcaption></figure>`).join('\n')}</div>`}
+${charts.length === 0 ? '<p class="muted">No cell of this workload ran.</p>' : chartFigures(charts)}
 </section>`;
   });
   const cold = model.cells
@@ -305,14 +313,16 @@ ${charts.length === 0 ? '<p class="muted">No cell of this workload ran.</p>' : `
   const training = trainingTable(model);
   const stream = streamTable(model);
   const precision = precisionTable(model);
-  /** A formatted table of the model (training, shape streams, precision) as a section of its own; FAIL cells marked. */
-  const tableSection = (id: string, title: string, t: ReportTable | undefined): string =>
+  const generation = generationTable(model);
+  const genCharts = generationCharts(model);
+  /** A formatted table of the model (training, shape streams, precision, generation) as a section of its own, with its charts; FAIL cells marked. */
+  const tableSection = (id: string, title: string, t: ReportTable | undefined, charts: Chart[] = []): string =>
     t
       ? `<section id="${id}"><h2>${title}</h2><p>${esc(t.legend)}</p>\n${sortableTable(
           t.head,
           t.rows.map((r) => r.map((x) => td(esc(x), undefined, x.includes('FAIL') ? 'bad' : undefined))),
           `${id}-table`,
-        )}${t.notes?.length ? `<ul>${t.notes.map((n) => `<li>${esc(n)}</li>`).join('')}</ul>` : ''}</section>`
+        )}${t.notes?.length ? `<ul>${t.notes.map((n) => `<li>${esc(n)}</li>`).join('')}</ul>` : ''}${chartFigures(charts)}</section>`
       : '';
   const notOk = model.cells
     .filter((v) => v.cell.status !== 'ok')
@@ -328,7 +338,7 @@ ${charts.length === 0 ? '<p class="muted">No cell of this workload ran.</p>' : `
 <p>fwbench ${esc(model.run.tool.version)} · run ${esc(model.run.startedAt)} · report generated ${esc(report.generatedAt)} · ${model.cells.length} cells on ${model.hosts.length} host${multiHost ? 's' : ''}</p>
 <p>Command: <code>${esc(model.run.command.join(' '))}</code></p>
 <p id="raw-samples">${report.embedSamples ? "This page embeds the run's run.json whole, every raw sample included (<code>script#fwbench-run</code>)." : "Raw samples are in the run folder's run.json, not in this page: its embedded copy (<code>script#fwbench-run</code>) carries each cell's quantiles and box instead (<code>samplesMsSummary</code>, <code>warmupMsSummary</code>); <code>fwbench report DIR --embed-samples</code> embeds them all."}</p>
-<nav><a href="#answer">Answer</a><a href="#hosts">Hosts</a><a href="#overview">Overview</a>${model.sections.map((s, i) => `<a href="#workload-${i}">${esc(sectionTitle(s, false))}</a>`).join('')}${training ? '<a href="#training">Training</a>' : ''}${stream ? '<a href="#shape-streams">Shape streams</a>' : ''}${precision ? '<a href="#precision">Precision</a>' : ''}<a href="#cold-start">Cold start</a><a href="#parity">Parity</a><a href="#claims">Claims</a><a href="#not-ok">Skipped / failed</a></nav></header>
+<nav><a href="#answer">Answer</a><a href="#hosts">Hosts</a><a href="#overview">Overview</a>${model.sections.map((s, i) => `<a href="#workload-${i}">${esc(sectionTitle(s, false))}</a>`).join('')}${training ? '<a href="#training">Training</a>' : ''}${stream ? '<a href="#shape-streams">Shape streams</a>' : ''}${precision ? '<a href="#precision">Precision</a>' : ''}${generation ? '<a href="#generation">Generation</a>' : ''}<a href="#cold-start">Cold start</a><a href="#parity">Parity</a><a href="#claims">Claims</a><a href="#not-ok">Skipped / failed</a></nav></header>
 <section id="answer"><h2>Answer</h2>
 <p>Per workload and batch size: the fastest engine/mode by median latency, its ratio to the next fastest with the 95 % bootstrap interval of that ratio (a difference within the ${report.thresholdPct} % noise threshold, or not significant, is said so), the lowest peak memory, the fastest cold start, and any parity failure.</p>
 <ul>${runAnswers(model, report.thresholdPct)
@@ -344,6 +354,7 @@ ${sections.join('\n')}
 ${tableSection('training', 'Training', training)}
 ${tableSection('shape-streams', 'Shape streams', stream)}
 ${tableSection('precision', 'Precision', precision)}
+${tableSection('generation', 'Generation', generation, genCharts)}
 <section id="cold-start"><h2>Cold start</h2><p>${esc(COLD_START_LEGEND)}</p>
 ${sortableTable(['cell', ...COLD_START_SEGMENTS.map((s) => `${s.name} (ms)`), `${COLD_START_MESSAGES} (ms)`, 'total (ms)'], cold, 'cold-start-table')}</section>
 <section id="parity"><h2>Parity</h2><p>Each engine's output on the parity batch against the reference output: relative L2 error and max absolute error; a cell over the tolerance is never timed.</p>

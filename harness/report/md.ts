@@ -9,6 +9,7 @@ import {
   engineMode,
   num,
   sectionTitle,
+  generationTable,
   precisionTable,
   streamTable,
   trainingTable,
@@ -88,6 +89,7 @@ export function markdownReport(report: Report): string {
     ['Training', trainingTable(model)],
     ['Shape streams', streamTable(model)],
     ['Precision', precisionTable(model)],
+    ['Generation', generationTable(model)],
   ] as const)
     if (t) out.push(`## ${title}`, '', t.legend, '', table(t.head, t.rows), '', ...(t.notes?.length ? [...t.notes.map((n) => `- ${n}`), ''] : []));
   const cold = model.cells.filter((v) => v.cell.coldStart);

@@ -54,7 +54,11 @@ export const cellShapes = (c: { shapes?: Cell['shapes']; padding?: Cell['padding
 /** A cell's number format (cells from before the precision axis computed in fp32). */
 export const cellPrecision = (c: { precision?: Cell['precision'] }): Precision => c.precision ?? 'fp32';
 
-/** A workload's label with its task, shapes and precision, where they are not the defaults: `cnn/tiny`, `cnn/tiny training`, `rnn/tiny stream-bucket`, `transformer/tiny int8`. */
+/** A generation's prompt and new tokens as a label (`p128n128`), or '' for a cell that does not generate. */
+export const cellGeneration = (c: { generation?: Pick<NonNullable<Cell['generation']>, 'promptLength' | 'newTokens'> }): string =>
+  c.generation ? `p${c.generation.promptLength}n${c.generation.newTokens}` : '';
+
+/** A workload's label with its task, shapes and precision, where they are not the defaults: `cnn/tiny`, `cnn/tiny training`, `rnn/tiny stream-bucket`, `transformer/tiny int8`, `decoder/tiny generate p128n128`. */
 export const workloadLabel = (s: {
   workload: string;
   preset: string;
@@ -62,8 +66,9 @@ export const workloadLabel = (s: {
   shapes?: Cell['shapes'];
   padding?: Cell['padding'];
   precision?: Cell['precision'];
+  generation?: Cell['generation'];
 }): string =>
-  `${s.workload}/${s.preset}${cellTask(s) === 'inference' ? '' : ` ${s.task}`}${cellShapes(s) ? ` ${cellShapes(s)}` : ''}${
+  `${s.workload}/${s.preset}${cellTask(s) === 'inference' ? '' : ` ${s.task}`}${cellGeneration(s) ? ` ${cellGeneration(s)}` : ''}${cellShapes(s) ? ` ${cellShapes(s)}` : ''}${
     cellPrecision(s) === 'fp32' ? '' : ` ${cellPrecision(s)}`
   }`;
 
@@ -71,10 +76,11 @@ export const workloadLabel = (s: {
 export const sampleUnit = (s: { task: Task; shapes?: Cell['shapes'] }): string =>
   s.shapes === 'stream' ? `pass over a shape stream (${STREAM.batches} batches)` : TASK_UNIT[s.task];
 
-/** Identity of a cell apart from its host: task, shapes, precision, engine, mode, device, workload, parameters, batch size, threads. */
+/** Identity of a cell apart from its host: task (with a generation's prompt, new tokens and cache), shapes, precision, engine, mode, device, workload, parameters, batch size, threads. */
 export const cellKey = (c: Cell, threads: number): string =>
   [
     cellTask(c),
+    ...(c.generation ? [cellGeneration(c), c.generation.cache] : []),
     ...(cellShapes(c) ? [cellShapes(c)] : []),
     ...(cellPrecision(c) === 'fp32' ? [] : [cellPrecision(c)]),
     c.engine,
@@ -86,8 +92,8 @@ export const cellKey = (c: Cell, threads: number): string =>
     `t${threads}`,
   ].join('|');
 
-/** Series label of a cell in tables and charts. */
-export const engineMode = (c: Cell): string => `${c.engine}/${c.mode}`;
+/** Series label of a cell in tables and charts (a generation without its cache says so). */
+export const engineMode = (c: Cell): string => `${c.engine}/${c.mode}${c.generation?.cache === 'none' ? ' no-cache' : ''}`;
 
 /** One host of a run with the headers of the runs measured on it. */
 export interface HostView {
@@ -138,6 +144,7 @@ export interface CellGroup {
   shapes?: Cell['shapes'];
   padding?: Cell['padding'];
   precision?: Cell['precision'];
+  generation?: Cell['generation'];
   host: string;
   device: string;
   workload: string;
@@ -157,6 +164,8 @@ export interface WorkloadSection {
   padding?: Cell['padding'];
   /** A reduced precision's section (its cells are compared with each other; the precision table compares them with fp32). */
   precision?: Cell['precision'];
+  /** A generation section's prompt and new tokens (its kv and no-cache cells side by side; `cache` is its first cell's). */
+  generation?: Cell['generation'];
   host: string;
   device: string;
   workload: string;
@@ -189,8 +198,11 @@ export function buildModel(run: Run): RunModel {
     const params = paramsText(cell.params);
     const threads = cellThreads(run, cell);
     const task = cellTask(cell);
-    const sectionId = [task, cellShapes(cell), cellPrecision(cell), host, cell.device, cell.workload, params, `t${threads}`].join('|');
+    const sectionId = [task, cellGeneration(cell), cellShapes(cell), cellPrecision(cell), host, cell.device, cell.workload, params, `t${threads}`].join('|');
     const shapes = {
+      ...(cell.generation
+        ? { generation: { promptLength: cell.generation.promptLength, newTokens: cell.generation.newTokens, cache: cell.generation.cache } }
+        : {}),
       ...(cell.shapes === 'stream' ? { shapes: cell.shapes, padding: cell.padding } : {}),
       ...(cellPrecision(cell) === 'fp32' ? {} : { precision: cell.precision }),
     };
@@ -611,3 +623,108 @@ export function precisionTable(model: RunModel): ReportTable | undefined {
 
 /** The precisions in their declared order (tables list a cell's fp32 baseline first). */
 const PRECISIONS_ORDER = Object.keys(PRECISION) as Precision[];
+
+/**
+ * The generation section of the reports (docs/generation.md): one row per generation cell with time
+ * to first token, time per output token (median and p90 over every decode step), prefill and decode
+ * tokens per second, the whole generation with its 95 % interval, the cache's speed-up (the same
+ * engine/mode without its cache over with it, the ratio of medians with its 95 % bootstrap interval),
+ * the cold generation, compile counts, peak memory and parity. Its notes name, per workload, batch
+ * and prompt, the engine/mode with the lowest time to first token and the one with the highest decode
+ * rate, and how the decode rate moves with the prompt length when a run swept it.
+ */
+export function generationTable(model: RunModel): ReportTable | undefined {
+  const cells = model.cells.filter((v) => cellTask(v.cell) === 'generate');
+  if (cells.length === 0) return undefined;
+  const at = (c: Cell): string =>
+    [c.workload, paramsText(c.params), c.device, c.batchSize, cellGeneration(c), cellHost(model.run, c), cellThreads(model.run, c)].join('|');
+  const of = new Map(cells.map((v) => [`${at(v.cell)}|${v.cell.engine}/${v.cell.mode}|${v.cell.generation?.cache}`, v.cell]));
+  const timed = (x: Cell | undefined): x is Cell => x?.status === 'ok' && x.stats !== undefined;
+  const ci = (m: { medianMs: number; loMs: number; hiMs: number } | null | undefined): string =>
+    m ? `${num(m.medianMs)} [${num(m.loMs)}, ${num(m.hiMs)}]` : '-';
+  const count = (n: number | null | undefined): string => (n === null || n === undefined ? '-' : String(n));
+  const shown = [...cells].sort((a, b) => at(a.cell).localeCompare(at(b.cell)) || engineMode(a.cell).localeCompare(engineMode(b.cell)));
+  const rows = shown.map((v) => {
+    const c = v.cell;
+    const g = c.generation;
+    const p = c.parity;
+    const none = g?.cache === 'kv' ? of.get(`${at(c)}|${c.engine}/${c.mode}|none`) : undefined;
+    const speedup = timed(c) && timed(none) ? cellRatioInterval(none, c) : undefined;
+    return [
+      `${c.workload}/${c.preset}`,
+      String(c.batchSize),
+      g ? `${g.promptLength} + ${g.newTokens}` : '-',
+      `${c.engine}/${c.mode}`,
+      g?.cache ?? '-',
+      c.status,
+      ci(g?.ttftMs),
+      ci(g?.tpotMs),
+      num(g?.tpotMs?.p90Ms),
+      num(g?.prefillTokensPerS),
+      num(g?.decodeTokensPerS),
+      ci(g?.e2eMs),
+      speedup ? `${num(speedup.estimate)}x [${num(speedup.lo)}, ${num(speedup.hi)}]` : '-',
+      num(g?.cold?.ttftMs),
+      num(g?.cold?.e2eMs),
+      g?.compiles ? `${count(g.compiles.afterCold)} → ${count(g.compiles.afterWarm)}` : '-',
+      c.memory ? num(c.memory.peakHostBytes / 2 ** 20) : '-',
+      p
+        ? `${p.relL2 === null ? 'NaN' : p.relL2.toExponential(1)}${p.pass ? '' : ` > ${p.tolerance.toExponential(0)} FAIL`}${
+            p.generation ? `; ids ${p.generation.rowsMatching}/${c.batchSize} rows equal${p.generation.ties ? `, ${p.generation.ties} near tie(s)` : ''}` : ''
+          }`
+        : '-',
+    ];
+  });
+  const notes: string[] = [];
+  const ok = cells.filter((v) => timed(v.cell) && v.cell.generation?.ttftMs);
+  for (const key of new Set(ok.map((v) => at(v.cell)))) {
+    const here = ok.filter((v) => at(v.cell) === key).map((v) => v.cell);
+    const c0 = here[0]!;
+    const first = here.reduce((a, b) => (b.generation!.ttftMs!.medianMs < a.generation!.ttftMs!.medianMs ? b : a));
+    const decoding = here.filter((c) => c.generation!.decodeTokensPerS);
+    const rate = decoding.length ? decoding.reduce((a, b) => (b.generation!.decodeTokensPerS! > a.generation!.decodeTokensPerS! ? b : a)) : undefined;
+    notes.push(
+      `${c0.workload}/${c0.preset}, batch ${c0.batchSize}, prompt ${c0.generation!.promptLength} + ${c0.generation!.newTokens} new: lowest time to first token ${engineMode(first)} ${num(first.generation!.ttftMs!.medianMs)} ms${
+        rate ? `; highest decode rate ${engineMode(rate)} ${num(rate.generation!.decodeTokensPerS)} tokens/s` : ''
+      }`,
+    );
+  }
+  const prompts = [...new Set(ok.map((v) => v.cell.generation!.promptLength))].sort((a, b) => a - b);
+  if (prompts.length > 1) {
+    const series = new Map<string, Cell[]>();
+    for (const v of ok) {
+      const k = `${v.cell.workload}/${v.cell.preset} b${v.cell.batchSize} ${engineMode(v.cell)}`;
+      series.set(k, [...(series.get(k) ?? []), v.cell]);
+    }
+    for (const [k, cs] of series) {
+      const by = prompts.map((pl) => cs.find((c) => c.generation!.promptLength === pl));
+      notes.push(`decode tokens/s vs prompt length, ${k}: ${prompts.map((pl, i) => `${pl}: ${num(by[i]?.generation?.decodeTokensPerS)}`).join(', ')}`);
+    }
+  }
+  return {
+    legend:
+      'Greedy generation from the same prompts on every engine (docs/generation.md): step 0 is the prefill (the whole prompt in one pass; its time is the time to first token, TTFT), every later step one decode step (time per output token, TPOT: median with its 95 % interval and p90 over every decode step of every warm generation). Each step includes the readback of its token ids. Prefill tokens/s = batch x prompt / TTFT; decode tokens/s = batch x (new - 1) / the decode steps of a generation; generation = one whole generation (the cell samples), with its 95 % interval. Cache kv keeps every layer keys and values; none recomputes the whole sequence every step; cache speed-up = the same engine/mode without the cache over with it (ratio of medians, 95 % bootstrap interval). Cold = the first generation after build, where compiled modes compile; compiles = the framework own count after it → after the warm ones. Parity before any timing: every row token ids against the reference generation (ONNX Runtime, optimizations disabled, with its cache) and every step logits (worst step relative L2).',
+    head: [
+      'workload',
+      'batch',
+      'prompt + new',
+      'engine/mode',
+      'cache',
+      'status',
+      'TTFT ms [95% CI]',
+      'TPOT ms [95% CI]',
+      'TPOT p90 ms',
+      'prefill tok/s',
+      'decode tok/s',
+      'generation ms [95% CI]',
+      'cache speed-up',
+      'cold TTFT ms',
+      'cold generation ms',
+      'compiles',
+      'peak MiB',
+      'parity',
+    ],
+    rows,
+    notes,
+  };
+}

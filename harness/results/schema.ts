@@ -1,7 +1,7 @@
 import { existsSync, readFileSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { FAMILY_NAMES, PADDINGS, PRECISIONS, SHAPES, TASKS } from '../../workloads/index.js';
+import { CACHES, FAMILY_NAMES, PADDINGS, PRECISIONS, SHAPES, TASKS } from '../../workloads/index.js';
 import { HostInfoSchema } from '../diagnostics/detect/host.js';
 import { FindingSchema, MachinePeakSchema } from '../diagnostics/schema.js';
 import { DEVICES } from '../engines/types.js';
@@ -83,6 +83,20 @@ export const ParitySchema = z.object({
    */
   stream: z.object({ batches: z.number().int(), shapes: z.number().int(), worstBatch: z.number().int(), worstLength: z.number().int() }).optional(),
   /**
+   * Generation cells (harness/stats/generate.ts): every row's token ids against the reference's and
+   * every step's logits (relL2 is the worst step's, `worstStep`); a row may go another way only at a
+   * near tie of the reference (`ties`, from `firstTieStep` on it is not compared).
+   */
+  generation: z
+    .object({
+      steps: z.number().int(),
+      worstStep: z.number().int(),
+      rowsMatching: z.number().int(),
+      ties: z.number().int(),
+      firstTieStep: z.number().int().optional(),
+    })
+    .optional(),
+  /**
    * Inference cells (harness/stats/precision.ts; docs/precision.md): the precision the worker
    * observed and its evidence (absent from fp32 cells whose engine reports none), and the top-1
    * agreement of the logits' rows with the fp32 reference. A reduced precision is judged by its
@@ -142,6 +156,15 @@ export const ReplicateStreamSchema = z.object({
   fixedMs: z.number().optional(),
 });
 
+/** A generation cell's replicate: its cold generation, step by step, and the framework's compile counts. */
+export const ReplicateGenerationSchema = z.object({
+  /** Each step's time in the cold generation (ms; step 0 the prefill; compilation happens inside the steps). */
+  coldPassMs: z.array(z.number()),
+  /** Each step's median time over the warm generations (ms). */
+  warmStepMs: z.array(z.number()),
+  compiles: z.object({ afterCold: z.number().int().nullable(), afterWarm: z.number().int().nullable() }),
+});
+
 /** One worker process's share of a cell. */
 export const ReplicateSchema = z.object({
   /** 0-based replicate index (the round in which it ran). */
@@ -170,6 +193,8 @@ export const ReplicateSchema = z.object({
   othersCores: z.number().optional(),
   /** Stream cells: the passes and compile counts (the samples of a stream cell are its warm passes' totals). */
   stream: ReplicateStreamSchema.optional(),
+  /** Generation cells: the cold generation and compile counts (the samples of a generation cell are its warm generations' totals). */
+  generation: ReplicateGenerationSchema.optional(),
 });
 
 /**
@@ -219,6 +244,44 @@ export const CellStreamSchema = z.object({
 });
 /** A stream cell's figures. */
 export type CellStream = z.infer<typeof CellStreamSchema>;
+
+/** A median over a cell's clean replicates with its 95 % order-statistic interval (ms) and the values it is of. */
+const MedianCiSchema = z.object({ medianMs: z.number(), loMs: z.number(), hiMs: z.number(), n: z.number().int() });
+
+/**
+ * A generation cell's generation and, once ok, its figures (harness/stats/generate.ts; docs/generation.md). Its samples and
+ * stats are the warm generations' end-to-end times (one sample = one whole generation of the
+ * batch); these are what generation adds, each over every warm generation of the clean replicates.
+ */
+export const CellGenerationSchema = z.object({
+  /** What the cell ran (every generation cell has these; the figures below only an ok one). */
+  promptLength: z.number().int(),
+  /** Tokens generated per row, the prefill's first one included. */
+  newTokens: z.number().int(),
+  cache: z.enum(CACHES),
+  /** Warm generations the figures are of. */
+  generations: z.number().int().optional(),
+  /** Time to first token: the prefill step, with the readback of its token ids. */
+  ttftMs: MedianCiSchema.optional(),
+  /** Time per output token: every decode step (steps 1..newTokens-1), pooled; p90 over them too. Null when one token is generated. */
+  tpotMs: MedianCiSchema.extend({ p90Ms: z.number() }).nullable().optional(),
+  /** A whole generation (the cell's samples). */
+  e2eMs: MedianCiSchema.optional(),
+  /** batch x promptLength / median TTFT. */
+  prefillTokensPerS: z.number().optional(),
+  /** batch x (newTokens - 1) / median of the decode steps' total. */
+  decodeTokensPerS: z.number().nullable().optional(),
+  /** batch x newTokens / median end-to-end time. */
+  tokensPerS: z.number().optional(),
+  /** The cold generation (the first after build, checked for parity): its prefill, its first decode step and its whole (median over replicates). */
+  cold: z.object({ ttftMs: z.number(), firstDecodeMs: z.number().nullable(), e2eMs: z.number() }).optional(),
+  /** The framework's own compile / trace count after the cold generation and after the warm ones (null: the mode compiles nothing). */
+  compiles: z.object({ afterCold: z.number().int().nullable(), afterWarm: z.number().int().nullable() }).optional(),
+  /** Matrix-product FLOPs of one generation of the batch: the prefill, and every decode step together. */
+  flops: z.object({ prefill: z.number(), decode: z.number() }).optional(),
+});
+/** A generation cell's figures. */
+export type CellGeneration = z.infer<typeof CellGenerationSchema>;
 /** A replicate record. */
 export type Replicate = z.infer<typeof ReplicateSchema>;
 
@@ -238,7 +301,7 @@ export const OutliersSchema = z.object({
 
 /** One cell of the matrix: engine x mode x device x workload x preset x batch. */
 export const CellSchema = z.object({
-  /** `engine/mode/device/workload/preset/bN/tT`, then `/training` for a training cell, `/stream-<padding>` for a stream cell and `/<precision>` for a reduced precision (harness/run/plan.ts cellId). */
+  /** `engine/mode/device/workload/preset/bN/tT`, then `/training` for a training cell, `/generate/p<prompt>n<new>[/nocache]` for a generation cell, `/stream-<padding>` for a stream cell and `/<precision>` for a reduced precision (harness/run/plan.ts cellId). */
   id: z.string(),
   /** What the cell timed: a forward pass (inference; absent in runs made before the task axis) or one training step. */
   task: z.enum(TASKS).optional(),
@@ -248,6 +311,8 @@ export const CellSchema = z.object({
   padding: z.enum(PADDINGS).optional(),
   /** A stream cell's figures (its samples are its warm passes' totals). */
   stream: CellStreamSchema.optional(),
+  /** A generation cell's figures (its samples are its warm generations' end-to-end times). */
+  generation: CellGenerationSchema.optional(),
   /** The number format the cell computed in (absent: fp32, as every run before the precision axis). */
   precision: z.enum(PRECISIONS).optional(),
   /** How the engine computes in a reduced precision (its descriptor's mechanism, harness/engines/*.ts `precisions`). */

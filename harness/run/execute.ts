@@ -30,7 +30,12 @@ import {
   type Parametrisation,
   type TrainingReference,
 } from './training.js';
-import { streamFields, streamOutcome, streamReference, type StreamReference } from './shapes.js';
+import { streamFields, streamReference, type StreamReference } from './shapes.js';
+import { generateJob, generationReference, GENERATION_REFERENCE_NAME, readLogits } from './generate.js';
+import { passesOutcome } from './outcome.js';
+import { compareGeneration, type GenerationReference } from '../stats/generate.js';
+import { GENERATE } from '../../workloads/generate.js';
+import { STREAM } from '../../workloads/shapes.js';
 import { compareStream } from '../stats/stream.js';
 import { baseRecord, cellFromReplicates, replicateStatus, RunRecord, type ReplicateOutcome } from './record.js';
 import { environmentDifferences } from './resume.js';
@@ -190,6 +195,42 @@ function streamCheck(m: Materialized, ref: StreamReference, config: RunConfig): 
   };
 }
 
+/** Generation: every row's token ids and every step's logits against the reference generation. */
+function generateCheck(m: Materialized, ref: GenerationReference, config: RunConfig): CellCheck {
+  return {
+    job: (c) => generateJob(jobMessage(c, m, config), { ...c, generation: c.generation! }, config, m),
+    judge(_c, job, pm) {
+      const failed = { reference: GENERATION_REFERENCE_NAME, relL2: null, maxAbs: null, tolerance: FP32_REL_L2_TOLERANCE, pass: false };
+      if (pm.type !== 'generate-parity' || !job.generate || !existsSync(job.generate.logitsPath)) return failed;
+      let logits: Float32Array;
+      try {
+        logits = readLogits(job.generate.logitsPath).data;
+      } catch (e) {
+        return { ...failed, problem: e instanceof Error ? e.message : String(e) };
+      }
+      const f = compareGeneration(ref, pm.tokens, logits);
+      return {
+        reference: GENERATION_REFERENCE_NAME,
+        relL2: Number.isFinite(f.relL2) ? f.relL2 : null,
+        maxAbs: Number.isFinite(f.maxAbs) ? f.maxAbs : null,
+        tolerance: FP32_REL_L2_TOLERANCE,
+        pass: f.pass,
+        generation: {
+          steps: f.steps,
+          worstStep: f.worstStep,
+          rowsMatching: f.rowsMatching,
+          ties: f.ties,
+          ...(f.firstTieStep !== undefined ? { firstTieStep: f.firstTieStep } : {}),
+        },
+        ...(f.problem ? { problem: f.problem } : {}),
+      };
+    },
+    cleanup: (job) => {
+      if (job.generate) rmSync(job.generate.logitsPath, { force: true });
+    },
+  };
+}
+
 /** Training: losses, gradients and updates against the float64 reference of the engine's parametrisation. */
 async function trainingCheck(
   group: PlannedCell[],
@@ -269,7 +310,7 @@ async function runReplicate(c: PlannedCell, check: CellCheck, config: RunConfig)
         return parity.pass ? 'continue' : 'stop';
       },
     });
-    return { o: streamOutcome(raw, config.measure.targetInterval), parity };
+    return { o: passesOutcome(raw, config.measure.targetInterval, c.task === 'generate' ? GENERATE.maxPasses : STREAM.maxPasses), parity };
   } finally {
     check.cleanup(job);
   }
@@ -309,11 +350,12 @@ interface RunContext {
   finish(cell: Cell): void;
 }
 
-/** The planned cells by (task, workload, batch), in plan order: each group shares one materialization and reference. */
+/** The planned cells by (task, workload, batch; a generation's prompt length and new tokens), in plan order: each group shares one materialization and reference. */
 function groupsOf(cells: PlannedCell[]): PlannedCell[][] {
   const groups = new Map<string, PlannedCell[]>();
   for (const c of cells) {
-    const k = `${c.task}|${c.shapes}|${c.family.name}|${c.batchSize}`;
+    const g = c.generation;
+    const k = `${c.task}|${c.shapes}|${c.family.name}|${c.batchSize}${g ? `|${g.promptLength}|${g.newTokens}` : ''}`;
     groups.set(k, [...(groups.get(k) ?? []), c]);
   }
   return [...groups.values()];
@@ -338,6 +380,11 @@ async function cellCheck(
   if (task === 'training') return trainingCheck(group, m, config, engines);
   const refStatus = engines[REFERENCE.engine]!;
   if (!refStatus.available) return { error: `reference engine ${REFERENCE.engine} unavailable: ${refStatus.reason}` };
+  if (task === 'generate') {
+    const g = group[0]!.generation!;
+    const ref = await generationReference(m, family, params, batchSize, g, config, refStatus.version ?? 'unknown', (c) => jobMessage(c, m, config));
+    return 'error' in ref ? ref : generateCheck(m, ref, config);
+  }
   if (shapes === 'stream') {
     const ref = await streamReference(m, family, params, batchSize, config, refStatus.version ?? 'unknown', (c) => jobMessage(c, m, config));
     return 'error' in ref ? ref : streamCheck(m, ref, config);

@@ -1,3 +1,4 @@
+import { medianCi } from '../worker/measure.js';
 import type { FromWorker, Phase } from '../worker/protocol.js';
 
 /**
@@ -25,7 +26,7 @@ export interface WorkerOutcome {
   samples?: Extract<FromWorker, { type: 'samples' }>;
   /** A stream cell's warm passes, or a generation cell's warm generations. */
   passes?: Extract<FromWorker, { type: 'passes' }>;
-  /** A stream cell's fixed-shape baseline (its `samples` message), once harness/run/shapes.ts streamOutcome has made `samples` the passes' totals. */
+  /** A stream cell's fixed-shape baseline (its `samples` message), once passesOutcome below has made `samples` the passes' totals. */
   fixedSamples?: Extract<FromWorker, { type: 'samples' }>;
   memory?: Extract<FromWorker, { type: 'memory' }>;
   error?: Extract<FromWorker, { type: 'error' }>;
@@ -56,4 +57,37 @@ export interface WorkerOutcome {
    * stack trace after it scrolls it out of `logTail`.
    */
   outOfMemoryLine?: string;
+}
+
+/**
+ * How the outcome of a worker that made warm passes is recorded: a stream cell (passes over its
+ * batches) or a generation cell (warm generations). Its `samples` become the passes' totals (one
+ * sample = one pass over the whole stream, or one whole generation, with the 95 % interval of their
+ * median), so statistics, contention, replicates and reports treat it like any other cell; a
+ * stream cell's fixed-shape baseline (its own timed loop) is kept as `fixedSamples`. Outcomes of
+ * other cells are returned as they are.
+ */
+export function passesOutcome(o: WorkerOutcome, targetInterval: number, maxPasses: number): WorkerOutcome {
+  const ps = o.passes;
+  const kind = o.parity?.type;
+  if ((kind !== 'stream-parity' && kind !== 'generate-parity') || !ps || ps.passesNs.length === 0) return o;
+  // A stream cell without its baseline's samples did not finish: it stays as it is, to be classified.
+  if (kind === 'stream-parity' && !o.samples) return o;
+  const totals = ps.passesNs.map((p) => p.reduce((a, b) => a + b, 0));
+  const iv = medianCi(totals);
+  const reached = targetInterval > 0 && iv.halfWidthPct <= targetInterval * 100;
+  return {
+    ...o,
+    ...(o.samples ? { fixedSamples: o.samples } : {}),
+    samples: {
+      type: 'samples',
+      warmupNs: [],
+      samplesNs: totals,
+      stopReason: reached ? 'target-interval' : ps.passesNs.length >= maxPasses ? 'max-samples' : 'max-time',
+      warmupStopReason: 'stable',
+      interval: iv,
+      clockResolutionNs: o.samples?.clockResolutionNs ?? 0,
+      ...(ps.load ? { load: ps.load } : {}),
+    },
+  };
 }

@@ -3,6 +3,9 @@ import { TRAINING_FLOPS_FACTOR } from '../../workloads/training.js';
 import { shapeStream, streamFlops } from '../../workloads/shapes.js';
 import { streamFigures, warmBatchMedians } from '../stats/stream.js';
 import { streamRun } from './shapes.js';
+import { generationRun } from './generate.js';
+import { generationFigures } from '../stats/generate.js';
+import { generationFlops } from '../../workloads/generate.js';
 import { medianAbsoluteDeviation } from 'simple-statistics';
 import { ENGINES } from '../engines/registry.js';
 import { hostFingerprint, type HostInfo } from '../diagnostics/detect/host.js';
@@ -31,12 +34,17 @@ function precisionMechanism(c: PlannedCell): { precisionMechanism?: string } {
 export function baseRecord(c: PlannedCell, config: RunConfig, startedAt: string): Omit<Cell, 'status' | 'reason' | 'durationMs'> {
   // A stream cell's sample is a pass over the whole stream: its FLOPs are the rows' at their real lengths.
   const streamed = c.shapes === 'stream' && c.padding && c.family.lengthParam && c.task === 'inference';
+  // A generation cell's sample is one whole generation of the batch: the prefill and every decode step.
+  const generated = c.generation ? generationFlops(c.params, c.generation) : undefined;
   const flops = streamed
     ? streamFlops(c.family, c.params, shapeStream(c.family, c.params, config.seed, c.batchSize), c.padding!).useful
-    : c.family.flopsPerSample(c.params) * c.batchSize * (c.task === 'training' ? TRAINING_FLOPS_FACTOR : 1);
+    : generated
+      ? (generated.prefill + generated.decode) * c.batchSize
+      : c.family.flopsPerSample(c.params) * c.batchSize * (c.task === 'training' ? TRAINING_FLOPS_FACTOR : 1);
   return {
     id: c.id,
     ...(c.task !== 'inference' ? { task: c.task } : {}),
+    ...(c.generation ? { generation: { ...c.generation } } : {}),
     ...(c.shapes === 'stream' ? { shapes: c.shapes, ...(c.padding ? { padding: c.padding } : {}) } : {}),
     ...(c.precision !== 'fp32' ? { precision: c.precision, ...precisionMechanism(c) } : {}),
     engine: c.engine,
@@ -136,6 +144,7 @@ function replicateRecord(index: number, r: ReplicateOutcome, st: RepStatus, offs
           coldStart: {
             spawnMs: o.spawnMs,
             ...o.built.phases,
+            // The first output: a generation's is its first token (the cold prefill).
             firstRunMs: o.parity.type === 'parity' ? o.parity.firstRunMs : o.parity.type === 'train-parity' ? o.parity.firstStepMs : o.parity.passNs[0]! / 1e6,
             totalMs: o.toFirstOutputMs,
           },
@@ -150,6 +159,15 @@ function replicateRecord(index: number, r: ReplicateOutcome, st: RepStatus, offs
             warmBatchMs: o.passes?.passesNs.length ? warmBatchMedians(o.passes.passesNs.map(nsToMs)) : [],
             compiles: { afterCold: o.parity.compiles, afterWarm: o.passes?.compiles ?? null },
             ...(o.fixedSamples?.samplesNs.length ? { fixedMs: medianOf(nsToMs(o.fixedSamples.samplesNs)) } : {}),
+          },
+        }
+      : {}),
+    ...(o.parity?.type === 'generate-parity'
+      ? {
+          generation: {
+            coldPassMs: nsToMs(o.parity.passNs),
+            warmStepMs: o.passes?.passesNs.length ? warmBatchMedians(o.passes.passesNs.map(nsToMs)) : [],
+            compiles: { afterCold: o.parity.compiles, afterWarm: o.passes?.compiles ?? null },
           },
         }
       : {}),
@@ -263,12 +281,17 @@ export function cellFromReplicates(c: PlannedCell, config: RunConfig, startedAt:
   const runs = c.shapes === 'stream' && c.padding ? clean.flatMap((r) => streamRun(r.o) ?? []) : [];
   const shapes = runs.length ? shapeStream(c.family, c.params, config.seed, c.batchSize) : undefined;
   const stream = shapes ? streamFigures(shapes, c.padding!, runs, streamFlops(c.family, c.params, shapes, c.padding!)) : undefined;
+  const genRuns = c.generation ? clean.flatMap((r) => generationRun(r.o) ?? []) : [];
+  const generation = genRuns.length
+    ? { ...base.generation!, ...generationFigures(c.generation!, c.batchSize, genRuns, generationFlops(c.params, c.generation!)) }
+    : undefined;
   // Samples per second: the rows of one timed sample (a stream cell's sample is the whole stream).
   const rows = stream ? stream.batches * c.batchSize : c.batchSize;
   return {
     ...base,
     ...extras,
     ...(stream ? { stream } : {}),
+    ...(generation ? { generation } : {}),
     status: 'ok',
     reason: null,
     stats,

@@ -7,7 +7,6 @@ import type { Params, WorkloadFamily } from '../../workloads/types.js';
 import { ENGINES } from '../engines/registry.js';
 import type { RunConfig } from '../results/schema.js';
 import type { StreamRun } from '../stats/stream.js';
-import { medianCi } from '../worker/measure.js';
 import type { ToWorker } from '../worker/protocol.js';
 import { describeFailure } from './failure.js';
 import type { WorkerOutcome } from './outcome.js';
@@ -89,34 +88,6 @@ export async function streamReference(
   });
   recordCacheEntry(path);
   return { stream, family, params, batchSize, rows };
-}
-
-/**
- * How a stream worker's outcome is recorded: its `samples` become the warm passes' totals (one
- * sample = one pass over the whole stream, with the 95 % interval of their median), so statistics,
- * contention, replicates and reports treat a stream cell like any other; the fixed-shape baseline's
- * timed loop is kept as `fixedSamples`. Outcomes of other cells are returned as they are.
- */
-export function streamOutcome(o: WorkerOutcome, targetInterval: number): WorkerOutcome {
-  const ss = o.passes;
-  if (o.parity?.type !== 'stream-parity' || !ss || !o.samples || ss.passesNs.length === 0) return o;
-  const totals = ss.passesNs.map((p) => p.reduce((a, b) => a + b, 0));
-  const iv = medianCi(totals);
-  const reached = targetInterval > 0 && iv.halfWidthPct <= targetInterval * 100;
-  return {
-    ...o,
-    fixedSamples: o.samples,
-    samples: {
-      type: 'samples',
-      warmupNs: [],
-      samplesNs: totals,
-      stopReason: reached ? 'target-interval' : ss.passesNs.length >= STREAM.maxPasses ? 'max-samples' : 'max-time',
-      warmupStopReason: 'stable',
-      interval: iv,
-      clockResolutionNs: o.samples.clockResolutionNs,
-      ...(ss.load ? { load: ss.load } : {}),
-    },
-  };
 }
 
 /** What a clean stream replicate measured, for harness/stats/stream.ts. */
