@@ -6,10 +6,12 @@ import { PHASES, type Phase } from './protocol.js';
  * given), so the fault suite exercises the orchestrator's handling of crashes, hangs, garbage and
  * memory exhaustion. `precision-fallback@build` is a planted silent fallback: the engine builds
  * without its precision mechanism (BuildRequest.plantPrecisionFallback) while the cell still asks
- * for the precision, so only the worker's observation of the dtypes can catch it. The Python runner honours the same variable (fwbench_runner/fault.py). Not a
+ * for the precision, so only the worker's observation of the dtypes can catch it. `generation-skip@parity`
+ * plants a lost token: the parity generation makes one decode step more after its first and drops it
+ * (the off-by-one of a generation loop), so only the comparison with the reference can catch it. The Python runner honours the same variable (fwbench_runner/fault.py). Not a
  * user feature: nothing sets it outside tests.
  */
-export const FAULT_KINDS = ['exit', 'segv', 'kill', 'hang', 'garbage', 'truncate', 'exception', 'oom', 'cuda-oom', 'precision-fallback'] as const;
+export const FAULT_KINDS = ['exit', 'segv', 'kill', 'hang', 'garbage', 'truncate', 'exception', 'oom', 'cuda-oom', 'precision-fallback', 'generation-skip'] as const;
 /** What the worker does when the fault fires. */
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
@@ -96,6 +98,10 @@ export async function maybeFault(fault: Fault | undefined, site: FaultSite): Pro
     }
     case 'cuda-oom':
       throw new Error(CUDA_OOM[site.engine === 'onnxruntime' ? 'onnxruntime' : 'tfjs']);
+    case 'generation-skip':
+      // Nothing fails here: the worker's generation loop (node-worker.ts) drops a step.
+      process.stderr.write(`${what}: the parity generation drops its second token\n`);
+      return;
     case 'precision-fallback':
       // Nothing fails here: the build request carries plantPrecisionFallback (node-worker.ts), so the
       // cell runs without its precision mechanism and only its observed dtypes can tell.

@@ -167,7 +167,7 @@ async function runJob(first: Job): Promise<void> {
   const subject = training
     ? await trainingSubject(cell.engine, runtime, req, training, inputs, labels!)
     : generating
-      ? await generateSubject(cell.engine, runtime, { ...req, generation: cell.generation! }, first.generate!, first.measure)
+      ? await generateSubject(cell.engine, runtime, { ...req, generation: cell.generation! }, first.generate!, first.measure, plantedSkip(cell))
       : await inferenceSubject(runtime, req, inputs, stream);
   const buildMs = msSince(t);
   weights.clear();
@@ -257,6 +257,7 @@ async function generateSubject(
   req: GenerateRequest,
   files: NonNullable<Job['generate']>,
   settings: Job['measure'],
+  skip = false,
 ): Promise<Subject> {
   if (!runtime.buildGenerator) throw new Error(`engine '${engine}' cannot generate: its runtime has no buildGenerator`);
   const t = loadTensors(files.promptPath).tensors.get('tokens');
@@ -280,6 +281,8 @@ async function generateSubject(
         if (!s.logits) throw new Error(`${engine}: generation step ${i} returned no logits though the parity run asked for them`);
         chosen.push(s.tokens);
         logits.push(s.logits);
+        // FWBENCH_FAULT=generation-skip@parity (tests only): a step made and dropped, as a loop off by one would.
+        if (skip && i === 1) await step(2, false);
       }
       const vocab = logits[0]!.length / req.batchSize;
       const all = new Float32Array(steps * req.batchSize * vocab);
@@ -300,6 +303,10 @@ async function generateSubject(
     dispose: () => gen.dispose(),
   };
 }
+
+/** Whether FWBENCH_FAULT plants a dropped step in this cell's parity generation (tests only). */
+const plantedSkip = (cell: Job['cell']): boolean =>
+  fault?.kind === 'generation-skip' && faultApplies(fault, { phase: 'parity', engine: cell.engine, batchSize: cell.batchSize });
 
 /** The batch's labels (`labels` I32 [batch]). */
 function readLabels(path: string): Int32Array {

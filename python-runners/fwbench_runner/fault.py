@@ -2,7 +2,8 @@
 FWBENCH_FAULT=<kind>@<phase>[:<engine>[:<minBatch>]] makes this real runner process crash, hang,
 garble the protocol or exhaust memory on entering `phase`; `precision-fallback@build` plants a
 silent fallback instead (the runner builds with BuildRequest.plant_precision_fallback, the engine
-skips its precision mechanism). Not a user feature."""
+skips its precision mechanism), and `generation-skip@parity` a lost token (the parity generation
+makes one decode step more after its first and drops it). Not a user feature."""
 
 import os
 import re
@@ -52,6 +53,9 @@ def maybe_fault(fault, phase, engine, batch_size, write_raw):
         return None
     what = f"injected fault {fault['kind']}@{phase} (FWBENCH_FAULT)"
     kind = fault["kind"]
+    if kind == "generation-skip":
+        print(f"{what}: the parity generation drops its second token", file=sys.stderr, flush=True)
+        return kind
     if kind == "precision-fallback":
         print(f"{what}: the engine builds without its precision mechanism", file=sys.stderr, flush=True)
         return kind

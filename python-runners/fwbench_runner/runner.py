@@ -252,6 +252,8 @@ class Worker:
         runner = GenerationSteps(gen, feed)
         with gen.session():
             at("parity")
+            # FWBENCH_FAULT=generation-skip@parity (tests only): a step made and dropped, as a loop off by one would.
+            skip = self.planted == "generation-skip"
             clock = time.perf_counter_ns
             pass_ns, chosen, logits = [], [], []
             for i in range(steps):
@@ -262,6 +264,8 @@ class Worker:
                     raise ValueError(f"generation step {i} returned no logits though the parity run asked for them")
                 chosen.append(tokens)
                 logits.append(step_logits)
+                if skip and i == 1:
+                    runner.step(2, False)
             cell = first["cell"]
             save_tensors(
                 spec["logitsPath"], {"logits": np.stack(logits).astype(np.float32)}, {"engine": cell["engine"], "mode": cell["mode"], "family": cell["family"]}
