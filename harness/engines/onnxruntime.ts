@@ -5,7 +5,7 @@ import { dirname, join } from 'node:path';
 import type { Tensor as OrtTensor } from 'onnxruntime-node';
 import type { Precision } from '../../workloads/precision.js';
 import type { TensorMap } from '../../workloads/safetensors.js';
-import type { FamilyName, Params } from '../../workloads/types.js';
+import { int, type FamilyName, type Params } from '../../workloads/types.js';
 import type { GraphPrecision } from './onnx/precision.js';
 import { precisionProblem } from './precision.js';
 import {
@@ -15,6 +15,9 @@ import {
   type BuiltModel,
   type Device,
   type EngineRuntime,
+  type GenerateRequest,
+  type GenerationStep,
+  type BuiltGenerator,
   type NodeEngineDescriptor,
   type PeakRequest,
   type PeakResult,
@@ -27,6 +30,8 @@ type Ort = typeof import('onnxruntime-node');
 interface OnnxTools {
   buildOnnxModel(family: FamilyName, params: Params, weights: TensorMap, options?: { stream?: boolean; precision?: GraphPrecision }): Uint8Array;
   sessionPrecision(optimizedModel: Uint8Array, asked: 'int8' | 'fp16'): PrecisionUsed;
+  buildDecoderModels(params: Params, weights: TensorMap): { prefill: Uint8Array; decode: Uint8Array };
+  cacheNames(layer: number): { pastKey: string; pastValue: string; presentKey: string; presentValue: string };
 }
 
 /** ORT graph optimization levels, most optimized (the default) first. */
@@ -77,6 +82,40 @@ function tf32Setting(device: Device, precision: Precision, planted: boolean): { 
   return { override: process.env.NVIDIA_TF32_OVERRIDE ?? 'unset', used: { used: 'tf32', evidence } };
 }
 
+/** The session options of a cell (build and generation alike): its optimization level and threads, and ORT's speed defaults written out. */
+function sessionOptions(req: Pick<BuildRequest, 'device' | 'mode' | 'threads'>) {
+  return {
+    graphOptimizationLevel: req.mode as Mode,
+    intraOpNumThreads: req.threads,
+    // One operator at a time: these graphs are chains, and inter-op threads would only compete
+    // with the intra-op pool for the same cores.
+    interOpNumThreads: 1,
+    executionMode: 'sequential' as const,
+    // ORT's defaults, set explicitly so the record says what ran: the CPU arena and the memory pattern planner.
+    enableCpuMemArena: true,
+    enableMemPattern: true,
+    executionProviders: req.device === 'cuda' ? ['cuda'] : ['cpu'],
+  };
+}
+
+/**
+ * Defaults that change speed, recorded so two runs can be told apart: spinning intra-op threads,
+ * and on the CUDA EP its TF32 and cuDNN algorithm search defaults (NVIDIA_TF32_OVERRIDE=0 forces
+ * strict FP32 for all engines).
+ */
+function speedDefaults(device: Device, tf32Override: string): Record<string, string> {
+  return {
+    intraOpAllowSpinning: 'ORT default (1)',
+    ...(device === 'cuda'
+      ? {
+          cudaUseTf32: 'CUDA EP default (1); onnxruntime-node cannot set it',
+          cudnnConvAlgoSearch: 'CUDA EP default (EXHAUSTIVE)',
+          nvidiaTf32Override: tf32Override,
+        }
+      : {}),
+  };
+}
+
 function createRuntime(ort: Ort, tools: OnnxTools): EngineRuntime {
   const version = ort.env.versions.node ?? ort.env.versions.common;
   return {
@@ -113,19 +152,7 @@ function createRuntime(ort: Ort, tools: OnnxTools): EngineRuntime {
       const planted = req.plantPrecisionFallback === true && precision !== 'fp32';
       const rewrite: GraphPrecision = !planted && (precision === 'int8' || precision === 'fp16') ? precision : 'fp32';
       const tf32 = tf32Setting(req.device, precision, planted);
-      const executionProviders = req.device === 'cuda' ? ['cuda'] : ['cpu'];
-      const options = {
-        graphOptimizationLevel: req.mode as Mode,
-        intraOpNumThreads: req.threads,
-        // One operator at a time: these graphs are chains, and inter-op threads would only compete
-        // with the intra-op pool for the same cores.
-        interOpNumThreads: 1,
-        executionMode: 'sequential' as const,
-        // ORT's defaults, set explicitly so the record says what ran: the CPU arena and the memory pattern planner.
-        enableCpuMemArena: true,
-        enableMemPattern: true,
-        executionProviders,
-      };
+      const options = sessionOptions(req);
       // A reduced-precision graph is checked in the form the session runs it: the session saves its
       // optimized graph to a temporary file, read back and deleted below (not done for fp32 cells).
       // The saving is part of session creation, so it is in buildMs: about 76 ms for bert-mini int8
@@ -172,23 +199,13 @@ function createRuntime(ort: Ort, tools: OnnxTools): EngineRuntime {
         wrapped.set(inputs, feeds);
         return feeds;
       };
-      // Defaults that change speed, recorded so two runs can be told apart: spinning intra-op
-      // threads, and on the CUDA EP its TF32 and cuDNN algorithm search defaults
-      // (NVIDIA_TF32_OVERRIDE=0 forces strict FP32 for all engines).
       const defaults = {
-        intraOpAllowSpinning: 'ORT default (1)',
-        ...(req.device === 'cuda'
-          ? {
-              cudaUseTf32: 'CUDA EP default (1); onnxruntime-node cannot set it',
-              cudnnConvAlgoSearch: 'CUDA EP default (EXHAUSTIVE)',
-              nvidiaTf32Override: tf32.override,
-            }
-          : {}),
+        ...speedDefaults(req.device, tf32.override),
         ...(precision !== 'fp32' ? { precision, graphPrecision: rewrite } : {}),
         ...(inspected ? { precisionEvidence: 'the session graph (optimizedModelFilePath, written during build and deleted)' } : {}),
       };
       return {
-        settings: { ...options, ...defaults, executionProviders: executionProviders.join(','), ortVersion: version },
+        settings: { ...options, ...defaults, executionProviders: options.executionProviders.join(','), ortVersion: version },
         async run(inputs: TensorMap): Promise<Float32Array> {
           const logits = (await session.run(feedsOf(inputs))).logits;
           if (!logits) throw new Error('onnxruntime: the model returned no logits');
@@ -203,6 +220,117 @@ function createRuntime(ort: Ort, tools: OnnxTools): EngineRuntime {
         compileCount: () => sessionsCreated,
         ...(observed ? { precisionUsed: () => observed } : {}),
         native: { kind: 'onnxruntime', session },
+      };
+    },
+
+    /**
+     * Greedy generation with fwbench's two decoder graphs (./onnx/decoder.ts), as ONNX Runtime's
+     * users run an exported GPT-2: cache `kv` runs the prefill graph on the prompt, then the decode
+     * graph once per token, feeding its present key/values back as the next step's past (the
+     * ort.Tensor objects themselves); cache `none` runs the prefill graph on the whole sequence so
+     * far at every step. The ArgMax is in the graphs: a step fetches `next` (the ids, int32
+     * [batch]) and the logits only when asked.
+     */
+    async buildGenerator(req: GenerateRequest): Promise<BuiltGenerator> {
+      if (!(MODES as readonly string[]).includes(req.mode)) throw new Error(`onnxruntime: unknown mode '${req.mode}'; valid modes: ${MODES.join(', ')}`);
+      if (req.family !== 'decoder') throw new Error(`onnxruntime generates with the decoder family; got ${req.family}`);
+      if ((req.precision ?? 'fp32') !== 'fp32') throw new Error(`onnxruntime generates in fp32; got ${req.precision}`);
+      if (req.device === 'cuda') {
+        const cuda = cudaMissing();
+        if (cuda) throw new EngineUnavailable(cuda, CUDA_FIX);
+      }
+      const tf32 = tf32Setting(req.device, 'fp32', false);
+      const options = sessionOptions(req);
+      const kv = req.generation.cache === 'kv';
+      const models = tools.buildDecoderModels(req.params, req.weights);
+      // Both sessions are created here, so their optimization is in the cold start; without a cache the decode graph is never run, so never made.
+      const prefillSession = await ort.InferenceSession.create(models.prefill, options);
+      let decodeSession: typeof prefillSession | undefined;
+      try {
+        decodeSession = kv ? await ort.InferenceSession.create(models.decode, options) : undefined;
+      } catch (e) {
+        await prefillSession.release();
+        throw e;
+      }
+      const sessionsCreated = kv ? 2 : 1;
+
+      const batch = req.batchSize;
+      const caches = Array.from({ length: int(req.params, 'layers') }, (_, l) => tools.cacheNames(l));
+      /** Each present output with the past input it becomes at the next step. */
+      const carried = caches.flatMap((n) => [
+        [n.presentKey, n.pastKey],
+        [n.presentValue, n.pastValue],
+      ]) as Array<[string, string]>;
+      /** What a step fetches (made once): the ids, the logits when asked, and with the kv cache the presents. */
+      const fetches = (logits: boolean): string[] => ['next', ...(logits ? ['logits'] : []), ...(kv ? carried.map(([present]) => present) : [])];
+      const fetchWith = fetches(true);
+      const fetchWithout = fetches(false);
+
+      /** The ids the last step chose (`next`, int32 [batch]); undefined before a prefill. */
+      let chosen: OrtTensor | undefined;
+      /** kv: every layer's keys and values so far, the last step's presents under their past names. */
+      let past: Record<string, OrtTensor> = {};
+      /** none: the sequence so far, row-major [batch, length] (the prompt, then each chosen id). */
+      let sequence = new Int32Array(0);
+      let length = 0;
+
+      const run = async (session: typeof prefillSession, feeds: Record<string, OrtTensor>, wantLogits: boolean): Promise<GenerationStep> => {
+        const out = await session.run(feeds, wantLogits ? fetchWith : fetchWithout);
+        const next = out.next;
+        if (!next || next.type !== 'int32') throw new Error('onnxruntime: the decoder graph returned no int32 `next`');
+        chosen = next;
+        if (kv) past = Object.fromEntries(carried.map(([present, pastName]) => [pastName, out[present]!]));
+        // onnxruntime-node copies each fetched CPU output into a fresh ArrayBuffer: these arrays stay the caller's.
+        return { tokens: next.data as Int32Array, ...(wantLogits ? { logits: out.logits!.data as Float32Array } : {}) };
+      };
+
+      return {
+        settings: {
+          ...options,
+          ...speedDefaults(req.device, tf32.override),
+          executionProviders: options.executionProviders.join(','),
+          ortVersion: version,
+          sessions: kv ? 'prefill + decode (two InferenceSessions)' : 'prefill (one InferenceSession)',
+          cache: kv
+            ? "past/present key-value tensors: the decode graph concatenates each layer's past keys and values with the new token's (present), passed back as the next step's past"
+            : 'none: the prefill graph over the whole sequence so far at every step, logits of its last position',
+          argmax: 'in the graph (ArgMax -> next int32 [batch]); a step fetches next, and the logits only when asked',
+          ioBinding:
+            'none: onnxruntime-node exposes no IO binding (preferredOutputLocation is ONNX Runtime Web only), so every fetched output, the present key/values included, is copied into a fresh JS buffer and fed back from there',
+        },
+        async prefill(prompt: TensorMap, wantLogits: boolean): Promise<GenerationStep> {
+          const t = prompt.get('tokens');
+          if (!t || t.dtype !== 'I32' || t.shape.length !== 2 || t.shape[0] !== batch)
+            throw new Error(`onnxruntime: the prompt must be an I32 tensor 'tokens' [${batch}, promptLength]`);
+          chosen = undefined;
+          past = {};
+          const tokens = new ort.Tensor('int32', t.data as Int32Array, t.shape);
+          if (!kv) {
+            sequence = Int32Array.from(t.data);
+            length = t.shape[1]!;
+          }
+          return run(prefillSession, { tokens }, wantLogits);
+        },
+        async decode(wantLogits: boolean): Promise<GenerationStep> {
+          if (!chosen) throw new Error('onnxruntime: decode() before prefill()');
+          const ids = chosen.data as Int32Array;
+          if (decodeSession) return run(decodeSession, { tokens: new ort.Tensor('int32', ids, [batch, 1]), ...past }, wantLogits);
+          // No cache: the sequence grows by the chosen ids, and all of it runs again.
+          const grown = new Int32Array(batch * (length + 1));
+          for (let r = 0; r < batch; r++) {
+            grown.set(sequence.subarray(r * length, (r + 1) * length), r * (length + 1));
+            grown[r * (length + 1) + length] = ids[r]!;
+          }
+          sequence = grown;
+          length += 1;
+          return run(prefillSession, { tokens: new ort.Tensor('int32', sequence, [batch, length]) }, wantLogits);
+        },
+        // ORT compiles (optimizes and plans) a graph once, when its session is created; a growing length or cache reuses it.
+        compileCount: () => sessionsCreated,
+        async dispose(): Promise<void> {
+          await prefillSession.release();
+          await decodeSession?.release();
+        },
       };
     },
   };
@@ -242,7 +370,8 @@ export const onnxruntime: NodeEngineDescriptor = {
         "ORT's CUDA execution provider has no kernels for these nodes (its MatMulInteger takes int8 activations only, DynamicQuantizeLinear makes uint8; no ConvInteger), so they would run on the CPU",
     },
   },
-  description: 'ONNX Runtime (onnxruntime-node), CPU or CUDA execution provider; modes are graph optimization levels',
+  description:
+    'ONNX Runtime (onnxruntime-node), CPU or CUDA execution provider; modes are graph optimization levels; generates with prefill and decode graphs (past/present key-value tensors, ArgMax in the graph)',
   async load(): Promise<EngineRuntime> {
     // Dynamic imports: the orchestrator imports this descriptor but must never load the runtime.
     const [ort, tools] = await Promise.all([import('onnxruntime-node'), import('./onnx/index.js')]);

@@ -3,11 +3,14 @@ import { cnn } from '../../../workloads/cnn.js';
 import { streamProblem } from '../../../workloads/shapes.js';
 import type { FamilyName, Params } from '../../../workloads/types.js';
 import { cnnGraph } from './cnn.js';
+import { decoderGraph } from './decoder.js';
 import { graphToModel, type GraphBuilder, type GraphOptions } from './graph.js';
 import { censusOf, precisionFromCensus, withPrecision, type GraphPrecision } from './precision.js';
 import { decodeModel } from './proto.js';
 import { rnnGraph } from './rnn.js';
 import { transformerGraph } from './transformer.js';
+
+export { cacheNames } from './decoder.js';
 
 const BUILDERS: Record<FamilyName, (params: Params, weights: TensorMap, options?: GraphOptions) => GraphBuilder> = {
   cnn: (params, weights, options) => {
@@ -33,6 +36,15 @@ export interface BuildOptions extends GraphOptions {
  */
 export function buildOnnxModel(family: FamilyName, params: Params, weights: TensorMap, { precision = 'fp32', ...options }: BuildOptions = {}): Uint8Array {
   return graphToModel(withPrecision(BUILDERS[family](params, weights, options).toGraph(), precision));
+}
+
+/**
+ * The decoder family's two generation models (./decoder.ts; opset 17, IR 8, fp32): `prefill`
+ * (the prompt, or with no cache the whole sequence so far) and `decode` (one token against the
+ * past keys and values), each ending in the last position's logits and their ArgMax `next`.
+ */
+export function buildDecoderModels(params: Params, weights: TensorMap): { prefill: Uint8Array; decode: Uint8Array } {
+  return { prefill: decoderGraph(params, weights, 'prefill').toModel(), decode: decoderGraph(params, weights, 'decode').toModel() };
 }
 
 /**
