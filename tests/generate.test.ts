@@ -18,7 +18,14 @@ import { fwbench, installed, QUICK, tempDir } from './helpers.js';
 
 const VENV = 'python-runners/.venv/bin/python';
 const readRun = (dir: string): Run => RunSchema.parse(JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')));
-const ENGINE_LIST = ['onnxruntime', 'torch', 'tensorflow', 'tfjs-wasm', 'tfjs-cpu', ...(installed('@tensorflow/tfjs-node') ? ['tfjs-node' as const] : [])] as const;
+const ENGINE_LIST = [
+  'onnxruntime',
+  'torch',
+  'tensorflow',
+  'tfjs-wasm',
+  'tfjs-cpu',
+  ...(installed('@tensorflow/tfjs-node') ? ['tfjs-node' as const] : []),
+] as const;
 const PROMPT = 8;
 const NEW = 6;
 const args = (out: string, engines: readonly string[] = ENGINE_LIST, batches = '1,4'): string[] => [
@@ -120,7 +127,10 @@ describe('a planted lost token fails parity on every engine', () => {
     expect(run.cells.map((c) => c.engine).sort()).toEqual([...engines].sort());
     for (const c of run.cells) {
       expect(c.status, c.id).toBe('parity-failed');
-      expect(c.reason, c.id).toMatch(/^output checked against onnxruntime\/disabled\/cpu with its key\/value cache: row \d chose token \d+ at step 2 /);
+      // A model that repeats its token keeps the ids, but the steps after the lost one run at other positions.
+      expect(c.reason, c.id).toMatch(
+        /^output checked against onnxruntime\/disabled\/cpu with its key\/value cache: (row \d chose token \d+ at step [2-5] |the logits of step [2-5] differ by relative L2 )/,
+      );
       expect(c.samplesMs).toBeUndefined();
     }
   }, 1_000_000);

@@ -100,7 +100,9 @@ export async function generationReference(
   const kv: Generation = { ...g, cache: 'kv' };
   const job = generateJob(jobOf({ ...REFERENCE, family, params, batchSize, threads }), { ...REFERENCE, family, params, batchSize, generation: kv }, config, m);
   try {
-    const o = await runEngineWorker(ENGINES[REFERENCE.engine], job, { timeoutMs: config.cellTimeoutMs, env: threadEnv(threads), onParity: () => 'stop' });
+    // A fault planted for a test (FWBENCH_FAULT) is for the cells under test, never for what they are judged against.
+    const env = { ...threadEnv(threads), FWBENCH_FAULT: '' };
+    const o = await runEngineWorker(ENGINES[REFERENCE.engine], job, { timeoutMs: config.cellTimeoutMs, env, onParity: () => 'stop' });
     if (o.parity?.type !== 'generate-parity') return { error: `generation reference (${GENERATION_REFERENCE_NAME}) failed: ${describeFailure(o)}` };
     const logits = readLogits(job.generate!.logitsPath);
     const ids = o.parity.tokens;
