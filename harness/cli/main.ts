@@ -1,6 +1,6 @@
 import { Command, CommanderError, Option } from 'commander';
 import { readFileSync } from 'node:fs';
-import { checkTensorSizes, FAMILIES, FAMILY_NAMES, getFamily, parseSetText, resolveParams } from '../../workloads/index.js';
+import { checkTensorSizes, FAMILIES, FAMILY_NAMES, familyTasks, getFamily, parseSetText, resolveParams } from '../../workloads/index.js';
 import { InputError } from '../errors.js';
 import { materialize } from '../../workloads/materialize.js';
 import { loadTensors } from '../../workloads/safetensors.js';
@@ -8,7 +8,7 @@ import { detectHost } from '../diagnostics/detect/host.js';
 import { FLAG } from '../run/config.js';
 import { registerDiagnosticCommands } from './diagnostics.js';
 import { buildOnnxModel } from '../engines/onnx/index.js';
-import { ENGINES } from '../engines/registry.js';
+import { ENGINES, modesToRun } from '../engines/registry.js';
 import { ENGINE_IDS } from '../engines/types.js';
 import { escapeControl } from '../io/escape.js';
 import { fsCause } from '../io/files.js';
@@ -68,18 +68,35 @@ export function buildProgram(): Command {
         return {
           name: n,
           description: f.description,
+          tasks: familyTasks(f),
           params: f.params,
           presets: Object.fromEntries(Object.entries(f.presets).map(([p, v]) => [p, { params: v, flopsPerSample: f.flopsPerSample(v) }])),
         };
       });
       const engines = ENGINE_IDS.map((id) => {
         const e = ENGINES[id];
-        return { id, framework: e.framework, language: e.language, devices: e.devices, modes: e.modes, precisions: e.precisions, description: e.description };
+        // The modes that can generate, those a generation run gets by default, and why the others cannot.
+        const cannot = e.unsupported?.generate ?? {};
+        const generate = {
+          modes: cannot['*'] ? [] : e.modes.filter((m) => !cannot[m]),
+          defaultModes: cannot['*'] ? [] : modesToRun(e, undefined, 'generate'),
+          unsupported: cannot,
+        };
+        return {
+          id,
+          framework: e.framework,
+          language: e.language,
+          devices: e.devices,
+          modes: e.modes,
+          generate,
+          precisions: e.precisions,
+          description: e.description,
+        };
       });
       if (opts.json) return printJson({ workloads, engines });
       const out: string[] = ['Workloads (override any parameter with --set key=value):'];
       for (const w of workloads) {
-        out.push(`  ${w.name}: ${w.description}`);
+        out.push(`  ${w.name}: ${w.description} [tasks ${w.tasks.join(',')}]`);
         for (const d of w.params) out.push(`    ${d.name.padEnd(9)} ${d.doc}${d.choices ? ` (${d.choices.join('|')})` : ''}`);
         for (const [p, v] of Object.entries(w.presets)) {
           out.push(
@@ -92,6 +109,13 @@ export function buildProgram(): Command {
       out.push('', 'Engines:');
       for (const e of engines) {
         out.push(`  ${e.id.padEnd(14)} ${e.description} [devices ${e.devices.join(',')}; modes ${e.modes.join(',')}]`);
+        out.push(
+          `    ${'generate'.padEnd(5)} ${
+            e.generate.modes.length ? `modes ${e.generate.modes.join(',')} (by default ${e.generate.defaultModes.join(',')})` : 'no'
+          }${Object.entries(e.generate.unsupported)
+            .map(([m, why]) => `; ${m === '*' ? '' : `${m}: `}no: ${why}`)
+            .join('')}`,
+        );
         for (const [p, way] of Object.entries(e.precisions))
           out.push(
             `    ${p.padEnd(5)} ${
