@@ -13,7 +13,7 @@ start's compile segment, never in the timed loop; a shape stream's new shapes co
 its cold pass, and `compile_count` reports torch's own count.
 Precisions (BuildRequest.precision): bf16 and fp16 by autocast, int8 by quantize_dynamic, tf32 by
 the CUDA switches; precision.py applies them and reads back what the model computed in.
-Training (`build_trainer`): train.py."""
+Training (`build_trainer`): train.py. Generation (`build_generator`, the decoder family): generate.py."""
 
 import contextlib
 import os
@@ -24,11 +24,13 @@ import numpy as np
 import torch
 
 from ..engine import BuiltModel, EngineUnavailable, check_precision, devices_here, pick
-from . import cnn, rnn, transformer
+from ..manifest import ENGINES
+from ..manifest import FAMILIES as FAMILY_DECLARATIONS
+from . import cnn, decoder, rnn, transformer
 from .precision import Precision, stream_problem
 
 #: Workload family -> its module: `model(params)` (the nn.Module) and `parameter_name(canonical)`.
-FAMILIES = {"cnn": cnn, "rnn": rnn, "transformer": transformer}
+FAMILIES = {"cnn": cnn, "rnn": rnn, "transformer": transformer, "decoder": decoder}
 #: Families with a shape stream -> how their model takes a stream batch (recorded in settings).
 STREAM_FAMILIES = {
     "rnn": "model(tokens, lengths): nn.utils.rnn.pack_padded_sequence(enforce_sorted=False), top layer's h_n",
@@ -256,9 +258,18 @@ def base_settings(req, device):
     return settings
 
 
+def check_task(family, task):
+    """A ValueError in one line when the family's declaration (workloads/*.ts `tasks`) has no such task."""
+    tasks = FAMILY_DECLARATIONS[family]["tasks"]
+    if task not in tasks:
+        flags = " or ".join(f"--tasks {t}" for t in tasks)
+        raise ValueError(f"torch: the {family} family does not do {task}; its models do {' and '.join(tasks)} ({flags})")
+
+
 def build(req):
     family = pick("torch", "workload family", FAMILIES, req.family)
     pick("torch", "mode", MODES, req.mode)
+    check_task(req.family, "inference")
     if req.stream and req.family not in STREAM_FAMILIES:
         raise ValueError(f"torch: the {req.family} family has no shape stream (a stream varies the length of token sequences)")
     # Behind the orchestrator, which skips such cells: a precision the declaration does not allow here.
@@ -299,7 +310,77 @@ def build_trainer(req):
     """A Trainer for a TrainRequest (train.py: the loop, the modes, the float64 reference)."""
     from .train import build as build_training
 
+    pick("torch", "workload family", FAMILIES, req.family)
+    check_task(req.family, "training")
     return build_training(req)
+
+
+#: The cache each mode generates with (generate.py): growing by torch.cat, or preallocated.
+GENERATE_CACHES = {
+    "kv": {
+        "growing": "growing: each step's keys and values appended with torch.cat (past_key_values), positions from the cache's length",
+        "static": (
+            "static: [batch, heads, promptLength + newTokens, d] per layer preallocated, written with index_copy_ at the step's positions"
+            " (a device tensor advanced in place), keys after the query's position masked"
+        ),
+    },
+    "none": {
+        "growing": "none: the whole sequence so far recomputed every step (causal SDPA), the chosen tokens appended with torch.cat, the last position's logits",
+        "static": (
+            "none: a fixed [batch, promptLength + newTokens] buffer padded on the right with zeros recomputed every step (causal SDPA),"
+            " the logits at the current position (a device tensor)"
+        ),
+    },
+}
+
+
+def build_generator(req):
+    """A Generator for a GenerateRequest (generate.py): the decoder on the device, its `step`
+    (forward, one position's logits, argmax) eager or under torch.compile with the mode's dynamic=."""
+    from .generate import TorchGenerator
+
+    pick("torch", "workload family", FAMILIES, req.family)
+    check_task(req.family, "generate")
+    pick("torch", "mode", MODES, req.mode)
+    if why := ENGINES["torch"]["unsupported"].get("generate", {}).get(req.mode):
+        raise ValueError(f"torch mode {req.mode} cannot generate: {why}")
+    if req.precision != "fp32":
+        raise ValueError(f"torch generates in fp32 only; got precision {req.precision}")
+    g = req.generation
+    if g["promptLength"] < 1 or g["newTokens"] < 1 or g["promptLength"] + g["newTokens"] > req.params["ctx"]:
+        raise ValueError(
+            f"torch: a prompt of {g['promptLength']} tokens and {g['newTokens']} new tokens need 1 of each at least"
+            f" and at most ctx={req.params['ctx']} positions"
+        )
+    configure_threads(req.threads)
+    device = torch_device(req.device)
+    model = decoder.model(req.params)
+    load_canonical(model, req.family, req.weights)
+    model = model.eval().to(device)
+    placed = {t.device for t in [*model.parameters(), *model.buffers()]}
+    if placed != {device}:
+        raise RuntimeError(f"model tensors on {sorted(map(str, placed))}, expected all on {device}")
+    kind = "static" if req.mode == "compile-static" else "growing"
+    settings = {
+        **base_settings(req, device),
+        "gradMode": "inference_mode",
+        "placement": f"all parameters and buffers on {device}, the cache and the chosen tokens too",
+        "cacheKind": kind,
+        "cache": GENERATE_CACHES[g["cache"]][kind],
+        "generationStep": "Decoder.step: forward, LM head on one position, argmax on the device; the tokens read back with .cpu()",
+    }
+    step = model.step
+    compiles = MODES[req.mode] is not None
+    if compiles:
+        reset_compiler()
+        dynamic = MODES[req.mode].dynamic
+        settings["compileDynamic"] = str(dynamic)
+        settings["compiledFunction"] = "Decoder.step (compiled on its first call, inside the cold generation)"
+        name, limit = recompile_limit()
+        if name:
+            settings["dynamoRecompileLimit"] = f"{limit} (torch._dynamo.config.{name})"
+        step = torch.compile(model.step, dynamic=dynamic)
+    return TorchGenerator(model, step, device, settings, req.params, req.batch_size, g, compiles=compiles, static=kind == "static")
 
 
 def peak(req):
