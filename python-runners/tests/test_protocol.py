@@ -45,12 +45,17 @@ def through_channel(msg):
 
 
 def test_the_orchestrator_sends_every_mode_of_every_python_engine_on_every_family_and_the_runner_takes_each(jobs):
-    expected = {(e, mode, family) for e in manifest.python_engines() for mode in manifest.ENGINES[e]["modes"] for family in manifest.FAMILIES}
+    def can(e, mode, family):
+        task = manifest.FAMILIES[family]["tasks"][0]
+        return not manifest.ENGINES[e]["unsupported"].get(task, {}).get(mode)
+
+    expected = {(e, mode, family) for e in manifest.python_engines() for mode in manifest.ENGINES[e]["modes"] for family in manifest.FAMILIES if can(e, mode, family)}
     assert set(jobs) == expected
     for job in jobs.values():
         assert through_channel(job) == job
-        # TensorFlow gets the Keras-layout weights the orchestrator wrote; PyTorch loads the canonical ones.
-        assert ("nativeWeightsPath" in job) == (job["cell"]["engine"] == "tensorflow")
+        # TensorFlow gets the Keras-layout weights the orchestrator wrote (the decoder has no Keras mapping); PyTorch loads the canonical ones.
+        assert ("nativeWeightsPath" in job) == (job["cell"]["engine"] == "tensorflow" and job["cell"]["family"] != "decoder")
+        assert ("generate" in job) == (job["cell"]["family"] == "decoder")
 
 
 def cell_error(job, **cell):
@@ -62,7 +67,7 @@ def cell_error(job, **cell):
 
 def test_a_cell_outside_the_manifest_is_refused_in_one_line_naming_the_valid_values(jobs):
     job = jobs["torch", "eager", "rnn"]
-    assert cell_error(job, family="gru") == "unknown workload family 'gru'; valid: cnn, rnn, transformer"
+    assert cell_error(job, family="gru") == "unknown workload family 'gru'; valid: cnn, rnn, transformer, decoder"
     assert cell_error(job, mode="function") == "unknown mode 'function' for engine 'torch'; valid: eager, torchscript, compile, compile-static, compile-dynamic"
     assert cell_error(job, device="tpu") == "unknown device 'tpu'; valid: cpu, cuda"
 
@@ -92,7 +97,7 @@ def test_the_runner_refuses_a_family_outside_the_manifest_before_loading_anythin
     assert code == 1
     assert [m["type"] for m in msgs] == ["error"]
     assert msgs[0]["phase"] == "start"
-    assert msgs[0]["message"] == "ValueError: unknown workload family 'gru'; valid: cnn, rnn, transformer"
+    assert msgs[0]["message"] == "ValueError: unknown workload family 'gru'; valid: cnn, rnn, transformer, decoder"
 
 
 def phases_and_types(msgs):
