@@ -58,7 +58,7 @@ export const tensorflow: PythonEngineDescriptor = {
   },
   stateLayout: 'keras',
   description:
-    'TensorFlow / Keras (Python runner): Keras models, NHWC, weights via the shared Keras mapping; modes eager, function (tf.function), xla (jit_compile), function-signature (tf.function with an input_signature whose batch and length are None: one trace for every shape), function-relaxed (tf.function(reduce_retracing=True): generalizes after a retrace). Generation: eager grows the KV cache with tf.concat; function and xla preallocate it for prompt + new tokens (tf.tensor_scatter_nd_update at the step position: one trace for the prefill, one for a decode step); function-signature and function-relaxed grow it under those shape options',
+    'TensorFlow / Keras (Python runner): Keras models, NHWC, weights via the shared Keras mapping; modes eager, function (tf.function), xla (jit_compile), function-signature (tf.function with an input_signature whose batch and length are None: one trace for every shape), function-relaxed (tf.function(reduce_retracing=True): generalizes after a retrace). Generation: eager grows the KV cache with tf.concat; function and xla preallocate it for prompt + new tokens (a tf.Variable for the keys and values of each layer, assigned in place at the step position, which is a tensor input: one trace for the prefill, one for a decode step); function-signature and function-relaxed grow it under those shape options; without a cache, function and xla recompute a [batch, prompt + new tokens] buffer padded on the right',
   nativeWeights(family: WorkloadFamily, params, m) {
     const mapping = KERAS_WEIGHTS[family.name];
     if (!mapping) return undefined;

@@ -16,7 +16,9 @@ experimental_get_tracing_count()) counts those traces. Shape streams (BuildReque
 model takes (tokens [B, L], lengths [B]) and masks the padding (rnn.py, transformer.py).
 Precisions (BuildRequest.precision): a Keras mixed-precision policy per model for bf16 and fp16,
 TF32 switched on for tf32 and off for every other CUDA cell, and what the model really computes in
-observed from its dtypes (precision.py). Training cells: `build_trainer` (train.py)."""
+observed from its dtypes (precision.py). Training cells: `build_trainer` (train.py). Generation
+cells (the decoder family, which only generates): `build_generator` (decoder.py, which says how
+each mode keeps the cache)."""
 
 import os
 
@@ -25,12 +27,13 @@ import numpy as np
 import tensorflow as tf
 
 from ..engine import BuiltModel, EngineUnavailable, devices_here, pick
-from . import cnn, rnn, transformer
+from . import cnn, decoder, rnn, transformer
 from . import precision as precisions
 
 #: Workload family -> its module: `model(params, batch, stream=False)` (the Keras model, variables created) and
-#: `layer_weights(grouped, params)` (the Keras-layout file's weights as that model's layers take them).
-FAMILIES = {"cnn": cnn, "rnn": rnn, "transformer": transformer}
+#: `layer_weights(grouped, params)` (the Keras-layout file's weights as that model's layers take them);
+#: decoder.py instead builds generators from the canonical weights (`build_generator`).
+FAMILIES = {"cnn": cnn, "rnn": rnn, "transformer": transformer, "decoder": decoder}
 #: Mode -> the tf.function options it sets (None: no tf.function, the model is called eagerly).
 #: `input_signature` is filled in per model (`input_signature`).
 FUNCTION_OPTIONS = {
@@ -134,7 +137,8 @@ def describe_function(options):
     shown = []
     for key, value in options.items():
         if key == "input_signature":
-            value = "[" + ", ".join(f"TensorSpec({list(s.shape)}, {s.dtype.name}, name={s.name!r})" for s in value) + "]"
+            # Flattened: a generator's signature nests its cache tensors in a list.
+            value = "[" + ", ".join(f"TensorSpec({list(s.shape)}, {s.dtype.name}, name={s.name!r})" for s in tf.nest.flatten(value)) + "]"
         shown.append(f"{key}={value}")
     return f"tf.function({', '.join(shown)})"
 
@@ -211,6 +215,8 @@ def place_model(req):
     "CPU" or "GPU"). Shared by inference (`build`) and training (`train.build_trainer`). Its layers
     get the precision's Keras dtype policy (precision.py), this model's only."""
     family = pick("tensorflow", "workload family", FAMILIES, req.family)
+    if family is decoder:
+        raise ValueError(decoder.GENERATES_ONLY)
     if req.native_weights is None:
         raise ValueError("tensorflow needs the Keras-layout weights (job field nativeWeightsPath)")
     precisions.check(req)
@@ -282,6 +288,47 @@ def build(req):
     }
     fn = wrap(req.mode, call, signature)
     return KerasModel(model, fn, req.mode, req.device, settings, req.stream, observed)
+
+
+def build_generator(req):
+    """A Generator for a generation cell (decoder.py): `eager` grows the cache; `function` and `xla`
+    run tf.functions over a cache preallocated for promptLength + newTokens positions;
+    `function-signature` and `function-relaxed` grow the cache under those tf.function options."""
+    pick("tensorflow", "mode", MODES, req.mode)
+    family = pick("tensorflow", "workload family", FAMILIES, req.family)
+    if family is not decoder:
+        raise ValueError(f"tensorflow: the {req.family} family does not generate text; the decoder family does")
+    cache = (req.generation or {}).get("cache")
+    if cache not in ("kv", "none"):
+        raise ValueError(f"tensorflow: unknown generation cache {cache!r}; valid: kv, none")
+    precisions.check(req)
+    init_runtime(req)
+    precisions.set_tf32(req)
+    if req.device != "cuda":
+        tf.config.set_visible_devices([], "GPU")
+    with tf.device("/GPU:0" if req.device == "cuda" else "/CPU:0"):
+        model = decoder.Decoder(req.weights, req.params)
+    placed = {v.value.device for v in model.variables}
+    wanted = "GPU" if req.device == "cuda" else "CPU"
+    if not all(wanted in d for d in placed):
+        raise RuntimeError(f"decoder variables on {sorted(placed)}, expected all on {wanted}")
+    # Flat values only (the protocol's settings record); the cell itself carries its generation.
+    settings = runtime_settings(req, placed=wanted)
+    if req.mode in decoder.FIXED_MODES:
+        options = FUNCTION_OPTIONS[req.mode]
+        gen = decoder.FixedGenerator(model, req.batch_size, req.generation, options, req.device, settings)
+    else:
+        gen = decoder.GrowingGenerator(model, req.batch_size, cache, lambda call, signature: wrap(req.mode, call, signature), req.device, settings)
+        options = function_options(req.mode, gen.signature)
+    settings.update(
+        {
+            "tfFunction": describe_function(options),
+            "inputSignature": options is not None and "input_signature" in options,
+            "reduceRetracing": bool(options and options.get("reduce_retracing")),
+            "cache": decoder.CACHE_WORDS["fixed" if req.mode in decoder.FIXED_MODES else "growing"][cache],
+        }
+    )
+    return gen
 
 
 def build_trainer(req):
