@@ -49,7 +49,8 @@ def test_the_orchestrator_sends_every_mode_of_every_python_engine_on_every_famil
         task = manifest.FAMILIES[family]["tasks"][0]
         return not manifest.ENGINES[e]["unsupported"].get(task, {}).get(mode)
 
-    expected = {(e, mode, family) for e in manifest.python_engines() for mode in manifest.ENGINES[e]["modes"] for family in manifest.FAMILIES if can(e, mode, family)}
+    engines = manifest.python_engines()
+    expected = {(e, mode, family) for e in engines for mode in manifest.ENGINES[e]["modes"] for family in manifest.FAMILIES if can(e, mode, family)}
     assert set(jobs) == expected
     for job in jobs.values():
         assert through_channel(job) == job
