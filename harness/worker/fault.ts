@@ -11,7 +11,19 @@ import { PHASES, type Phase } from './protocol.js';
  * (the off-by-one of a generation loop), so only the comparison with the reference can catch it. The Python runner honours the same variable (fwbench_runner/fault.py). Not a
  * user feature: nothing sets it outside tests.
  */
-export const FAULT_KINDS = ['exit', 'segv', 'kill', 'hang', 'garbage', 'truncate', 'exception', 'oom', 'cuda-oom', 'precision-fallback', 'generation-skip'] as const;
+export const FAULT_KINDS = [
+  'exit',
+  'segv',
+  'kill',
+  'hang',
+  'garbage',
+  'truncate',
+  'exception',
+  'oom',
+  'cuda-oom',
+  'precision-fallback',
+  'generation-skip',
+] as const;
 /** What the worker does when the fault fires. */
 export type FaultKind = (typeof FAULT_KINDS)[number];
 
