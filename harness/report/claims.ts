@@ -109,9 +109,13 @@ const metricOf = (v: CellView, metric: Claim['metric']): number | undefined => {
   return s ? s.compileMs : v.cell.coldStart?.totalMs;
 };
 
-/** The cell a selector picks in a group, or why there is none. */
+/**
+ * The cell a selector picks in a group, or why there is none. Generation groups hold each
+ * engine/mode with and without its key/value cache: a claim about frameworks is judged on the
+ * cached cells, the way their users generate (the no-cache baseline measures the cache).
+ */
 function select(group: CellGroup, sel: Selector, metric: Claim['metric']): CellView | string {
-  const ofEngine = group.cells.filter((v) => v.cell.engine === sel.engine);
+  const ofEngine = group.cells.filter((v) => v.cell.engine === sel.engine && v.cell.generation?.cache !== 'none');
   if (ofEngine.length === 0) return `no ${sel.engine} cell`;
   const candidates = sel.mode === 'best' ? ofEngine : ofEngine.filter((v) => v.cell.mode === sel.mode);
   if (candidates.length === 0) return `no ${sel.engine}/${sel.mode} cell (modes run: ${[...new Set(ofEngine.map((v) => v.cell.mode))].join(', ')})`;
