@@ -5,6 +5,7 @@ import {
   EngineUnavailable,
   type BuiltModel,
   type BuildRequest,
+  type BuiltGenerator,
   type BuiltTrainer,
   type Device,
   type EngineId,
@@ -243,6 +244,17 @@ function createRuntime(spec: BackendSpec): EngineRuntime {
         },
       });
     },
+    async buildGenerator(req): Promise<BuiltGenerator> {
+      if (req.family !== 'decoder') throw new Error(`only the decoder family generates text (got '${req.family}')`);
+      const { tf, settings } = await prepare(req);
+      const { tfjsGenerator } = await import('./decoder.js');
+      return tfjsGenerator(req, {
+        settings,
+        select: async () => {
+          if (tf.getBackend() !== spec.backend) await select(tf, spec.backend);
+        },
+      });
+    },
   };
 }
 
@@ -275,21 +287,21 @@ function descriptor(spec: BackendSpec, description: string, extra: Pick<NodeEngi
 /** TF.js on native libtensorflow (CPU), via @tensorflow/tfjs-node. */
 export const tfjsNode = descriptor(
   { id: 'tfjs-node', backend: 'tensorflow', device: 'cpu', nativePackage: '@tensorflow/tfjs-node' },
-  'TensorFlow.js on native libtensorflow (CPU) via @tensorflow/tfjs-node; tf.layers / tf ops, eager',
+  'TensorFlow.js on native libtensorflow (CPU) via @tensorflow/tfjs-node; tf.layers / tf ops, eager; generates with tf ops and a tf.concat-grown key/value cache',
 );
 /** TF.js on native libtensorflow with CUDA, via @tensorflow/tfjs-node-gpu. */
 export const tfjsNodeGpu = descriptor(
   { id: 'tfjs-node-gpu', backend: 'tensorflow', device: 'cuda', nativePackage: '@tensorflow/tfjs-node-gpu' },
-  'TensorFlow.js on native libtensorflow with CUDA via @tensorflow/tfjs-node-gpu; tf.layers / tf ops, eager',
+  'TensorFlow.js on native libtensorflow with CUDA via @tensorflow/tfjs-node-gpu; tf.layers / tf ops, eager; generates with tf ops and a tf.concat-grown key/value cache',
 );
 /** TF.js WebAssembly backend (XNNPACK kernels). */
 export const tfjsWasm = descriptor(
   { id: 'tfjs-wasm', backend: 'wasm', device: 'cpu' },
-  'TensorFlow.js WebAssembly backend (XNNPACK; single-threaded under Node); tf.layers / tf ops, eager',
+  'TensorFlow.js WebAssembly backend (XNNPACK; single-threaded under Node); tf.layers / tf ops, eager; generates with tf ops and a tf.concat-grown key/value cache',
 );
 /** TF.js pure-JavaScript CPU backend: a fallback (the doctor says so), run only when asked for. */
 export const tfjsCpu = descriptor(
   { id: 'tfjs-cpu', backend: 'cpu', device: 'cpu' },
-  'TensorFlow.js pure-JavaScript CPU backend (one thread; a fallback, run only when asked for); tf.layers / tf ops, eager',
+  'TensorFlow.js pure-JavaScript CPU backend (one thread; a fallback, run only when asked for); tf.layers / tf ops, eager; generates with tf ops and a tf.concat-grown key/value cache',
   { inDefaultRun: false },
 );
