@@ -9,7 +9,8 @@ How each mode keeps the cache (`build_generator`):
 - `eager`: a growing cache, each layer's keys and values `tf.concat`-ed with the new position's.
 - `function` / `xla`: `tf.function` (jit_compile for xla) over a cache preallocated for
   promptLength + newTokens positions: one tf.Variable [batch, heads, P+N, head_dim] per layer's keys
-  and values, written in place at the step's positions (`cache[:, :, start:start+T].assign`), the
+  and values, written in place at the step's positions (`cache[:, :, start:start+T].assign`; under
+  xla by XLA's DynamicUpdateSlice, keras.ops.slice_update's op, which takes `start` at run time), the
   attention masked to the positions up to the query's own. The position is a tensor input, so there
   is one trace (and XLA compilation) for the prefill's shape and one for a decode step's, however
   many steps follow.
@@ -28,6 +29,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 from keras import layers
+from tensorflow.compiler.tf2xla.python.xla import dynamic_update_slice
 
 from ..engine import Generator
 
@@ -244,6 +246,7 @@ class FixedGenerator(TensorFlowGenerator):
             if self.cache == "kv":
                 shape = [batch, d.heads, length, d.head_dim]
                 self.kv = [tf.Variable(tf.zeros(shape), trainable=False, name=f"cache_{l // 2}_{'kv'[l % 2]}") for l in range(2 * d.layers)]
+        xla = bool(options.get("jit_compile"))
         if self.cache == "kv":
 
             def step(tokens, start):
@@ -254,7 +257,15 @@ class FixedGenerator(TensorFlowGenerator):
 
                 def remember(l, k, v):
                     for cache, new in zip(self.kv[2 * l : 2 * l + 2], (k, v), strict=True):
-                        cache[:, :, start : start + count, :].assign(new)
+                        if xla:
+                            # keras.ops.slice_update's op: XLA's DynamicUpdateSlice takes the start
+                            # as a runtime value. A strided-slice assign makes XLA treat `start` as a
+                            # compile-time constant and compile once per position, which the tracing
+                            # count does not show (docs/generation.md).
+                            cache.assign(dynamic_update_slice(cache, new, tf.stack([self.zero, self.zero, start, self.zero])))
+                        else:
+                            # tf.function runs the strided-slice assign in place, with no copy of the cache.
+                            cache[:, :, start : start + count, :].assign(new)
                     return self.kv[2 * l].value(), self.kv[2 * l + 1].value()
 
                 logits = d.logits(d.states(tokens, start, remember)[:, -1])
@@ -305,7 +316,8 @@ CACHE_WORDS = {
     "fixed": {
         "kv": (
             "preallocated: a tf.Variable [batch, heads, promptLength+newTokens, head_dim] per layer's keys and values,"
-            " assigned in place at the step's positions, attention masked to positions <= the query's"
+            " written at the step's positions (a strided-slice assign; DynamicUpdateSlice under xla),"
+            " attention masked to positions <= the query's"
         ),
         "none": (
             "none: a [batch, promptLength+newTokens] token buffer padded on the right, the whole buffer recomputed"
