@@ -1,3 +1,4 @@
+import { headsDivideHidden, linear, norm } from './transformer.js';
 import { int, str, type Params, type WeightSpec, type WorkloadFamily } from './types.js';
 
 /**
@@ -21,15 +22,6 @@ import { int, str, type Params, type WeightSpec, type WorkloadFamily } from './t
 
 /** LayerNorm epsilon of GPT-2 and of every engine. */
 export const DECODER_NORM_EPS = 1e-5;
-
-const linear = (name: string, out: number, inp: number): WeightSpec[] => [
-  { name: `${name}.weight`, shape: [out, inp], init: { kind: 'normal', std: 1 / Math.sqrt(inp) } },
-  { name: `${name}.bias`, shape: [out], init: { kind: 'normal', std: 0.02 } },
-];
-const norm = (name: string, c: number): WeightSpec[] => [
-  { name: `${name}.weight`, shape: [c], init: { kind: 'uniform', low: 0.8, high: 1.2 } },
-  { name: `${name}.bias`, shape: [c], init: { kind: 'normal', std: 0.1 } },
-];
 
 /** Matrix-product FLOPs (2 per multiply-add) of one token at position `pos` (0-based) through every layer and the LM head. */
 export function decoderTokenFlops(p: Params, pos: number): number {
@@ -60,10 +52,7 @@ export const decoder: WorkloadFamily = {
     'gpt2-small': { ctx: 1024, hidden: 768, heads: 12, layers: 12, ffn: 3072, vocab: 50257, head: 'tied' },
   },
   sizes: { tiny: 'tiny', small: 'gpt2-mini', base: 'gpt2-small' },
-  check(p) {
-    if (int(p, 'hidden') % int(p, 'heads') !== 0) return `heads=${int(p, 'heads')} must divide hidden=${int(p, 'hidden')}`;
-    return undefined;
-  },
+  check: headsDivideHidden,
   weights(p) {
     const H = int(p, 'hidden');
     const F = int(p, 'ffn');

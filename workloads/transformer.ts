@@ -14,14 +14,20 @@ import { int, type Params, type WeightSpec, type WorkloadFamily } from './types.
 /** LayerNorm epsilon used by BERT and by every engine. */
 export const LAYER_NORM_EPS = 1e-12;
 
-const linear = (name: string, out: number, inp: number): WeightSpec[] => [
+/** A linear layer's canonical weight [out, in] and bias [out] (shared by the token-sequence families). */
+export const linear = (name: string, out: number, inp: number): WeightSpec[] => [
   { name: `${name}.weight`, shape: [out, inp], init: { kind: 'normal', std: 1 / Math.sqrt(inp) } },
   { name: `${name}.bias`, shape: [out], init: { kind: 'normal', std: 0.02 } },
 ];
-const norm = (name: string, c: number): WeightSpec[] => [
+/** A LayerNorm's canonical weight and bias [c]. */
+export const norm = (name: string, c: number): WeightSpec[] => [
   { name: `${name}.weight`, shape: [c], init: { kind: 'uniform', low: 0.8, high: 1.2 } },
   { name: `${name}.bias`, shape: [c], init: { kind: 'normal', std: 0.1 } },
 ];
+
+/** The attention families' cross-field check: the heads split the width evenly. */
+export const headsDivideHidden = (p: Params): string | undefined =>
+  int(p, 'hidden') % int(p, 'heads') !== 0 ? `heads=${int(p, 'heads')} must divide hidden=${int(p, 'hidden')}` : undefined;
 
 export const transformer: WorkloadFamily = {
   name: 'transformer',
@@ -42,10 +48,7 @@ export const transformer: WorkloadFamily = {
   },
   sizes: { tiny: 'tiny', small: 'bert-mini', base: 'bert-base' },
   lengthParam: 'seq',
-  check(p) {
-    if (int(p, 'hidden') % int(p, 'heads') !== 0) return `heads=${int(p, 'heads')} must divide hidden=${int(p, 'hidden')}`;
-    return undefined;
-  },
+  check: headsDivideHidden,
   weights(p) {
     const H = int(p, 'hidden');
     const F = int(p, 'ffn');

@@ -209,6 +209,17 @@ def init_runtime(req):
             raise EngineUnavailable(why, GPU_FIX)
 
 
+def start_runtime(req):
+    """What every model and generator of a cell starts with: the precision checked, the runtime's
+    threads, TF32 as the cell asks, and on the CPU no visible GPU (otherwise TensorFlow would
+    silently place a CPU cell's ops on it)."""
+    precisions.check(req)
+    init_runtime(req)
+    precisions.set_tf32(req)
+    if req.device != "cuda":
+        tf.config.set_visible_devices([], "GPU")
+
+
 def place_model(req):
     """The family's Keras model with the request's Keras-layout weights, built on the request's
     device after the runtime's threads are set; checks every variable landed there. Returns (model,
@@ -219,12 +230,7 @@ def place_model(req):
         raise ValueError(decoder.GENERATES_ONLY)
     if req.native_weights is None:
         raise ValueError("tensorflow needs the Keras-layout weights (job field nativeWeightsPath)")
-    precisions.check(req)
-    init_runtime(req)
-    precisions.set_tf32(req)
-    if req.device != "cuda":
-        # Otherwise TensorFlow would silently place a CPU cell's ops on a visible GPU.
-        tf.config.set_visible_devices([], "GPU")
+    start_runtime(req)
     with tf.device("/GPU:0" if req.device == "cuda" else "/CPU:0"):
         model = build_model(family, req.params, req.batch_size, req.native_weights, req.stream, precisions.policy_for(req))
     placed = {v.value.device for v in model.weights}
@@ -301,11 +307,7 @@ def build_generator(req):
     cache = (req.generation or {}).get("cache")
     if cache not in ("kv", "none"):
         raise ValueError(f"tensorflow: unknown generation cache {cache!r}; valid: kv, none")
-    precisions.check(req)
-    init_runtime(req)
-    precisions.set_tf32(req)
-    if req.device != "cuda":
-        tf.config.set_visible_devices([], "GPU")
+    start_runtime(req)
     with tf.device("/GPU:0" if req.device == "cuda" else "/CPU:0"):
         model = decoder.Decoder(req.weights, req.params)
     placed = {v.value.device for v in model.variables}
