@@ -6,12 +6,14 @@ import { ENGINE_IDS, type EngineId } from '../harness/engines/types.js';
 import { RunSchema, type Cell, type Run } from '../harness/results/schema.js';
 import { REFERENCE_NAME } from '../harness/run/plan.js';
 import { FP32_REL_L2_TOLERANCE } from '../harness/stats/parity.js';
-import { FAMILY_NAMES } from '../workloads/index.js';
-import { expectColdStartAddsUp, fwbench, installed, QUICK, tempDir } from './helpers.js';
+import { expectColdStartAddsUp, familiesOf, fwbench, installed, QUICK, tempDir } from './helpers.js';
+
+/** The families that do inference (the decoder only generates). */
+const INFERENCE_FAMILIES = familiesOf('inference');
 
 /**
  * Conformance, generated from the registry: every engine of ENGINES runs every one of its
- * `modes` on every family of FAMILY_NAMES, at size tiny, through the real CLI, and each cell must
+ * `modes` on every family that does inference (familiesOf), at size tiny, through the real CLI, and each cell must
  * pass parity and be timed. An engine or family added without being implemented everywhere fails
  * here. An engine that cannot run on this machine must be skipped with the exact reason and fix
  * this test expects for this machine; any other non-ok cell fails.
@@ -93,7 +95,7 @@ const skippedHere = cannotRunHere();
 describe('conformance: every engine x mode x family of the registry, tiny, through fwbench run', () => {
   it('the registry declares what this test generates from', () => {
     expect(ENGINE_IDS.length).toBeGreaterThan(0);
-    expect(FAMILY_NAMES.length).toBeGreaterThan(0);
+    expect(INFERENCE_FAMILIES.length).toBeGreaterThan(0);
     for (const id of ENGINE_IDS) expect(ENGINES[id].modes.length, id).toBeGreaterThan(0);
   });
 
@@ -103,7 +105,7 @@ describe('conformance: every engine x mode x family of the registry, tiny, throu
     const skip = skippedHere[id];
     const title = skip
       ? `${id} cannot run here: every cell is skipped with the expected reason and fix, named in the run's output`
-      : `${id}: ${engine.modes.join(', ')} x ${FAMILY_NAMES.join(', ')} on ${device}, parity-verified and timed`;
+      : `${id}: ${engine.modes.join(', ')} x ${INFERENCE_FAMILIES.join(', ')} on ${device}, parity-verified and timed`;
     it(
       title,
       async () => {
@@ -111,11 +113,11 @@ describe('conformance: every engine x mode x family of the registry, tiny, throu
         if (engine.language === 'python')
           expect(existsSync(VENV), `${VENV} is missing: run \`npm run setup\` (python-runners/setup.sh) to create it`).toBe(true);
         const out = tempDir();
-        const args = ['run', '--engines', id, '--modes', 'all', '--workloads', FAMILY_NAMES.join(','), '--size', 'tiny', '--device', device];
+        const args = ['run', '--engines', id, '--modes', 'all', '--workloads', INFERENCE_FAMILIES.join(','), '--size', 'tiny', '--device', device];
         const r = await fwbench([...args, '--batch-sizes', String(BATCH), '--threads', String(THREADS), '--out', out, ...QUICK], { timeoutMs: 900_000 });
         expect(r.exitCode, r.stderr + r.stdout).toBe(0);
         const run = readRun(out);
-        const expected = engine.modes.flatMap((mode) => FAMILY_NAMES.map((family) => `${mode}/${family}`));
+        const expected = engine.modes.flatMap((mode) => INFERENCE_FAMILIES.map((family) => `${mode}/${family}`));
         expect(run.cells.map((c) => `${c.mode}/${c.workload}`).sort()).toEqual([...expected].sort());
         // Progress goes to stderr, one line per cell; stdout has the summary table only.
         expect(r.stderr).toContain(`[${expected.length}/${expected.length}]`);

@@ -6,7 +6,7 @@ import { mkdtempSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { getFamily, int, resolveParams, type FamilyName, type Params } from '../workloads/index.js';
+import { FAMILIES, FAMILY_NAMES, familyTasks, getFamily, int, resolveParams, type FamilyName, type Params, type Task } from '../workloads/index.js';
 import { generateInput, generateWeight } from '../workloads/materialize.js';
 import type { Tensor, TensorMap } from '../workloads/safetensors.js';
 
@@ -97,3 +97,6 @@ export function swapBlocks(t: Tensor, H: number, a: number, b: number): Tensor {
   }
   return { ...t, data };
 }
+
+/** The families whose models do `task` (the decoder only generates; cnn, rnn and transformer do inference and training). */
+export const familiesOf = (task: Task): FamilyName[] => FAMILY_NAMES.filter((f) => familyTasks(FAMILIES[f]).includes(task));
