@@ -58,7 +58,7 @@ describe('fwbench list', () => {
       workloads: Array<{ name: string; presets: Record<string, { flopsPerSample: number }>; params: Array<{ name: string }> }>;
       engines: Array<{ id: string; modes: string[] }>;
     };
-    expect(l.workloads.map((w) => w.name)).toEqual(['cnn', 'rnn', 'transformer']);
+    expect(l.workloads.map((w) => w.name)).toEqual(['cnn', 'rnn', 'transformer', 'decoder']);
     expect(l.workloads[2]!.presets['bert-base']!.flopsPerSample).toBeCloseTo(22.35e9, -8);
     expect(l.workloads[1]!.params.map((p) => p.name)).toEqual(expect.arrayContaining(['seq', 'hidden', 'layers', 'vocab', 'classes']));
     expect(l.engines.find((e) => e.id === 'onnxruntime')!.modes[0]).toBe('all');
@@ -67,6 +67,9 @@ describe('fwbench list', () => {
     // Every engine's way with each reduced precision, or why it has none.
     expect(text.stdout).toMatch(/^ {4}bf16 {2}torch\.autocast\(device, dtype=torch\.bfloat16\).* \[cpu,cuda\]$/m);
     expect(text.stdout).toMatch(/^ {4}bf16 {2}no: TensorFlow\.js has no bfloat16 dtype/m);
+    // Each family's tasks, and each engine's generate modes with the reason for those that cannot.
+    expect(text.stdout).toMatch(/^ {2}decoder: GPT-2-style decoder LM .* \[tasks generate\]$/m);
+    expect(text.stdout).toMatch(/^ {4}generate modes eager,compile,compile-static,compile-dynamic \(by default eager,compile-static\); torchscript: no: /m);
   });
 });
 
