@@ -59,7 +59,7 @@ const CORPUS: Record<string, Entry> = {
     message: arg(
       '--preset',
       'resnet101',
-      "unknown preset 'resnet101'; valid presets: tiny, resnet18, resnet50, small, large, bert-mini, bert-base; or one per workload: cnn=resnet18,rnn=small,transformer=bert-mini",
+      "unknown preset 'resnet101'; valid presets: tiny, resnet18, resnet50, small, large, bert-mini, bert-base, gpt2-mini, gpt2-small; or one per workload: cnn=resnet18,rnn=small,transformer=bert-mini,decoder=gpt2-mini",
     ),
   },
   'run: unknown workload in per-workload presets': {
@@ -78,12 +78,12 @@ const CORPUS: Record<string, Entry> = {
   'run: one preset for all and a size': {
     args: run('--preset', 'tiny', '--size', 'base'),
     message:
-      /^fwbench: --preset tiny names the preset of every workload, so --size would pick none: give one of them, or one preset per workload \(cnn=resnet18,rnn=small,transformer=bert-mini\) to override the size for those$/m,
+      /^fwbench: --preset tiny names the preset of every workload, so --size would pick none: give one of them, or one preset per workload \(cnn=resnet18,rnn=small,transformer=bert-mini,decoder=gpt2-mini\) to override the size for those$/m,
   },
   'run: preset missing in one family': {
     args: run('--workloads', 'cnn,rnn', '--preset', 'resnet18'),
     message:
-      /^fwbench: unknown preset 'resnet18' for workload 'rnn'; valid presets: tiny, small, large; give one preset per workload \(cnn=resnet18,rnn=small,transformer=bert-mini\) or a --size \(tiny, small, base\)$/m,
+      /^fwbench: unknown preset 'resnet18' for workload 'rnn'; valid presets: tiny, small, large; give one preset per workload \(cnn=resnet18,rnn=small,transformer=bert-mini,decoder=gpt2-mini\) or a --size \(tiny, small, base\)$/m,
   },
   'run: unknown --set parameter': { args: run('--workloads', 'rnn', '--set', 'depth=3'), message: /unknown parameter 'depth'.*valid parameters: .*seq/ },
   'run: --set value breaks a rule': {
@@ -220,7 +220,7 @@ const CORPUS: Record<string, Entry> = {
   'config: preset missing in one family': {
     args: config('o.yaml', 'preset: resnet18\nworkloads: [rnn]\n'),
     message:
-      /o\.yaml: preset: unknown preset 'resnet18' for workload 'rnn'; valid presets: tiny, small, large; give one preset per workload \(cnn=resnet18,rnn=small,transformer=bert-mini\) or a --size \(tiny, small, base\)$/m,
+      /o\.yaml: preset: unknown preset 'resnet18' for workload 'rnn'; valid presets: tiny, small, large; give one preset per workload \(cnn=resnet18,rnn=small,transformer=bert-mini,decoder=gpt2-mini\) or a --size \(tiny, small, base\)$/m,
   },
   'config: quick and rigorous': { args: config('p.yaml', 'quick: true\nrigorous: true\n'), message: /p\.yaml: quick and rigorous exclude each other$/m },
   'config: unknown mode': {
