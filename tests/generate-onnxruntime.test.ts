@@ -1,19 +1,16 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import readline from 'node:readline';
-import type { Duplex } from 'node:stream';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { onnxruntime } from '../harness/engines/onnxruntime.js';
 import type { BuiltGenerator, EngineRuntime, GenerateRequest, GenerationStep } from '../harness/engines/types.js';
-import { nodeWorkerScript } from '../harness/run/workers.js';
 import { FP32_REL_L2_TOLERANCE } from '../harness/stats/parity.js';
 import { DEFAULT_MEASURE } from '../harness/worker/measure.js';
-import { FromWorkerSchema, PROTOCOL_VERSION, type FromWorker, type MeasureSettings, type ToWorker } from '../harness/worker/protocol.js';
+import { PROTOCOL_VERSION, type MeasureSettings, type ToWorker } from '../harness/worker/protocol.js';
 import { materializePrompt, type Cache } from '../workloads/generate.js';
 import { getFamily, int, resolveParams, type Params } from '../workloads/index.js';
 import { materialize } from '../workloads/materialize.js';
 import { loadTensors, type TensorMap } from '../workloads/safetensors.js';
-import { tempDir } from './helpers.js';
+import { converseWithWorker, relL2, tempDir } from './helpers.js';
 
 /**
  * ONNX Runtime's generator (harness/engines/onnx/decoder.ts: a prefill graph and a decode graph
@@ -32,16 +29,6 @@ const CACHES: Cache[] = ['kv', 'none'];
 const BATCHES = [1, 3];
 const family = getFamily('decoder');
 const dir = tempDir('fwbench-generate-ort-');
-
-function relL2(a: ArrayLike<number>, ref: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    num += (a[i]! - ref[i]!) ** 2;
-    den += ref[i]! ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 /** A decoder instance on disk (weights and the prompt of `batch` rows) and its float64 reference generation. */
 interface Instance {
@@ -206,26 +193,6 @@ describe('onnxruntime generator: bad requests', () => {
   });
 });
 
-/** One conversation with a real Node worker (compiled, as runs spawn it), answering its generate-parity with `continue`. */
-async function converse(job: ToWorker): Promise<FromWorker[]> {
-  const child = spawn(process.execPath, [nodeWorkerScript()], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
-  const stderr: string[] = [];
-  child.stderr!.on('data', (d: Buffer) => stderr.push(d.toString()));
-  child.stdout!.resume();
-  const channel = child.stdio[3] as Duplex;
-  channel.write(`${JSON.stringify(job)}\n`);
-  const got: FromWorker[] = [];
-  for await (const line of readline.createInterface({ input: channel })) {
-    const msg = FromWorkerSchema.parse(JSON.parse(line));
-    got.push(msg);
-    if (msg.type === 'generate-parity') channel.write(`${JSON.stringify({ type: 'continue' })}\n`);
-    if (msg.type === 'error') throw new Error(`worker error in phase ${msg.phase}: ${msg.message}\n${stderr.join('')}`);
-    if (msg.type === 'done') break;
-  }
-  await new Promise((done) => (child.exitCode !== null ? done(undefined) : child.on('exit', done)));
-  return got;
-}
-
 describe('Node worker: a generate job (real worker, onnxruntime, decoder/tiny)', () => {
   const MEASURE: MeasureSettings = { ...DEFAULT_MEASURE, warmupMinMs: 0, warmupMaxMs: 50, minSamples: 3, minTimeMs: 10, maxTimeMs: 200 };
   const PASSES = { minPasses: 2, maxPasses: 3 };
@@ -253,7 +220,7 @@ describe('Node worker: a generate job (real worker, onnxruntime, decoder/tiny)',
       measure: MEASURE,
       generate: { promptPath: x.promptPath, logitsPath, ...PASSES },
     };
-    const msgs = await converse(job);
+    const msgs = await converseWithWorker(job, 'continue');
     const kinds = msgs.filter((m) => m.type !== 'phase').map((m) => m.type);
     const phases = msgs.flatMap((m) => (m.type === 'phase' ? [m.phase] : []));
     console.log(`onnxruntime generate job (${cache}): ${kinds.join(' -> ')}; phases ${phases.join(' -> ')}`);

@@ -1,4 +1,9 @@
 import { execa } from 'execa';
+import { spawn } from 'node:child_process';
+import readline from 'node:readline';
+import type { Duplex } from 'node:stream';
+import { nodeWorkerScript } from '../harness/run/workers.js';
+import { FromWorkerSchema, type FromWorker, type ToWorker } from '../harness/worker/protocol.js';
 import { expect } from 'vitest';
 import { FP32_REL_L2_TOLERANCE } from '../harness/stats/parity.js';
 import type { Cell } from '../harness/results/schema.js';
@@ -100,3 +105,42 @@ export function swapBlocks(t: Tensor, H: number, a: number, b: number): Tensor {
 
 /** The families whose models do `task` (the decoder only generates; cnn, rnn and transformer do inference and training). */
 export const familiesOf = (task: Task): FamilyName[] => FAMILY_NAMES.filter((f) => familyTasks(FAMILIES[f]).includes(task));
+
+/** Relative L2 error of `a` against `ref`. */
+export function relL2(a: ArrayLike<number>, ref: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < ref.length; i++) {
+    num += (a[i]! - ref[i]!) ** 2;
+    den += ref[i]! ** 2;
+  }
+  return Math.sqrt(num / den);
+}
+
+/**
+ * One conversation with a real Node worker (compiled, as runs spawn it): every message it sends,
+ * answering its first output (any parity message) with `verdict`. A worker error throws with its
+ * stderr, unless `expectError` (then the messages so far are returned).
+ */
+export async function converseWithWorker(job: ToWorker, verdict: 'continue' | 'stop', expectError = false): Promise<FromWorker[]> {
+  const child = spawn(process.execPath, [nodeWorkerScript()], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
+  const stderr: string[] = [];
+  child.stderr!.on('data', (d: Buffer) => stderr.push(d.toString()));
+  child.stdout!.resume();
+  const channel = child.stdio[3] as Duplex;
+  channel.write(`${JSON.stringify(job)}\n`);
+  const got: FromWorker[] = [];
+  for await (const line of readline.createInterface({ input: channel })) {
+    const msg = FromWorkerSchema.parse(JSON.parse(line));
+    got.push(msg);
+    if (msg.type === 'parity' || msg.type === 'stream-parity' || msg.type === 'generate-parity' || msg.type === 'train-parity')
+      channel.write(`${JSON.stringify({ type: verdict })}\n`);
+    if (msg.type === 'error') {
+      if (expectError) break;
+      throw new Error(`worker error in phase ${msg.phase}: ${msg.message}\n${stderr.join('')}`);
+    }
+    if (msg.type === 'done') break;
+  }
+  await new Promise((done) => (child.exitCode !== null ? done(undefined) : child.on('exit', done)));
+  return got;
+}

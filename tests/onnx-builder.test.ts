@@ -2,7 +2,7 @@
 import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { workloadInstance, type WorkloadInstance } from './helpers.js';
+import { relL2, workloadInstance, type WorkloadInstance } from './helpers.js';
 import { describe, expect, it } from 'vitest';
 import { GraphBuilder, float, floats } from '../harness/engines/onnx/graph.js';
 import { buildOnnxModel } from '../harness/engines/onnx/index.js';
@@ -51,16 +51,6 @@ describe('onnxruntime engine run', () => {
     }
   });
 });
-
-function relL2(a: ArrayLike<number>, ref: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    num += (a[i]! - ref[i]!) ** 2;
-    den += ref[i]! ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 function std(a: ArrayLike<number>): number {
   const xs = Array.from(a);

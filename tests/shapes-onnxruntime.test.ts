@@ -1,18 +1,14 @@
-import { spawn } from 'node:child_process';
-import readline from 'node:readline';
-import type { Duplex } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { onnxruntime } from '../harness/engines/onnxruntime.js';
 import type { BuiltModel, EngineRuntime } from '../harness/engines/types.js';
-import { nodeWorkerScript } from '../harness/run/workers.js';
 import { FP32_REL_L2_TOLERANCE } from '../harness/stats/parity.js';
 import { DEFAULT_MEASURE, measurePasses } from '../harness/worker/measure.js';
-import { FromWorkerSchema, PROTOCOL_VERSION, type FromWorker, type MeasureSettings, type ToWorker } from '../harness/worker/protocol.js';
+import { PROTOCOL_VERSION, type FromWorker, type MeasureSettings, type ToWorker } from '../harness/worker/protocol.js';
 import { getFamily, int, resolveParams, STREAM, type FamilyName, type Padding } from '../workloads/index.js';
 import { materialize } from '../workloads/materialize.js';
 import type { TensorMap } from '../workloads/safetensors.js';
 import { materializeStream } from '../workloads/shapes.js';
-import { tempDir, workloadInstance, type WorkloadInstance } from './helpers.js';
+import { converseWithWorker, relL2, tempDir, workloadInstance, type WorkloadInstance } from './helpers.js';
 
 /**
  * ONNX Runtime's stream graphs (BuildRequest.stream): a padded batch with each row's length gives
@@ -26,16 +22,6 @@ const SEED = 11;
 const SETS: Array<[string, string]> = [['layers', '2']];
 const MODES = ['all', 'disabled'] as const;
 const FAMILIES: FamilyName[] = ['transformer', 'rnn'];
-
-function relL2(a: ArrayLike<number>, ref: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < ref.length; i++) {
-    num += (a[i]! - ref[i]!) ** 2;
-    den += ref[i]! ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 /** A batch padded on the right to `length` (pad token 7, any id: the mask must hide it) with the given rows' lengths. */
 function batchOf(rows: number[][], length: number, lengths: number[] = rows.map((r) => r.length)): TensorMap {
@@ -149,29 +135,6 @@ describe('onnxruntime stream graph inputs', () => {
   });
 });
 
-/** One conversation with a real Node worker (compiled, as runs spawn it): every message it sends, answering its parity message with `verdict`. */
-async function converse(job: ToWorker, verdict: 'continue' | 'stop', expectError = false): Promise<FromWorker[]> {
-  const child = spawn(process.execPath, [nodeWorkerScript()], { stdio: ['ignore', 'pipe', 'pipe', 'pipe'] });
-  const stderr: string[] = [];
-  child.stderr!.on('data', (d: Buffer) => stderr.push(d.toString()));
-  child.stdout!.resume();
-  const channel = child.stdio[3] as Duplex;
-  channel.write(`${JSON.stringify(job)}\n`);
-  const got: FromWorker[] = [];
-  for await (const line of readline.createInterface({ input: channel })) {
-    const msg = FromWorkerSchema.parse(JSON.parse(line));
-    got.push(msg);
-    if (msg.type === 'stream-parity' || msg.type === 'parity') channel.write(`${JSON.stringify({ type: verdict })}\n`);
-    if (msg.type === 'error') {
-      if (verdict === 'continue' && expectError) break;
-      throw new Error(`worker error in phase ${msg.phase}: ${msg.message}\n${stderr.join('')}`);
-    }
-    if (msg.type === 'done') break;
-  }
-  await new Promise((done) => (child.exitCode !== null ? done(undefined) : child.on('exit', done)));
-  return got;
-}
-
 /** Short measure settings: the point is the order of the messages, not the figures. */
 const MEASURE: MeasureSettings = { ...DEFAULT_MEASURE, warmupMinMs: 0, warmupMaxMs: 50, minSamples: 3, minTimeMs: 10, maxTimeMs: 100 };
 const PASSES = { minPasses: 2, maxPasses: 4 };
@@ -208,7 +171,7 @@ describe.each(FAMILIES)('Node worker: a stream job (real worker, onnxruntime, %s
   const phases = (msgs: FromWorker[]): string[] => msgs.flatMap((m) => (m.type === 'phase' ? [m.phase] : []));
 
   it('continue: stream-parity (one output per batch), passes, samples, memory, done; the outputs match the reference rows', async () => {
-    const msgs = await converse(jobOf('bucket', 'all', batch), 'continue');
+    const msgs = await converseWithWorker(jobOf('bucket', 'all', batch), 'continue');
     console.log(`${name} stream job (continue): ${kinds(msgs).join(' -> ')}; phases ${phases(msgs).join(' -> ')}`);
     expect(kinds(msgs)).toEqual(['hello', 'built', 'stream-parity', 'passes', 'samples', 'memory', 'done']);
     expect(phases(msgs)).toEqual(['load', 'build', 'parity', 'measure', 'warmup', 'measure', 'memory']);
@@ -231,7 +194,7 @@ describe.each(FAMILIES)('Node worker: a stream job (real worker, onnxruntime, %s
     expect(samples.samplesNs.length).toBeGreaterThanOrEqual(MEASURE.minSamples);
 
     // The reference's job (padding `rows`: every row alone, unpadded, mode disabled) is asked for its cold pass only.
-    const ref = await converse(jobOf('rows', 'disabled', 1), 'stop');
+    const ref = await converseWithWorker(jobOf('rows', 'disabled', 1), 'stop');
     console.log(`${name} reference job (stop): ${kinds(ref).join(' -> ')}; phases ${phases(ref).join(' -> ')}`);
     expect(kinds(ref)).toEqual(['hello', 'built', 'stream-parity', 'memory', 'done']);
     expect(phases(ref)).toEqual(['load', 'build', 'parity', 'memory']);
@@ -247,7 +210,7 @@ describe.each(FAMILIES)('Node worker: a stream job (real worker, onnxruntime, %s
   });
 
   it("continue on a file without fixed.* (the reference's): a one-line error in phase measure, before any warm pass", async () => {
-    const msgs = await converse(jobOf('rows', 'disabled', 1), 'continue', true);
+    const msgs = await converseWithWorker(jobOf('rows', 'disabled', 1), 'continue', true);
     expect(kinds(msgs)).toEqual(['hello', 'built', 'stream-parity', 'error']);
     const err = msgs.at(-1)!;
     if (err.type !== 'error') throw new Error('unreachable');
