@@ -115,7 +115,7 @@ export async function generationReference(
       { reference: GENERATION_REFERENCE_NAME, ortVersion },
     );
     recordCacheEntry(path);
-    return fromFile(path);
+    return { tokens: ids, logits: logits.data, vocab: logits.shape[2]! };
   } finally {
     rmSync(job.generate!.logitsPath, { force: true });
   }
