@@ -1,11 +1,12 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { median } from 'simple-statistics';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ENGINES, modesToRun, unsupportedReason } from '../harness/engines/registry.js';
 import { RunSchema, type Run } from '../harness/results/schema.js';
 import { FP32_REL_L2_TOLERANCE } from '../harness/stats/parity.js';
 import { CACHES } from '../workloads/generate.js';
-import { fwbench, installed, QUICK, tempDir } from './helpers.js';
+import { fwbench, installed, QUICK, runProblems, tempDir } from './helpers.js';
 
 /**
  * Generation end to end through the real CLI: the decoder's tiny preset on every engine that runs
@@ -56,7 +57,7 @@ describe('fwbench run --tasks generate: every engine, kv and no cache, batch 1 a
   beforeAll(async () => {
     expect(existsSync(VENV), `${VENV} is missing: run \`npm run setup\` (python-runners/setup.sh) to create it`).toBe(true);
     const r = await fwbench(args(out), { timeoutMs: 1_500_000 });
-    expect(r.exitCode, r.stderr.slice(-3000)).toBe(0);
+    expect(r.exitCode, runProblems(r.stderr)).toBe(0);
     run = readRun(out);
   }, 1_600_000);
 
@@ -88,8 +89,10 @@ describe('fwbench run --tasks generate: every engine, kv and no cache, batch 1 a
       expect(c.samplesMs).toHaveLength(g.generations!);
       expect(c.stats!.medianMs).toBeCloseTo(g.e2eMs!.medianMs, 6);
       expect(g.prefillTokensPerS!).toBeCloseTo((c.batchSize * PROMPT) / (g.ttftMs!.medianMs / 1000), 6);
-      expect(c.replicates![0]!.generation!.coldPassMs).toHaveLength(NEW);
-      expect(c.coldStart!.firstRunMs).toBeCloseTo(c.replicates![0]!.generation!.coldPassMs[0]!, 6);
+      // A busy machine may re-run a contended replicate: the cell's cold start is the replicates' median.
+      const cold = c.replicates!.filter((r) => r.coldStart).map((r) => r.generation!.coldPassMs);
+      for (const passes of cold) expect(passes).toHaveLength(NEW);
+      expect(c.coldStart!.firstRunMs).toBeCloseTo(median(cold.map((passes) => passes[0]!)), 6);
     }
   });
 

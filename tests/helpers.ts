@@ -44,6 +44,10 @@ export const tempDir = (prefix = 'fwbench-'): string => mkdtempSync(join(tmpdir(
 /** Short measurement flags so end-to-end tests stay quick (the defaults are for real runs): one process per cell; a later `--replicates N` overrides it. */
 export const QUICK = ['--quick', '--replicates', '1', '--min-samples', '5', '--min-time', '50', '--max-time', '1000', '--warmup-max-time', '200'];
 
+/** What to show when a run exits non-zero: its progress lines of cells that did not end ok or skipped, then the end of its stderr. */
+export const runProblems = (stderr: string): string =>
+  [...stderr.split('\n').filter((l) => /^\[\d+\/\d+\] \S+ (failed|parity-failed|unstable)/.test(l)), '...', stderr.slice(-1500)].join('\n');
+
 /** Canonical weights and inputs of a workload at preset `tiny` with overrides, in memory (for in-process engine tests). */
 export interface WorkloadInstance {
   family: FamilyName;

@@ -7,7 +7,7 @@ import { RunSchema, type Cell, type Run } from '../harness/results/schema.js';
 import { FP32_REL_L2_TOLERANCE } from '../harness/stats/parity.js';
 import { paddedLength, shapeStream, STREAM } from '../workloads/shapes.js';
 import { getFamily } from '../workloads/index.js';
-import { fwbench, installed, QUICK, tempDir } from './helpers.js';
+import { fwbench, installed, QUICK, runProblems, tempDir } from './helpers.js';
 
 /**
  * Shape streams end to end through the real CLI, generated from the registry: every engine and
@@ -30,7 +30,7 @@ describe('fwbench run --shapes stream: every engine x stream mode, transformer a
     expect(existsSync(VENV), `${VENV} is missing: run \`npm run setup\` (python-runners/setup.sh) to create it`).toBe(true);
     const args = ['run', '--shapes', 'stream', '--paddings', 'exact', '--workloads', FAMILIES.join(','), '--size', 'tiny', '--batch-sizes', '2'];
     const r = await fwbench([...args, '--engines', engines.join(','), '--threads', '1', ...QUICK, '--out', out], { timeoutMs: 1_500_000 });
-    expect(r.exitCode, r.stderr.slice(-3000)).toBe(0);
+    expect(r.exitCode, runProblems(r.stderr)).toBe(0);
     run = readRun(out);
   }, 1_600_000);
 
