@@ -49,5 +49,5 @@ export function compareOutputs(
   if (ref2 === 0) return { relL2: NaN, maxAbs, pass: false, problem: 'reference output is all zeros: the comparison would be meaningless' };
   const relL2 = Math.sqrt(diff2 / ref2);
   const pass = relL2 < tolerance;
-  return pass ? { relL2, maxAbs, pass } : { relL2, maxAbs, pass, problem: `relative L2 error ${relL2.toExponential(2)} exceeds ${tolerance.toExponential(0)}` };
+  return pass ? { relL2, maxAbs, pass } : { relL2, maxAbs, pass, problem: `relative L2 error ${relL2.toExponential(2)} exceeds ${tolerance.toExponential()}` };
 }
