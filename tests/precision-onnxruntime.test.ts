@@ -136,6 +136,10 @@ describe('onnxruntime int8 on the CPU (dynamic quantization in the graph)', () =
     expect(scale).toBe(2);
     // -127; 63.5 -> 64 (even); 0.5 -> 0 (even); 1.5 -> 2; 2.5 -> 2 (even).
     expect(Array.from(q)).toEqual([-127, 64, 0, 2, 2, 0]);
+    // reduce_range: 7 bits, scale max|w|/64 = 4; 31.75 -> 32, 0.25 -> 0, 0.75 -> 1, 1.25 -> 1.
+    const reduced = quantizeWeight(Float32Array.of(-256, 127, 1, 3, 5, 0), true);
+    expect(reduced.scale).toBe(4);
+    expect(Array.from(reduced.q)).toEqual([-64, 32, 0, 1, 1, 0]);
   });
 });
 
@@ -185,6 +189,11 @@ describe('the worker plants the fallback (FWBENCH_FAULT=precision-fallback@build
       const parity = outcome.parity;
       if (parity?.type !== 'parity') throw new Error(`expected a parity message, got ${parity?.type}`);
       seen[fault ?? 'none'] = parity.precision?.used;
+      if (!fault) {
+        // The weights' range follows this CPU (ONNX Runtime's advice): 7 bits on x86 without VNNI.
+        const vnni = /\b(avx512_vnni|avx_vnni)\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
+        expect(outcome.built?.settings.int8Weights).toMatch(vnni || process.arch !== 'x64' ? /^8-bit/ : /^7-bit, \[-64, 64\]/);
+      }
       console.log(`worker, fault ${fault ?? 'none'}: ${JSON.stringify(parity.precision)}`);
     }
     expect(seen).toEqual({ none: 'int8', 'precision-fallback@build:onnxruntime': 'fp32' });

@@ -28,9 +28,8 @@ import {
 type Ort = typeof import('onnxruntime-node');
 /** What the engine takes from ./onnx (loaded with the runtime, never by the orchestrator). */
 interface OnnxTools {
-  buildOnnxModel(family: FamilyName, params: Params, weights: TensorMap, options?: { stream?: boolean; precision?: GraphPrecision }): Uint8Array;
+  buildOnnxModel(family: FamilyName, params: Params, weights: TensorMap, options?: { stream?: boolean; precision?: GraphPrecision; reduceRange?: boolean }): Uint8Array;
   sessionPrecision(optimizedModel: Uint8Array, asked: 'int8' | 'fp16'): PrecisionUsed;
-  buildDecoderModels(params: Params, weights: TensorMap): { prefill: Uint8Array; decode: Uint8Array };
   cacheNames(layer: number): { pastKey: string; pastValue: string; presentKey: string; presentValue: string };
 }
 
@@ -80,6 +79,21 @@ function tf32Setting(device: Device, precision: Precision, planted: boolean): { 
   }
   const evidence = `CUDA execution provider with use_tf32 at its default 1 (onnxruntime-node passes device_id only) and NVIDIA_TF32_OVERRIDE ${process.env.NVIDIA_TF32_OVERRIDE ?? 'unset'}: float32 MatMul/Gemm/Conv may run as TF32 on tensor cores (Ampere or newer); TF32 is a math mode, no dtype shows it`;
   return { override: process.env.NVIDIA_TF32_OVERRIDE ?? 'unset', used: { used: 'tf32', evidence } };
+}
+
+/**
+ * How an int8 cell's weights are stored on this CPU. ONNX Runtime's quantization guide: on x86
+ * without VNNI its uint8 x int8 kernels add pairs of products in 16 bits (vpmaddubsw), which can
+ * saturate with full-range 8-bit weights, so it recommends 7-bit weights (`reduce_range`) there;
+ * VNNI (avx512_vnni, avx_vnni) accumulates in 32 bits, and ARM's kernels do not saturate.
+ */
+async function int8Weights(device: Device): Promise<{ reduceRange: boolean; int8Weights: string }> {
+  if (device !== 'cpu' || process.arch !== 'x64') return { reduceRange: false, int8Weights: '8-bit, [-127, 127]' };
+  const { cpuFlags } = await import('systeminformation');
+  const vnni = (await cpuFlags()).split(/\s+/).filter((f) => f === 'avx512_vnni' || f === 'avx_vnni');
+  return vnni.length > 0
+    ? { reduceRange: false, int8Weights: `8-bit, [-127, 127] (this CPU has ${vnni.join(', ')})` }
+    : { reduceRange: true, int8Weights: "7-bit, [-64, 64] (quantize_dynamic's reduce_range: this x86 CPU has no VNNI, where full-range weights can saturate ORT's 16-bit pair sums)" };
 }
 
 /** The session options of a cell (build and generation alike): its optimization level and threads, and ORT's speed defaults written out. */
@@ -152,6 +166,7 @@ function createRuntime(ort: Ort, tools: OnnxTools): EngineRuntime {
       const planted = req.plantPrecisionFallback === true && precision !== 'fp32';
       const rewrite: GraphPrecision = !planted && (precision === 'int8' || precision === 'fp16') ? precision : 'fp32';
       const tf32 = tf32Setting(req.device, precision, planted);
+      const int8 = rewrite === 'int8' ? await int8Weights(req.device) : undefined;
       const options = sessionOptions(req);
       // A reduced-precision graph is checked in the form the session runs it: the session saves its
       // optimized graph to a temporary file, read back and deleted below (not done for fp32 cells).
@@ -162,7 +177,11 @@ function createRuntime(ort: Ort, tools: OnnxTools): EngineRuntime {
       const optimizedModelFilePath = dir && join(dir, 'session.onnx');
       let used: PrecisionUsed | undefined = tf32.used;
       // A stream model (req.stream) has a symbolic length and a `lengths` input: one session serves every shape.
-      const model = tools.buildOnnxModel(req.family, req.params, req.weights, { ...(req.stream ? { stream: true } : {}), precision: rewrite });
+      const model = tools.buildOnnxModel(req.family, req.params, req.weights, {
+        ...(req.stream ? { stream: true } : {}),
+        precision: rewrite,
+        reduceRange: int8?.reduceRange ?? false,
+      });
       let session: Awaited<ReturnType<Ort['InferenceSession']['create']>>;
       try {
         session = await ort.InferenceSession.create(model, { ...options, ...(optimizedModelFilePath ? { optimizedModelFilePath } : {}) });
@@ -202,6 +221,7 @@ function createRuntime(ort: Ort, tools: OnnxTools): EngineRuntime {
       const defaults = {
         ...speedDefaults(req.device, tf32.override),
         ...(precision !== 'fp32' ? { precision, graphPrecision: rewrite } : {}),
+        ...(int8 ? { int8Weights: int8.int8Weights } : {}),
         ...(inspected ? { precisionEvidence: 'the session graph (optimizedModelFilePath, written during build and deleted)' } : {}),
       };
       return {
@@ -224,12 +244,12 @@ function createRuntime(ort: Ort, tools: OnnxTools): EngineRuntime {
     },
 
     /**
-     * Greedy generation with fwbench's two decoder graphs (./onnx/decoder.ts), as ONNX Runtime's
-     * users run an exported GPT-2: cache `kv` runs the prefill graph on the prompt, then the decode
-     * graph once per token, feeding its present key/values back as the next step's past (the
-     * ort.Tensor objects themselves); cache `none` runs the prefill graph on the whole sequence so
-     * far at every step. The ArgMax is in the graphs: a step fetches `next` (the ids, int32
-     * [batch]) and the logits only when asked.
+     * Greedy generation with fwbench's decoder graph (./onnx/decoder.ts), as ONNX Runtime GenAI
+     * runs an exported GPT-2: one session whose graph takes the new tokens and the past key/values.
+     * Cache `kv` runs it on the prompt with an empty past, then on one token at a time, feeding its
+     * present key/values back as the next step's past (the ort.Tensor objects themselves); cache
+     * `none` runs it on the whole sequence so far with an empty past at every step. The ArgMax is
+     * in the graph: a step fetches `next` (the ids, int32 [batch]) and the logits only when asked.
      */
     async buildGenerator(req: GenerateRequest): Promise<BuiltGenerator> {
       if (!(MODES as readonly string[]).includes(req.mode)) throw new Error(`onnxruntime: unknown mode '${req.mode}'; valid modes: ${MODES.join(', ')}`);
@@ -242,25 +262,20 @@ function createRuntime(ort: Ort, tools: OnnxTools): EngineRuntime {
       const tf32 = tf32Setting(req.device, 'fp32', false);
       const options = sessionOptions(req);
       const kv = req.generation.cache === 'kv';
-      const models = tools.buildDecoderModels(req.params, req.weights);
-      // Both sessions are created here, so their optimization is in the cold start; without a cache the decode graph is never run, so never made.
-      const prefillSession = await ort.InferenceSession.create(models.prefill, options);
-      let decodeSession: typeof prefillSession | undefined;
-      try {
-        decodeSession = kv ? await ort.InferenceSession.create(models.decode, options) : undefined;
-      } catch (e) {
-        await prefillSession.release();
-        throw e;
-      }
-      const sessionsCreated = kv ? 2 : 1;
+      // Created here, so its optimization is in the cold start.
+      const session = await ort.InferenceSession.create(tools.buildOnnxModel('decoder', req.params, req.weights), options);
 
       const batch = req.batchSize;
+      const [heads, hidden] = [int(req.params, 'heads'), int(req.params, 'hidden')];
       const caches = Array.from({ length: int(req.params, 'layers') }, (_, l) => tools.cacheNames(l));
       /** Each present output with the past input it becomes at the next step. */
       const carried = caches.flatMap((n) => [
         [n.presentKey, n.pastKey],
         [n.presentValue, n.pastValue],
       ]) as Array<[string, string]>;
+      /** The past of a prefill: every layer's keys and values of no position, [batch, heads, 0, d]. */
+      const empty = new ort.Tensor('float32', new Float32Array(0), [batch, heads, 0, hidden / heads]);
+      const emptyPast = Object.fromEntries(carried.map(([, pastName]) => [pastName, empty]));
       /** What a step fetches (made once): the ids, the logits when asked, and with the kv cache the presents. */
       const fetches = (logits: boolean): string[] => ['next', ...(logits ? ['logits'] : []), ...(kv ? carried.map(([present]) => present) : [])];
       const fetchWith = fetches(true);
@@ -269,13 +284,13 @@ function createRuntime(ort: Ort, tools: OnnxTools): EngineRuntime {
       /** The ids the last step chose (`next`, int32 [batch]); undefined before a prefill. */
       let chosen: OrtTensor | undefined;
       /** kv: every layer's keys and values so far, the last step's presents under their past names. */
-      let past: Record<string, OrtTensor> = {};
+      let past: Record<string, OrtTensor> = emptyPast;
       /** none: the sequence so far, row-major [batch, length] (the prompt, then each chosen id). */
       let sequence = new Int32Array(0);
       let length = 0;
 
-      const run = async (session: typeof prefillSession, feeds: Record<string, OrtTensor>, wantLogits: boolean): Promise<GenerationStep> => {
-        const out = await session.run(feeds, wantLogits ? fetchWith : fetchWithout);
+      const run = async (tokens: OrtTensor, wantLogits: boolean): Promise<GenerationStep> => {
+        const out = await session.run({ tokens, ...past }, wantLogits ? fetchWith : fetchWithout);
         const next = out.next;
         if (!next || next.type !== 'int32') throw new Error('onnxruntime: the decoder graph returned no int32 `next`');
         chosen = next;
@@ -290,10 +305,10 @@ function createRuntime(ort: Ort, tools: OnnxTools): EngineRuntime {
           ...speedDefaults(req.device, tf32.override),
           executionProviders: options.executionProviders.join(','),
           ortVersion: version,
-          sessions: kv ? 'prefill + decode (two InferenceSessions)' : 'prefill (one InferenceSession)',
+          sessions: 'one InferenceSession (one graph for the prefill and the decode steps, one copy of the weights)',
           cache: kv
-            ? "past/present key-value tensors: the decode graph concatenates each layer's past keys and values with the new token's (present), passed back as the next step's past"
-            : 'none: the prefill graph over the whole sequence so far at every step, logits of its last position',
+            ? "past/present key-value tensors: each step concatenates every layer's past keys and values with the new tokens' (present), passed back as the next step's past; the prefill's past is empty"
+            : 'none: the whole sequence so far with an empty past at every step, logits of its last position',
           argmax: 'in the graph (ArgMax -> next int32 [batch]); a step fetches next, and the logits only when asked',
           ioBinding:
             'none: onnxruntime-node exposes no IO binding (preferredOutputLocation is ONNX Runtime Web only), so every fetched output, the present key/values included, is copied into a fresh JS buffer and fed back from there',
@@ -303,18 +318,17 @@ function createRuntime(ort: Ort, tools: OnnxTools): EngineRuntime {
           if (!t || t.dtype !== 'I32' || t.shape.length !== 2 || t.shape[0] !== batch)
             throw new Error(`onnxruntime: the prompt must be an I32 tensor 'tokens' [${batch}, promptLength]`);
           chosen = undefined;
-          past = {};
-          const tokens = new ort.Tensor('int32', t.data as Int32Array, t.shape);
+          past = emptyPast;
           if (!kv) {
             sequence = Int32Array.from(t.data);
             length = t.shape[1]!;
           }
-          return run(prefillSession, { tokens }, wantLogits);
+          return run(new ort.Tensor('int32', t.data as Int32Array, t.shape), wantLogits);
         },
         async decode(wantLogits: boolean): Promise<GenerationStep> {
           if (!chosen) throw new Error('onnxruntime: decode() before prefill()');
           const ids = chosen.data as Int32Array;
-          if (decodeSession) return run(decodeSession, { tokens: new ort.Tensor('int32', ids, [batch, 1]), ...past }, wantLogits);
+          if (kv) return run(new ort.Tensor('int32', ids, [batch, 1]), wantLogits);
           // No cache: the sequence grows by the chosen ids, and all of it runs again.
           const grown = new Int32Array(batch * (length + 1));
           for (let r = 0; r < batch; r++) {
@@ -323,13 +337,12 @@ function createRuntime(ort: Ort, tools: OnnxTools): EngineRuntime {
           }
           sequence = grown;
           length += 1;
-          return run(prefillSession, { tokens: new ort.Tensor('int32', sequence, [batch, length]) }, wantLogits);
+          return run(new ort.Tensor('int32', sequence, [batch, length]), wantLogits);
         },
         // ORT compiles (optimizes and plans) a graph once, when its session is created; a growing length or cache reuses it.
-        compileCount: () => sessionsCreated,
+        compileCount: () => 1,
         async dispose(): Promise<void> {
-          await prefillSession.release();
-          await decodeSession?.release();
+          await session.release();
         },
       };
     },
@@ -371,7 +384,7 @@ export const onnxruntime: NodeEngineDescriptor = {
     },
   },
   description:
-    'ONNX Runtime (onnxruntime-node), CPU or CUDA execution provider; modes are graph optimization levels; generates with prefill and decode graphs (past/present key-value tensors, ArgMax in the graph)',
+    'ONNX Runtime (onnxruntime-node), CPU or CUDA execution provider; modes are graph optimization levels; generates with one decoder graph for prefill and decode (past/present key-value tensors, ArgMax in the graph)',
   async load(): Promise<EngineRuntime> {
     // Dynamic imports: the orchestrator imports this descriptor but must never load the runtime.
     const [ort, tools] = await Promise.all([import('onnxruntime-node'), import('./onnx/index.js')]);

@@ -7,9 +7,6 @@ import { float, GraphBuilder, transpose2d, weight } from './graph.js';
 /** Additive bias on the attention scores of future keys: exp(-1e9 - max) is exactly 0 in float32, as the reference's -inf. */
 const CAUSAL_BIAS = -1e9;
 
-/** Which of the two generation graphs: the whole prompt at once, or one token against the cache. */
-export type DecoderStep = 'prefill' | 'decode';
-
 /** The names of layer `l`'s cache tensors: graph inputs `past_key_values.<l>.key|value`, outputs `present.<l>.key|value` (the names Hugging Face's ONNX exports use). */
 export const cacheNames = (l: number): { pastKey: string; pastValue: string; presentKey: string; presentValue: string } => ({
   pastKey: `past_key_values.${l}.key`,
@@ -19,23 +16,25 @@ export const cacheNames = (l: number): { pastKey: string; pastValue: string; pre
 });
 
 /**
- * One of the decoder family's two generation graphs (workloads/decoder.ts has the math), written
- * the way exporters emit GPT-2 with a key/value cache (MatMul + Add linears, Reshape/Transpose
- * head split, explicit erf GELU, past/present tensors per layer), so ORT's fusions are exercised
- * by the optimization levels. Both end in the greedy choice: `logits` [batch, vocab] of the last
- * position and `next` int32 [batch], their ArgMax (first maximum, as numpy's), so a step can fetch
- * the chosen ids without the logits.
+ * The decoder family's generation graph (workloads/decoder.ts has the math), written the way
+ * exporters emit GPT-2 with a key/value cache (MatMul + Add linears, Reshape/Transpose head split,
+ * explicit erf GELU, past/present tensors per layer), so ORT's fusions are exercised by the
+ * optimization levels. One graph serves every step, as ONNX Runtime GenAI runs a decoder and as
+ * Optimum's merged export does, so a session holds one copy of the weights:
  *
- * - `prefill`: `tokens` int32 [batch, length] (length symbolic, at most ctx) at positions
- *   0..length-1 with a causal mask computed in the graph; outputs `present.<l>.key|value`
- *   [batch, heads, length, d], each layer's keys and values of every prompt position.
- * - `decode`: `tokens` int32 [batch, 1] and `past_key_values.<l>.key|value` [batch, heads, past, d]
- *   (past symbolic); the token's position is `past`, read in the graph from the first past key's
- *   shape, so a step takes no position from the host; outputs `present.<l>.key|value` =
- *   concat(past, this token's) [batch, heads, past + 1, d], the next step's past. The one query
- *   attends to every cached key, so no mask.
+ * - inputs `tokens` int32 [batch, length] and `past_key_values.<l>.key|value` [batch, heads, past,
+ *   d], both lengths symbolic (past + length at most ctx). A prefill passes the prompt and an empty
+ *   past (past = 0); a decode step passes one token and the last step's presents. The new tokens'
+ *   positions are past..past+length-1, read in the graph from the first past key's shape, so a
+ *   step takes no position from the host.
+ * - the causal mask is computed in the graph: query i (position past + i) sees keys 0..past + i;
+ *   one token against its cache sees every key.
+ * - outputs `present.<l>.key|value` = concat(past, the new tokens') [batch, heads, past + length,
+ *   d], the next step's past; `logits` [batch, vocab] of the last position and `next` int32
+ *   [batch], their ArgMax (first maximum, as numpy's), so a step can fetch the chosen ids without
+ *   the logits.
  */
-export function decoderGraph(params: Params, weights: TensorMap, step: DecoderStep): GraphBuilder {
+export function decoderGraph(params: Params, weights: TensorMap): GraphBuilder {
   const [ctx, H, heads, L, F, V] = ['ctx', 'hidden', 'heads', 'layers', 'ffn', 'vocab'].map((k) => int(params, k)) as [
     number,
     number,
@@ -45,8 +44,7 @@ export function decoderGraph(params: Params, weights: TensorMap, step: DecoderSt
     number,
   ];
   const d = H / heads;
-  const prefill = step === 'prefill';
-  const g = new GraphBuilder(`fwbench-decoder-${step}`);
+  const g = new GraphBuilder('fwbench-decoder');
 
   /** y = x W^T + b with W^T stored as an [in, out] initializer, as MatMul wants it. */
   const linear = (x: string, name: string, out: number, inp: number): string => {
@@ -68,35 +66,25 @@ export function decoderGraph(params: Params, weights: TensorMap, step: DecoderSt
   const scale = g.floatConst([1 / Math.sqrt(d)], []);
   const [one, half, sqrt2] = [g.floatConst([1], []), g.floatConst([0.5], []), g.floatConst([Math.SQRT2], [])];
 
-  const tokens = g.input('tokens', 'int32', ['batch', prefill ? 'length' : 1]);
+  const tokens = g.input('tokens', 'int32', ['batch', 'length']);
+  const pasts = Array.from({ length: L }, (_, l) => {
+    const n = cacheNames(l);
+    return { key: g.input(n.pastKey, 'float32', ['batch', heads, 'past', d]), value: g.input(n.pastValue, 'float32', ['batch', heads, 'past', d]) };
+  });
   const word = g.initializer('embeddings.word', weight(weights, 'embeddings.word', [V, H]));
   const words = g.op('Gather', [word, tokens], { axis: 0 }); // [batch, length, H]
   const table = g.initializer('embeddings.position', weight(weights, 'embeddings.position', [ctx, H]));
 
-  let positions: string;
-  /** Prefill: [length, length], 0 where key <= query, -1e9 above the diagonal; added to every layer's scores. */
-  let causal: string | undefined;
-  const pasts: Array<{ key: string; value: string }> = [];
-  if (prefill) {
-    const axis0 = g.int64Const([0]);
-    const length = g.op('Shape', [tokens], { start: 1, end: 2 }); // [1]
-    positions = g.op('Slice', [table, g.int64Const([0]), length, axis0]); // [length, H]
-    const index = g.op('Slice', [
-      g.initializer('position_index', { type: 'int32', dims: [ctx], data: Int32Array.from({ length: ctx }, (_, i) => i) }),
-      g.int64Const([0]),
-      length,
-      axis0,
-    ]);
-    const allowed = g.op('LessOrEqual', [g.op('Unsqueeze', [index, g.int64Const([0])]), g.op('Unsqueeze', [index, g.int64Const([1])])]); // keys [1, length] <= queries [length, 1]
-    causal = g.op('Where', [allowed, g.floatConst([0], []), g.floatConst([CAUSAL_BIAS], [])]);
-  } else {
-    for (let l = 0; l < L; l++) {
-      const n = cacheNames(l);
-      pasts.push({ key: g.input(n.pastKey, 'float32', ['batch', heads, 'past', d]), value: g.input(n.pastValue, 'float32', ['batch', heads, 'past', d]) });
-    }
-    // The new token's position is the number of cached positions: [1] -> its row of the table, [1, H].
-    positions = g.op('Gather', [table, g.op('Shape', [pasts[0]!.key], { start: 2, end: 3 })], { axis: 0 });
-  }
+  const axis0 = g.int64Const([0]);
+  const past = g.op('Shape', [pasts[0]!.key], { start: 2, end: 3 }); // [1]: the cached positions
+  const total = g.op('Add', [past, g.op('Shape', [tokens], { start: 1, end: 2 })]); // [1]: past + length
+  const positions = g.op('Slice', [table, past, total, axis0]); // [length, H]
+  const index = g.initializer('position_index', { type: 'int32', dims: [ctx], data: Int32Array.from({ length: ctx }, (_, i) => i) });
+  const keyIndex = g.op('Slice', [index, g.int64Const([0]), total, axis0]); // [total]
+  const queryIndex = g.op('Slice', [index, past, total, axis0]); // [length]
+  const allowed = g.op('LessOrEqual', [g.op('Unsqueeze', [keyIndex, axis0]), g.op('Unsqueeze', [queryIndex, g.int64Const([1])])]); // keys [1, total] <= queries [length, 1]
+  /** [length, total], 0 where key <= query, -1e9 after it; added to every layer's scores. */
+  const causal = g.op('Where', [allowed, g.floatConst([0], []), g.floatConst([CAUSAL_BIAS], [])]);
   let x = g.op('Add', [words, positions]);
 
   for (let l = 0; l < L; l++) {
@@ -104,17 +92,10 @@ export function decoderGraph(params: Params, weights: TensorMap, step: DecoderSt
     const a = `layers.${l}.attention`;
     const h = layerNorm(x, `layers.${l}.norm1`);
     const q = toHeads(linear(h, `${a}.query`, H, H));
-    let keys: string;
-    let values: string;
-    if (prefill) {
-      keys = toHeads(linear(h, `${a}.key`, H, H), [n.presentKey]);
-      values = toHeads(linear(h, `${a}.value`, H, H), [n.presentValue]);
-    } else {
-      keys = g.node('Concat', [pasts[l]!.key, toHeads(linear(h, `${a}.key`, H, H))], [n.presentKey], { axis: 2 })[0]!;
-      values = g.node('Concat', [pasts[l]!.value, toHeads(linear(h, `${a}.value`, H, H))], [n.presentValue], { axis: 2 })[0]!;
-    }
+    const keys = g.node('Concat', [pasts[l]!.key, toHeads(linear(h, `${a}.key`, H, H))], [n.presentKey], { axis: 2 })[0]!;
+    const values = g.node('Concat', [pasts[l]!.value, toHeads(linear(h, `${a}.value`, H, H))], [n.presentValue], { axis: 2 })[0]!;
     const scores = g.op('Mul', [g.op('MatMul', [q, g.op('Transpose', [keys], { perm: [0, 1, 3, 2] })]), scale]);
-    const probs = g.op('Softmax', [causal ? g.op('Add', [scores, causal]) : scores], { axis: -1 });
+    const probs = g.op('Softmax', [g.op('Add', [scores, causal])], { axis: -1 });
     const context = g.op('Reshape', [g.op('Transpose', [g.op('MatMul', [probs, values])], { perm: [0, 2, 1, 3] }), mergeShape]);
     x = g.op('Add', [x, linear(context, `${a}.output`, H, H)]);
 
@@ -136,9 +117,8 @@ export function decoderGraph(params: Params, weights: TensorMap, step: DecoderSt
   g.output('next', 'int32', ['batch']);
   for (let l = 0; l < L; l++) {
     const n = cacheNames(l);
-    const len = prefill ? 'length' : 'total';
-    g.output(n.presentKey, 'float32', ['batch', heads, len, d]);
-    g.output(n.presentValue, 'float32', ['batch', heads, len, d]);
+    g.output(n.presentKey, 'float32', ['batch', heads, 'total', d]);
+    g.output(n.presentValue, 'float32', ['batch', heads, 'total', d]);
   }
   return g;
 }

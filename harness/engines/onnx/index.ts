@@ -19,8 +19,9 @@ const BUILDERS: Record<FamilyName, (params: Params, weights: TensorMap, options?
   },
   rnn: rnnGraph,
   transformer: transformerGraph,
-  decoder: () => {
-    throw new Error('the decoder family generates text (--tasks generate): its forward pass is the prefill of a generation, timed there');
+  decoder: (params, weights, options) => {
+    if (options?.stream) throw new Error('the decoder family generates text (--tasks generate): its one graph already takes any length');
+    return decoderGraph(params, weights);
   },
 };
 
@@ -28,23 +29,18 @@ const BUILDERS: Record<FamilyName, (params: Params, weights: TensorMap, options?
 export interface BuildOptions extends GraphOptions {
   /** fp16 or int8 rewrite the family's float32 graph (./precision.ts); absent or fp32: unchanged. */
   precision?: GraphPrecision;
+  /** int8: weights in 7 bits (quantize_dynamic's reduce_range), for x86 CPUs without VNNI. */
+  reduceRange?: boolean;
 }
 
 /**
  * The ONNX model (opset 17, IR 8, symbolic batch; with `stream` symbolic length and a `lengths`
- * input too) of a workload instance, built from canonical weights, in the precision asked.
+ * input too) of a workload instance, built from canonical weights, in the precision asked. The
+ * decoder's is its generation graph (./decoder.ts: new tokens and past key/values in; next id,
+ * logits and presents out).
  */
-export function buildOnnxModel(family: FamilyName, params: Params, weights: TensorMap, { precision = 'fp32', ...options }: BuildOptions = {}): Uint8Array {
-  return graphToModel(withPrecision(BUILDERS[family](params, weights, options).toGraph(), precision));
-}
-
-/**
- * The decoder family's two generation models (./decoder.ts; opset 17, IR 8, fp32): `prefill`
- * (the prompt, or with no cache the whole sequence so far) and `decode` (one token against the
- * past keys and values), each ending in the last position's logits and their ArgMax `next`.
- */
-export function buildDecoderModels(params: Params, weights: TensorMap): { prefill: Uint8Array; decode: Uint8Array } {
-  return { prefill: decoderGraph(params, weights, 'prefill').toModel(), decode: decoderGraph(params, weights, 'decode').toModel() };
+export function buildOnnxModel(family: FamilyName, params: Params, weights: TensorMap, { precision = 'fp32', reduceRange = false, ...options }: BuildOptions = {}): Uint8Array {
+  return graphToModel(withPrecision(BUILDERS[family](params, weights, options).toGraph(), precision, reduceRange));
 }
 
 /**

@@ -36,13 +36,15 @@ function roundHalfEven(v: number): number {
 /**
  * Symmetric per-tensor int8 quantization of a weight: scale = max|w| / 127, zero point 0, values
  * in [-127, 127] (the range ONNX Runtime's tool uses for symmetric int8, so -128 never appears and
- * the scale is the same for w and -w).
+ * the scale is the same for w and -w). With `reduceRange` the values use 7 bits, [-64, 64], as the
+ * tool's `reduce_range=True` does.
  */
-export function quantizeWeight(w: Float32Array): { q: Int8Array; scale: number } {
+export function quantizeWeight(w: Float32Array, reduceRange = false): { q: Int8Array; scale: number } {
+  const qmax = reduceRange ? 64 : 127;
   let absMax = 0;
   for (const v of w) absMax = Math.max(absMax, Math.abs(v));
-  const scale = absMax > 0 ? absMax / 127 : 1;
-  const q = Int8Array.from(w, (v) => Math.max(-127, Math.min(127, roundHalfEven(v / scale))));
+  const scale = absMax > 0 ? absMax / qmax : 1;
+  const q = Int8Array.from(w, (v) => Math.max(-qmax, Math.min(qmax, roundHalfEven(v / scale))));
   return { q, scale };
 }
 
@@ -64,8 +66,12 @@ export function quantizeWeight(w: Float32Array): { q: Int8Array; scale: number }
  * - Gather stays float32, unlike quantize_dynamic, which also stores a Gather's constant table
  *   (an embedding) in 8 bits and dequantizes what it looks up: a lookup is no matrix product, so
  *   that would only shrink the file and add error, not run anything in integers.
+ *
+ * `reduceRange` stores the weights in 7 bits (quantize_dynamic's `reduce_range=True`), which ONNX
+ * Runtime's documentation recommends on x86 CPUs without VNNI: there its uint8 x int8 kernels add
+ * pairs of products in 16 bits, which can saturate with full-range weights.
  */
-export function quantizeDynamic(graph: GraphLike): GraphLike {
+export function quantizeDynamic(graph: GraphLike, { reduceRange = false }: { reduceRange?: boolean } = {}): GraphLike {
   const inits = new Map(graph.initializer.map((t) => [t.name, t]));
   const isFloatConst = (name: string | undefined, rank: number): TensorLike | undefined => {
     const t = name ? inits.get(name) : undefined;
@@ -83,7 +89,7 @@ export function quantizeDynamic(graph: GraphLike): GraphLike {
   ): { q: string; scale: string; zero: string } => {
     let names = weights.get(t.name);
     if (!names) {
-      const { q, scale } = quantizeWeight(floatsOf(t));
+      const { q, scale } = quantizeWeight(floatsOf(t), reduceRange);
       const stored = layout(q);
       names = { q: `${t.name}_quantized`, scale: `${t.name}_scale`, zero: `${t.name}_zero_point` };
       added.push(tensor(names.q, 'int8', stored.dims, stored.data));
@@ -247,9 +253,9 @@ export function toFloat16(graph: GraphLike): GraphLike {
   return { ...graph, node: nodes, initializer, input: inputs, output: graph.output };
 }
 
-/** Rewrites a graph to compute in `precision` (fp32: unchanged). */
-export function withPrecision(graph: GraphLike, precision: GraphPrecision): GraphLike {
-  return precision === 'int8' ? quantizeDynamic(graph) : precision === 'fp16' ? toFloat16(graph) : graph;
+/** Rewrites a graph to compute in `precision` (fp32: unchanged); `reduceRange`: int8 weights in 7 bits. */
+export function withPrecision(graph: GraphLike, precision: GraphPrecision, reduceRange = false): GraphLike {
+  return precision === 'int8' ? quantizeDynamic(graph, { reduceRange }) : precision === 'fp16' ? toFloat16(graph) : graph;
 }
 
 // ---- reading back what a session really runs -----------------------------------------------
