@@ -120,6 +120,44 @@ describe('fwbench export', () => {
   });
 });
 
+describe('fwbench export, the decoder', () => {
+  it('writes its generation graph: an empty past on the prompt, then one token against the presents, gives the logits of the whole sequence at once', async () => {
+    const dir = tempDir();
+    for (const format of ['onnx', 'inputs']) {
+      const r = await fwbench(['export', '--workload', 'decoder', '--preset', 'tiny', '--format', format, '--batch-size', '2', '--out', join(dir, format)]);
+      expect(r.exitCode, r.stderr).toBe(0);
+    }
+    const params = resolveParams(getFamily('decoder'), 'tiny', []);
+    const [layers, heads, hidden, vocab] = (['layers', 'heads', 'hidden', 'vocab'] as const).map((k) => Number(params[k]));
+    const d = hidden! / heads!;
+    const all = loadTensors(join(dir, 'inputs')).tensors.get('tokens')!;
+    const ctx = all.shape[1]!;
+    const P = 5;
+    const columns = (n: number, extra?: Int32Array): ort.Tensor => {
+      const t = new Int32Array(2 * n);
+      for (let r = 0; r < 2; r++) for (let c = 0; c < n; c++) t[r * n + c] = c < P ? all.data[r * ctx + c]! : extra![r]!;
+      return new ort.Tensor('int32', t, [2, n]);
+    };
+    const names = Array.from({ length: layers! }, (_, l) => [`past_key_values.${l}.key`, `past_key_values.${l}.value`]).flat();
+    const empty = Object.fromEntries(names.map((n) => [n, new ort.Tensor('float32', new Float32Array(0), [2, heads!, 0, d])]));
+    const session = await ort.InferenceSession.create(join(dir, 'onnx'));
+    const prefill = await session.run({ tokens: columns(P), ...empty });
+    expect(prefill['present.0.key']!.dims).toEqual([2, heads, P, d]);
+    const logits = prefill.logits!.data as Float32Array;
+    const next = prefill.next!.data as Int32Array;
+    for (let r = 0; r < 2; r++) {
+      const row = logits.subarray(r * vocab!, (r + 1) * vocab!);
+      expect(next[r]).toBe(row.indexOf(Math.max(...row)));
+    }
+    const past = Object.fromEntries(names.map((n) => [n, prefill[n.replace('past_key_values', 'present')]!]));
+    const step = await session.run({ tokens: new ort.Tensor('int32', next, [2, 1]), ...past });
+    expect(step['present.0.key']!.dims).toEqual([2, heads, P + 1, d]);
+    const whole = await session.run({ tokens: columns(P + 1, next), ...empty });
+    const a = step.logits!.data as Float32Array;
+    expect(compareOutputs(whole.logits!.data as Float32Array, [2, vocab!], a, [2, vocab!]).relL2).toBeLessThan(1e-5);
+  });
+});
+
 describe('published JSON Schemas', () => {
   it('results/schema/ (the schemas and manifest.json) matches the zod definitions and the declared lists (run `npm run schemas` after changing them)', () => {
     for (const [name, schema] of Object.entries(publishedFiles())) {

@@ -142,7 +142,7 @@ export function buildProgram(): Command {
       [] as Array<[string, string]>,
     )
     .addOption(
-      new Option('--format <format>', 'onnx (ONNX model, opset 17, symbolic batch), weights (canonical safetensors) or inputs (safetensors)')
+      new Option('--format <format>', 'onnx (ONNX model, opset 17, symbolic batch; the decoder\'s is its generation graph, tokens and past key/values in, next id, logits and presents out), weights (canonical safetensors) or inputs (safetensors)')
         .choices(['onnx', 'weights', 'inputs'])
         .makeOptionMandatory(),
     )
@@ -162,10 +162,6 @@ export function buildProgram(): Command {
         const family = getFamily(o.workload);
         const params = resolveParams(family, o.preset, o.set);
         checkTensorSizes(family, params, o.batchSize);
-        if (o.format === 'onnx' && !familyTasks(family).includes('inference'))
-          throw new InputError(
-            `--format onnx exports the one forward pass of an inference cell; the ${family.name} family ${familyTasks(family).join(' and ')}s with two graphs (prefill and decode) built at generation: export its --format weights or inputs`,
-          );
         checkOutputFile(o.out, '--out');
         const m = materialize(family, params, o.seed, o.batchSize);
         if (o.format === 'weights') writeOutputFile(o.out, readFileSync(m.weightsPath));
