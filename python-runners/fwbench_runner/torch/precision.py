@@ -73,6 +73,8 @@ class Precision:
 
     def apply(self, module):
         """The build-time part of the mechanism: TF32 switches on CUDA, quantize_dynamic for int8."""
+        if self.applied in AUTOCAST and self.device.type == "cpu" and any(isinstance(m, nn.LSTM) for m in module.modules()):
+            check_cpu_autocast_lstm(AUTOCAST[self.applied])
         if self.device.type == "cuda":
             set_tf32(self.applied == "tf32")
         if self.applied != "int8":
@@ -131,6 +133,26 @@ class Precision:
             elif self.asked == "int8":
                 evidence.append(f"no torch.ao.nn.quantized.dynamic module (Linear and LSTM: {count_types(module, QUANTIZED_TYPES)})")
         return {"used": used, "evidence": "; ".join(evidence)}
+
+
+def check_cpu_autocast_lstm(dtype):
+    """Raises EngineUnavailable when this CPU cannot run nn.LSTM under autocast to `dtype`: on the
+    CPU autocast sends LSTM to oneDNN, whose reduced-precision RNN primitive needs AVX-512 (an
+    AVX2-only CPU raises "could not create a primitive descriptor for the LSTM forward propagation
+    primitive"). Tried on a one-step LSTM, so the reason is this machine's own answer."""
+    from ..engine import EngineUnavailable
+
+    probe_lstm = nn.LSTM(4, 4, batch_first=True)
+    try:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=dtype):
+            probe_lstm(torch.zeros(1, 1, 4))
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0]
+        raise EngineUnavailable(
+            f"this CPU has no {dtype_name(dtype)} LSTM kernel: torch.autocast('cpu', dtype=torch.{dtype_name(dtype)}) runs nn.LSTM through oneDNN, "
+            f"whose reduced-precision RNN needs AVX-512 (torch CPU capability {torch.backends.cpu.get_cpu_capability()}); it raised: {first}",
+            "run bf16 LSTM cells on a CPU with AVX-512 (avx512_core or newer, e.g. Intel Cooper Lake / Sapphire Rapids, AMD Zen 4) or on a CUDA GPU",
+        ) from e
 
 
 def dtype_name(dtype):
