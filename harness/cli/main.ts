@@ -142,7 +142,10 @@ export function buildProgram(): Command {
       [] as Array<[string, string]>,
     )
     .addOption(
-      new Option('--format <format>', 'onnx (ONNX model, opset 17, symbolic batch; the decoder\'s is its generation graph, tokens and past key/values in, next id, logits and presents out), weights (canonical safetensors) or inputs (safetensors)')
+      new Option(
+        '--format <format>',
+        "onnx (ONNX model, opset 17, symbolic batch; the decoder's is its generation graph, tokens and past key/values in, next id, logits and presents out), weights (canonical safetensors) or inputs (safetensors)",
+      )
         .choices(['onnx', 'weights', 'inputs'])
         .makeOptionMandatory(),
     )

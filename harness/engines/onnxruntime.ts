@@ -28,7 +28,12 @@ import {
 type Ort = typeof import('onnxruntime-node');
 /** What the engine takes from ./onnx (loaded with the runtime, never by the orchestrator). */
 interface OnnxTools {
-  buildOnnxModel(family: FamilyName, params: Params, weights: TensorMap, options?: { stream?: boolean; precision?: GraphPrecision; reduceRange?: boolean }): Uint8Array;
+  buildOnnxModel(
+    family: FamilyName,
+    params: Params,
+    weights: TensorMap,
+    options?: { stream?: boolean; precision?: GraphPrecision; reduceRange?: boolean },
+  ): Uint8Array;
   sessionPrecision(optimizedModel: Uint8Array, asked: 'int8' | 'fp16'): PrecisionUsed;
   cacheNames(layer: number): { pastKey: string; pastValue: string; presentKey: string; presentValue: string };
 }
@@ -93,7 +98,11 @@ async function int8Weights(device: Device): Promise<{ reduceRange: boolean; int8
   const vnni = (await cpuFlags()).split(/\s+/).filter((f) => f === 'avx512_vnni' || f === 'avx_vnni');
   return vnni.length > 0
     ? { reduceRange: false, int8Weights: `8-bit, [-127, 127] (this CPU has ${vnni.join(', ')})` }
-    : { reduceRange: true, int8Weights: "7-bit, [-64, 64] (quantize_dynamic's reduce_range: this x86 CPU has no VNNI, where full-range weights can saturate ORT's 16-bit pair sums)" };
+    : {
+        reduceRange: true,
+        int8Weights:
+          "7-bit, [-64, 64] (quantize_dynamic's reduce_range: this x86 CPU has no VNNI, where full-range weights can saturate ORT's 16-bit pair sums)",
+      };
 }
 
 /** The session options of a cell (build and generation alike): its optimization level and threads, and ORT's speed defaults written out. */

@@ -121,7 +121,9 @@ def test_bf16_autocast_computes_every_product_layer_in_bfloat16_with_an_error_of
     if family == "rnn" and not bf16_lstm_runs_here():
         # oneDNN's bf16 LSTM needs AVX-512: on an AVX2-only CPU the cell is skipped with this machine's reason.
         assert torch.backends.cpu.get_cpu_capability() != "AVX512"
-        with pytest.raises(EngineUnavailable, match=r"^this CPU has no bfloat16 LSTM kernel: .*torch CPU capability AVX2\); it raised: could not create a primitive descriptor") as e:
+        with pytest.raises(
+            EngineUnavailable, match=r"^this CPU has no bfloat16 LSTM kernel: .*torch CPU capability AVX2\); it raised: could not create a primitive descriptor"
+        ) as e:
             build(made, family, mode, "bf16")
         assert "AVX-512" in e.value.fix
         print(f"rnn bf16 {mode}: skipped here: {e.value}")

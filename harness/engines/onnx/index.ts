@@ -39,7 +39,12 @@ export interface BuildOptions extends GraphOptions {
  * decoder's is its generation graph (./decoder.ts: new tokens and past key/values in; next id,
  * logits and presents out).
  */
-export function buildOnnxModel(family: FamilyName, params: Params, weights: TensorMap, { precision = 'fp32', reduceRange = false, ...options }: BuildOptions = {}): Uint8Array {
+export function buildOnnxModel(
+  family: FamilyName,
+  params: Params,
+  weights: TensorMap,
+  { precision = 'fp32', reduceRange = false, ...options }: BuildOptions = {},
+): Uint8Array {
   return graphToModel(withPrecision(BUILDERS[family](params, weights, options).toGraph(), precision, reduceRange));
 }
 
