@@ -66,11 +66,18 @@ export function workloadInstance(family: FamilyName, sets: Array<[string, string
   return { family, params, weights, inputs, classes: int(params, 'classes') };
 }
 
-/** Asserts a run's cells: the expected count, every one ok and parity-passing (relL2 below the fp32 tolerance). */
+/**
+ * Asserts a run's cells: the expected count, every one ok and parity-passing (relL2 below the fp32
+ * tolerance). A cell every replicate of which a busy VM contended (hypervisor steal, neighbours) is
+ * `unstable`: it ran and passed parity, and only its timing is flagged. The tests using this are
+ * about something else (scheduling, resume, faults), so that counts as ok here; contention itself
+ * is tests/contention.test.ts's subject.
+ */
 export function expectOkCells(cells: Cell[], count: number): void {
   expect(cells).toHaveLength(count);
   for (const c of cells) {
-    expect(c.status, `${c.id}: ${c.reason}`).toBe('ok');
+    if (c.status === 'unstable') expect(c.reason, c.id).toMatch(/^every replicate's timed loop was contended/);
+    else expect(c.status, `${c.id}: ${c.reason}`).toBe('ok');
     expect(c.parity!.pass).toBe(true);
     expect(c.parity!.relL2!).toBeLessThan(FP32_REL_L2_TOLERANCE);
   }

@@ -19,6 +19,7 @@ import { fwbench, installed, QUICK, runProblems, tempDir } from './helpers.js';
 const VENV = 'python-runners/.venv/bin/python';
 const readRun = (dir: string): Run => RunSchema.parse(JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')));
 const FAMILIES = ['transformer', 'rnn'] as const;
+const QUICK_MAX_TIME_MS = Number(QUICK[QUICK.indexOf('--max-time') + 1]);
 
 describe('fwbench run --shapes stream: every engine x stream mode, transformer and rnn, tiny', () => {
   const out = tempDir();
@@ -51,8 +52,14 @@ describe('fwbench run --shapes stream: every engine x stream mode, transformer a
       expect(c.stream!.coldMs).toBeGreaterThan(c.stream!.compileMs);
       expect(c.stream!.fixed.medianMs).toBeGreaterThan(0);
       expect(c.stream!.dynamicPenalty).toBeCloseTo(c.stream!.coldMs / (STREAM.batches * c.stream!.fixed.medianMs), 9);
-      // One sample = one warm pass over the whole stream.
-      expect(c.samplesMs!.length).toBeGreaterThanOrEqual(STREAM.minPasses);
+      // One sample = one warm pass over the whole stream: at least minPasses, unless the passes
+      // reached --max-time first (a slow engine on a busy machine).
+      expect(c.samplesMs!.length).toBeGreaterThanOrEqual(1);
+      if (c.samplesMs!.length < STREAM.minPasses)
+        expect(
+          c.samplesMs!.reduce((a, b) => a + b, 0),
+          c.id,
+        ).toBeGreaterThanOrEqual(0.99 * QUICK_MAX_TIME_MS);
       expect(c.throughput).toBeCloseTo((STREAM.batches * c.batchSize) / (c.stats!.medianMs / 1000), 6);
     }
   });
