@@ -2,6 +2,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { describe, expect, it } from 'vitest';
+import { cacheNames } from '../harness/engines/onnx/index.js';
 import { compareOutputs } from '../harness/stats/parity.js';
 import { publishedFiles } from '../harness/results/json-schemas.js';
 import { getFamily, resolveParams } from '../workloads/index.js';
@@ -138,20 +139,24 @@ describe('fwbench export, the decoder', () => {
       for (let r = 0; r < 2; r++) for (let c = 0; c < n; c++) t[r * n + c] = c < P ? all.data[r * ctx + c]! : extra![r]!;
       return new ort.Tensor('int32', t, [2, n]);
     };
-    const names = Array.from({ length: layers! }, (_, l) => [`past_key_values.${l}.key`, `past_key_values.${l}.value`]).flat();
-    const empty = Object.fromEntries(names.map((n) => [n, new ort.Tensor('float32', new Float32Array(0), [2, heads!, 0, d])]));
+    /** Each past input with the present output it is fed from. */
+    const carried = Array.from({ length: layers! }, (_, l) => cacheNames(l)).flatMap((n) => [
+      [n.pastKey, n.presentKey],
+      [n.pastValue, n.presentValue],
+    ]);
+    const empty = Object.fromEntries(carried.map(([past]) => [past!, new ort.Tensor('float32', new Float32Array(0), [2, heads!, 0, d])]));
     const session = await ort.InferenceSession.create(join(dir, 'onnx'));
     const prefill = await session.run({ tokens: columns(P), ...empty });
-    expect(prefill['present.0.key']!.dims).toEqual([2, heads, P, d]);
+    expect(prefill[cacheNames(0).presentKey]!.dims).toEqual([2, heads, P, d]);
     const logits = prefill.logits!.data as Float32Array;
     const next = prefill.next!.data as Int32Array;
     for (let r = 0; r < 2; r++) {
       const row = logits.subarray(r * vocab!, (r + 1) * vocab!);
       expect(next[r]).toBe(row.indexOf(Math.max(...row)));
     }
-    const past = Object.fromEntries(names.map((n) => [n, prefill[n.replace('past_key_values', 'present')]!]));
+    const past = Object.fromEntries(carried.map(([pastName, present]) => [pastName!, prefill[present!]!]));
     const step = await session.run({ tokens: new ort.Tensor('int32', next, [2, 1]), ...past });
-    expect(step['present.0.key']!.dims).toEqual([2, heads, P + 1, d]);
+    expect(step[cacheNames(0).presentKey]!.dims).toEqual([2, heads, P + 1, d]);
     const whole = await session.run({ tokens: columns(P + 1, next), ...empty });
     const a = step.logits!.data as Float32Array;
     expect(compareOutputs(whole.logits!.data as Float32Array, [2, vocab!], a, [2, vocab!]).relL2).toBeLessThan(1e-5);

@@ -17,7 +17,7 @@ import { EngineUnavailable, type BuiltTrainer, type NodeEngineDescriptor, type T
 import { QUICK_MEASURE } from '../harness/worker/measure.js';
 import { FromWorkerSchema, PROTOCOL_VERSION, TRAIN_PARITY_TENSORS, type FromWorker, type ToWorker } from '../harness/worker/protocol.js';
 import { nodeWorkerScript } from '../harness/run/workers.js';
-import { installed, tempDir, workloadInstance } from './helpers.js';
+import { installed, relL2, tempDir, workloadInstance } from './helpers.js';
 
 /**
  * TF.js trainers (harness/engines/tfjs/train.ts) on the tiny presets: the three families on the
@@ -81,16 +81,6 @@ function statistics(family: TrainingFamily): Set<string> {
 }
 
 const norm = (a: ArrayLike<number>): number => Math.sqrt(Array.from(a).reduce((s, v) => s + v * v, 0));
-
-const relL2 = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
-  let d = 0;
-  let n = 0;
-  for (let i = 0; i < b.length; i++) {
-    d += (a[i]! - b[i]!) ** 2;
-    n += b[i]! ** 2;
-  }
-  return Math.sqrt(d / n);
-};
 
 /** Element-wise a - b, in float64. */
 const minus = (a: Tensor, b: Tensor): Float64Array => Float64Array.from(a.data, (v, i) => v - b.data[i]!);
