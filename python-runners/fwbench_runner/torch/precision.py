@@ -151,7 +151,8 @@ def check_cpu_autocast_lstm(dtype):
         raise EngineUnavailable(
             f"this CPU has no {dtype_name(dtype)} LSTM kernel: torch.autocast('cpu', dtype=torch.{dtype_name(dtype)}) runs nn.LSTM through oneDNN, "
             f"whose reduced-precision RNN needs AVX-512 (torch CPU capability {torch.backends.cpu.get_cpu_capability()}); it raised: {first}",
-            "run bf16 LSTM cells on a CPU with AVX-512 (avx512_core or newer, e.g. Intel Cooper Lake / Sapphire Rapids, AMD Zen 4) or on a CUDA GPU",
+            f"run {dtype_name(dtype)} LSTM cells on a CPU with AVX-512 (avx512_core or newer, e.g. Intel Cooper Lake / Sapphire Rapids, "
+            "AMD Zen 4) or on a CUDA GPU",
         ) from e
 
 
